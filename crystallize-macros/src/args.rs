@@ -1,0 +1,398 @@
+//! The parsing core shared by every attribute: a comma-separated list of `key = value`,
+//! `key(...)` and positional paths, plus the `name [: Type] = literal` lists of `params(...)`
+//! and `set(...)`. Pure functions over `proc_macro2` tokens, so they are unit-tested without a
+//! compile.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, Path, Token, Type, UnOp};
+
+/// One entry of an attribute's argument list.
+pub enum Arg {
+    /// A bare path, like the experiment named first in `#[treatment(social_deception, ...)]`.
+    Positional(Path),
+    /// `key = value`.
+    KeyValue { key: Ident, value: Expr },
+    /// `key(...)`, like `params(temperature = 0.7)`.
+    List { key: Ident, content: TokenStream },
+}
+
+impl Arg {
+    fn span(&self) -> Span {
+        match self {
+            Arg::Positional(path) => syn::spanned::Spanned::span(path),
+            Arg::KeyValue { key, .. } | Arg::List { key, .. } => key.span(),
+        }
+    }
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let key: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            return Ok(Arg::KeyValue { key, value });
+        }
+        if input.peek(Ident) && input.peek2(syn::token::Paren) {
+            let key: Ident = input.parse()?;
+            let content;
+            syn::parenthesized!(content in input);
+            return Ok(Arg::List { key, content: content.parse()? });
+        }
+        let path: Path = input.parse().map_err(|error| {
+            syn::Error::new(error.span(), "expected `key = value`, `key(...)` or a path")
+        })?;
+        Ok(Arg::Positional(path))
+    }
+}
+
+/// Parses an attribute's arguments.
+pub fn parse_args(attr: TokenStream) -> syn::Result<Vec<Arg>> {
+    let list = Punctuated::<Arg, Token![,]>::parse_terminated.parse2(attr)?;
+    Ok(list.into_iter().collect())
+}
+
+/// Collects errors so that every mistake in an attribute is reported at once, each at its tokens.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    /// Records an error at `span`.
+    pub fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    /// Records an error.
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(existing) => existing.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// `Err` with every recorded error, or `Ok(value)` if there were none.
+    pub fn finish<T>(self, value: T) -> syn::Result<T> {
+        match self.0 {
+            Some(error) => Err(error),
+            None => Ok(value),
+        }
+    }
+}
+
+/// Rejects a key seen twice and a key outside `valid`; returns whether the key is new and valid.
+pub fn check_key(key: &Ident, valid: &[&str], seen: &mut Vec<String>, errors: &mut Errors) -> bool {
+    let name = key.to_string();
+    if !valid.contains(&name.as_str()) {
+        let hint = suggestion(&name, valid)
+            .map(|best| format!("did you mean `{best}`? "))
+            .unwrap_or_default();
+        errors.at(
+            key.span(),
+            format!("unknown key `{name}`; {hint}valid keys: {}", valid.join(", ")),
+        );
+        return false;
+    }
+    if seen.contains(&name) {
+        errors.at(key.span(), format!("`{name}` is given twice"));
+        return false;
+    }
+    seen.push(name);
+    true
+}
+
+/// Reports an argument that is well-formed but not the shape `key` takes.
+pub fn wrong_shape(arg: &Arg, expected: &str, errors: &mut Errors) {
+    errors.at(arg.span(), format!("expected {expected}"));
+}
+
+/// The closest of `candidates` to `name`, if it is close enough to be a plausible typo.
+pub fn suggestion<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(name, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len().max(3) / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// A literal value of a param, as the runtime stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamLiteral {
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+}
+
+/// The kind of a param, derived from its declared type (or its literal when no type is given).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ParamKind {
+    Bool,
+    Int,
+    UInt,
+    Float,
+    Str,
+}
+
+impl ParamKind {
+    /// The runtime's name of this kind.
+    pub fn variant(self) -> &'static str {
+        match self {
+            ParamKind::Bool => "Bool",
+            ParamKind::Int => "Int",
+            ParamKind::UInt => "UInt",
+            ParamKind::Float => "Float",
+            ParamKind::Str => "Str",
+        }
+    }
+
+    fn of_type(ty: &Type) -> Option<ParamKind> {
+        let text = ty.to_token_stream().to_string().replace(' ', "");
+        Some(match text.as_str() {
+            "bool" => ParamKind::Bool,
+            "i8" | "i16" | "i32" | "i64" | "isize" => ParamKind::Int,
+            "u8" | "u16" | "u32" | "u64" | "usize" => ParamKind::UInt,
+            "f32" | "f64" => ParamKind::Float,
+            "String" | "&'staticstr" => ParamKind::Str,
+            _ => return None,
+        })
+    }
+}
+
+/// One `name [: Type] = literal` entry of `params(...)` or `set(...)`.
+pub struct ParamEntry {
+    pub name: Ident,
+    /// The declared type, or the one the literal implies (`f64`, `i64`, `bool`, `String`).
+    pub ty: Type,
+    pub kind: ParamKind,
+    pub value: ParamLiteral,
+    /// The literal as written, for the compile-time type check and error spans.
+    pub value_expr: Expr,
+}
+
+struct RawParam {
+    name: Ident,
+    ty: Option<Type>,
+    value: Expr,
+}
+
+impl Parse for RawParam {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        let ty = if input.peek(Token![:]) {
+            input.parse::<Token![:]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        input.parse::<Token![=]>()?;
+        Ok(RawParam { name, ty, value: input.parse()? })
+    }
+}
+
+/// Parses `name [: Type] = literal, ...`. With `allow_types = false` (as in `set(...)`, where the
+/// experiment already declared each type) a type annotation is an error.
+pub fn parse_params(content: TokenStream, allow_types: bool, errors: &mut Errors) -> Vec<ParamEntry> {
+    let raw = match Punctuated::<RawParam, Token![,]>::parse_terminated.parse2(content) {
+        Ok(raw) => raw,
+        Err(error) => {
+            errors.push(error);
+            return Vec::new();
+        }
+    };
+    let mut entries: Vec<ParamEntry> = Vec::new();
+    for param in raw {
+        if entries.iter().any(|entry| entry.name == param.name) {
+            errors.at(param.name.span(), format!("param `{}` is given twice", param.name));
+            continue;
+        }
+        if let (false, Some(ty)) = (allow_types, &param.ty) {
+            errors.at(
+                syn::spanned::Spanned::span(ty),
+                "the experiment declares each param's type; write `name = value` here",
+            );
+            continue;
+        }
+        let Some(value) = literal_value(&param.value) else {
+            errors.at(
+                syn::spanned::Spanned::span(&param.value),
+                "a param value must be a literal: a number, a string or `true`/`false`",
+            );
+            continue;
+        };
+        let implied_kind = match &value {
+            ParamLiteral::Bool(_) => ParamKind::Bool,
+            ParamLiteral::Int(_) => ParamKind::Int,
+            ParamLiteral::Float(_) => ParamKind::Float,
+            ParamLiteral::Str(_) => ParamKind::Str,
+        };
+        let (ty, kind) = match param.ty {
+            Some(ty) => match ParamKind::of_type(&ty) {
+                Some(kind) => (ty, kind),
+                None => {
+                    errors.at(
+                        syn::spanned::Spanned::span(&ty),
+                        "a param's type must be one of bool, i8..i64, isize, u8..u64, usize, f32, f64, String",
+                    );
+                    continue;
+                }
+            },
+            None => {
+                let ty: Type = match implied_kind {
+                    ParamKind::Bool => syn::parse_quote!(bool),
+                    ParamKind::Int | ParamKind::UInt => syn::parse_quote!(i64),
+                    ParamKind::Float => syn::parse_quote!(f64),
+                    ParamKind::Str => syn::parse_quote!(::std::string::String),
+                };
+                (ty, implied_kind)
+            }
+        };
+        entries.push(ParamEntry { name: param.name, ty, kind, value, value_expr: param.value });
+    }
+    entries
+}
+
+fn literal_value(expr: &Expr) -> Option<ParamLiteral> {
+    match expr {
+        Expr::Lit(ExprLit { lit, .. }) => match lit {
+            Lit::Bool(b) => Some(ParamLiteral::Bool(b.value)),
+            Lit::Int(i) => i.base10_parse::<i128>().ok().map(ParamLiteral::Int),
+            Lit::Float(f) => f.base10_parse::<f64>().ok().map(ParamLiteral::Float),
+            Lit::Str(s) => Some(ParamLiteral::Str(s.value())),
+            _ => None,
+        },
+        Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr, .. }) => match literal_value(expr)? {
+            ParamLiteral::Int(i) => Some(ParamLiteral::Int(-i)),
+            ParamLiteral::Float(f) => Some(ParamLiteral::Float(-f)),
+            _ => None,
+        },
+        Expr::Group(group) => literal_value(&group.expr),
+        _ => None,
+    }
+}
+
+/// Reads a non-negative integer literal (`replicates = 10`).
+pub fn parse_u64(expr: &Expr, what: &str, errors: &mut Errors) -> Option<u64> {
+    if let Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) = expr {
+        if let Ok(value) = int.base10_parse::<u64>() {
+            return Some(value);
+        }
+    }
+    errors.at(syn::spanned::Spanned::span(expr), format!("`{what}` takes a non-negative integer literal"));
+    None
+}
+
+/// Reads a path (`datasource = llama_table`).
+pub fn parse_path(expr: &Expr, what: &str, errors: &mut Errors) -> Option<Path> {
+    if let Expr::Path(path) = expr {
+        if path.qself.is_none() {
+            return Some(path.path.clone());
+        }
+    }
+    errors.at(syn::spanned::Spanned::span(expr), format!("`{what}` takes the path of a function"));
+    None
+}
+
+/// Reads a list of string literals (`hypotheses = ["a.x > b.x"]`).
+pub fn parse_strings(expr: &Expr, what: &str, errors: &mut Errors) -> Vec<syn::LitStr> {
+    let mut out = Vec::new();
+    if let Expr::Array(array) = expr {
+        for element in &array.elems {
+            match element {
+                Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => out.push(s.clone()),
+                other => errors.at(syn::spanned::Spanned::span(other), format!("`{what}` takes string literals")),
+            }
+        }
+    } else {
+        errors.at(syn::spanned::Spanned::span(expr), format!("`{what}` takes a list of strings: [\"...\", ...]"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn params(tokens: TokenStream, allow_types: bool) -> (Vec<ParamEntry>, Option<String>) {
+        let mut errors = Errors::default();
+        let entries = parse_params(tokens, allow_types, &mut errors);
+        (entries, errors.finish(()).err().map(|e| e.to_string()))
+    }
+
+    #[test]
+    fn parses_positional_key_value_and_list_arguments() {
+        let args = parse_args(quote!(social_deception, datasource = dolphin_table, set(t = 1.2))).unwrap();
+        assert!(matches!(&args[0], Arg::Positional(p) if p.is_ident("social_deception")));
+        assert!(matches!(&args[1], Arg::KeyValue { key, .. } if key == "datasource"));
+        assert!(matches!(&args[2], Arg::List { key, .. } if key == "set"));
+    }
+
+    #[test]
+    fn infers_param_kinds_from_literals_and_declared_types() {
+        let (entries, error) = params(quote!(t = 0.7, n = -3, name = "x", on = true, ms: u64 = 0), true);
+        assert!(error.is_none());
+        let kinds: Vec<_> = entries.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [ParamKind::Float, ParamKind::Int, ParamKind::Str, ParamKind::Bool, ParamKind::UInt]
+        );
+        assert_eq!(entries[1].value, ParamLiteral::Int(-3));
+        assert_eq!(entries[2].value, ParamLiteral::Str("x".into()));
+    }
+
+    #[test]
+    fn rejects_non_literal_values_duplicates_and_unknown_types() {
+        let (_, error) = params(quote!(t = some_fn(), t2 = 1, t2 = 2, v: Vec<u8> = 3), true);
+        let error = error.unwrap();
+        assert!(error.contains("must be a literal"), "{error}");
+    }
+
+    #[test]
+    fn set_lists_may_not_declare_types() {
+        let (_, error) = params(quote!(t: f64 = 1.0), false);
+        assert!(error.unwrap().contains("declares each param's type"));
+    }
+
+    #[test]
+    fn unknown_keys_get_a_suggestion() {
+        let mut errors = Errors::default();
+        let key: Ident = syn::parse_quote!(replicats);
+        assert!(!check_key(&key, &["datasource", "replicates"], &mut Vec::new(), &mut errors));
+        let message = errors.finish(()).unwrap_err().to_string();
+        assert!(message.contains("did you mean `replicates`"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let mut errors = Errors::default();
+        let mut seen = Vec::new();
+        let key: Ident = syn::parse_quote!(seed);
+        assert!(check_key(&key, &["seed"], &mut seen, &mut errors));
+        assert!(!check_key(&key, &["seed"], &mut seen, &mut errors));
+        assert!(errors.finish(()).unwrap_err().to_string().contains("given twice"));
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(suggestion("dolphn", &["dolphin", "baseline"]), Some("dolphin"));
+        assert_eq!(suggestion("zebra", &["dolphin", "baseline"]), None);
+    }
+}

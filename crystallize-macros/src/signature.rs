@@ -1,0 +1,100 @@
+//! What the macros read from a function's signature, and the pieces of expansion they share.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::{FnArg, Ident, ItemFn, PatType, Type, Visibility};
+
+use crate::args::Errors;
+
+/// The type of an argument, and whether it is taken by reference.
+pub struct ArgShape<'a> {
+    pub ty: &'a Type,
+    pub by_ref: bool,
+    pub mutable_ref: bool,
+}
+
+/// The typed arguments of `item`; `self` receivers are reported as errors.
+pub fn typed_args<'a>(item: &'a ItemFn, what: &str, errors: &mut Errors) -> Vec<&'a PatType> {
+    item.sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(typed) => Some(typed),
+            FnArg::Receiver(receiver) => {
+                errors.at(
+                    syn::spanned::Spanned::span(receiver),
+                    format!("{what} must be a free function, not a method"),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// The shape of an argument's type.
+pub fn shape(ty: &Type) -> ArgShape<'_> {
+    match ty {
+        Type::Reference(reference) => ArgShape {
+            ty: &reference.elem,
+            by_ref: true,
+            mutable_ref: reference.mutability.is_some(),
+        },
+        Type::Group(group) => shape(&group.elem),
+        other => ArgShape { ty: other, by_ref: false, mutable_ref: false },
+    }
+}
+
+/// Whether `ty` is the context (`Ctx`, `&Ctx`, `&mut Ctx`, or a path ending in `Ctx`).
+pub fn is_ctx(ty: &Type) -> bool {
+    match shape(ty).ty {
+        Type::Path(path) => path.path.segments.last().is_some_and(|segment| segment.ident == "Ctx"),
+        _ => false,
+    }
+}
+
+/// Rejects what none of the attributes support: `async`, generics, `const`, C-variadics.
+pub fn reject_unsupported(item: &ItemFn, what: &str, errors: &mut Errors) {
+    if let Some(token) = &item.sig.asyncness {
+        errors.at(token.span, format!("{what} cannot be `async` yet: call your async code through a runtime's `block_on` inside it"));
+    }
+    if let Some(token) = &item.sig.constness {
+        errors.at(token.span, format!("{what} cannot be `const`"));
+    }
+    if !item.sig.generics.params.is_empty() {
+        errors.at(
+            syn::spanned::Spanned::span(&item.sig.generics),
+            format!("{what} cannot be generic: the runtime must know its concrete types"),
+        );
+    }
+    if let Some(variadic) = &item.sig.variadic {
+        errors.at(syn::spanned::Spanned::span(variadic), format!("{what} cannot be variadic"));
+    }
+}
+
+/// `Location { module_path, file, line }` of the tokens at `span` (usually the function's name).
+pub fn location(span: Span) -> TokenStream {
+    quote_spanned! {span=>
+        ::crystallize::__private::Location {
+            module_path: ::core::module_path!(),
+            file: ::core::file!(),
+            line: ::core::line!(),
+        }
+    }
+}
+
+/// The marker type that shares the function's name in the type namespace. It lets other
+/// attributes name the part (`datasource = llama_table`, `#[treatment(social_deception)]`) and
+/// reach its types through a trait, so mismatches are compile errors at the user's tokens.
+pub fn marker_struct(vis: &Visibility, ident: &Ident) -> TokenStream {
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {}
+    }
+}
+
+/// The user's item followed by the errors, so that the item still exists for the rest of the crate.
+pub fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
+    let errors = error.to_compile_error();
+    quote! { #item #errors }
+}

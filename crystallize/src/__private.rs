@@ -1,0 +1,105 @@
+//! What the macros' expansions use. Not public API: hidden, not covered by semver, and only
+//! reached by generated code as `::crystallize::__private`.
+
+pub use crate::cli::main as cli_main;
+pub use crate::events::InputView;
+pub use crate::params::{ParamDecl, ParamKind, ParamValue};
+pub use crate::registry::{
+    DatasourceEntry, DatasourceInfo, ExperimentEntry, Location, StepEntry, StepInfo, TreatmentDatasource,
+    TreatmentEntry,
+};
+pub use crate::runner::{ExperimentVTable, StepGuard, UnitOutcome};
+pub use inventory;
+
+use crate::context::Ctx;
+
+/// Implemented by the marker type `#[experiment]` puts beside the function (same name, type
+/// namespace), so that treatments reach the experiment's types by naming it.
+pub trait Experiment: 'static {
+    /// What the datasource produces and the function consumes.
+    type Input: 'static;
+    /// A struct with one field per declared param; treatments' `set(...)` is type-checked
+    /// against it.
+    type Params;
+    /// The experiment's name.
+    const NAME: &'static str;
+    /// Runs the experiment's own datasource.
+    fn produce_input(ctx: &Ctx) -> Self::Input;
+    /// Runs one replicate.
+    fn run(input: Self::Input, ctx: &mut Ctx) -> UnitOutcome;
+    /// The input, for display (`debug`, `show`).
+    fn describe_input(input: &Self::Input) -> InputView;
+}
+
+/// Implemented by the marker type `#[datasource]` puts beside the function.
+pub trait Datasource: 'static {
+    /// What it produces.
+    type Output: 'static;
+    /// Its name, location and fingerprint.
+    const INFO: DatasourceInfo;
+    /// Runs it.
+    fn produce(ctx: &Ctx) -> Self::Output;
+}
+
+/// What an experiment function may return: `()`, or `Result<(), E>` where an `Err` fails the unit.
+pub trait IntoUnitOutcome {
+    /// Converts to the runner's outcome.
+    fn into_unit_outcome(self) -> UnitOutcome;
+}
+
+impl IntoUnitOutcome for () {
+    fn into_unit_outcome(self) -> UnitOutcome {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display> IntoUnitOutcome for Result<(), E> {
+    fn into_unit_outcome(self) -> UnitOutcome {
+        self.map_err(|error| error.to_string())
+    }
+}
+
+/// Describes an input as JSON when it is `Serialize`, as debug text when it is only `Debug`, and
+/// as opaque otherwise, chosen at compile time by autoref specialisation on a concrete type.
+pub mod describe {
+    use super::InputView;
+
+    /// Wraps a reference to the input.
+    pub struct Probe<'a, T>(pub &'a T);
+
+    /// Chosen when the input is `Serialize`.
+    pub trait DescribeJson {
+        /// The input's view.
+        fn describe(&self) -> InputView;
+    }
+    impl<T: serde::Serialize> DescribeJson for &&Probe<'_, T> {
+        fn describe(&self) -> InputView {
+            match serde_json::to_value(self.0) {
+                Ok(value) => InputView::Json(value),
+                Err(error) => InputView::Debug(format!("<input not serializable: {error}>")),
+            }
+        }
+    }
+
+    /// Chosen when the input is `Debug` but not `Serialize`.
+    pub trait DescribeDebug {
+        /// The input's view.
+        fn describe(&self) -> InputView;
+    }
+    impl<T: std::fmt::Debug> DescribeDebug for &Probe<'_, T> {
+        fn describe(&self) -> InputView {
+            InputView::Debug(format!("{:#?}", self.0))
+        }
+    }
+
+    /// Chosen otherwise.
+    pub trait DescribeOpaque {
+        /// The input's view.
+        fn describe(&self) -> InputView;
+    }
+    impl<T> DescribeOpaque for Probe<'_, T> {
+        fn describe(&self) -> InputView {
+            InputView::Opaque
+        }
+    }
+}

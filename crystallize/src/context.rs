@@ -1,0 +1,265 @@
+//! [`Ctx`]: what a unit knows about itself — condition, replicate, seed, params — and how it
+//! talks to the run: seeded random generators, recorded metrics, events emitted mid-step.
+
+use std::cell::{Cell, RefCell};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use serde::Serialize;
+
+use crate::events::{Event, Message, MetricRecord, UnitKey};
+use crate::params::{FromParam, Params, ParamValue};
+
+/// The random generator [`Ctx::rng`] returns: ChaCha with 12 rounds, portable and reproducible on
+/// every platform.
+pub type Rng = ChaCha12Rng;
+
+/// The connection of one unit to its run's output thread.
+#[derive(Clone)]
+pub(crate) struct UnitSink {
+    pub(crate) unit: Arc<UnitKey>,
+    tx: Sender<Message>,
+    started: Instant,
+    pub(crate) live_metrics: bool,
+    pub(crate) describe_input: bool,
+}
+
+impl UnitSink {
+    pub(crate) fn new(unit: Arc<UnitKey>, tx: Sender<Message>, live_metrics: bool, describe_input: bool) -> Self {
+        UnitSink { unit, tx, started: Instant::now(), live_metrics, describe_input }
+    }
+
+    /// Sends to the output thread. A closed channel means the run is shutting down; the unit's
+    /// own result is still returned by the worker, so nothing is lost by ignoring the error.
+    pub(crate) fn send(&self, message: Message) {
+        let _ = self.tx.send(message);
+    }
+
+    fn emit(&self, name: &str, payload: serde_json::Value) {
+        let event = Event { name: name.to_owned(), payload, elapsed: self.started.elapsed() };
+        self.send(Message::Event(self.unit.clone(), event));
+    }
+}
+
+/// The context of one unit: passed to datasources (`&Ctx`), experiments and steps (`&mut Ctx`).
+///
+/// Outside a run (in a unit test of a step), build one with [`Ctx::standalone`].
+pub struct Ctx {
+    unit: Arc<UnitKey>,
+    params: Arc<Params>,
+    rng_streams: Cell<u64>,
+    records: RefCell<Vec<MetricRecord>>,
+    sink: Option<UnitSink>,
+}
+
+impl Ctx {
+    pub(crate) fn for_unit(unit: Arc<UnitKey>, params: Arc<Params>, sink: UnitSink) -> Ctx {
+        Ctx { unit, params, rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: Some(sink) }
+    }
+
+    /// A context outside any run, for calling steps and datasources from tests: condition
+    /// `"standalone"`, replicate 0, the given seed, no params. Events go nowhere; recorded metrics
+    /// can be read back with [`Ctx::recorded`].
+    pub fn standalone(seed: u64) -> Ctx {
+        let unit = Arc::new(UnitKey { experiment: "standalone", condition: Arc::from("standalone"), replicate: 0, seed });
+        Ctx { unit, params: Arc::default(), rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: None }
+    }
+
+    /// The experiment's name.
+    pub fn experiment(&self) -> &'static str {
+        self.unit.experiment
+    }
+
+    /// The condition: `"baseline"` or the treatment's name.
+    pub fn condition(&self) -> &str {
+        &self.unit.condition
+    }
+
+    /// The replicate index, from 0.
+    pub fn replicate(&self) -> u64 {
+        self.unit.replicate
+    }
+
+    /// The unit's seed (see [`crate::seed`] for how it is derived).
+    pub fn seed(&self) -> u64 {
+        self.unit.seed
+    }
+
+    /// A new generator, seeded from the unit's seed. The *k*-th call in a unit returns stream *k*
+    /// of ChaCha12 keyed by the unit seed, so every call gets independent numbers and the same
+    /// code draws the same numbers in every run, whatever `--jobs` is.
+    pub fn rng(&self) -> Rng {
+        let stream = self.rng_streams.get();
+        self.rng_streams.set(stream + 1);
+        let mut rng = Rng::seed_from_u64(self.unit.seed);
+        rng.set_stream(stream);
+        rng
+    }
+
+    /// The param `name` read as `T`.
+    ///
+    /// # Panics
+    /// If the experiment declares no such param or its value does not fit `T`: both are bugs in
+    /// the experiment's code, and the panic fails this unit with a message naming the valid params.
+    #[track_caller]
+    pub fn param<T: FromParam>(&self, name: &str) -> T {
+        match self.try_param(name) {
+            Ok(value) => value,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// The param `name` read as `T`, or a message saying why it cannot be.
+    pub fn try_param<T: FromParam>(&self, name: &str) -> Result<T, String> {
+        let Some(param) = self.params.get(name) else {
+            return Err(format!(
+                "experiment '{}' has no param '{name}'; params: {}",
+                self.unit.experiment,
+                self.params.names().join(", ")
+            ));
+        };
+        T::from_param(&param.value).ok_or_else(|| {
+            format!("param '{name}' = {} cannot be read as {}", param.value, T::TYPE_NAME)
+        })
+    }
+
+    /// Every param of this condition with its value.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Records `value` for `metric` in this unit. A metric recorded several times in one unit is
+    /// summarised by the mean of its values; every value is kept in the unit's record.
+    pub fn record(&self, metric: &str, value: impl IntoMetric) {
+        self.push_record(MetricRecord { name: metric.to_owned(), value: value.into_metric(), tags: Vec::new() });
+    }
+
+    /// Records `value` for `metric` with tags (`[("team", "aligned")]`), kept with the value.
+    pub fn record_tagged<K, V>(&self, metric: &str, value: impl IntoMetric, tags: impl IntoIterator<Item = (K, V)>)
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let tags = tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.push_record(MetricRecord { name: metric.to_owned(), value: value.into_metric(), tags });
+    }
+
+    fn push_record(&self, record: MetricRecord) {
+        if let Some(sink) = self.sink.as_ref().filter(|sink| sink.live_metrics) {
+            sink.send(Message::Metric(self.unit.clone(), record.clone()));
+        }
+        self.records.borrow_mut().push(record);
+    }
+
+    /// Every value recorded so far in this unit, in order.
+    pub fn recorded(&self) -> Vec<MetricRecord> {
+        self.records.borrow().clone()
+    }
+
+    pub(crate) fn take_records(&self) -> Vec<MetricRecord> {
+        self.records.take()
+    }
+
+    /// Emits an event from the middle of a step; observers see it while the unit is still running.
+    /// The payload is anything serializable (`json!({"round": 3})`, a struct, a number).
+    pub fn emit(&self, name: &str, payload: impl Serialize) {
+        if let Some(sink) = &self.sink {
+            sink.emit(name, to_json(payload));
+        }
+    }
+
+    /// A handle that emits events of this unit from other threads the unit spawns.
+    pub fn emitter(&self) -> Emitter {
+        Emitter { sink: self.sink.clone() }
+    }
+
+    pub(crate) fn sink(&self) -> Option<&UnitSink> {
+        self.sink.as_ref()
+    }
+
+    /// The value of a param, untyped.
+    pub fn param_value(&self, name: &str) -> Option<&ParamValue> {
+        self.params.get(name).map(|p| &p.value)
+    }
+}
+
+/// A value that can be recorded as a metric: any primitive number, or a `bool` (as 0 or 1).
+pub trait IntoMetric {
+    /// The value as `f64` (integers beyond 2^53 lose precision).
+    fn into_metric(self) -> f64;
+}
+
+macro_rules! into_metric_as {
+    ($($ty:ty),*) => {$(
+        impl IntoMetric for $ty {
+            fn into_metric(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+into_metric_as!(f64, f32, i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
+
+impl IntoMetric for bool {
+    fn into_metric(self) -> f64 {
+        if self { 1.0 } else { 0.0 }
+    }
+}
+
+/// Emits events of one unit; cloneable and `Send`, for threads the unit spawns.
+#[derive(Clone)]
+pub struct Emitter {
+    sink: Option<UnitSink>,
+}
+
+impl Emitter {
+    /// Emits an event of the unit this handle came from.
+    pub fn emit(&self, name: &str, payload: impl Serialize) {
+        if let Some(sink) = &self.sink {
+            sink.emit(name, to_json(payload));
+        }
+    }
+}
+
+fn to_json(payload: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(payload)
+        .unwrap_or_else(|error| serde_json::Value::String(format!("<payload not serializable: {error}>")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng as _;
+
+    #[test]
+    fn each_rng_call_is_a_new_independent_stream_and_reproducible() {
+        let ctx = Ctx::standalone(7);
+        let a: u64 = ctx.rng().random();
+        let b: u64 = ctx.rng().random();
+        assert_ne!(a, b);
+        let again = Ctx::standalone(7);
+        assert_eq!(a, again.rng().random::<u64>());
+        assert_eq!(b, again.rng().random::<u64>());
+    }
+
+    #[test]
+    fn records_are_kept_in_order_with_tags() {
+        let ctx = Ctx::standalone(0);
+        ctx.record("win", 1.0);
+        ctx.record_tagged("score", 3u8, [("team", "aligned")]);
+        let records = ctx.recorded();
+        assert_eq!(records[0].name, "win");
+        assert_eq!(records[1].value, 3.0);
+        assert_eq!(records[1].tags, vec![("team".to_owned(), "aligned".to_owned())]);
+    }
+
+    #[test]
+    fn unknown_params_name_the_valid_ones() {
+        let ctx = Ctx::standalone(0);
+        let error = ctx.try_param::<f64>("temperature").unwrap_err();
+        assert!(error.contains("no param 'temperature'"), "{error}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The library's errors. Each says what was wrong, where, and what would be valid. All of them
+//! are detected before any unit runs, and the command line maps them to exit code 2.
+
+use thiserror::Error;
+
+/// Bad input to a command, or an inconsistent registry.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Nothing registered an experiment in this binary.
+    #[error(
+        "no experiments are registered in this binary. Annotate a function with #[experiment(...)] \
+         in this crate; if your experiments live in a library crate, name it in the main macro \
+         (`crystallize::main!(my_experiments)`) so the linker keeps it"
+    )]
+    EmptyRegistry,
+    /// The registered parts contradict each other.
+    #[error("the registered experiments are inconsistent:\n{0}")]
+    InvalidRegistry(String),
+    /// No experiment has this name.
+    #[error("unknown experiment '{name}'{}; experiments: {valid}", did_you_mean(suggestion))]
+    UnknownExperiment {
+        /// What the user wrote.
+        name: String,
+        /// The closest valid name.
+        suggestion: Option<String>,
+        /// Every valid name.
+        valid: String,
+    },
+    /// Several experiments are registered and none was named.
+    #[error("this binary has several experiments; name one: {valid}")]
+    ExperimentRequired {
+        /// Every valid name.
+        valid: String,
+    },
+    /// The experiment has no treatment of this name.
+    #[error("unknown treatment '{name}' of experiment '{experiment}'{}; treatments: {valid}", did_you_mean(suggestion))]
+    UnknownTreatment {
+        /// The experiment.
+        experiment: String,
+        /// What the user wrote.
+        name: String,
+        /// The closest valid name.
+        suggestion: Option<String>,
+        /// Every valid name.
+        valid: String,
+    },
+    /// No condition has this name.
+    #[error("unknown condition '{name}'{}; conditions: {valid}", did_you_mean(suggestion))]
+    UnknownCondition {
+        /// What the user wrote.
+        name: String,
+        /// The closest valid name.
+        suggestion: Option<String>,
+        /// Every valid name.
+        valid: String,
+    },
+    /// Several experiments have a condition of this name.
+    #[error("'{name}' is a condition of several experiments; write one of: {candidates}")]
+    AmbiguousCondition {
+        /// What the user wrote.
+        name: String,
+        /// `EXP/COND` spellings that would be unambiguous.
+        candidates: String,
+    },
+    /// `--set` named a param the experiment does not declare.
+    #[error("unknown param '{key}' in --set{}; params of '{experiment}': {valid}", did_you_mean(suggestion))]
+    UnknownParam {
+        /// The experiment.
+        experiment: String,
+        /// What the user wrote.
+        key: String,
+        /// The closest valid name.
+        suggestion: Option<String>,
+        /// Every valid name.
+        valid: String,
+    },
+    /// `--set` gave a value of the wrong type.
+    #[error("bad value for param '{key}' (type {rust_type}) in --set: {problem}")]
+    BadParamValue {
+        /// The param.
+        key: String,
+        /// Its declared Rust type.
+        rust_type: String,
+        /// What is wrong with the value.
+        problem: String,
+    },
+    /// `--set` was not `KEY=VALUE`.
+    #[error("--set takes KEY=VALUE, got '{0}'")]
+    BadSetSyntax(String),
+}
+
+impl Error {
+    /// The process exit code for this error: always 2, bad usage or bad input.
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default()
+}
+
+/// The closest of `candidates` to `name`, when it is close enough to be a typo of it.
+pub fn suggest(name: &str, candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(name, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.chars().count() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_misses_only() {
+        assert_eq!(suggest("dolphn", &["dolphin", "dolphin_spoilers"]).as_deref(), Some("dolphin"));
+        assert_eq!(suggest("thinkms", &["think_ms", "temperature"]).as_deref(), Some("think_ms"));
+        assert_eq!(suggest("xyz", &["dolphin"]), None);
+    }
+
+    #[test]
+    fn messages_name_the_value_and_the_valid_ones() {
+        let error = Error::UnknownTreatment {
+            experiment: "social_deception".into(),
+            name: "dolphn".into(),
+            suggestion: Some("dolphin".into()),
+            valid: "dolphin, dolphin_spoilers".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "unknown treatment 'dolphn' of experiment 'social_deception'; did you mean 'dolphin'?; \
+             treatments: dolphin, dolphin_spoilers"
+        );
+    }
+}

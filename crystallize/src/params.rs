@@ -1,0 +1,262 @@
+//! Params: named, typed values an experiment declares with defaults, that treatments and the
+//! command line override, and that steps read through [`Ctx::param`](crate::Ctx::param).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A param's value. Every value of a declared param has that param's [`ParamKind`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    /// `true` or `false`.
+    Bool(bool),
+    /// A signed or unsigned integer (unsigned params hold non-negative values).
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string.
+    Str(Cow<'static, str>),
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "{b}"),
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x:?}"),
+            ParamValue::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// The kind of values a param holds, fixed by its declared Rust type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamKind {
+    /// `bool`.
+    Bool,
+    /// A signed integer type.
+    Int,
+    /// An unsigned integer type.
+    UInt,
+    /// `f32` or `f64`.
+    Float,
+    /// `String`.
+    Str,
+}
+
+impl ParamKind {
+    /// What a user should type for this kind, for error messages.
+    pub fn expected(self) -> &'static str {
+        match self {
+            ParamKind::Bool => "a boolean (true or false)",
+            ParamKind::Int => "an integer",
+            ParamKind::UInt => "a non-negative integer",
+            ParamKind::Float => "a number",
+            ParamKind::Str => "a string",
+        }
+    }
+
+    /// Whether `value` is a valid value of this kind.
+    pub fn accepts(self, value: &ParamValue) -> bool {
+        matches!(
+            (self, value),
+            (ParamKind::Bool, ParamValue::Bool(_))
+                | (ParamKind::Int, ParamValue::Int(_))
+                | (ParamKind::Float, ParamValue::Float(_))
+                | (ParamKind::Str, ParamValue::Str(_))
+        ) || matches!((self, value), (ParamKind::UInt, ParamValue::Int(i)) if *i >= 0)
+    }
+
+    /// Parses command-line text (`--set think_ms=5`) as a value of this kind. Strings may be
+    /// quoted with `"` or `'`; an integer is accepted where a number is expected.
+    pub fn parse(self, text: &str) -> Result<ParamValue, String> {
+        let text = text.trim();
+        let fail = || format!("expected {}, got '{text}'", self.expected());
+        match self {
+            ParamKind::Bool => match text {
+                "true" => Ok(ParamValue::Bool(true)),
+                "false" => Ok(ParamValue::Bool(false)),
+                _ => Err(fail()),
+            },
+            ParamKind::Int => text.parse::<i64>().map(ParamValue::Int).map_err(|_| fail()),
+            ParamKind::UInt => match text.parse::<i64>() {
+                Ok(i) if i >= 0 => Ok(ParamValue::Int(i)),
+                _ => Err(fail()),
+            },
+            ParamKind::Float => match text.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(ParamValue::Float(x)),
+                _ => Err(fail()),
+            },
+            ParamKind::Str => {
+                let unquoted = ['"', '\'']
+                    .iter()
+                    .find_map(|q| text.strip_prefix(*q).and_then(|rest| rest.strip_suffix(*q)))
+                    .unwrap_or(text);
+                Ok(ParamValue::Str(Cow::Owned(unquoted.to_owned())))
+            }
+        }
+    }
+}
+
+/// A param as the experiment declares it.
+#[derive(Debug)]
+pub struct ParamDecl {
+    /// Its name.
+    pub name: &'static str,
+    /// The kind of values it takes.
+    pub kind: ParamKind,
+    /// The Rust type written in the attribute (or implied by the literal).
+    pub rust_type: &'static str,
+    /// The value when nothing overrides it.
+    pub default: ParamValue,
+}
+
+/// Where a param's value in a condition came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum Origin {
+    /// The experiment's declared default.
+    Default,
+    /// Set by the named treatment.
+    Treatment(String),
+    /// Set with `--set` on the command line.
+    CommandLine,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::Treatment(name) => write!(f, "treatment {name}"),
+            Origin::CommandLine => write!(f, "--set"),
+        }
+    }
+}
+
+/// One resolved param of a condition.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResolvedParam {
+    /// Its name.
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: ParamKind,
+    /// Its value in this condition.
+    pub value: ParamValue,
+    /// Where the value came from.
+    pub origin: Origin,
+}
+
+/// The resolved params of one condition, in declaration order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Params(pub Vec<ResolvedParam>);
+
+impl Params {
+    /// The param called `name`, if declared.
+    pub fn get(&self, name: &str) -> Option<&ResolvedParam> {
+        self.0.iter().find(|param| param.name == name)
+    }
+
+    /// The names of every param, for "valid params are ..." messages.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|param| param.name).collect()
+    }
+}
+
+/// A Rust type a param can be read as with [`Ctx::param`](crate::Ctx::param).
+pub trait FromParam: Sized {
+    /// The type's name, for error messages.
+    const TYPE_NAME: &'static str;
+    /// Converts, or `None` when the value does not fit this type.
+    fn from_param(value: &ParamValue) -> Option<Self>;
+}
+
+macro_rules! integer_from_param {
+    ($($ty:ty),*) => {$(
+        impl FromParam for $ty {
+            const TYPE_NAME: &'static str = stringify!($ty);
+            fn from_param(value: &ParamValue) -> Option<Self> {
+                match value {
+                    ParamValue::Int(i) => <$ty>::try_from(*i).ok(),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+integer_from_param!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
+
+impl FromParam for f64 {
+    const TYPE_NAME: &'static str = "f64";
+    fn from_param(value: &ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Float(x) => Some(*x),
+            ParamValue::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromParam for f32 {
+    const TYPE_NAME: &'static str = "f32";
+    fn from_param(value: &ParamValue) -> Option<Self> {
+        f64::from_param(value).map(|x| x as f32)
+    }
+}
+
+impl FromParam for bool {
+    const TYPE_NAME: &'static str = "bool";
+    fn from_param(value: &ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl FromParam for String {
+    const TYPE_NAME: &'static str = "String";
+    fn from_param(value: &ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_command_line_values_by_kind() {
+        assert_eq!(ParamKind::UInt.parse("5"), Ok(ParamValue::Int(5)));
+        assert_eq!(ParamKind::Float.parse("1"), Ok(ParamValue::Float(1.0)));
+        assert_eq!(ParamKind::Bool.parse("true"), Ok(ParamValue::Bool(true)));
+        assert_eq!(ParamKind::Str.parse("'a b'"), Ok(ParamValue::Str("a b".into())));
+        let error = ParamKind::UInt.parse("fast").unwrap_err();
+        assert_eq!(error, "expected a non-negative integer, got 'fast'");
+        assert!(ParamKind::UInt.parse("-1").is_err());
+        assert!(ParamKind::Float.parse("NaN").is_err());
+    }
+
+    #[test]
+    fn kinds_accept_only_their_values() {
+        assert!(ParamKind::UInt.accepts(&ParamValue::Int(0)));
+        assert!(!ParamKind::UInt.accepts(&ParamValue::Int(-1)));
+        assert!(!ParamKind::Float.accepts(&ParamValue::Int(1)));
+        assert!(!ParamKind::Str.accepts(&ParamValue::Bool(true)));
+    }
+
+    #[test]
+    fn typed_reads_check_ranges() {
+        assert_eq!(u8::from_param(&ParamValue::Int(255)), Some(255));
+        assert_eq!(u8::from_param(&ParamValue::Int(256)), None);
+        assert_eq!(u64::from_param(&ParamValue::Int(-1)), None);
+        assert_eq!(f64::from_param(&ParamValue::Int(2)), Some(2.0));
+        assert_eq!(String::from_param(&ParamValue::Float(1.0)), None);
+    }
+}

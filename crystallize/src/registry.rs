@@ -1,0 +1,313 @@
+//! The parts the attribute macros register through `inventory`, and the validated view of them
+//! that every command starts from. Lookups by name answer "did you mean".
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::context::Ctx;
+use crate::error::{suggest, Error};
+use crate::params::{ParamDecl, ParamValue};
+use crate::runner::ExperimentVTable;
+
+/// Where a part is defined in the user's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// `module_path!()` of the part.
+    pub module_path: &'static str,
+    /// `file!()` of the part.
+    pub file: &'static str,
+    /// The line of the part's name.
+    pub line: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A `#[datasource]`.
+#[derive(Debug)]
+pub struct DatasourceInfo {
+    /// The function's name.
+    pub name: &'static str,
+    /// Where it is defined.
+    pub location: Location,
+    /// A hash of its tokens; changes whenever its code changes.
+    pub fingerprint: u64,
+}
+
+/// The registration of a `#[datasource]`.
+pub struct DatasourceEntry(pub &'static DatasourceInfo);
+
+/// A `#[step]`.
+#[derive(Debug)]
+pub struct StepInfo {
+    /// The function's name.
+    pub name: &'static str,
+    /// Where it is defined.
+    pub location: Location,
+    /// A hash of its tokens; changes whenever its code changes.
+    pub fingerprint: u64,
+}
+
+/// The registration of a `#[step]`.
+pub struct StepEntry(pub &'static StepInfo);
+
+/// The datasource a treatment swaps in, type-erased (the macro checked its type).
+pub struct TreatmentDatasource {
+    /// Which datasource.
+    pub info: &'static DatasourceInfo,
+    /// Produces the experiment's input, boxed.
+    pub produce: fn(&Ctx) -> Box<dyn Any>,
+}
+
+/// A `#[treatment]`.
+pub struct TreatmentEntry {
+    /// The experiment it varies.
+    pub experiment: &'static str,
+    /// Its name, which is the condition's name.
+    pub name: &'static str,
+    /// Where it is defined.
+    pub location: Location,
+    /// The datasource it swaps in, if any.
+    pub datasource: Option<TreatmentDatasource>,
+    /// Its in-place mutation of the input, if any; returns false on a type mismatch that the
+    /// macro's compile-time check makes impossible.
+    pub mutate: Option<fn(&mut dyn Any, &Ctx) -> bool>,
+    /// The params it sets.
+    pub sets: &'static [(&'static str, ParamValue)],
+    /// A hash of its tokens.
+    pub fingerprint: u64,
+}
+
+/// An `#[experiment]`.
+pub struct ExperimentEntry {
+    /// The function's name.
+    pub name: &'static str,
+    /// Where it is defined.
+    pub location: Location,
+    /// Its datasource, or `None` for an experiment without input.
+    pub datasource: Option<&'static DatasourceInfo>,
+    /// Default replicates per condition.
+    pub replicates: u64,
+    /// Default seed of a run.
+    pub seed: u64,
+    /// Declared params, in order.
+    pub params: &'static [ParamDecl],
+    /// Declared hypotheses.
+    pub hypotheses: &'static [&'static str],
+    /// A hash of its tokens.
+    pub fingerprint: u64,
+    /// How to run its units.
+    pub vtable: ExperimentVTable,
+}
+
+inventory::collect!(ExperimentEntry);
+inventory::collect!(TreatmentEntry);
+inventory::collect!(DatasourceEntry);
+inventory::collect!(StepEntry);
+
+/// An experiment with its treatments in declared order.
+pub struct Experiment {
+    /// The registered experiment.
+    pub entry: &'static ExperimentEntry,
+    /// Its treatments, ordered by source file and line (declared order within a file).
+    pub treatments: Vec<&'static TreatmentEntry>,
+}
+
+impl Experiment {
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        self.entry.name
+    }
+
+    /// Every condition's name: `baseline`, then each treatment.
+    pub fn condition_names(&self) -> Vec<&'static str> {
+        std::iter::once(crate::plan::BASELINE)
+            .chain(self.treatments.iter().map(|t| t.name))
+            .collect()
+    }
+
+    /// The treatment called `name`, with a suggestion when there is none.
+    pub fn treatment(&self, name: &str) -> Result<&'static TreatmentEntry, Error> {
+        self.treatments.iter().copied().find(|t| t.name == name).ok_or_else(|| {
+            let valid: Vec<&str> = self.treatments.iter().map(|t| t.name).collect();
+            Error::UnknownTreatment {
+                experiment: self.name().to_owned(),
+                name: name.to_owned(),
+                suggestion: suggest(name, &valid),
+                valid: valid.join(", "),
+            }
+        })
+    }
+}
+
+/// Every registered part, validated.
+pub struct Registry {
+    experiments: Vec<Experiment>,
+}
+
+impl Registry {
+    /// Collects what the macros registered in this binary and checks it is consistent.
+    pub fn collect() -> Result<Registry, Error> {
+        Registry::from_entries(
+            inventory::iter::<ExperimentEntry>.into_iter().collect(),
+            inventory::iter::<TreatmentEntry>.into_iter().collect(),
+        )
+    }
+
+    fn from_entries(
+        experiments: Vec<&'static ExperimentEntry>,
+        treatments: Vec<&'static TreatmentEntry>,
+    ) -> Result<Registry, Error> {
+        if experiments.is_empty() {
+            return Err(Error::EmptyRegistry);
+        }
+        let mut problems = Vec::new();
+        let mut by_name: BTreeMap<&str, Experiment> = BTreeMap::new();
+        for entry in experiments {
+            if let Some(existing) = by_name.get(entry.name) {
+                problems.push(format!(
+                    "two experiments are named '{}': {} and {}",
+                    entry.name, existing.entry.location, entry.location
+                ));
+                continue;
+            }
+            by_name.insert(entry.name, Experiment { entry, treatments: Vec::new() });
+        }
+        for treatment in treatments {
+            let Some(experiment) = by_name.get_mut(treatment.experiment) else {
+                problems.push(format!(
+                    "treatment '{}' at {} varies experiment '{}', which is not registered",
+                    treatment.name, treatment.location, treatment.experiment
+                ));
+                continue;
+            };
+            if treatment.name == crate::plan::BASELINE {
+                problems.push(format!(
+                    "treatment at {} is named 'baseline', the name of the untreated condition; rename it",
+                    treatment.location
+                ));
+            }
+            if let Some(twin) = experiment.treatments.iter().find(|t| t.name == treatment.name) {
+                problems.push(format!(
+                    "experiment '{}' has two treatments named '{}': {} and {}",
+                    treatment.experiment, treatment.name, twin.location, treatment.location
+                ));
+            }
+            for (key, value) in treatment.sets {
+                match experiment.entry.params.iter().find(|p| p.name == *key) {
+                    None => problems.push(format!(
+                        "treatment '{}' sets unknown param '{key}'",
+                        treatment.name
+                    )),
+                    Some(decl) if !decl.kind.accepts(value) => problems.push(format!(
+                        "treatment '{}' sets param '{key}' to {value}; expected {}",
+                        treatment.name,
+                        decl.kind.expected()
+                    )),
+                    Some(_) => {}
+                }
+            }
+            experiment.treatments.push(treatment);
+        }
+        if !problems.is_empty() {
+            return Err(Error::InvalidRegistry(problems.join("\n")));
+        }
+        let mut experiments: Vec<Experiment> = by_name.into_values().collect();
+        for experiment in &mut experiments {
+            experiment
+                .treatments
+                .sort_by_key(|t| (t.location.file, t.location.line, t.name));
+        }
+        experiments.sort_by_key(|e| (e.entry.location.file, e.entry.location.line));
+        Ok(Registry { experiments })
+    }
+
+    /// Every experiment, in source order.
+    pub fn experiments(&self) -> &[Experiment] {
+        &self.experiments
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.experiments.iter().map(|e| e.name()).collect()
+    }
+
+    /// The experiment called `name`; with `None`, the only experiment if there is exactly one.
+    pub fn experiment(&self, name: Option<&str>) -> Result<&Experiment, Error> {
+        match name {
+            Some(name) => self.experiments.iter().find(|e| e.name() == name).ok_or_else(|| {
+                let valid = self.names();
+                Error::UnknownExperiment {
+                    name: name.to_owned(),
+                    suggestion: suggest(name, &valid),
+                    valid: valid.join(", "),
+                }
+            }),
+            None => match self.experiments.as_slice() {
+                [only] => Ok(only),
+                _ => Err(Error::ExperimentRequired { valid: self.names().join(", ") }),
+            },
+        }
+    }
+
+    /// Finds a condition written `COND` or `EXP/COND`; returns its experiment and name.
+    pub fn condition(&self, spec: &str) -> Result<(&Experiment, &'static str), Error> {
+        if let Some((experiment, condition)) = spec.split_once('/') {
+            let experiment = self.experiment(Some(experiment))?;
+            return Ok((experiment, condition_name(experiment, condition)?));
+        }
+        if spec == crate::plan::BASELINE {
+            let experiment = self.experiment(None).map_err(|_| Error::AmbiguousCondition {
+                name: spec.to_owned(),
+                candidates: self.names().iter().map(|e| format!("{e}/baseline")).collect::<Vec<_>>().join(", "),
+            })?;
+            return Ok((experiment, crate::plan::BASELINE));
+        }
+        let matches: Vec<&Experiment> = self
+            .experiments
+            .iter()
+            .filter(|e| e.treatments.iter().any(|t| t.name == spec))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((one, one.treatment(spec)?.name)),
+            [] => {
+                let all: Vec<String> = self
+                    .experiments
+                    .iter()
+                    .flat_map(|e| e.condition_names().into_iter().map(String::from))
+                    .collect();
+                let valid: Vec<&str> = all.iter().map(String::as_str).collect();
+                let mut valid_sorted = valid.clone();
+                valid_sorted.dedup();
+                Err(Error::UnknownCondition {
+                    name: spec.to_owned(),
+                    suggestion: suggest(spec, &valid),
+                    valid: valid_sorted.join(", "),
+                })
+            }
+            many => Err(Error::AmbiguousCondition {
+                name: spec.to_owned(),
+                candidates: many.iter().map(|e| format!("{}/{spec}", e.name())).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}
+
+fn condition_name(experiment: &Experiment, name: &str) -> Result<&'static str, Error> {
+    if name == crate::plan::BASELINE {
+        return Ok(crate::plan::BASELINE);
+    }
+    experiment.treatment(name).map(|t| t.name).map_err(|_| {
+        let valid = experiment.condition_names();
+        Error::UnknownCondition {
+            name: format!("{}/{name}", experiment.name()),
+            suggestion: suggest(name, &valid),
+            valid: valid.join(", "),
+        }
+    })
+}

@@ -1,0 +1,420 @@
+//! Executes a [`Plan`]'s units, serially or on a rayon pool of `--jobs` threads. Each unit runs
+//! isolated: a panic or an error fails that unit alone, with its message and location, and the
+//! others go on. Workers send everything to one output thread, which alone calls observers.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::__private::Experiment;
+use crate::context::{Ctx, UnitSink};
+use crate::events::{self, Message, MetricRecord, Observer, UnitKey};
+use crate::plan::{Plan, Unit};
+use crate::registry::{StepInfo, TreatmentEntry};
+
+/// How one unit ended, as the experiment function reported it: `Err` carries the message.
+pub type UnitOutcome = Result<(), String>;
+
+/// How to run an experiment's units without knowing its types; built by the `#[experiment]`
+/// macro with [`ExperimentVTable::of`].
+pub struct ExperimentVTable {
+    run_unit: fn(Option<&'static TreatmentEntry>, &mut Ctx) -> UnitOutcome,
+    input_type: fn() -> &'static str,
+}
+
+impl ExperimentVTable {
+    /// The vtable of experiment `E`.
+    pub const fn of<E: Experiment>() -> ExperimentVTable {
+        ExperimentVTable { run_unit: run_unit::<E>, input_type: std::any::type_name::<E::Input> }
+    }
+
+    /// The Rust type of the experiment's input.
+    pub fn input_type(&self) -> &'static str {
+        (self.input_type)()
+    }
+}
+
+/// Produces the input of the unit's condition, applies the treatment's mutation, runs the body.
+fn run_unit<E: Experiment>(treatment: Option<&'static TreatmentEntry>, ctx: &mut Ctx) -> UnitOutcome {
+    let mut input: E::Input = match treatment.and_then(|t| t.datasource.as_ref()) {
+        Some(datasource) => match (datasource.produce)(ctx).downcast::<E::Input>() {
+            Ok(input) => *input,
+            Err(_) => {
+                return Err(format!(
+                    "datasource '{}' produced a value that is not {} (a bug in crystallize's type check)",
+                    datasource.info.name,
+                    std::any::type_name::<E::Input>()
+                ))
+            }
+        },
+        None => E::produce_input(ctx),
+    };
+    if let Some((treatment, mutate)) = treatment.and_then(|t| t.mutate.map(|m| (t, m))) {
+        if !mutate(&mut input as &mut dyn Any, ctx) {
+            return Err(format!("treatment '{}' could not mutate the input (a bug in crystallize's type check)", treatment.name));
+        }
+    }
+    if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
+        sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
+    }
+    E::run(input, ctx)
+}
+
+/// Whether a unit succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitStatus {
+    /// The unit returned normally.
+    Ok,
+    /// The unit panicked or returned an error.
+    Error,
+}
+
+/// Why a unit failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitError {
+    /// The panic message or the error's text.
+    pub message: String,
+    /// `file:line:column` of the panic, when it panicked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The result of one unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnitResult {
+    /// The experiment.
+    pub experiment: String,
+    /// The condition.
+    pub condition: String,
+    /// The replicate index.
+    pub replicate: u64,
+    /// The unit's seed.
+    pub seed: u64,
+    /// Whether it succeeded.
+    pub status: UnitStatus,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<UnitError>,
+    /// Each metric's value in this unit (the mean, when recorded several times).
+    pub metrics: BTreeMap<String, f64>,
+    /// Every recorded value, kept when a metric was recorded several times or with tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<MetricRecord>,
+    /// Wall time of the unit in milliseconds.
+    pub duration_ms: f64,
+}
+
+impl UnitResult {
+    /// Whether the unit succeeded.
+    pub fn is_ok(&self) -> bool {
+        self.status == UnitStatus::Ok
+    }
+}
+
+/// What a run is about to do, for observers.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    /// The experiment.
+    pub experiment: &'static str,
+    /// The conditions, baseline first.
+    pub conditions: Vec<String>,
+    /// The replicate indices of each condition.
+    pub replicates: Vec<u64>,
+    /// The run's seed.
+    pub seed: u64,
+    /// How many units will run.
+    pub units_planned: usize,
+    /// How many run at once.
+    pub jobs: usize,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Units in parallel; 1 runs serially on the calling thread.
+    pub jobs: usize,
+    /// Stop scheduling new units after the first failure.
+    pub fail_fast: bool,
+    /// Send every recorded metric to observers as it is recorded (the `debug` printer does).
+    pub live_metrics: bool,
+    /// Send every unit's input to observers (the `debug` printer does).
+    pub describe_input: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { jobs: default_jobs(), fail_fast: false, live_metrics: false, describe_input: false }
+    }
+}
+
+/// The available cores.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunResults {
+    /// What ran.
+    pub info: RunInfo,
+    /// Every finished unit, in plan order (condition, then replicate) whatever order they ran in.
+    pub units: Vec<UnitResult>,
+    /// Units never started because `fail_fast` stopped the run.
+    pub skipped: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl RunResults {
+    /// How many units failed.
+    pub fn failed(&self) -> usize {
+        self.units.iter().filter(|u| !u.is_ok()).count()
+    }
+}
+
+thread_local! {
+    /// The unit running on this thread, so that steps (which get no context) can report to it.
+    static CURRENT: RefCell<Option<UnitSink>> = const { RefCell::new(None) };
+    /// What the panic hook saw of the last panic in a unit on this thread.
+    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that keeps panics inside units off the terminal (the
+/// output thread reports them) and records their message and location. Panics elsewhere go to
+/// the previous hook.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_unit = CURRENT.with(|current| current.try_borrow().map(|c| c.is_some()).unwrap_or(false));
+            if in_unit {
+                let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+                let message = payload_message(info.payload());
+                LAST_PANIC.with(|last| {
+                    if let Ok(mut last) = last.try_borrow_mut() {
+                        *last = Some((message, location));
+                    }
+                });
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn payload_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Marks a step's extent inside the unit running on this thread; created by `#[step]`.
+pub struct StepGuard {
+    started: Option<(Instant, &'static StepInfo)>,
+}
+
+impl StepGuard {
+    /// Reports the start of `step` to the current unit, if any.
+    pub fn enter(step: &'static StepInfo) -> StepGuard {
+        let started = with_current(|sink| {
+            sink.send(Message::StepStarted(sink.unit.clone(), step));
+            (Instant::now(), step)
+        });
+        StepGuard { started }
+    }
+}
+
+impl Drop for StepGuard {
+    fn drop(&mut self) {
+        if let Some((started, step)) = self.started {
+            with_current(|sink| sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed())));
+        }
+    }
+}
+
+fn with_current<T>(f: impl FnOnce(&UnitSink) -> T) -> Option<T> {
+    CURRENT.with(|current| current.try_borrow().ok().and_then(|c| c.as_ref().map(f)))
+}
+
+/// Runs every unit of `plan`, reporting to `observers` from one output thread.
+pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Observer]) -> RunResults {
+    install_panic_hook();
+    let units = plan.units();
+    let jobs = options.jobs.max(1);
+    let info = RunInfo {
+        experiment: plan.experiment.name,
+        conditions: plan.conditions.iter().map(|c| c.name.to_string()).collect(),
+        replicates: plan.replicates.clone(),
+        seed: plan.seed,
+        units_planned: units.len(),
+        jobs,
+    };
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Message>();
+
+    let mut finished = std::thread::scope(|scope| {
+        let output = scope.spawn(|| output_thread(rx, &info, observers));
+        let work = |unit: &Unit| {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let result = run_one(plan, unit, &tx, options);
+            if !result.is_ok() && options.fail_fast {
+                stop.store(true, Ordering::Relaxed);
+            }
+            let _ = tx.send(Message::UnitFinished(Box::new(result)));
+        };
+        let pool = if jobs > 1 { rayon::ThreadPoolBuilder::new().num_threads(jobs).build().ok() } else { None };
+        match pool {
+            Some(pool) => pool.install(|| units.par_iter().for_each(work)),
+            None => units.iter().for_each(work),
+        }
+        drop(tx);
+        output.join()
+    })
+    .unwrap_or_else(|_| Vec::new());
+
+    let order = |result: &UnitResult| {
+        let condition = plan.conditions.iter().position(|c| *c.name == *result.condition).unwrap_or(usize::MAX);
+        (condition, result.replicate)
+    };
+    finished.sort_by_key(order);
+    let skipped = units.len() - finished.len();
+    let results = RunResults { info, units: finished, skipped, elapsed: started.elapsed() };
+    for observer in observers.iter_mut() {
+        observer.run_finished(&results.units);
+    }
+    results
+}
+
+/// Delivers every message to the observers and collects the finished units. An observer that
+/// panics is reported and detached; the run and its results go on.
+fn output_thread(
+    rx: mpsc::Receiver<Message>,
+    info: &RunInfo,
+    observers: &mut [&mut dyn Observer],
+) -> Vec<UnitResult> {
+    let mut alive = vec![true; observers.len()];
+    for (index, observer) in observers.iter_mut().enumerate() {
+        guard_observer(&mut alive[index], || observer.run_started(info));
+    }
+    let mut finished = Vec::with_capacity(info.units_planned);
+    for message in rx {
+        for (index, observer) in observers.iter_mut().enumerate() {
+            if alive[index] {
+                guard_observer(&mut alive[index], || events::dispatch(&mut **observer, &message));
+            }
+        }
+        if let Message::UnitFinished(result) = message {
+            finished.push(*result);
+        }
+    }
+    finished
+}
+
+fn guard_observer(alive: &mut bool, call: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(call)).is_err() {
+        *alive = false;
+        eprintln!("crystallize: an observer panicked and was detached; the run goes on");
+    }
+}
+
+/// Runs one unit on this thread.
+fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions) -> UnitResult {
+    let condition = &plan.conditions[unit.condition];
+    let key = Arc::new(UnitKey {
+        experiment: plan.experiment.name,
+        condition: condition.name.clone(),
+        replicate: unit.replicate,
+        seed: unit.seed,
+    });
+    let sink = UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input);
+    sink.send(Message::UnitStarted(key.clone()));
+    let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone());
+
+    // Restore what was current before: a unit can run nested on this thread when user code inside
+    // another unit waits on rayon and this worker steals work meanwhile.
+    let previous = CURRENT.with(|current| current.replace(Some(sink)));
+    let started = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| (plan.experiment.vtable.run_unit)(condition.treatment, &mut ctx)));
+    let duration = started.elapsed();
+    CURRENT.with(|current| current.replace(previous));
+
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(message)) => Some(UnitError { message, location: None }),
+        Err(payload) => {
+            let (message, location) = LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| (payload_message(payload.as_ref()), None));
+            Some(UnitError { message, location })
+        }
+    };
+    let records = ctx.take_records();
+    let (metrics, records) = summarize_records(records);
+    UnitResult {
+        experiment: plan.experiment.name.to_owned(),
+        condition: condition.name.to_string(),
+        replicate: unit.replicate,
+        seed: unit.seed,
+        status: if error.is_none() { UnitStatus::Ok } else { UnitStatus::Error },
+        error,
+        metrics,
+        records,
+        duration_ms: duration.as_secs_f64() * 1e3,
+    }
+}
+
+/// Each metric's mean over its records; the records themselves are kept only when they say more
+/// than the means (a metric recorded several times, or tags).
+fn summarize_records(records: Vec<MetricRecord>) -> (BTreeMap<String, f64>, Vec<MetricRecord>) {
+    let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    for record in &records {
+        let entry = sums.entry(record.name.clone()).or_insert((0.0, 0));
+        entry.0 += record.value;
+        entry.1 += 1;
+    }
+    let repeated = sums.values().any(|(_, count)| *count > 1);
+    let tagged = records.iter().any(|r| !r.tags.is_empty());
+    let metrics = sums.into_iter().map(|(name, (sum, count))| (name, sum / f64::from(count))).collect();
+    (metrics, if repeated || tagged { records } else { Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, value: f64) -> MetricRecord {
+        MetricRecord { name: name.into(), value, tags: Vec::new() }
+    }
+
+    #[test]
+    fn repeated_metrics_are_averaged_and_kept() {
+        let (metrics, kept) = summarize_records(vec![record("x", 1.0), record("x", 2.0), record("y", 5.0)]);
+        assert_eq!(metrics["x"], 1.5);
+        assert_eq!(metrics["y"], 5.0);
+        assert_eq!(kept.len(), 3);
+    }
+
+    #[test]
+    fn single_untagged_records_are_not_duplicated() {
+        let (metrics, kept) = summarize_records(vec![record("x", 1.0)]);
+        assert_eq!(metrics["x"], 1.0);
+        assert!(kept.is_empty());
+    }
+}

@@ -1,0 +1,201 @@
+//! Aggregates of a run: per condition and metric n, mean, sd, min, max; as a terminal table and
+//! as the JSON object of `run --json` (CLI.md).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::runner::{RunResults, UnitResult};
+
+/// Summary statistics of one metric in one condition, over its successful units.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricSummary {
+    /// Number of units that recorded the metric.
+    pub n: usize,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n − 1 in the denominator); `null` in JSON when n < 2.
+    pub sd: Option<f64>,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl MetricSummary {
+    /// Summarises `values`; `None` when there are none.
+    pub fn of(values: &[f64]) -> Option<MetricSummary> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let sd = (n > 1).then(|| {
+            let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+            (squares / (n - 1) as f64).sqrt()
+        });
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(MetricSummary { n, mean, sd, min, max })
+    }
+}
+
+/// The summary of one condition.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConditionSummary {
+    /// The condition.
+    pub condition: String,
+    /// Units that finished, well or not.
+    pub units: usize,
+    /// Units that failed.
+    pub failed: usize,
+    /// Each metric, by name.
+    pub metrics: Vec<(String, MetricSummary)>,
+}
+
+/// Summarises `units` per condition, in the order of `conditions`.
+pub fn summarize(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSummary> {
+    conditions
+        .iter()
+        .map(|condition| {
+            let mine: Vec<&UnitResult> = units.iter().filter(|u| &u.condition == condition).collect();
+            let names: BTreeSet<&String> = mine.iter().flat_map(|u| u.metrics.keys()).collect();
+            let metrics = names
+                .into_iter()
+                .filter_map(|name| {
+                    let values: Vec<f64> =
+                        mine.iter().filter(|u| u.is_ok()).filter_map(|u| u.metrics.get(name).copied()).collect();
+                    MetricSummary::of(&values).map(|summary| (name.clone(), summary))
+                })
+                .collect();
+            ConditionSummary {
+                condition: condition.clone(),
+                units: mine.len(),
+                failed: mine.iter().filter(|u| !u.is_ok()).count(),
+                metrics,
+            }
+        })
+        .collect()
+}
+
+/// The JSON object of `run --json`: `run`, `experiment`, `seed`, `replicates`, `units`,
+/// `conditions` (condition → metric → n, mean, sd, min, max), `failed`, `skipped`.
+pub fn to_json(run_id: Option<&str>, results: &RunResults) -> Value {
+    let summaries = summarize(&results.info.conditions, &results.units);
+    let mut conditions = Map::new();
+    for summary in &summaries {
+        let metrics: Map<String, Value> = summary
+            .metrics
+            .iter()
+            .map(|(name, m)| (name.clone(), json!({"n": m.n, "mean": m.mean, "sd": m.sd, "min": m.min, "max": m.max})))
+            .collect();
+        conditions.insert(summary.condition.clone(), Value::Object(metrics));
+    }
+    json!({
+        "run": run_id,
+        "experiment": results.info.experiment,
+        "seed": results.info.seed,
+        "replicates": results.info.replicates.len(),
+        "units": results.units.iter().map(|u| unit_json(run_id, u)).collect::<Vec<_>>(),
+        "conditions": conditions,
+        "failed": results.failed(),
+        "skipped": results.skipped,
+    })
+}
+
+/// One unit as a JSON object of type `unit` (CLI.md).
+pub fn unit_json(run_id: Option<&str>, unit: &UnitResult) -> Value {
+    let mut object = Map::new();
+    object.insert("type".into(), json!("unit"));
+    object.insert("run".into(), json!(run_id));
+    if let Ok(Value::Object(fields)) = serde_json::to_value(unit) {
+        object.extend(fields);
+    }
+    Value::Object(object)
+}
+
+/// The terminal table of a run: a header line, then one row per condition and metric.
+pub fn to_table(results: &RunResults) -> String {
+    let summaries = summarize(&results.info.conditions, &results.units);
+    let mut rows: Vec<[String; 7]> = vec![[
+        "condition".into(),
+        "metric".into(),
+        "n".into(),
+        "mean".into(),
+        "sd".into(),
+        "min".into(),
+        "max".into(),
+    ]];
+    for summary in &summaries {
+        if summary.metrics.is_empty() {
+            rows.push([summary.condition.clone(), "(no metrics)".into(), String::new(), String::new(), String::new(), String::new(), String::new()]);
+        }
+        for (name, m) in &summary.metrics {
+            rows.push([
+                summary.condition.clone(),
+                name.clone(),
+                m.n.to_string(),
+                number(m.mean),
+                m.sd.map(number).unwrap_or_else(|| "-".into()),
+                number(m.min),
+                number(m.max),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            // Names left-aligned, numbers right-aligned, as in every statistics table.
+            if column < 2 {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[column]);
+            } else {
+                let _ = write!(line, "{cell:>width$}  ", width = widths[column]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A number in a table: integers as integers, others with 4 significant decimals.
+pub fn number(x: f64) -> String {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_uses_the_sample_standard_deviation() {
+        let s = MetricSummary::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(s.n, 4);
+        assert_eq!(s.mean, 2.5);
+        assert!((s.sd.unwrap() - 1.290_994_448_735_805_6).abs() < 1e-15);
+        assert_eq!((s.min, s.max), (1.0, 4.0));
+    }
+
+    #[test]
+    fn one_value_has_no_standard_deviation() {
+        assert_eq!(MetricSummary::of(&[3.0]).unwrap().sd, None);
+        assert_eq!(MetricSummary::of(&[]), None);
+    }
+
+    #[test]
+    fn numbers_print_compactly() {
+        assert_eq!(number(1.0), "1");
+        assert_eq!(number(0.5), "0.5000");
+        assert_eq!(number(f64::NAN), "NaN");
+    }
+}

@@ -1,0 +1,76 @@
+//! A social-deduction game between language-model-like players, run as a crystallize experiment.
+//!
+//! The story of the seed: "run baseline, then run with Dolphin models". Everything is simulated
+//! offline: each player's "model" name maps to a behaviour (how often it hallucinates an
+//! accusation, how well it reads others). Aligned players try to vote out the deceivers before
+//! the deceivers reach parity.
+//!
+//! ```text
+//! cargo run -p social_deception -- list
+//! cargo run -p social_deception -- run --replicates 4
+//! cargo run -p social_deception -- debug dolphin
+//! cargo run -p social_deception -- run --treatment dolphin_spoilers --set think_ms=50
+//! ```
+
+mod game;
+
+use crystallize::prelude::*;
+use game::{GameConfig, GameLog, Player, Role};
+
+const LLAMA: &str = "llama3:8b";
+const DOLPHIN: &str = "dolphin-llama3:latest";
+
+/// Seats six players, two of them deceivers; the hallucination-prone seats get `model`.
+fn seat_players(model: &str) -> GameConfig {
+    let players = (0..6)
+        .map(|seat| Player {
+            name: format!("player{seat}"),
+            model: if seat % 2 == 0 { model.to_owned() } else { LLAMA.to_owned() },
+            role: if seat < 2 { Role::Deceiver } else { Role::Aligned },
+        })
+        .collect();
+    GameConfig { players, max_rounds: 8, spoilers: false }
+}
+
+/// The baseline table: every player runs a llama-like model.
+#[datasource]
+fn llama_table() -> GameConfig {
+    seat_players(LLAMA)
+}
+
+/// Half the seats run a dolphin-like model, which hallucinates accusations more often.
+#[datasource]
+fn dolphin_table() -> GameConfig {
+    seat_players(DOLPHIN)
+}
+
+/// One game: deal, then rounds of discussion and votes until a side wins.
+#[experiment(
+    datasource = llama_table,
+    replicates = 10,
+    seed = 42,
+    params(temperature = 0.7, think_ms: u64 = 0, crash_on_replicate: i64 = -1),
+    hypotheses = ["dolphin.win < baseline.win"]
+)]
+fn social_deception(config: GameConfig, ctx: &mut Ctx) {
+    let crash_on: i64 = ctx.param("crash_on_replicate");
+    if crash_on >= 0 && ctx.replicate() == crash_on as u64 {
+        panic!("simulated crash in replicate {crash_on} (set by --set crash_on_replicate)");
+    }
+    let log: GameLog = game::play(&config, ctx);
+    ctx.record("win", log.aligned_won);
+    ctx.record("rounds", log.rounds);
+    ctx.record("hallucinations", log.hallucinations);
+}
+
+/// Swap the table for dolphin-like players.
+#[treatment(social_deception, datasource = dolphin_table)]
+fn dolphin() {}
+
+/// Dolphin-like players, spoilers on (aligned players get a hint), and a hotter temperature.
+#[treatment(social_deception, datasource = dolphin_table, set(temperature = 1.2))]
+fn dolphin_spoilers(config: &mut GameConfig) {
+    config.spoilers = true;
+}
+
+crystallize::main!();
