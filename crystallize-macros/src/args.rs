@@ -42,9 +42,9 @@ impl Parse for Arg {
             syn::parenthesized!(content in input);
             return Ok(Arg::List { key, content: content.parse()? });
         }
-        let path: Path = input.parse().map_err(|error| {
-            syn::Error::new(error.span(), "expected `key = value`, `key(...)` or a path")
-        })?;
+        let path: Path = input
+            .parse()
+            .map_err(|error| syn::Error::new(error.span(), "expected `key = value`, `key(...)` or a path"))?;
         Ok(Arg::Positional(path))
     }
 }
@@ -86,13 +86,8 @@ impl Errors {
 pub fn check_key(key: &Ident, valid: &[&str], seen: &mut Vec<String>, errors: &mut Errors) -> bool {
     let name = key.to_string();
     if !valid.contains(&name.as_str()) {
-        let hint = suggestion(&name, valid)
-            .map(|best| format!("did you mean `{best}`? "))
-            .unwrap_or_default();
-        errors.at(
-            key.span(),
-            format!("unknown key `{name}`; {hint}valid keys: {}", valid.join(", ")),
-        );
+        let hint = suggestion(&name, valid).map(|best| format!("did you mean `{best}`? ")).unwrap_or_default();
+        errors.at(key.span(), format!("unknown key `{name}`; {hint}valid keys: {}", valid.join(", ")));
         return false;
     }
     if seen.contains(&name) {
@@ -350,10 +345,7 @@ mod tests {
         let (entries, error) = params(quote!(t = 0.7, n = -3, name = "x", on = true, ms: u64 = 0), true);
         assert!(error.is_none());
         let kinds: Vec<_> = entries.iter().map(|e| e.kind).collect();
-        assert_eq!(
-            kinds,
-            [ParamKind::Float, ParamKind::Int, ParamKind::Str, ParamKind::Bool, ParamKind::UInt]
-        );
+        assert_eq!(kinds, [ParamKind::Float, ParamKind::Int, ParamKind::Str, ParamKind::Bool, ParamKind::UInt]);
         assert_eq!(entries[1].value, ParamLiteral::Int(-3));
         assert_eq!(entries[2].value, ParamLiteral::Str("x".into()));
     }

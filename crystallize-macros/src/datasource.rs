@@ -12,9 +12,7 @@ use crate::signature::{self, is_ctx, location, marker_struct, with_errors};
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
-        Err(error) => {
-            return with_errors(item, syn::Error::new(error.span(), "#[datasource] goes on a function"))
-        }
+        Err(error) => return with_errors(item, syn::Error::new(error.span(), "#[datasource] goes on a function")),
     };
     match validate(attr, &function) {
         Ok(takes_ctx) => render(&function, takes_ctx),

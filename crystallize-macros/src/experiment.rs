@@ -27,9 +27,7 @@ pub struct Model {
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
-        Err(error) => {
-            return with_errors(item, syn::Error::new(error.span(), "#[experiment] goes on a function"))
-        }
+        Err(error) => return with_errors(item, syn::Error::new(error.span(), "#[experiment] goes on a function")),
     };
     match parse(attr, function) {
         Ok(model) => render(&model),
@@ -195,7 +193,13 @@ fn render(model: &Model) -> TokenStream {
                 quote_spanned!(span=> ::core::option::Option::Some(&<#path as ::crystallize::__private::Datasource>::INFO)),
             )
         }
-        _ => (quote!(()), quote!({ let _ = ctx; }), quote!(::core::option::Option::None)),
+        _ => (
+            quote!(()),
+            quote!({
+                let _ = ctx;
+            }),
+            quote!(::core::option::Option::None),
+        ),
     };
     let input_arg = match &model.input {
         Some((_, true)) => quote!(&input,),

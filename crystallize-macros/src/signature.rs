@@ -21,10 +21,8 @@ pub fn typed_args<'a>(item: &'a ItemFn, what: &str, errors: &mut Errors) -> Vec<
         .filter_map(|arg| match arg {
             FnArg::Typed(typed) => Some(typed),
             FnArg::Receiver(receiver) => {
-                errors.at(
-                    syn::spanned::Spanned::span(receiver),
-                    format!("{what} must be a free function, not a method"),
-                );
+                errors
+                    .at(syn::spanned::Spanned::span(receiver), format!("{what} must be a free function, not a method"));
                 None
             }
         })
@@ -34,11 +32,9 @@ pub fn typed_args<'a>(item: &'a ItemFn, what: &str, errors: &mut Errors) -> Vec<
 /// The shape of an argument's type.
 pub fn shape(ty: &Type) -> ArgShape<'_> {
     match ty {
-        Type::Reference(reference) => ArgShape {
-            ty: &reference.elem,
-            by_ref: true,
-            mutable_ref: reference.mutability.is_some(),
-        },
+        Type::Reference(reference) => {
+            ArgShape { ty: &reference.elem, by_ref: true, mutable_ref: reference.mutability.is_some() }
+        }
         Type::Group(group) => shape(&group.elem),
         other => ArgShape { ty: other, by_ref: false, mutable_ref: false },
     }
@@ -55,7 +51,10 @@ pub fn is_ctx(ty: &Type) -> bool {
 /// Rejects what none of the attributes support: `async`, generics, `const`, C-variadics.
 pub fn reject_unsupported(item: &ItemFn, what: &str, errors: &mut Errors) {
     if let Some(token) = &item.sig.asyncness {
-        errors.at(token.span, format!("{what} cannot be `async` yet: call your async code through a runtime's `block_on` inside it"));
+        errors.at(
+            token.span,
+            format!("{what} cannot be `async` yet: call your async code through a runtime's `block_on` inside it"),
+        );
     }
     if let Some(token) = &item.sig.constness {
         errors.at(token.span, format!("{what} cannot be `const`"));

@@ -22,10 +22,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         errors.at(syn::spanned::Spanned::span(&attr), "#[step] takes no arguments");
     }
     if let Some(token) = &function.sig.asyncness {
-        errors.at(
-            token.span,
-            "#[step] cannot wrap an `async fn` yet: its timing would end before the future runs",
-        );
+        errors.at(token.span, "#[step] cannot wrap an `async fn` yet: its timing would end before the future runs");
     }
     if let Some(token) = &function.sig.constness {
         errors.at(token.span, "#[step] cannot wrap a `const fn`: a step reports to the running unit");

@@ -31,9 +31,7 @@ pub struct Model {
 pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
-        Err(error) => {
-            return with_errors(item, syn::Error::new(error.span(), "#[treatment] goes on a function"))
-        }
+        Err(error) => return with_errors(item, syn::Error::new(error.span(), "#[treatment] goes on a function")),
     };
     match parse(attr, function) {
         Ok(model) => render(&model),
@@ -87,9 +85,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         [] => (false, false),
         [input] if signature::shape(&input.ty).mutable_ref && !is_ctx(&input.ty) => (true, false),
         [input, ctx]
-            if signature::shape(&input.ty).mutable_ref
-                && is_ctx(&ctx.ty)
-                && !signature::shape(&ctx.ty).mutable_ref =>
+            if signature::shape(&input.ty).mutable_ref && is_ctx(&ctx.ty) && !signature::shape(&ctx.ty).mutable_ref =>
         {
             (true, true)
         }
@@ -125,7 +121,9 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
 // `Errors::finish` never returns the value when an error was recorded; this only satisfies the type.
 fn unreachable_model() -> Model {
     Model {
-        function: syn::parse_quote!(fn unreachable() {}),
+        function: syn::parse_quote!(
+            fn unreachable() {}
+        ),
         experiment: syn::parse_quote!(unreachable),
         datasource: None,
         sets: Vec::new(),
@@ -170,12 +168,7 @@ fn render(model: &Model) -> TokenStream {
 
     let (mutate_fn, mutate_slot) = if model.mutates {
         let ctx_arg = if model.takes_ctx { quote!(, ctx) } else { quote!() };
-        let input_span = function
-            .sig
-            .inputs
-            .first()
-            .map(syn::spanned::Spanned::span)
-            .unwrap_or_else(|| ident.span());
+        let input_span = function.sig.inputs.first().map(syn::spanned::Spanned::span).unwrap_or_else(|| ident.span());
         let call = quote_spanned!(input_span=> #ident(typed #ctx_arg));
         (
             quote! {
@@ -187,7 +180,9 @@ fn render(model: &Model) -> TokenStream {
                     }
                 }
             },
-            quote!(::core::option::Option::Some(__crystallize_mutate as fn(&mut dyn ::core::any::Any, &::crystallize::Ctx) -> bool)),
+            quote!(::core::option::Option::Some(
+                __crystallize_mutate as fn(&mut dyn ::core::any::Any, &::crystallize::Ctx) -> bool
+            )),
         )
     } else {
         (quote!(), quote!(::core::option::Option::None))

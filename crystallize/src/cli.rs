@@ -137,10 +137,8 @@ fn list(registry: &Registry, json: bool) -> Result<ExitCode, Error> {
 fn experiment_text(experiment: &Experiment) -> String {
     let entry = experiment.entry;
     let mut text = format!("{}  ({})\n", entry.name, entry.location);
-    let datasource = entry
-        .datasource
-        .map(|d| format!("{}  ({})", d.name, d.location))
-        .unwrap_or_else(|| "(none)".into());
+    let datasource =
+        entry.datasource.map(|d| format!("{}  ({})", d.name, d.location)).unwrap_or_else(|| "(none)".into());
     text += &format!("  datasource  {datasource}\n");
     text += &format!("  input       {}\n", entry.vtable.input_type());
     text += &format!("  replicates  {}, seed {}\n", entry.replicates, entry.seed);
@@ -264,8 +262,13 @@ fn report_failures(results: &RunResults, program: &str, seed: Option<u64>, sets:
     for unit in failed {
         let Some(error) = &unit.error else { continue };
         let location = error.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
-        let _ = writeln!(err, "  {} replicate {} (seed {}): {}{location}", unit.condition, unit.replicate, unit.seed, error.message);
-        let mut command = format!("{program} debug {}/{} --replicate {}", unit.experiment, unit.condition, unit.replicate);
+        let _ = writeln!(
+            err,
+            "  {} replicate {} (seed {}): {}{location}",
+            unit.condition, unit.replicate, unit.seed, error.message
+        );
+        let mut command =
+            format!("{program} debug {}/{} --replicate {}", unit.experiment, unit.condition, unit.replicate);
         if let Some(seed) = seed {
             command += &format!(" --seed {seed}");
         }
@@ -319,10 +322,7 @@ impl<W: Write + Send> VerbosePrinter<W> {
     fn new(out: W, condition: &Condition, experiment: &Experiment) -> Self {
         let entry = experiment.entry;
         let mut header = Vec::new();
-        let datasource = condition
-            .treatment
-            .and_then(|t| t.datasource.as_ref().map(|d| d.info))
-            .or(entry.datasource);
+        let datasource = condition.treatment.and_then(|t| t.datasource.as_ref().map(|d| d.info)).or(entry.datasource);
         if let Some(datasource) = datasource {
             header.push(format!("datasource  {}  ({})", datasource.name, datasource.location));
         }
@@ -355,7 +355,10 @@ fn millis(duration: Duration) -> String {
 impl<W: Write + Send> Observer for VerbosePrinter<W> {
     fn run_started(&mut self, run: &RunInfo) {
         let conditions = run.conditions.join(", ");
-        self.line(&format!("debug {}/{conditions}  replicate {:?}  run seed {}", run.experiment, run.replicates, run.seed));
+        self.line(&format!(
+            "debug {}/{conditions}  replicate {:?}  run seed {}",
+            run.experiment, run.replicates, run.seed
+        ));
         for line in std::mem::take(&mut self.header) {
             self.line(&line);
         }

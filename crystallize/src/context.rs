@@ -11,7 +11,7 @@ use rand_chacha::ChaCha12Rng;
 use serde::Serialize;
 
 use crate::events::{Event, Message, MetricRecord, UnitKey};
-use crate::params::{FromParam, Params, ParamValue};
+use crate::params::{FromParam, ParamValue, Params};
 
 /// The random generator [`Ctx::rng`] returns: ChaCha with 12 rounds, portable and reproducible on
 /// every platform.
@@ -64,7 +64,8 @@ impl Ctx {
     /// `"standalone"`, replicate 0, the given seed, no params. Events go nowhere; recorded metrics
     /// can be read back with [`Ctx::recorded`].
     pub fn standalone(seed: u64) -> Ctx {
-        let unit = Arc::new(UnitKey { experiment: "standalone", condition: Arc::from("standalone"), replicate: 0, seed });
+        let unit =
+            Arc::new(UnitKey { experiment: "standalone", condition: Arc::from("standalone"), replicate: 0, seed });
         Ctx { unit, params: Arc::default(), rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: None }
     }
 
@@ -121,9 +122,8 @@ impl Ctx {
                 self.params.names().join(", ")
             ));
         };
-        T::from_param(&param.value).ok_or_else(|| {
-            format!("param '{name}' = {} cannot be read as {}", param.value, T::TYPE_NAME)
-        })
+        T::from_param(&param.value)
+            .ok_or_else(|| format!("param '{name}' = {} cannot be read as {}", param.value, T::TYPE_NAME))
     }
 
     /// Every param of this condition with its value.
@@ -205,7 +205,11 @@ into_metric_as!(f64, f32, i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
 
 impl IntoMetric for bool {
     fn into_metric(self) -> f64 {
-        if self { 1.0 } else { 0.0 }
+        if self {
+            1.0
+        } else {
+            0.0
+        }
     }
 }
 

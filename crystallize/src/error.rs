@@ -33,7 +33,10 @@ pub enum Error {
         valid: String,
     },
     /// The experiment has no treatment of this name.
-    #[error("unknown treatment '{name}' of experiment '{experiment}'{}; treatments: {valid}", did_you_mean(suggestion))]
+    #[error(
+        "unknown treatment '{name}' of experiment '{experiment}'{}; treatments: {valid}",
+        did_you_mean(suggestion)
+    )]
     UnknownTreatment {
         /// The experiment.
         experiment: String,

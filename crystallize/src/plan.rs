@@ -53,7 +53,12 @@ pub fn resolve_condition(
     let mut params: Vec<ResolvedParam> = experiment
         .params
         .iter()
-        .map(|decl| ResolvedParam { name: decl.name, kind: decl.kind, value: decl.default.clone(), origin: Origin::Default })
+        .map(|decl| ResolvedParam {
+            name: decl.name,
+            kind: decl.kind,
+            value: decl.default.clone(),
+            origin: Origin::Default,
+        })
         .collect();
     if let Some(treatment) = treatment {
         for (key, value) in treatment.sets {

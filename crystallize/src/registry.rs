@@ -127,9 +127,7 @@ impl Experiment {
 
     /// Every condition's name: `baseline`, then each treatment.
     pub fn condition_names(&self) -> Vec<&'static str> {
-        std::iter::once(crate::plan::BASELINE)
-            .chain(self.treatments.iter().map(|t| t.name))
-            .collect()
+        std::iter::once(crate::plan::BASELINE).chain(self.treatments.iter().map(|t| t.name)).collect()
     }
 
     /// The treatment called `name`, with a suggestion when there is none.
@@ -201,10 +199,7 @@ impl Registry {
             }
             for (key, value) in treatment.sets {
                 match experiment.entry.params.iter().find(|p| p.name == *key) {
-                    None => problems.push(format!(
-                        "treatment '{}' sets unknown param '{key}'",
-                        treatment.name
-                    )),
+                    None => problems.push(format!("treatment '{}' sets unknown param '{key}'", treatment.name)),
                     Some(decl) if !decl.kind.accepts(value) => problems.push(format!(
                         "treatment '{}' sets param '{key}' to {value}; expected {}",
                         treatment.name,
@@ -220,9 +215,7 @@ impl Registry {
         }
         let mut experiments: Vec<Experiment> = by_name.into_values().collect();
         for experiment in &mut experiments {
-            experiment
-                .treatments
-                .sort_by_key(|t| (t.location.file, t.location.line, t.name));
+            experiment.treatments.sort_by_key(|t| (t.location.file, t.location.line, t.name));
         }
         experiments.sort_by_key(|e| (e.entry.location.file, e.entry.location.line));
         Ok(Registry { experiments })
@@ -268,19 +261,13 @@ impl Registry {
             })?;
             return Ok((experiment, crate::plan::BASELINE));
         }
-        let matches: Vec<&Experiment> = self
-            .experiments
-            .iter()
-            .filter(|e| e.treatments.iter().any(|t| t.name == spec))
-            .collect();
+        let matches: Vec<&Experiment> =
+            self.experiments.iter().filter(|e| e.treatments.iter().any(|t| t.name == spec)).collect();
         match matches.as_slice() {
             [one] => Ok((one, one.treatment(spec)?.name)),
             [] => {
-                let all: Vec<String> = self
-                    .experiments
-                    .iter()
-                    .flat_map(|e| e.condition_names().into_iter().map(String::from))
-                    .collect();
+                let all: Vec<String> =
+                    self.experiments.iter().flat_map(|e| e.condition_names().into_iter().map(String::from)).collect();
                 let valid: Vec<&str> = all.iter().map(String::as_str).collect();
                 let mut valid_sorted = valid.clone();
                 valid_sorted.dedup();

@@ -59,7 +59,10 @@ fn run_unit<E: Experiment>(treatment: Option<&'static TreatmentEntry>, ctx: &mut
     };
     if let Some((treatment, mutate)) = treatment.and_then(|t| t.mutate.map(|m| (t, m))) {
         if !mutate(&mut input as &mut dyn Any, ctx) {
-            return Err(format!("treatment '{}' could not mutate the input (a bug in crystallize's type check)", treatment.name));
+            return Err(format!(
+                "treatment '{}' could not mutate the input (a bug in crystallize's type check)",
+                treatment.name
+            ));
         }
     }
     if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
@@ -304,11 +307,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
 
 /// Delivers every message to the observers and collects the finished units. An observer that
 /// panics is reported and detached; the run and its results go on.
-fn output_thread(
-    rx: mpsc::Receiver<Message>,
-    info: &RunInfo,
-    observers: &mut [&mut dyn Observer],
-) -> Vec<UnitResult> {
+fn output_thread(rx: mpsc::Receiver<Message>, info: &RunInfo, observers: &mut [&mut dyn Observer]) -> Vec<UnitResult> {
     let mut alive = vec![true; observers.len()];
     for (index, observer) in observers.iter_mut().enumerate() {
         guard_observer(&mut alive[index], || observer.run_started(info));

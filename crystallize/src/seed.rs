@@ -41,9 +41,7 @@ pub fn mix(mut z: u64) -> u64 {
 }
 
 fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The seed of unit (`condition`, `replicate`) in a run seeded with `run_seed`.
@@ -72,9 +70,8 @@ mod tests {
 
     #[test]
     fn replicates_and_runs_get_distinct_seeds() {
-        let seeds: std::collections::HashSet<u64> = (0..1000)
-            .flat_map(|run| (0..100).map(move |rep| unit_seed(run, rep, "c", SeedPolicy::Shared)))
-            .collect();
+        let seeds: std::collections::HashSet<u64> =
+            (0..1000).flat_map(|run| (0..100).map(move |rep| unit_seed(run, rep, "c", SeedPolicy::Shared))).collect();
         assert_eq!(seeds.len(), 100_000);
     }
 }

@@ -119,18 +119,19 @@ pub fn unit_json(run_id: Option<&str>, unit: &UnitResult) -> Value {
 /// The terminal table of a run: a header line, then one row per condition and metric.
 pub fn to_table(results: &RunResults) -> String {
     let summaries = summarize(&results.info.conditions, &results.units);
-    let mut rows: Vec<[String; 7]> = vec![[
-        "condition".into(),
-        "metric".into(),
-        "n".into(),
-        "mean".into(),
-        "sd".into(),
-        "min".into(),
-        "max".into(),
-    ]];
+    let mut rows: Vec<[String; 7]> =
+        vec![["condition".into(), "metric".into(), "n".into(), "mean".into(), "sd".into(), "min".into(), "max".into()]];
     for summary in &summaries {
         if summary.metrics.is_empty() {
-            rows.push([summary.condition.clone(), "(no metrics)".into(), String::new(), String::new(), String::new(), String::new(), String::new()]);
+            rows.push([
+                summary.condition.clone(),
+                "(no metrics)".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
         }
         for (name, m) in &summary.metrics {
             rows.push([
