@@ -64,8 +64,8 @@ fn deal_tells(config: &GameConfig, ctx: &mut Ctx) -> Vec<f64> {
         .players
         .iter()
         .map(|p| {
-            let base = if p.role == Role::Deceiver { 0.6 } else { 0.4 };
-            base + rng.random_range(-0.25..0.25)
+            let base = if p.role == Role::Deceiver { 0.55 } else { 0.45 };
+            base + rng.random_range(-0.3..0.3)
         })
         .collect()
 }
