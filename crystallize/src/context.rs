@@ -2,6 +2,7 @@
 //! talks to the run: seeded random generators, recorded metrics, events emitted mid-step.
 
 use std::cell::{Cell, RefCell};
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,11 +54,12 @@ pub struct Ctx {
     rng_streams: Cell<u64>,
     records: RefCell<Vec<MetricRecord>>,
     sink: Option<UnitSink>,
+    artifacts: Option<PathBuf>,
 }
 
 impl Ctx {
-    pub(crate) fn for_unit(unit: Arc<UnitKey>, params: Arc<Params>, sink: UnitSink) -> Ctx {
-        Ctx { unit, params, rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: Some(sink) }
+    pub(crate) fn for_unit(unit: Arc<UnitKey>, params: Arc<Params>, sink: UnitSink, artifacts: Option<PathBuf>) -> Ctx {
+        Ctx { unit, params, rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: Some(sink), artifacts }
     }
 
     /// A context outside any run, for calling steps and datasources from tests: condition
@@ -66,7 +68,14 @@ impl Ctx {
     pub fn standalone(seed: u64) -> Ctx {
         let unit =
             Arc::new(UnitKey { experiment: "standalone", condition: Arc::from("standalone"), replicate: 0, seed });
-        Ctx { unit, params: Arc::default(), rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: None }
+        Ctx {
+            unit,
+            params: Arc::default(),
+            rng_streams: Cell::new(0),
+            records: RefCell::new(Vec::new()),
+            sink: None,
+            artifacts: None,
+        }
     }
 
     /// The experiment's name.
@@ -180,10 +189,53 @@ impl Ctx {
         self.sink.as_ref()
     }
 
+    /// The path where this unit's artifact `name` goes, with its parent directories created:
+    /// `<run>/artifacts/<condition>/<replicate>/<name>` in a stored run, a temporary directory
+    /// otherwise. `name` is relative and may have subdirectories (`plots/loss.png`); a name that
+    /// would leave the unit's directory (`..`, an absolute path) is an error.
+    pub fn artifact_path(&self, name: &str) -> Result<PathBuf, ArtifactError> {
+        let relative = Path::new(name);
+        let escapes = relative.components().any(|c| !matches!(c, Component::Normal(_)));
+        if name.is_empty() || escapes {
+            return Err(ArtifactError::Escapes(name.to_owned()));
+        }
+        let base = self.artifacts.clone().unwrap_or_else(|| {
+            std::env::temp_dir()
+                .join(format!("crystallize-artifacts-{}", std::process::id()))
+                .join(&*self.unit.condition)
+                .join(self.unit.replicate.to_string())
+        });
+        let path = base.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| ArtifactError::Io(path.clone(), error))?;
+        }
+        Ok(path)
+    }
+
+    /// Writes this unit's artifact `name` (see [`Ctx::artifact_path`]) and returns its path.
+    pub fn write_artifact(&self, name: &str, contents: impl AsRef<[u8]>) -> Result<PathBuf, ArtifactError> {
+        let path = self.artifact_path(name)?;
+        std::fs::write(&path, contents).map_err(|error| ArtifactError::Io(path.clone(), error))?;
+        Ok(path)
+    }
+
     /// The value of a param, untyped.
     pub fn param_value(&self, name: &str) -> Option<&ParamValue> {
         self.params.get(name).map(|p| &p.value)
     }
+}
+
+/// Why an artifact could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The name is empty, absolute, or climbs out of the unit's directory.
+    #[error(
+        "artifact name '{0}' would escape the unit's artifact directory; use a relative path without '..', like 'plots/loss.png'"
+    )]
+    Escapes(String),
+    /// The file system refused.
+    #[error("cannot write artifact {0}: {1}")]
+    Io(PathBuf, std::io::Error),
 }
 
 /// A value that can be recorded as a metric: any primitive number, or a `bool` (as 0 or 1).
@@ -258,6 +310,17 @@ mod tests {
         assert_eq!(records[0].name, "win");
         assert_eq!(records[1].value, 3.0);
         assert_eq!(records[1].tags, vec![("team".to_owned(), "aligned".to_owned())]);
+    }
+
+    #[test]
+    fn artifact_names_cannot_escape_the_unit_directory() {
+        let ctx = Ctx::standalone(0);
+        for bad in ["../x", "/etc/passwd", "a/../../b", "", "./x"] {
+            assert!(matches!(ctx.artifact_path(bad), Err(ArtifactError::Escapes(_))), "{bad}");
+        }
+        let path = ctx.write_artifact("nested/ok.txt", "hi").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "hi");
+        assert!(path.ends_with("standalone/0/nested/ok.txt"));
     }
 
     #[test]

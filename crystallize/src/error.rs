@@ -87,6 +87,43 @@ pub enum Error {
         /// What is wrong with the value.
         problem: String,
     },
+    /// No stored run has this id.
+    #[error("no run '{id}' in the store {store}{}; runs: {known}", did_you_mean(suggestion))]
+    UnknownRun {
+        /// What the user wrote.
+        id: String,
+        /// The store directory.
+        store: String,
+        /// The closest id.
+        suggestion: Option<String>,
+        /// Every id in the store.
+        known: String,
+    },
+    /// `--resume` without a run id found nothing to resume.
+    #[error(
+        "no unfinished run of experiment '{experiment}' in the store {store}; start one with `run` (runs: {known})"
+    )]
+    NothingToResume {
+        /// The experiment.
+        experiment: String,
+        /// The store directory.
+        store: String,
+        /// Stored runs of the experiment with their status.
+        known: String,
+    },
+    /// The configuration or code of a run changed since it started.
+    #[error(
+        "run {run} cannot be resumed: its configuration or code changed since it started:\n{changes}\nrerun with --force to resume anyway (the run will record that it was forced and what changed), or start a new run"
+    )]
+    Drift {
+        /// The run.
+        run: String,
+        /// What changed, one indented line each.
+        changes: String,
+    },
+    /// The store could not be read or written.
+    #[error("store: {0}")]
+    Store(String),
     /// `--set` was not `KEY=VALUE`.
     #[error("--set takes KEY=VALUE, got '{0}'")]
     BadSetSyntax(String),

@@ -42,6 +42,7 @@
 
 pub mod cli;
 pub mod context;
+pub mod diff;
 pub mod error;
 pub mod events;
 pub mod params;
@@ -49,12 +50,13 @@ pub mod plan;
 pub mod registry;
 pub mod runner;
 pub mod seed;
+pub mod store;
 pub mod summary;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use context::{Ctx, Emitter, IntoMetric, Rng};
+pub use context::{ArtifactError, Ctx, Emitter, IntoMetric, Rng};
 pub use crystallize_macros::{datasource, experiment, step, treatment};
 pub use error::Error;
 pub use serde_json::json;
@@ -79,7 +81,10 @@ macro_rules! main {
             use $krate as _;
         )*
         fn main() -> ::std::process::ExitCode {
-            $crate::__private::cli_main()
+            $crate::__private::cli_main($crate::cli::App {
+                name: ::core::env!("CARGO_PKG_NAME"),
+                version: ::core::env!("CARGO_PKG_VERSION"),
+            })
         }
     };
 }

@@ -1,6 +1,7 @@
 //! From what the user asked for to the list of units: conditions (baseline first, then treatments
 //! in declared order) with their resolved params, times replicate indices, each with its seed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::{suggest, Error};
@@ -102,6 +103,8 @@ pub struct Plan {
     pub seed: u64,
     /// How unit seeds relate to conditions.
     pub policy: SeedPolicy,
+    /// Units already done (condition, replicate), which a resumed run skips.
+    pub done: HashSet<(String, u64)>,
 }
 
 /// One unit: a condition (by index into [`Plan::conditions`]) and a replicate, with its seed.
@@ -152,20 +155,24 @@ impl Plan {
             replicates: (0..replicates).collect(),
             seed,
             policy: SeedPolicy::default(),
+            done: HashSet::new(),
         })
     }
 
-    /// Every unit, condition by condition, replicate by replicate.
+    /// Every unit not yet done, condition by condition, replicate by replicate.
     pub fn units(&self) -> Vec<Unit> {
         self.conditions
             .iter()
             .enumerate()
             .flat_map(|(index, condition)| {
-                self.replicates.iter().map(move |&replicate| Unit {
-                    condition: index,
-                    replicate,
-                    seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
-                })
+                self.replicates
+                    .iter()
+                    .filter(move |&&replicate| !self.done.contains(&(condition.name.to_string(), replicate)))
+                    .map(move |&replicate| Unit {
+                        condition: index,
+                        replicate,
+                        seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
+                    })
             })
             .collect()
     }

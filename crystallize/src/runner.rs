@@ -127,7 +127,7 @@ impl UnitResult {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunInfo {
     /// The experiment.
-    pub experiment: &'static str,
+    pub experiment: String,
     /// The conditions, baseline first.
     pub conditions: Vec<String>,
     /// The replicate indices of each condition.
@@ -138,6 +138,37 @@ pub struct RunInfo {
     pub units_planned: usize,
     /// How many run at once.
     pub jobs: usize,
+}
+
+/// A cancellation flag shared by the runner, observers and the Ctrl-C handler: once cancelled,
+/// no new unit starts; units in flight finish.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+/// Ctrl-C / SIGTERM presses seen by this process (see [`interrupt`]).
+static INTERRUPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Records an interrupt (Ctrl-C or SIGTERM); returns how many there have been. Every [`Cancel`]
+/// reports cancelled from then on.
+pub fn interrupt() -> usize {
+    INTERRUPTS.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// Whether this process was interrupted.
+pub fn interrupted() -> bool {
+    INTERRUPTS.load(Ordering::SeqCst) > 0
+}
+
+impl Cancel {
+    /// Stops the run from starting new units.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the run was cancelled, or the process interrupted.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed) || interrupted()
+    }
 }
 
 /// How to run.
@@ -151,11 +182,22 @@ pub struct RunOptions {
     pub live_metrics: bool,
     /// Send every unit's input to observers (the `debug` printer does).
     pub describe_input: bool,
+    /// Stops the run early (observers and the Ctrl-C handler hold clones).
+    pub cancel: Cancel,
+    /// Where units write artifacts: `<dir>/<condition>/<replicate>/<name>`.
+    pub artifacts: Option<Arc<std::path::PathBuf>>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { jobs: default_jobs(), fail_fast: false, live_metrics: false, describe_input: false }
+        RunOptions {
+            jobs: default_jobs(),
+            fail_fast: false,
+            live_metrics: false,
+            describe_input: false,
+            cancel: Cancel::default(),
+            artifacts: None,
+        }
     }
 }
 
@@ -171,7 +213,7 @@ pub struct RunResults {
     pub info: RunInfo,
     /// Every finished unit, in plan order (condition, then replicate) whatever order they ran in.
     pub units: Vec<UnitResult>,
-    /// Units never started because `fail_fast` stopped the run.
+    /// Units never started because the run was cancelled (`--fail-fast`, Ctrl-C, a closed pipe).
     pub skipped: usize,
     /// Wall time of the run.
     pub elapsed: Duration,
@@ -259,7 +301,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     let units = plan.units();
     let jobs = options.jobs.max(1);
     let info = RunInfo {
-        experiment: plan.experiment.name,
+        experiment: plan.experiment.name.to_owned(),
         conditions: plan.conditions.iter().map(|c| c.name.to_string()).collect(),
         replicates: plan.replicates.clone(),
         seed: plan.seed,
@@ -267,18 +309,17 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
         jobs,
     };
     let started = Instant::now();
-    let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Message>();
 
     let mut finished = std::thread::scope(|scope| {
         let output = scope.spawn(|| output_thread(rx, &info, observers));
         let work = |unit: &Unit| {
-            if stop.load(Ordering::Relaxed) {
+            if options.cancel.is_cancelled() {
                 return;
             }
             let result = run_one(plan, unit, &tx, options);
             if !result.is_ok() && options.fail_fast {
-                stop.store(true, Ordering::Relaxed);
+                options.cancel.cancel();
             }
             let _ = tx.send(Message::UnitFinished(Box::new(result)));
         };
@@ -344,7 +385,8 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
     });
     let sink = UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input);
     sink.send(Message::UnitStarted(key.clone()));
-    let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone());
+    let artifacts = options.artifacts.as_ref().map(|root| root.join(&*condition.name).join(unit.replicate.to_string()));
+    let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
 
     // Restore what was current before: a unit can run nested on this thread when user code inside
     // another unit waits on rayon and this worker steals work meanwhile.

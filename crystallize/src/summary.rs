@@ -116,22 +116,37 @@ pub fn unit_json(run_id: Option<&str>, unit: &UnitResult) -> Value {
     Value::Object(object)
 }
 
-/// The terminal table of a run: a header line, then one row per condition and metric.
+/// The first line of a run's report: what ran and how it ended. Contains nothing that differs
+/// between the end of `run` and a later `report` (no timings), so the two print the same.
+pub fn headline(run_id: &str, results: &RunResults) -> String {
+    let info = &results.info;
+    let mut line = format!(
+        "run {run_id}: {}, {} conditions x {} replicates, seed {}: {} units done",
+        info.experiment,
+        info.conditions.len(),
+        info.replicates.len(),
+        info.seed,
+        results.units.len() - results.failed(),
+    );
+    if results.failed() > 0 {
+        line += &format!(", {} FAILED", results.failed());
+    }
+    if results.skipped > 0 {
+        line += &format!(", {} not run yet", results.skipped);
+    }
+    line
+}
+
+/// The terminal table of a run: one row per condition and metric.
 pub fn to_table(results: &RunResults) -> String {
     let summaries = summarize(&results.info.conditions, &results.units);
-    let mut rows: Vec<[String; 7]> =
-        vec![["condition".into(), "metric".into(), "n".into(), "mean".into(), "sd".into(), "min".into(), "max".into()]];
+    let mut rows: Vec<[String; 7]> = vec![["condition", "metric", "n", "mean", "sd", "min", "max"].map(String::from)];
     for summary in &summaries {
         if summary.metrics.is_empty() {
-            rows.push([
-                summary.condition.clone(),
-                "(no metrics)".into(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            let mut row: [String; 7] = Default::default();
+            row[0] = summary.condition.clone();
+            row[1] = "(no metrics)".into();
+            rows.push(row);
         }
         for (name, m) in &summary.metrics {
             rows.push([
@@ -145,13 +160,18 @@ pub fn to_table(results: &RunResults) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    align(&rows, 2)
+}
+
+/// Aligns a table: the first `text_columns` columns left-aligned (names), the rest right-aligned
+/// (numbers), as in every statistics table.
+pub fn align<const N: usize>(rows: &[[String; N]], text_columns: usize) -> String {
+    let widths: Vec<usize> = (0..N).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (column, cell) in row.iter().enumerate() {
-            // Names left-aligned, numbers right-aligned, as in every statistics table.
-            if column < 2 {
+            if column < text_columns {
                 let _ = write!(line, "{cell:<width$}  ", width = widths[column]);
             } else {
                 let _ = write!(line, "{cell:>width$}  ", width = widths[column]);

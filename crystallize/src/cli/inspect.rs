@@ -1,0 +1,206 @@
+//! Commands that read and print without running anything: `list`, `runs`, `report`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::{ReportArgs, RunsArgs};
+use crate::error::Error;
+use crate::registry::{Experiment, Registry};
+use crate::runner::{RunInfo, RunResults};
+use crate::store::{RunDir, RunState, Store};
+use crate::summary;
+
+pub(super) fn list(registry: &Registry, json: bool) -> Result<ExitCode, Error> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let all: Vec<serde_json::Value> = registry.experiments().iter().map(experiment_json).collect();
+        let _ = writeln!(out, "{}", serde_json::Value::Array(all));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (index, experiment) in registry.experiments().iter().enumerate() {
+        if index > 0 {
+            let _ = writeln!(out);
+        }
+        let _ = write!(out, "{}", experiment_text(experiment));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn experiment_text(experiment: &Experiment) -> String {
+    let entry = experiment.entry;
+    let mut text = format!("{}  ({})\n", entry.name, entry.location);
+    let datasource =
+        entry.datasource.map(|d| format!("{}  ({})", d.name, d.location)).unwrap_or_else(|| "(none)".into());
+    text += &format!("  datasource  {datasource}\n");
+    text += &format!("  input       {}\n", entry.vtable.input_type());
+    text += &format!("  replicates  {}, seed {}\n", entry.replicates, entry.seed);
+    let params: Vec<String> =
+        entry.params.iter().map(|p| format!("{}: {} = {}", p.name, p.rust_type, p.default)).collect();
+    text += &format!("  params      {}\n", if params.is_empty() { "(none)".into() } else { params.join(", ") });
+    if experiment.treatments.is_empty() {
+        text += "  treatments  (none)\n";
+    }
+    for (index, treatment) in experiment.treatments.iter().enumerate() {
+        let label = if index == 0 { "treatments" } else { "" };
+        let mut changes = Vec::new();
+        if let Some(datasource) = &treatment.datasource {
+            changes.push(format!("datasource {}", datasource.info.name));
+        }
+        if treatment.mutate.is_some() {
+            changes.push("mutates input".into());
+        }
+        for (key, value) in treatment.sets {
+            changes.push(format!("{key} = {value}"));
+        }
+        text += &format!("  {label:<10}  {}: {}  ({})\n", treatment.name, changes.join(", "), treatment.location);
+    }
+    for (index, hypothesis) in entry.hypotheses.iter().enumerate() {
+        let label = if index == 0 { "hypotheses" } else { "" };
+        text += &format!("  {label:<10}  {hypothesis}\n");
+    }
+    text
+}
+
+fn experiment_json(experiment: &Experiment) -> serde_json::Value {
+    let entry = experiment.entry;
+    let params: Vec<serde_json::Value> = entry
+        .params
+        .iter()
+        .map(|p| json!({"name": p.name, "type": p.rust_type, "kind": p.kind, "default": p.default}))
+        .collect();
+    let treatments: Vec<serde_json::Value> = experiment
+        .treatments
+        .iter()
+        .map(|t| {
+            let sets: serde_json::Map<String, serde_json::Value> =
+                t.sets.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
+            json!({
+                "name": t.name,
+                "location": t.location,
+                "datasource": t.datasource.as_ref().map(|d| json!({"name": d.info.name, "location": d.info.location})),
+                "mutates_input": t.mutate.is_some(),
+                "sets": sets,
+            })
+        })
+        .collect();
+    json!({
+        "name": entry.name,
+        "location": entry.location,
+        "datasource": entry.datasource.map(|d| json!({"name": d.name, "location": d.location})),
+        "input_type": entry.vtable.input_type(),
+        "replicates": entry.replicates,
+        "seed": entry.seed,
+        "params": params,
+        "treatments": treatments,
+        "hypotheses": entry.hypotheses,
+    })
+}
+
+pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Error> {
+    if let Some(name) = &args.experiment {
+        registry.experiment(Some(name))?;
+    }
+    let store = Store::locate(args.store.store.as_deref());
+    let (runs, warnings) = store.runs();
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let rows: Vec<(RunDir, RunState)> = runs
+        .into_iter()
+        .filter(|run| args.experiment.as_ref().is_none_or(|e| *e == run.manifest.experiment))
+        .map(|run| {
+            let state = run.state();
+            (run, state)
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(run, state)| {
+                json!({
+                    "id": run.manifest.run,
+                    "experiment": run.manifest.experiment,
+                    "created": run.manifest.created,
+                    "status": state.status(),
+                    "units_done": state.done(),
+                    "units_planned": state.planned(),
+                    "units_failed": state.failed(),
+                    "path": run.path(),
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "{}", serde_json::Value::Array(list));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        eprintln!("no runs in {}", store.root().display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = vec![[
+        "run".to_owned(),
+        "experiment".into(),
+        "created".into(),
+        "done".into(),
+        "failed".into(),
+        "status".into(),
+    ]];
+    for (run, state) in &rows {
+        table.push([
+            run.manifest.run.clone(),
+            run.manifest.experiment.clone(),
+            run.manifest.created.clone(),
+            format!("{}/{}", state.done(), state.planned()),
+            state.failed().to_string(),
+            state.status().to_string(),
+        ]);
+    }
+    let _ = write!(out, "{}", summary::align(&table, 3));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The results of a stored run, as `run` saw them at its end.
+pub(super) fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
+    let units = state.results();
+    let planned = state.planned();
+    RunResults {
+        info: RunInfo {
+            experiment: run.manifest.experiment.clone(),
+            conditions: state.conditions.clone(),
+            replicates: (0..state.replicates).collect(),
+            seed: run.manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(0),
+            units_planned: planned,
+            jobs: 0,
+        },
+        skipped: planned.saturating_sub(units.len()),
+        units,
+        elapsed: std::time::Duration::ZERO,
+    }
+}
+
+/// Prints the summary of a stored run: what `run` prints at its end and `report` prints later.
+pub(super) fn print_report(run: &RunDir, json: bool) {
+    let state = run.state();
+    for warning in &state.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let results = stored_results(run, &state);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{}", summary::to_json(Some(&run.manifest.run), &results));
+    } else {
+        let _ = writeln!(out, "{}", summary::headline(&run.manifest.run, &results));
+        let _ = write!(out, "{}", summary::to_table(&results));
+    }
+    let _ = out.flush();
+}
+
+pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
+    let store = Store::locate(args.store.store.as_deref());
+    let run = store.run(&args.run)?;
+    print_report(&run, args.json);
+    let state = run.state();
+    Ok(if state.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

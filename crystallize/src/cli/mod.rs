@@ -1,0 +1,199 @@
+//! The generated `main`: the command line of CLI.md mapped onto the registry, the planner, the
+//! runner and the store. Results go to stdout; progress and diagnostics go to stderr. Exit codes:
+//! 0 every unit succeeded, 1 some unit failed (or the run was interrupted), 2 bad usage or input,
+//! detected before any unit ran.
+
+mod debug;
+mod inspect;
+mod progress;
+mod run;
+mod stream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::error::Error;
+use crate::plan::Override;
+use crate::registry::Registry;
+
+pub use debug::VerbosePrinter;
+
+/// The experiments crate, as `crystallize::main!` sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct App {
+    /// The crate's name.
+    pub name: &'static str,
+    /// The crate's version.
+    pub version: &'static str,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Runs the experiments of this crate (crystallize)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every experiment with its datasource, treatments, params, hypotheses and source location.
+    List {
+        /// Print a JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the baseline and the treatments for N replicates, store the run, print a summary.
+    Run(TableRunArgs),
+    /// Like `run`, but stdout is JSON Lines: one line per finished unit, as it finishes.
+    Stream(StreamArgs),
+    /// Run one replicate of one condition, serially and verbosely; stores nothing.
+    #[command(alias = "run-once")]
+    Debug(DebugArgs),
+    /// Stored runs: id, experiment, created, units done / planned, failed, status.
+    Runs(RunsArgs),
+    /// The summary of a stored run, recomputed from its journal.
+    Report(ReportArgs),
+}
+
+/// Where runs are stored.
+#[derive(Args, Debug, Clone)]
+struct StoreArgs {
+    /// Where runs live (default: $CRYSTALLIZE_STORE, else .crystallize/ in the working directory).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The experiment (may be left out when the binary has only one).
+    experiment: Option<String>,
+    /// Run only these treatments (repeatable); the baseline always runs.
+    #[arg(long = "treatment", value_name = "NAME")]
+    treatments: Vec<String>,
+    /// Replicates per condition (default: the experiment's, or the resumed run's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    replicates: Option<u64>,
+    /// The run's seed (default: the experiment's, or the resumed run's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Units in parallel (default: available cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
+    jobs: Option<u64>,
+    /// Override a param for every condition: KEY=VALUE (repeatable), checked against its type.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Continue RUN (default: the latest unfinished run of the experiment), skipping finished units.
+    #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
+    resume: Option<String>,
+    /// Resume even though the configuration or code changed (recorded in the run).
+    #[arg(long, requires = "resume")]
+    force: bool,
+    /// Stop scheduling new units after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct TableRunArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Print the summary as one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StreamArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Also print the events emitted inside steps.
+    #[arg(long)]
+    events: bool,
+}
+
+#[derive(Args, Debug)]
+struct DebugArgs {
+    /// The condition: `baseline`, a treatment, or EXP/COND.
+    condition: String,
+    /// The replicate index to run.
+    #[arg(long, default_value_t = 0)]
+    replicate: u64,
+    /// The run seed the replicate's seed derives from (default: the experiment's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override a param: KEY=VALUE (repeatable), checked against its type.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Reproduce this unit of a stored run (its seed and configuration) and compare the metrics.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["seed", "sets"])]
+    run: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunsArgs {
+    /// Only runs of this experiment.
+    experiment: Option<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// The run id (a unique prefix is enough).
+    run: String,
+    /// Print one JSON object, as `run --json` did.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Parses the process's arguments and runs the command; the body of every generated `main`.
+pub fn main(app: App) -> ExitCode {
+    run_cli(app, std::env::args_os().collect())
+}
+
+/// Runs the command line `args` (the first is the program). Returns the process's exit code.
+pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
+    let program = args.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| app.name.into());
+    let command = Cli::command().name(app.name).bin_name(app.name).version(app.version);
+    let cli = match command.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let context = run::Invocation { app, program };
+    let outcome = Registry::collect().and_then(|registry| match cli.command {
+        Command::List { json } => inspect::list(&registry, json),
+        Command::Run(args) => {
+            let output = if args.json { run::Output::Json } else { run::Output::Table };
+            run::run(&registry, &args.run, &context, output)
+        }
+        Command::Stream(args) => run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }),
+        Command::Debug(args) => debug::debug(&registry, &args),
+        Command::Runs(args) => inspect::runs(&registry, &args),
+        Command::Report(args) => inspect::report(&args),
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn overrides(sets: &[String]) -> Result<Vec<Override>, Error> {
+    sets.iter().map(|s| Override::parse(s)).collect()
+}

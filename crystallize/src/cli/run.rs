@@ -1,0 +1,254 @@
+//! `run` and `stream`: plan (or re-plan a stored run to resume it), guard against drift, store
+//! the manifest and a session record, run the units with the journal as an observer, and print
+//! the report recomputed from the store.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use super::progress::Progress;
+use super::stream::StreamWriter;
+use super::{inspect, overrides, RunArgs};
+use crate::error::Error;
+use crate::events::Observer;
+use crate::plan::Plan;
+use crate::registry::{Experiment, Registry};
+use crate::runner::{self, Cancel, RunOptions};
+use crate::store::journal::JournalWriter;
+use crate::store::manifest::{self, Manifest, Request, Session, Versions, SCHEMA};
+use crate::store::{self, time, RunDir, Status, Store};
+
+/// Who is running: the experiments crate and how this process was invoked.
+pub(super) struct Invocation {
+    pub app: super::App,
+    pub program: String,
+}
+
+/// What `run`/`stream` print on stdout.
+pub(super) enum Output {
+    /// The report as a table.
+    Table,
+    /// The report as one JSON object.
+    Json,
+    /// One JSON line per finished unit (and per event with `events`), then a summary line.
+    Stream { events: bool },
+}
+
+pub(super) fn run(
+    registry: &Registry,
+    args: &RunArgs,
+    invocation: &Invocation,
+    output: Output,
+) -> Result<ExitCode, Error> {
+    let experiment = registry.experiment(args.experiment.as_deref())?;
+    let store = Store::locate(args.store.store.as_deref());
+    let command: Vec<String> = std::env::args().collect();
+    let (plan, run_dir, forced_drift) = match &args.resume {
+        None => start(experiment, args, &store, invocation, &command)?,
+        Some(id) => resume(experiment, args, &store, id)?,
+    };
+
+    let writer = store::writer_id();
+    let (started, started_nanos) = time::now();
+    run_dir.write_session(&Session {
+        schema: SCHEMA,
+        writer: writer.clone(),
+        started: time::rfc3339_millis(started, started_nanos),
+        command,
+        replicates: plan.replicates.len() as u64,
+        forced: !forced_drift.is_empty(),
+        drift: forced_drift,
+        host: store::host_name(),
+    })?;
+
+    let cancel = Cancel::default();
+    install_interrupt_handler();
+    let journal_path = run_dir.journal_path(&writer);
+    let mut journal = JournalWriter::create(journal_path.clone(), cancel.clone())
+        .map_err(|e| Error::Store(format!("cannot create the journal {}: {e}", journal_path.display())))?;
+    let options = RunOptions {
+        jobs: args.jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
+        fail_fast: args.fail_fast,
+        live_metrics: false,
+        describe_input: false,
+        cancel: cancel.clone(),
+        artifacts: Some(Arc::new(run_dir.artifacts_dir())),
+    };
+    let run_id = run_dir.manifest.run.clone();
+    let results = match output {
+        Output::Stream { events } => {
+            let mut stream = StreamWriter::new(run_id.clone(), events, cancel.clone());
+            let observers: &mut [&mut dyn Observer] = &mut [&mut journal, &mut stream];
+            let results = runner::execute(&plan, &options, observers);
+            if !stream.closed() {
+                stream.summary(&inspect::stored_results(&run_dir, &run_dir.state()));
+            }
+            results
+        }
+        Output::Table | Output::Json => {
+            let mut progress = Progress::new();
+            runner::execute(&plan, &options, &mut [&mut journal, &mut progress])
+        }
+    };
+    let journal_error = journal.finish().err();
+    eprintln!(
+        "ran {} units in {:.2} s with {} jobs; stored in {}",
+        results.units.len(),
+        results.elapsed.as_secs_f64(),
+        results.info.jobs,
+        run_dir.path().display()
+    );
+    if !matches!(output, Output::Stream { .. }) {
+        inspect::print_report(&run_dir, matches!(output, Output::Json));
+    }
+    super::debug::report_failures(&results.units, &invocation.program, &run_dir);
+
+    let stopped_early = results.skipped > 0 && !args.fail_fast;
+    if let Some(error) = journal_error {
+        eprintln!("error: {error}");
+    }
+    let state = run_dir.state();
+    if state.status() == Status::Incomplete && (stopped_early || runner::interrupted()) {
+        eprintln!(
+            "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
+            state.done(),
+            state.planned(),
+            invocation.program,
+            run_dir.manifest.experiment,
+            run_id,
+            store_flag(args)
+        );
+        return Ok(ExitCode::from(if runner::interrupted() { 130 } else { 1 }));
+    }
+    Ok(if results.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn store_flag(args: &RunArgs) -> String {
+    args.store.store.as_ref().map(|dir| format!(" --store {}", dir.display())).unwrap_or_default()
+}
+
+/// Plans a new run and writes its manifest.
+fn start(
+    experiment: &Experiment,
+    args: &RunArgs,
+    store: &Store,
+    invocation: &Invocation,
+    command: &[String],
+) -> Result<(Plan, RunDir, Vec<String>), Error> {
+    let entry = experiment.entry;
+    let plan = Plan::new(
+        experiment,
+        &args.treatments,
+        args.replicates.unwrap_or(entry.replicates),
+        args.seed.unwrap_or(entry.seed),
+        &overrides(&args.sets)?,
+    )?;
+    let (created, created_nanos) = time::now();
+    let manifest = Manifest {
+        schema: SCHEMA,
+        run: store::new_run_id(entry.name),
+        experiment: entry.name.to_owned(),
+        created: time::rfc3339_millis(created, created_nanos),
+        command: command.to_vec(),
+        replicates: plan.replicates.len() as u64,
+        request: Request { treatments: args.treatments.clone(), sets: args.sets.clone() },
+        config: manifest::resolved_config(&plan),
+        versions: Versions {
+            crate_name: invocation.app.name.to_owned(),
+            crate_version: invocation.app.version.to_owned(),
+            crystallize: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        git: store::git_state(),
+        host: store::host_name(),
+    };
+    let run_dir = store.create_run(&manifest)?;
+    Ok((plan, run_dir, Vec::new()))
+}
+
+/// Re-plans a stored run with what it was asked for (flags given now take precedence), refuses
+/// if its configuration or code drifted (unless `--force`), and skips the units already done.
+fn resume(
+    experiment: &Experiment,
+    args: &RunArgs,
+    store: &Store,
+    id: &str,
+) -> Result<(Plan, RunDir, Vec<String>), Error> {
+    let run_dir = if id.is_empty() { latest_unfinished(experiment, store)? } else { store.run(id)? };
+    let manifest = &run_dir.manifest;
+    if manifest.experiment != experiment.name() {
+        return Err(Error::Store(format!(
+            "run {} is a run of experiment '{}', not '{}'",
+            manifest.run,
+            manifest.experiment,
+            experiment.name()
+        )));
+    }
+    let state = run_dir.state();
+    for warning in &state.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let treatments = if args.treatments.is_empty() { &manifest.request.treatments } else { &args.treatments };
+    let sets = if args.sets.is_empty() { &manifest.request.sets } else { &args.sets };
+    let seed = args.seed.or_else(|| manifest.config.get("seed").and_then(|s| s.as_u64())).unwrap_or(0);
+    let replicates = args.replicates.unwrap_or(state.replicates).max(1);
+    let mut plan = Plan::new(experiment, treatments, replicates, seed, &overrides(sets)?)?;
+    let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
+    if !drift.is_empty() && !args.force {
+        return Err(Error::Drift {
+            run: manifest.run.clone(),
+            changes: drift.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n"),
+        });
+    }
+    if !drift.is_empty() {
+        eprintln!("warning: resuming {} with --force although it changed:", manifest.run);
+        for line in &drift {
+            eprintln!("  {line}");
+        }
+    }
+    plan.done = state.done_set();
+    eprintln!(
+        "resuming run {}: {} of {} units already done",
+        manifest.run,
+        state.done(),
+        plan.conditions.len() * plan.replicates.len()
+    );
+    Ok((plan, run_dir, drift))
+}
+
+fn latest_unfinished(experiment: &Experiment, store: &Store) -> Result<RunDir, Error> {
+    let (runs, _) = store.runs();
+    let mine: Vec<(RunDir, Status)> = runs
+        .into_iter()
+        .filter(|r| r.manifest.experiment == experiment.name())
+        .map(|r| {
+            let status = r.state().status();
+            (r, status)
+        })
+        .collect();
+    let known = mine.iter().map(|(r, s)| format!("{} ({s})", r.manifest.run)).collect::<Vec<_>>().join(", ");
+    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).ok_or_else(|| {
+        Error::NothingToResume {
+            experiment: experiment.name().to_owned(),
+            store: store.root().display().to_string(),
+            known: if known.is_empty() { "none".into() } else { known },
+        }
+    })
+}
+
+/// First Ctrl-C (or SIGTERM): stop scheduling and let the units in flight finish. Second: abort
+/// at once; the units in flight are lost and run again on resume.
+fn install_interrupt_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            if runner::interrupt() == 1 {
+                eprintln!("\ninterrupted: finishing the units in flight; press Ctrl-C again to abort them");
+            } else {
+                eprintln!("\naborted; the units in flight will run again on resume");
+                std::process::exit(130);
+            }
+        });
+        if let Err(error) = installed {
+            eprintln!("warning: cannot handle Ctrl-C ({error}); an interrupt will lose the units in flight");
+        }
+    });
+}

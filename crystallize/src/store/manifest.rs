@@ -1,0 +1,173 @@
+//! The manifest of a run (written once, before the first unit) and the session records of every
+//! process that later resumed it. Together they say what the run is, how it was started and
+//! resumed, and what its configuration and code were — which is what the drift guard compares.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::plan::Plan;
+use crate::registry::StepEntry;
+
+/// The version of every record this module and the journal write.
+pub const SCHEMA: u32 = 1;
+
+/// What a run was asked for, so that `--resume` can plan the same units again.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// `--treatment` names; empty means every treatment.
+    pub treatments: Vec<String>,
+    /// `--set KEY=VALUE` overrides, as given.
+    pub sets: Vec<String>,
+}
+
+/// Versions of the code that ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    /// The experiments crate's name.
+    pub crate_name: String,
+    /// The experiments crate's version.
+    pub crate_version: String,
+    /// crystallize's version.
+    pub crystallize: String,
+}
+
+/// The git state of the working directory when the run started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GitState {
+    /// `HEAD`'s commit.
+    pub commit: String,
+    /// Whether tracked files had uncommitted changes.
+    pub dirty: bool,
+}
+
+/// `manifest.json` of a run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Record version.
+    pub schema: u32,
+    /// The run id (also the directory's name).
+    pub run: String,
+    /// The experiment.
+    pub experiment: String,
+    /// When the run was created (RFC 3339, UTC).
+    pub created: String,
+    /// The command line that created it.
+    pub command: Vec<String>,
+    /// Replicates per condition when created (a resume may add more; see [`Session`]).
+    pub replicates: u64,
+    /// What was asked for.
+    pub request: Request,
+    /// The resolved configuration and code fingerprints: what the drift guard compares.
+    pub config: Value,
+    /// Versions of the code.
+    pub versions: Versions,
+    /// Git state, when run inside a git work tree.
+    pub git: Option<GitState>,
+    /// The host that created the run.
+    pub host: String,
+}
+
+/// `session-<writer>.json`: one per process that ran units of the run, written once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Record version.
+    pub schema: u32,
+    /// The writer id; its journal is `journal-<writer>.jsonl`.
+    pub writer: String,
+    /// When the session started.
+    pub started: String,
+    /// Its command line.
+    pub command: Vec<String>,
+    /// Replicates per condition this session planned.
+    pub replicates: u64,
+    /// Whether it resumed despite a changed configuration (`--force`).
+    pub forced: bool,
+    /// What had changed, when forced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+    /// The host.
+    pub host: String,
+}
+
+/// The resolved configuration of `plan` and the fingerprints of the code it runs, as JSON with
+/// stable keys: `seed`, `seed_policy`, `conditions.<name>.{datasource,treatment,mutates_input,params}`,
+/// `fingerprints.<kind> <name>`.
+pub fn resolved_config(plan: &Plan) -> Value {
+    let experiment = plan.experiment;
+    let mut fingerprints = BTreeMap::new();
+    fingerprints.insert(format!("experiment {}", experiment.name), hex(experiment.fingerprint));
+    if let Some(datasource) = experiment.datasource {
+        fingerprints.insert(format!("datasource {}", datasource.name), hex(datasource.fingerprint));
+    }
+    let mut conditions = serde_json::Map::new();
+    for condition in &plan.conditions {
+        let datasource =
+            condition.treatment.and_then(|t| t.datasource.as_ref()).map(|d| d.info).or(experiment.datasource);
+        if let Some(treatment) = condition.treatment {
+            fingerprints.insert(format!("treatment {}", treatment.name), hex(treatment.fingerprint));
+            if let Some(swapped) = &treatment.datasource {
+                fingerprints.insert(format!("datasource {}", swapped.info.name), hex(swapped.info.fingerprint));
+            }
+        }
+        let params: serde_json::Map<String, Value> =
+            condition.params.0.iter().map(|p| (p.name.to_owned(), json!(p.value))).collect();
+        conditions.insert(
+            condition.name.to_string(),
+            json!({
+                "datasource": datasource.map(|d| d.name),
+                "treatment": condition.treatment.map(|t| t.name),
+                "mutates_input": condition.treatment.is_some_and(|t| t.mutate.is_some()),
+                "params": params,
+            }),
+        );
+    }
+    for step in inventory::iter::<StepEntry> {
+        fingerprints.insert(format!("step {}", step.0.name), hex(step.0.fingerprint));
+    }
+    json!({
+        "seed": plan.seed,
+        "seed_policy": plan.policy,
+        "conditions": conditions,
+        "fingerprints": fingerprints,
+    })
+}
+
+fn hex(fingerprint: u64) -> String {
+    format!("{fingerprint:016x}")
+}
+
+/// What changed between a stored configuration and the current one, one readable line per
+/// change; empty when nothing did. Code changes are named by part ("code of step play changed").
+pub fn drift(stored: &Value, current: &Value) -> Vec<String> {
+    crate::diff::changes(stored, current)
+        .into_iter()
+        .map(|change| {
+            if let Some(part) = change.path.strip_prefix("fingerprints.") {
+                return match (&change.left, &change.right) {
+                    (Some(_), Some(_)) => format!("code of {part} changed"),
+                    (Some(_), None) => format!("{part} is no longer part of the run"),
+                    _ => format!("{part} is new"),
+                };
+            }
+            let show = |v: &Option<Value>| v.as_ref().map(Value::to_string).unwrap_or_else(|| "(absent)".into());
+            format!("{}: {} -> {}", change.path, show(&change.left), show(&change.right))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_names_changed_values_and_code() {
+        let stored =
+            json!({"seed": 1, "conditions": {"b": {"params": {"t": 0.7}}}, "fingerprints": {"step play": "aa"}});
+        let current =
+            json!({"seed": 1, "conditions": {"b": {"params": {"t": 0.9}}}, "fingerprints": {"step play": "bb"}});
+        assert_eq!(drift(&stored, &current), vec!["conditions.b.params.t: 0.7 -> 0.9", "code of step play changed"]);
+        assert!(drift(&stored, &stored).is_empty());
+    }
+}

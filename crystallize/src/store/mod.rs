@@ -1,0 +1,339 @@
+//! The run store: where runs live and how they are laid out on disk. The layout is a public
+//! format, documented in `docs/STORE.md`:
+//!
+//! ```text
+//! <store>/runs/<run id>/manifest.json             written once (by rename) before the first unit
+//! <store>/runs/<run id>/session-<writer>.json     one per process that ran units, written once
+//! <store>/runs/<run id>/journal-<writer>.jsonl    append-only, one line per finished unit
+//! <store>/runs/<run id>/artifacts/<condition>/<replicate>/<name>
+//! ```
+//!
+//! Every file has a single writer. A run's status is derived from what is on disk, never stored.
+
+pub mod journal;
+pub mod manifest;
+pub mod time;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{suggest, Error};
+use crate::runner::{UnitResult, UnitStatus};
+use manifest::{Manifest, Session};
+
+/// The environment variable naming the store directory.
+pub const STORE_ENV: &str = "CRYSTALLIZE_STORE";
+
+/// The store directory when neither `--store` nor `CRYSTALLIZE_STORE` names one.
+pub const DEFAULT_DIR: &str = ".crystallize";
+
+/// A store directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// `--store DIR` if given, else `$CRYSTALLIZE_STORE`, else `.crystallize/` in the working
+    /// directory (never under `target/`, which `cargo clean` deletes).
+    pub fn locate(explicit: Option<&Path>) -> Store {
+        let root = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(STORE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+        Store { root }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// Creates the directory of a new run and writes its manifest.
+    pub fn create_run(&self, manifest: &Manifest) -> Result<RunDir, Error> {
+        let path = self.runs_dir().join(&manifest.run);
+        std::fs::create_dir_all(&path).map_err(|e| io_error(&path, "create", e))?;
+        write_once(&path.join("manifest.json"), manifest)?;
+        Ok(RunDir { path, manifest: manifest.clone() })
+    }
+
+    /// Every run in the store, oldest first. Directories without a readable manifest are
+    /// reported in the returned warnings, not silently skipped.
+    pub fn runs(&self) -> (Vec<RunDir>, Vec<String>) {
+        let mut runs = Vec::new();
+        let mut warnings = Vec::new();
+        let entries = match std::fs::read_dir(self.runs_dir()) {
+            Ok(entries) => entries,
+            Err(_) => return (runs, warnings),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            match RunDir::open(&path) {
+                Ok(run) => runs.push(run),
+                Err(error) => warnings.push(error.to_string()),
+            }
+        }
+        runs.sort_by(|a, b| (&a.manifest.created, &a.manifest.run).cmp(&(&b.manifest.created, &b.manifest.run)));
+        (runs, warnings)
+    }
+
+    /// The run with this id (a unique prefix is enough).
+    pub fn run(&self, id: &str) -> Result<RunDir, Error> {
+        let (runs, _) = self.runs();
+        let exact = runs.iter().position(|r| r.manifest.run == id);
+        let prefixed: Vec<usize> =
+            runs.iter().enumerate().filter(|(_, r)| r.manifest.run.starts_with(id)).map(|(i, _)| i).collect();
+        let index = match (exact, prefixed.as_slice()) {
+            (Some(index), _) | (None, &[index]) => index,
+            _ => {
+                let ids: Vec<&str> = runs.iter().map(|r| r.manifest.run.as_str()).collect();
+                return Err(Error::UnknownRun {
+                    id: id.to_owned(),
+                    store: self.root.display().to_string(),
+                    suggestion: suggest(id, &ids),
+                    known: if ids.is_empty() { "(none)".into() } else { ids.join(", ") },
+                });
+            }
+        };
+        Ok(runs.into_iter().nth(index).expect("index comes from this list"))
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so readers see
+/// either nothing or the whole file.
+fn write_once(path: &Path, value: &impl Serialize) -> Result<(), Error> {
+    let temporary = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(value).map_err(|e| io_error(path, "serialize", std::io::Error::other(e)))?;
+    std::fs::write(&temporary, text).map_err(|e| io_error(&temporary, "write", e))?;
+    std::fs::rename(&temporary, path).map_err(|e| io_error(path, "rename into", e))
+}
+
+fn io_error(path: &Path, action: &str, error: std::io::Error) -> Error {
+    Error::Store(format!("cannot {action} {}: {error}", path.display()))
+}
+
+/// A run's directory and its manifest.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// Where a run stands, derived from its files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every planned unit has a successful record.
+    Complete,
+    /// Every planned unit has a record, and some of the latest are failures.
+    Failed,
+    /// Some planned units have no record yet (interrupted, or still running).
+    Incomplete,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Complete => "complete",
+            Status::Failed => "complete with failures",
+            Status::Incomplete => "incomplete",
+        })
+    }
+}
+
+/// A run's units as the store knows them.
+#[derive(Clone, Debug)]
+pub struct RunState {
+    /// The conditions, in manifest order.
+    pub conditions: Vec<String>,
+    /// Replicates per condition, the most any session planned.
+    pub replicates: u64,
+    /// Per unit (condition, replicate): its first successful record, or else its latest failure.
+    pub units: BTreeMap<(usize, u64), UnitResult>,
+    /// Damage found while reading.
+    pub warnings: Vec<String>,
+}
+
+impl RunState {
+    /// Units planned.
+    pub fn planned(&self) -> usize {
+        self.conditions.len() * self.replicates as usize
+    }
+
+    /// Units with a successful record.
+    pub fn done(&self) -> usize {
+        self.units.values().filter(|u| u.status == UnitStatus::Ok).count()
+    }
+
+    /// Units whose latest record is a failure.
+    pub fn failed(&self) -> usize {
+        self.units.values().filter(|u| u.status != UnitStatus::Ok).count()
+    }
+
+    /// The run's status.
+    pub fn status(&self) -> Status {
+        let planned_with_records = self.units.keys().filter(|(_, r)| *r < self.replicates).count();
+        if self.done() >= self.planned() {
+            Status::Complete
+        } else if planned_with_records >= self.planned() {
+            Status::Failed
+        } else {
+            Status::Incomplete
+        }
+    }
+
+    /// `(condition, replicate)` of every unit with a successful record.
+    pub fn done_set(&self) -> HashSet<(String, u64)> {
+        self.units.values().filter(|u| u.status == UnitStatus::Ok).map(|u| (u.condition.clone(), u.replicate)).collect()
+    }
+
+    /// The units, in plan order (condition, then replicate).
+    pub fn results(&self) -> Vec<UnitResult> {
+        self.units.values().cloned().collect()
+    }
+}
+
+impl RunDir {
+    /// Opens the run directory at `path`.
+    pub fn open(path: &Path) -> Result<RunDir, Error> {
+        let manifest_path = path.join("manifest.json");
+        let text = std::fs::read(&manifest_path).map_err(|e| io_error(&manifest_path, "read", e))?;
+        let manifest: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::Store(format!("{} is not a valid manifest: {e}", manifest_path.display())))?;
+        Ok(RunDir { path: path.to_path_buf(), manifest })
+    }
+
+    /// The run's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The journal file of `writer`.
+    pub fn journal_path(&self, writer: &str) -> PathBuf {
+        self.path.join(format!("journal-{writer}.jsonl"))
+    }
+
+    /// Where the artifacts of this run go.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.path.join("artifacts")
+    }
+
+    /// Records that a process is about to run units of this run.
+    pub fn write_session(&self, session: &Session) -> Result<(), Error> {
+        write_once(&self.path.join(format!("session-{}.json", session.writer)), session)
+    }
+
+    /// Every session record, oldest first; unreadable ones become warnings.
+    pub fn sessions(&self) -> (Vec<Session>, Vec<String>) {
+        let mut sessions = Vec::new();
+        let mut warnings = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return (sessions, warnings) };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("session-") && n.ends_with(".json"))
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            match std::fs::read(&path).ok().and_then(|t| serde_json::from_slice::<Session>(&t).ok()) {
+                Some(session) => sessions.push(session),
+                None => warnings.push(format!("{} is not a valid session record; ignored", path.display())),
+            }
+        }
+        (sessions, warnings)
+    }
+
+    /// The conditions of the run, in manifest order.
+    pub fn conditions(&self) -> Vec<String> {
+        self.manifest
+            .config
+            .get("conditions")
+            .and_then(|c| c.as_object())
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Reads the journals and derives the state of every unit.
+    pub fn state(&self) -> RunState {
+        let conditions = self.conditions();
+        let (sessions, mut warnings) = self.sessions();
+        let replicates =
+            sessions.iter().map(|s| s.replicates).chain(std::iter::once(self.manifest.replicates)).max().unwrap_or(0);
+        let loaded = journal::read_all(&self.path);
+        warnings.extend(loaded.warnings);
+        let mut units: BTreeMap<(usize, u64), UnitResult> = BTreeMap::new();
+        for unit in loaded.units {
+            let Some(index) = conditions.iter().position(|c| *c == unit.condition) else {
+                warnings.push(format!(
+                    "a record of condition '{}' is not part of run {}; ignored",
+                    unit.condition, self.manifest.run
+                ));
+                continue;
+            };
+            let key = (index, unit.replicate);
+            match units.get(&key) {
+                // The first success stands; a later success of the same unit is a duplicate.
+                Some(existing) if existing.status == UnitStatus::Ok => {}
+                _ => {
+                    units.insert(key, unit);
+                }
+            }
+        }
+        RunState { conditions, replicates, units, warnings }
+    }
+}
+
+/// A writer id: start time first, so that ids sort chronologically, then the process id.
+pub fn writer_id() -> String {
+    let (secs, nanos) = time::now();
+    format!("{}-{nanos:09}-{}", time::compact(secs), std::process::id())
+}
+
+/// A new run id: `<experiment>-<utc time>-<4 hex digits>`.
+pub fn new_run_id(experiment: &str) -> String {
+    let (secs, nanos) = time::now();
+    let salt = crate::seed::mix(u64::from(nanos) ^ (u64::from(std::process::id()) << 32)) & 0xffff;
+    format!("{experiment}-{}-{salt:04x}", time::compact(secs))
+}
+
+/// The host's name, for records.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `HEAD` and whether the work tree is dirty, when the working directory is in a git repository
+/// and git is installed.
+pub fn git_state() -> Option<manifest::GitState> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = run(&["rev-parse", "HEAD"])?;
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(manifest::GitState { commit, dirty })
+}
