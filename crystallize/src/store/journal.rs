@@ -162,3 +162,84 @@ fn read_one(path: &Path, loaded: &mut Loaded) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::UnitStatus;
+    use std::collections::BTreeMap;
+
+    fn unit(condition: &str, replicate: u64) -> UnitResult {
+        UnitResult {
+            experiment: "e".into(),
+            condition: condition.into(),
+            replicate,
+            seed: 7,
+            status: UnitStatus::Ok,
+            error: None,
+            metrics: BTreeMap::from([("win".to_owned(), 1.0)]),
+            records: Vec::new(),
+            duration_ms: 0.5,
+        }
+    }
+
+    fn write_units(dir: &Path, writer: &str, units: &[UnitResult]) -> PathBuf {
+        let path = dir.join(format!("journal-{writer}.jsonl"));
+        let mut journal = JournalWriter::create(path.clone(), Cancel::default()).unwrap();
+        for u in units {
+            journal.unit_finished(u);
+        }
+        journal.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn round_trips_every_unit_in_writer_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write_units(dir.path(), "2", &[unit("b", 0)]);
+        write_units(dir.path(), "1", &[unit("a", 0), unit("a", 1)]);
+        let loaded = read_all(dir.path());
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let keys: Vec<(String, u64)> = loaded.units.iter().map(|u| (u.condition.clone(), u.replicate)).collect();
+        assert_eq!(keys, [("a".into(), 0), ("a".into(), 1), ("b".into(), 0)]);
+        assert_eq!(loaded.units[0], unit("a", 0));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_units(dir.path(), "1", &[unit("a", 0), unit("a", 1)]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 20);
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = read_all(dir.path());
+        assert_eq!(loaded.units.len(), 1);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("torn last line"), "{}", loaded.warnings[0]);
+        assert!(loaded.warnings[0].contains(":2:"), "names the line: {}", loaded.warnings[0]);
+    }
+
+    #[test]
+    fn a_corrupted_line_in_the_middle_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_units(dir.path(), "1", &[unit("a", 0), unit("a", 1), unit("a", 2)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[1] = "{\"schema\":1,\"type\":\"unit\",\"garbage".into();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let loaded = read_all(dir.path());
+        let replicates: Vec<u64> = loaded.units.iter().map(|u| u.replicate).collect();
+        assert_eq!(replicates, [0, 2]);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("journal-1.jsonl:2"), "{}", loaded.warnings[0]);
+    }
+
+    #[test]
+    fn binary_garbage_and_unknown_schemas_never_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("journal-x.jsonl"), b"\xff\xfe\x00\n{\"schema\":99,\"type\":\"unit\"}\n\x01").unwrap();
+        let loaded = read_all(dir.path());
+        assert!(loaded.units.is_empty());
+        assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);
+    }
+}
