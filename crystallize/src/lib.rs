@@ -45,11 +45,13 @@ pub mod context;
 pub mod diff;
 pub mod error;
 pub mod events;
+pub mod hypothesis;
 pub mod params;
 pub mod plan;
 pub mod registry;
 pub mod runner;
 pub mod seed;
+pub mod stats;
 pub mod store;
 pub mod summary;
 
