@@ -44,6 +44,8 @@ pub struct GameLog {
     pub rounds: u32,
     /// Accusations made at random.
     pub hallucinations: u32,
+    /// One line per round, for the transcript artifact.
+    pub transcript: Vec<String>,
 }
 
 /// How a model behaves: probability of a random accusation, and how strongly it follows evidence.
@@ -130,6 +132,10 @@ pub fn play(config: &GameConfig, ctx: &mut Ctx) -> GameLog {
         log.hallucinations += hallucinated;
         alive.retain(|&p| p != out);
         let deceivers = deceivers_left(&alive);
+        log.transcript.push(format!(
+            "round {}: {} voted out ({:?}), {hallucinated} hallucinated votes, {deceivers} deceivers left",
+            log.rounds, config.players[out].name, config.players[out].role
+        ));
         ctx.emit(
             "round",
             json!({

@@ -49,7 +49,7 @@ fn dolphin_table() -> GameConfig {
     datasource = llama_table,
     replicates = 10,
     seed = 42,
-    params(temperature = 0.7, think_ms: u64 = 0, crash_on_replicate: i64 = -1),
+    params(temperature = 0.7, think_ms: u64 = 0, crash_on_replicate: i64 = -1, transcript = false),
     hypotheses = ["dolphin.win < baseline.win"]
 )]
 fn social_deception(config: GameConfig, ctx: &mut Ctx) {
@@ -61,6 +61,12 @@ fn social_deception(config: GameConfig, ctx: &mut Ctx) {
     ctx.record("win", log.aligned_won);
     ctx.record("rounds", log.rounds);
     ctx.record("hallucinations", log.hallucinations);
+    if ctx.param::<bool>("transcript") {
+        // Lands in <run>/artifacts/<condition>/<replicate>/transcript.txt.
+        if let Err(error) = ctx.write_artifact("transcript.txt", log.transcript.join("\n") + "\n") {
+            panic!("{error}");
+        }
+    }
 }
 
 /// Swap the table for dolphin-like players.
