@@ -346,6 +346,78 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     results
 }
 
+/// Unit results in completion order, from a run going on in the background; see [`stream`].
+///
+/// Dropping it cancels the units not yet started and waits for the ones in flight, which reach
+/// every observer (so a [`JournalWriter`](crate::store::journal::JournalWriter) among them stores
+/// them).
+pub struct UnitStream {
+    results: mpsc::Receiver<UnitResult>,
+    cancel: Cancel,
+    run: Option<std::thread::JoinHandle<RunResults>>,
+}
+
+/// Runs `plan` in the background and yields each unit's result as it finishes.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), crystallize::Error> {
+/// use crystallize::{plan::Plan, registry::Registry, runner};
+///
+/// let registry = Registry::collect()?;
+/// let experiment = registry.experiment(Some("social_deception"))?;
+/// let plan = Plan::new(experiment, &[], 10, 42, &[])?;
+/// for unit in runner::stream(plan, runner::RunOptions::default(), Vec::new()) {
+///     println!("{} #{}: {:?}", unit.condition, unit.replicate, unit.metrics);
+///     if unit.metrics.get("win") == Some(&1.0) {
+///         break; // cancels the rest
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub fn stream(plan: Plan, options: RunOptions, observers: Vec<Box<dyn Observer>>) -> UnitStream {
+    struct Forward(mpsc::Sender<UnitResult>);
+    impl Observer for Forward {
+        fn unit_finished(&mut self, result: &UnitResult) {
+            let _ = self.0.send(result.clone());
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let cancel = options.cancel.clone();
+    let run = std::thread::spawn(move || {
+        let mut observers = observers;
+        let mut forward = Forward(tx);
+        let mut all: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| &mut **o as &mut dyn Observer).collect();
+        all.push(&mut forward);
+        execute(&plan, &options, &mut all)
+    });
+    UnitStream { results: rx, cancel, run: Some(run) }
+}
+
+impl UnitStream {
+    /// Waits for every remaining unit and returns the whole run's results.
+    pub fn finish(mut self) -> RunResults {
+        let run = self.run.take().expect("a stream is finished once");
+        run.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl Iterator for UnitStream {
+    type Item = UnitResult;
+
+    fn next(&mut self) -> Option<UnitResult> {
+        self.results.recv().ok()
+    }
+}
+
+impl Drop for UnitStream {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.cancel.cancel();
+            let _ = run.join();
+        }
+    }
+}
+
 /// Delivers every message to the observers and collects the finished units. An observer that
 /// panics is reported and detached; the run and its results go on.
 fn output_thread(rx: mpsc::Receiver<Message>, info: &RunInfo, observers: &mut [&mut dyn Observer]) -> Vec<UnitResult> {

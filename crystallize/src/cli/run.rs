@@ -13,9 +13,9 @@ use crate::events::Observer;
 use crate::plan::Plan;
 use crate::registry::{Experiment, Registry};
 use crate::runner::{self, Cancel, RunOptions};
-use crate::store::journal::JournalWriter;
-use crate::store::manifest::{self, Manifest, Request, Session, Versions, SCHEMA};
-use crate::store::{self, time, RunDir, Status, Store};
+use crate::store::manifest::{self, Request};
+use crate::store::recorder::{self, Origin};
+use crate::store::{RunDir, Status, Store};
 
 /// Who is running: the experiments crate and how this process was invoked.
 pub(super) struct Invocation {
@@ -41,30 +41,18 @@ pub(super) fn run(
 ) -> Result<ExitCode, Error> {
     let experiment = registry.experiment(args.experiment.as_deref())?;
     let store = Store::locate(args.store.store.as_deref());
-    let command: Vec<String> = std::env::args().collect();
+    let origin = Origin {
+        crate_name: invocation.app.name.to_owned(),
+        crate_version: invocation.app.version.to_owned(),
+        command: std::env::args().collect(),
+    };
     let (plan, run_dir, forced_drift) = match &args.resume {
-        None => start(experiment, args, &store, invocation, &command)?,
+        None => start(experiment, args, &store, &origin)?,
         Some(id) => resume(experiment, args, &store, id)?,
     };
-
-    let writer = store::writer_id();
-    let (started, started_nanos) = time::now();
-    run_dir.write_session(&Session {
-        schema: SCHEMA,
-        writer: writer.clone(),
-        started: time::rfc3339_millis(started, started_nanos),
-        command,
-        replicates: plan.replicates.len() as u64,
-        forced: !forced_drift.is_empty(),
-        drift: forced_drift,
-        host: store::host_name(),
-    })?;
-
     let cancel = Cancel::default();
     install_interrupt_handler();
-    let journal_path = run_dir.journal_path(&writer);
-    let mut journal = JournalWriter::create(journal_path.clone(), cancel.clone())
-        .map_err(|e| Error::Store(format!("cannot create the journal {}: {e}", journal_path.display())))?;
+    let mut journal = recorder::begin_session(&run_dir, &plan, &origin, forced_drift, cancel.clone())?;
     let options = RunOptions {
         jobs: args.jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
         fail_fast: args.fail_fast,
@@ -131,8 +119,7 @@ fn start(
     experiment: &Experiment,
     args: &RunArgs,
     store: &Store,
-    invocation: &Invocation,
-    command: &[String],
+    origin: &Origin,
 ) -> Result<(Plan, RunDir, Vec<String>), Error> {
     let entry = experiment.entry;
     let plan = Plan::new(
@@ -142,25 +129,8 @@ fn start(
         args.seed.unwrap_or(entry.seed),
         &overrides(&args.sets)?,
     )?;
-    let (created, created_nanos) = time::now();
-    let manifest = Manifest {
-        schema: SCHEMA,
-        run: store::new_run_id(entry.name),
-        experiment: entry.name.to_owned(),
-        created: time::rfc3339_millis(created, created_nanos),
-        command: command.to_vec(),
-        replicates: plan.replicates.len() as u64,
-        request: Request { treatments: args.treatments.clone(), sets: args.sets.clone() },
-        config: manifest::resolved_config(&plan),
-        versions: Versions {
-            crate_name: invocation.app.name.to_owned(),
-            crate_version: invocation.app.version.to_owned(),
-            crystallize: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-        git: store::git_state(),
-        host: store::host_name(),
-    };
-    let run_dir = store.create_run(&manifest)?;
+    let request = Request { treatments: args.treatments.clone(), sets: args.sets.clone() };
+    let run_dir = recorder::create_run(store, &plan, request, origin)?;
     Ok((plan, run_dir, Vec::new()))
 }
 

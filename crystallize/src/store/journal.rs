@@ -237,7 +237,8 @@ mod tests {
     #[test]
     fn binary_garbage_and_unknown_schemas_never_panic() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("journal-x.jsonl"), b"\xff\xfe\x00\n{\"schema\":99,\"type\":\"unit\"}\n\x01").unwrap();
+        std::fs::write(dir.path().join("journal-x.jsonl"), b"\xff\xfe\x00\n{\"schema\":99,\"type\":\"unit\"}\n\x01")
+            .unwrap();
         let loaded = read_all(dir.path());
         assert!(loaded.units.is_empty());
         assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);

@@ -12,6 +12,7 @@
 
 pub mod journal;
 pub mod manifest;
+pub mod recorder;
 pub mod time;
 
 use std::collections::{BTreeMap, HashSet};
