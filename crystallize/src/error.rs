@@ -17,7 +17,7 @@ pub enum Error {
     #[error("the registered experiments are inconsistent:\n{0}")]
     InvalidRegistry(String),
     /// No experiment has this name.
-    #[error("unknown experiment '{name}'{}; experiments: {valid}", did_you_mean(suggestion))]
+    #[error("unknown experiment '{name}'{} experiments: {valid}", did_you_mean(suggestion))]
     UnknownExperiment {
         /// What the user wrote.
         name: String,
@@ -33,10 +33,7 @@ pub enum Error {
         valid: String,
     },
     /// The experiment has no treatment of this name.
-    #[error(
-        "unknown treatment '{name}' of experiment '{experiment}'{}; treatments: {valid}",
-        did_you_mean(suggestion)
-    )]
+    #[error("unknown treatment '{name}' of experiment '{experiment}'{} treatments: {valid}", did_you_mean(suggestion))]
     UnknownTreatment {
         /// The experiment.
         experiment: String,
@@ -48,7 +45,7 @@ pub enum Error {
         valid: String,
     },
     /// No condition has this name.
-    #[error("unknown condition '{name}'{}; conditions: {valid}", did_you_mean(suggestion))]
+    #[error("unknown condition '{name}'{} conditions: {valid}", did_you_mean(suggestion))]
     UnknownCondition {
         /// What the user wrote.
         name: String,
@@ -66,7 +63,7 @@ pub enum Error {
         candidates: String,
     },
     /// `--set` named a param the experiment does not declare.
-    #[error("unknown param '{key}' in --set{}; params of '{experiment}': {valid}", did_you_mean(suggestion))]
+    #[error("unknown param '{key}' in --set{} params of '{experiment}': {valid}", did_you_mean(suggestion))]
     UnknownParam {
         /// The experiment.
         experiment: String,
@@ -88,7 +85,7 @@ pub enum Error {
         problem: String,
     },
     /// No stored run has this id.
-    #[error("no run '{id}' in the store {store}{}; runs: {known}", did_you_mean(suggestion))]
+    #[error("no run '{id}' in the store {store}{} runs: {known}", did_you_mean(suggestion))]
     UnknownRun {
         /// What the user wrote.
         id: String,
@@ -136,8 +133,9 @@ impl Error {
     }
 }
 
+/// `; did you mean 'x'?` or just `;`, to stand before the list of valid values.
 fn did_you_mean(suggestion: &Option<String>) -> String {
-    suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default()
+    suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_else(|| ";".into())
 }
 
 /// The closest of `candidates` to `name`, when it is close enough to be a typo of it.
@@ -171,7 +169,7 @@ mod tests {
         };
         assert_eq!(
             error.to_string(),
-            "unknown treatment 'dolphn' of experiment 'social_deception'; did you mean 'dolphin'?; \
+            "unknown treatment 'dolphn' of experiment 'social_deception'; did you mean 'dolphin'? \
              treatments: dolphin, dolphin_spoilers"
         );
     }

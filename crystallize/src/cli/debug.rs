@@ -45,10 +45,10 @@ pub(super) fn debug(registry: &Registry, args: &DebugArgs) -> Result<ExitCode, E
     let Some(unit) = results.units.first() else {
         return Ok(ExitCode::from(1));
     };
-    if let Some(run) = &stored {
-        return Ok(compare_with_stored(unit, run));
-    }
-    Ok(if unit.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    // Exit 1 when the unit failed, even if it failed exactly as stored: `debug --run R && echo
+    // fixed` must not say "fixed" for a unit that still fails.
+    let matches = stored.as_ref().is_none_or(|run| compare_with_stored(unit, run));
+    Ok(if unit.is_ok() && matches { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// The condition and run seed of a stored run, as its manifest recorded them; warns about code or
@@ -80,8 +80,8 @@ fn stored_condition(experiment: &Experiment, name: &str, run: &RunDir) -> Result
     Ok((condition, seed))
 }
 
-/// Compares a re-run unit with its stored record, bit for bit.
-fn compare_with_stored(unit: &UnitResult, run: &RunDir) -> ExitCode {
+/// Compares a re-run unit with its stored record, bit for bit; says whether they match.
+fn compare_with_stored(unit: &UnitResult, run: &RunDir) -> bool {
     let state = run.state();
     let stored = state.units.values().find(|u| u.condition == unit.condition && u.replicate == unit.replicate);
     let Some(stored) = stored else {
@@ -89,7 +89,7 @@ fn compare_with_stored(unit: &UnitResult, run: &RunDir) -> ExitCode {
             "run {} has no record of {} replicate {} to compare with",
             run.manifest.run, unit.condition, unit.replicate
         );
-        return ExitCode::from(1);
+        return false;
     };
     let mut differences = Vec::new();
     if stored.seed != unit.seed {
@@ -108,13 +108,22 @@ fn compare_with_stored(unit: &UnitResult, run: &RunDir) -> ExitCode {
     }
     if differences.is_empty() {
         println!("matches the stored unit of run {} (metrics identical to the last bit)", run.manifest.run);
-        ExitCode::SUCCESS
+        true
     } else {
         println!("DIFFERS from the stored unit of run {}:", run.manifest.run);
         for difference in differences {
             println!("  {difference}");
         }
-        ExitCode::from(1)
+        false
+    }
+}
+
+/// `text` as one shell word: unchanged when it is plain, single-quoted otherwise.
+pub(super) fn shell_quote(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-.=/:,+@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -136,8 +145,12 @@ pub(super) fn report_failures(units: &[UnitResult], program: &str, run: &RunDir)
         );
         let _ = writeln!(
             err,
-            "    reproduce: {program} debug {}/{} --replicate {} --run {}",
-            unit.experiment, unit.condition, unit.replicate, run.manifest.run
+            "    reproduce: {} debug {}/{} --replicate {} --run {}",
+            shell_quote(program),
+            unit.experiment,
+            unit.condition,
+            unit.replicate,
+            run.manifest.run
         );
     }
 }

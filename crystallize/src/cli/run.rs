@@ -100,7 +100,7 @@ pub(super) fn run(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
             state.done(),
             state.planned(),
-            invocation.program,
+            super::debug::shell_quote(&invocation.program),
             run_dir.manifest.experiment,
             run_id,
             store_flag(args)
@@ -111,7 +111,8 @@ pub(super) fn run(
 }
 
 fn store_flag(args: &RunArgs) -> String {
-    args.store.store.as_ref().map(|dir| format!(" --store {}", dir.display())).unwrap_or_default()
+    let quote = |dir: &std::path::Path| super::debug::shell_quote(&dir.display().to_string());
+    args.store.store.as_ref().map(|dir| format!(" --store {}", quote(dir))).unwrap_or_default()
 }
 
 /// Plans a new run and writes its manifest.

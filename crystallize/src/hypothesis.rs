@@ -1,1 +1,0 @@
-//! Hypotheses (in progress).
