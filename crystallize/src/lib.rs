@@ -48,6 +48,7 @@ pub mod events;
 pub mod hypothesis;
 pub mod params;
 pub mod plan;
+pub mod quick;
 pub mod registry;
 pub mod runner;
 pub mod seed;
@@ -61,6 +62,7 @@ pub mod __private;
 pub use context::{ArtifactError, Ctx, Emitter, IntoMetric, Rng};
 pub use crystallize_macros::{datasource, experiment, step, treatment};
 pub use error::Error;
+pub use quick::{quick, Quick, QuickResults};
 pub use serde_json::json;
 
 /// Everything an experiment file needs: `use crystallize::prelude::*;`.

@@ -1,8 +1,12 @@
 //! From what the user asked for to the list of units: conditions (baseline first, then treatments
 //! in declared order) with their resolved params, times replicate indices, each with its seed.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
+
+use crate::context::Ctx;
+use crate::runner::UnitOutcome;
 
 use crate::error::{suggest, Error};
 use crate::params::{Origin, Params, ResolvedParam};
@@ -12,15 +16,20 @@ use crate::seed::{unit_seed, SeedPolicy};
 /// The name of the untreated condition.
 pub const BASELINE: &str = "baseline";
 
+/// Runs one unit of a condition: produces its input and runs the experiment on it.
+pub type UnitFn = Arc<dyn Fn(&mut Ctx) -> UnitOutcome + Send + Sync>;
+
 /// One condition of a run: the baseline or a treatment, with its resolved params.
 #[derive(Clone)]
 pub struct Condition {
     /// `baseline` or the treatment's name.
     pub name: Arc<str>,
-    /// The treatment, or `None` for the baseline.
+    /// The treatment, or `None` for the baseline (and for the conditions of [`crate::quick`]).
     pub treatment: Option<&'static TreatmentEntry>,
     /// Every param with its value in this condition and where that value came from.
     pub params: Arc<Params>,
+    /// What a unit of this condition runs.
+    pub run: UnitFn,
 }
 
 /// A `--set KEY=VALUE` override, already checked against the param's type.
@@ -88,13 +97,15 @@ pub fn resolve_condition(
         param.origin = Origin::CommandLine;
     }
     let name: Arc<str> = Arc::from(treatment.map(|t| t.name).unwrap_or(BASELINE));
-    Ok(Condition { name, treatment, params: Arc::new(Params(params)) })
+    let vtable = experiment.vtable;
+    let run: UnitFn = Arc::new(move |ctx: &mut Ctx| vtable.run_unit(treatment, ctx));
+    Ok(Condition { name, treatment, params: Arc::new(Params(params)), run })
 }
 
 /// What one invocation runs.
 pub struct Plan {
-    /// The experiment.
-    pub experiment: &'static ExperimentEntry,
+    /// The experiment (owned only for experiments built at run time, like [`crate::quick`]'s).
+    pub experiment: Cow<'static, ExperimentEntry>,
     /// The conditions, baseline first.
     pub conditions: Vec<Condition>,
     /// The replicate indices each condition runs.
@@ -150,7 +161,7 @@ impl Plan {
             .map(|treatment| resolve_condition(experiment.entry, treatment, overrides))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
-            experiment: experiment.entry,
+            experiment: Cow::Borrowed(experiment.entry),
             conditions,
             replicates: (0..replicates).collect(),
             seed,

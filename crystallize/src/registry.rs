@@ -84,7 +84,8 @@ pub struct TreatmentEntry {
     pub fingerprint: u64,
 }
 
-/// An `#[experiment]`.
+/// An `#[experiment]` (or the experiment that [`crate::quick`] builds at run time).
+#[derive(Clone)]
 pub struct ExperimentEntry {
     /// The function's name.
     pub name: &'static str,

@@ -25,6 +25,7 @@ pub type UnitOutcome = Result<(), String>;
 
 /// How to run an experiment's units without knowing its types; built by the `#[experiment]`
 /// macro with [`ExperimentVTable::of`].
+#[derive(Clone, Copy)]
 pub struct ExperimentVTable {
     run_unit: fn(Option<&'static TreatmentEntry>, &mut Ctx) -> UnitOutcome,
     input_type: fn() -> &'static str,
@@ -36,9 +37,23 @@ impl ExperimentVTable {
         ExperimentVTable { run_unit: run_unit::<E>, input_type: std::any::type_name::<E::Input> }
     }
 
+    /// The vtable of an experiment that is not registered (the [`crate::quick`] on-ramp): its
+    /// conditions carry their own unit functions, so the registered path is never taken.
+    pub(crate) fn unregistered<Input: 'static>() -> ExperimentVTable {
+        fn no_registered_units(_: Option<&'static TreatmentEntry>, _: &mut Ctx) -> UnitOutcome {
+            Err("this experiment is not registered; its conditions run their own functions".into())
+        }
+        ExperimentVTable { run_unit: no_registered_units, input_type: std::any::type_name::<Input> }
+    }
+
     /// The Rust type of the experiment's input.
     pub fn input_type(&self) -> &'static str {
         (self.input_type)()
+    }
+
+    /// Runs one unit of the condition that `treatment` defines (`None`: the baseline).
+    pub fn run_unit(&self, treatment: Option<&'static TreatmentEntry>, ctx: &mut Ctx) -> UnitOutcome {
+        (self.run_unit)(treatment, ctx)
     }
 }
 
@@ -464,7 +479,7 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
     // another unit waits on rayon and this worker steals work meanwhile.
     let previous = CURRENT.with(|current| current.replace(Some(sink)));
     let started = Instant::now();
-    let outcome = catch_unwind(AssertUnwindSafe(|| (plan.experiment.vtable.run_unit)(condition.treatment, &mut ctx)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
     let duration = started.elapsed();
     CURRENT.with(|current| current.replace(previous));
 

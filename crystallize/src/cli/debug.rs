@@ -32,7 +32,7 @@ pub(super) fn debug(registry: &Registry, args: &DebugArgs) -> Result<ExitCode, E
         }
     };
     let plan = Plan {
-        experiment: entry,
+        experiment: std::borrow::Cow::Borrowed(entry),
         conditions: vec![condition.clone()],
         replicates: vec![args.replicate],
         seed,

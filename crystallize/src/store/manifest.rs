@@ -95,7 +95,7 @@ pub struct Session {
 /// stable keys: `seed`, `seed_policy`, `conditions.<name>.{datasource,treatment,mutates_input,params}`,
 /// `fingerprints.<kind> <name>`.
 pub fn resolved_config(plan: &Plan) -> Value {
-    let experiment = plan.experiment;
+    let experiment = &*plan.experiment;
     let mut fingerprints = BTreeMap::new();
     fingerprints.insert(format!("experiment {}", experiment.name), hex(experiment.fingerprint));
     if let Some(datasource) = experiment.datasource {
