@@ -55,27 +55,64 @@ pub struct Ctx {
     records: RefCell<Vec<MetricRecord>>,
     sink: Option<UnitSink>,
     artifacts: Option<PathBuf>,
+    /// A standalone context keeps the other end of its sink, so tests can read what it emitted.
+    captured: Option<Captured>,
+}
+
+/// The events a standalone context emitted, kept for [`Ctx::emitted`].
+struct Captured {
+    receiver: std::sync::mpsc::Receiver<Message>,
+    events: RefCell<Vec<Event>>,
 }
 
 impl Ctx {
     pub(crate) fn for_unit(unit: Arc<UnitKey>, params: Arc<Params>, sink: UnitSink, artifacts: Option<PathBuf>) -> Ctx {
-        Ctx { unit, params, rng_streams: Cell::new(0), records: RefCell::new(Vec::new()), sink: Some(sink), artifacts }
+        Ctx {
+            unit,
+            params,
+            rng_streams: Cell::new(0),
+            records: RefCell::new(Vec::new()),
+            sink: Some(sink),
+            artifacts,
+            captured: None,
+        }
     }
 
     /// A context outside any run, for calling steps and datasources from tests: condition
-    /// `"standalone"`, replicate 0, the given seed, no params. Events go nowhere; recorded metrics
-    /// can be read back with [`Ctx::recorded`].
+    /// `"standalone"`, replicate 0, the given seed, no params. Recorded metrics read back with
+    /// [`Ctx::recorded`], emitted events with [`Ctx::emitted`]. To choose params, replicate and
+    /// condition, use [`crate::testing::StandaloneCtx`].
     pub fn standalone(seed: u64) -> Ctx {
         let unit =
             Arc::new(UnitKey { experiment: "standalone", condition: Arc::from("standalone"), replicate: 0, seed });
+        Ctx::capturing(unit, Arc::default())
+    }
+
+    /// A context whose events are kept for [`Ctx::emitted`] instead of going to a run.
+    pub(crate) fn capturing(unit: Arc<UnitKey>, params: Arc<Params>) -> Ctx {
+        let (tx, receiver) = std::sync::mpsc::channel();
+        let sink = UnitSink::new(unit.clone(), tx, false, false);
         Ctx {
             unit,
-            params: Arc::default(),
+            params,
             rng_streams: Cell::new(0),
             records: RefCell::new(Vec::new()),
-            sink: None,
+            sink: Some(sink),
             artifacts: None,
+            captured: Some(Captured { receiver, events: RefCell::new(Vec::new()) }),
         }
+    }
+
+    /// Every event emitted so far through this standalone context (and its emitters), in order.
+    /// Empty for the context of a unit in a run, whose events go to the run's observers.
+    pub fn emitted(&self) -> Vec<Event> {
+        let Some(captured) = &self.captured else { return Vec::new() };
+        let mut events = captured.events.borrow_mut();
+        events.extend(captured.receiver.try_iter().filter_map(|message| match message {
+            Message::Event(_, event) => Some(event),
+            _ => None,
+        }));
+        events.clone()
     }
 
     /// The experiment's name.
@@ -321,6 +358,17 @@ mod tests {
         let path = ctx.write_artifact("nested/ok.txt", "hi").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hi");
         assert!(path.ends_with("standalone/0/nested/ok.txt"));
+    }
+
+    #[test]
+    fn a_standalone_context_keeps_what_it_emitted() {
+        let ctx = Ctx::standalone(1);
+        ctx.emit("round", 1);
+        let emitter = ctx.emitter();
+        std::thread::spawn(move || emitter.emit("from_thread", "x")).join().unwrap();
+        let names: Vec<String> = ctx.emitted().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["round", "from_thread"]);
+        assert_eq!(ctx.emitted().len(), 2, "reading does not consume");
     }
 
     #[test]
