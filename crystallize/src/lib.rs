@@ -55,6 +55,7 @@ pub mod seed;
 pub mod stats;
 pub mod store;
 pub mod summary;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;
