@@ -8,7 +8,7 @@ use crate::args::{self, Arg, Errors, ParamEntry, ParamLiteral};
 use crate::fingerprint;
 use crate::signature::{self, is_ctx, location, marker_struct, with_errors};
 
-const KEYS: &[&str] = &["datasource", "replicates", "seed", "params", "hypotheses"];
+const KEYS: &[&str] = &["datasource", "replicates", "seed", "params", "hypotheses", "observers"];
 
 /// What an `#[experiment]` says, after parsing and validation.
 pub struct Model {
@@ -18,6 +18,8 @@ pub struct Model {
     pub seed: u64,
     pub params: Vec<ParamEntry>,
     pub hypotheses: Vec<LitStr>,
+    /// Expressions building the observers attached to every run of this experiment.
+    pub observers: Vec<syn::Expr>,
     /// The input's type, and how the function takes it.
     pub input: Option<(Type, bool)>,
     pub takes_ctx: bool,
@@ -45,6 +47,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         seed: 0,
         params: Vec::new(),
         hypotheses: Vec::new(),
+        observers: Vec::new(),
         input: None,
         takes_ctx: false,
     };
@@ -67,6 +70,13 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                     }
                     "seed" => model.seed = args::parse_u64(value, "seed", &mut errors).unwrap_or(0),
                     "hypotheses" => model.hypotheses = args::parse_strings(value, "hypotheses", &mut errors),
+                    "observers" => match value {
+                        syn::Expr::Array(array) => model.observers = array.elems.iter().cloned().collect(),
+                        other => errors.at(
+                            syn::spanned::Spanned::span(other),
+                            "`observers` takes a list of observers: `observers = [MyObserver::new(), ...]`",
+                        ),
+                    },
                     _ => args::wrong_shape(&arg, "`params(name = value, ...)`", &mut errors),
                 }
             }
@@ -159,6 +169,7 @@ fn render(model: &Model) -> TokenStream {
     let replicates = model.replicates;
     let seed = model.seed;
     let hypotheses = &model.hypotheses;
+    let attached_observers = attached_observers(model, &name);
 
     let field_names: Vec<&Ident> = model.params.iter().map(|p| &p.name).collect();
     let field_types: Vec<&Type> = model.params.iter().map(|p| &p.ty).collect();
@@ -263,5 +274,28 @@ fn render(model: &Model) -> TokenStream {
                 vtable: ::crystallize::__private::ExperimentVTable::of::<#ident>(),
             }
         }
+
+        #attached_observers
+    }
+}
+
+/// The registration of the observers in `observers = [...]`, built afresh for every run; each
+/// expression is type-checked as an `Observer` at its own tokens.
+fn attached_observers(model: &Model, name: &str) -> TokenStream {
+    if model.observers.is_empty() {
+        return TokenStream::new();
+    }
+    let boxed = model.observers.iter().map(
+        |expr| quote_spanned!(syn::spanned::Spanned::span(expr)=> ::crystallize::__private::boxed_observer(#expr)),
+    );
+    quote! {
+        const _: () = {
+            fn __crystallize_observers() -> ::std::vec::Vec<::std::boxed::Box<dyn ::crystallize::events::Observer>> {
+                ::std::vec![#(#boxed),*]
+            }
+            ::crystallize::__private::inventory::submit! {
+                ::crystallize::__private::AttachedObservers { experiment: #name, make: __crystallize_observers }
+            }
+        };
     }
 }

@@ -103,3 +103,11 @@ pub mod describe {
         }
     }
 }
+
+pub use crate::events::{AttachedObservers, ObserverEntry};
+
+/// Boxes an observer that `#[experiment(observers = [...])]` or `observer!` names; a value that
+/// is not an [`Observer`](crate::events::Observer) fails to compile here, at the user's tokens.
+pub fn boxed_observer<O: crate::events::Observer + 'static>(observer: O) -> Box<dyn crate::events::Observer> {
+    Box::new(observer)
+}

@@ -1,8 +1,10 @@
 //! [`Ctx`]: what a unit knows about itself — condition, replicate, seed, params — and how it
 //! talks to the run: seeded random generators, recorded metrics, events emitted mid-step.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,11 +28,47 @@ pub(crate) struct UnitSink {
     started: Instant,
     pub(crate) live_metrics: bool,
     pub(crate) describe_input: bool,
+    /// The unit's `tracing` span.
+    span: tracing::Span,
+    /// Closed when the unit ends, so that threads it spawned cannot emit after its end.
+    gate: Arc<Gate>,
+}
+
+/// Keeps events from [`Emitter`]s (other threads) out of the output once the unit has finished,
+/// without a lock: an emitter announces itself in `in_flight`, then checks `open`; closing stores
+/// `open = false` and waits for the announced emitters to be done. (Sequentially consistent, so
+/// either the closer sees the emitter in flight and waits, or the emitter sees the gate closed.)
+struct Gate {
+    open: AtomicBool,
+    in_flight: AtomicUsize,
 }
 
 impl UnitSink {
     pub(crate) fn new(unit: Arc<UnitKey>, tx: Sender<Message>, live_metrics: bool, describe_input: bool) -> Self {
-        UnitSink { unit, tx, started: Instant::now(), live_metrics, describe_input }
+        UnitSink {
+            unit,
+            tx,
+            started: Instant::now(),
+            live_metrics,
+            describe_input,
+            span: tracing::Span::none(),
+            gate: Arc::new(Gate { open: AtomicBool::new(true), in_flight: AtomicUsize::new(0) }),
+        }
+    }
+
+    /// The same sink, with the unit's `tracing` span.
+    pub(crate) fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Ends the unit's event stream: events that emitters on other threads send from now on are
+    /// dropped. Returns once every emit already under way has been sent.
+    pub(crate) fn close(&self) {
+        self.gate.open.store(false, Ordering::SeqCst);
+        while self.gate.in_flight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
     }
 
     /// Sends to the output thread. A closed channel means the run is shutting down; the unit's
@@ -39,9 +77,26 @@ impl UnitSink {
         let _ = self.tx.send(message);
     }
 
-    fn emit(&self, name: &str, payload: serde_json::Value) {
-        let event = Event { name: name.to_owned(), payload, elapsed: self.started.elapsed() };
+    fn emit(&self, name: Cow<'static, str>, payload: serde_json::Value) {
+        // On the unit's own thread the current span is the unit's, or a step's inside it.
+        tracing::info!(target: "crystallize::event", event = %name, payload = %payload);
+        self.send_event(name, payload);
+    }
+
+    fn send_event(&self, name: Cow<'static, str>, payload: serde_json::Value) {
+        let event = Event { name, payload, elapsed: self.started.elapsed() };
         self.send(Message::Event(self.unit.clone(), event));
+    }
+
+    /// Emits from a thread other than the unit's own, through the gate.
+    fn emit_gated(&self, name: Cow<'static, str>, payload: serde_json::Value) {
+        self.gate.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.gate.open.load(Ordering::SeqCst) {
+            // Another thread: its current span is not the unit's, so name the parent.
+            tracing::info!(target: "crystallize::event", parent: &self.span, event = %name, payload = %payload);
+            self.send_event(name, payload);
+        }
+        self.gate.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -209,21 +264,46 @@ impl Ctx {
         self.records.take()
     }
 
-    /// Emits an event from the middle of a step; observers see it while the unit is still running.
-    /// The payload is anything serializable (`json!({"round": 3})`, a struct, a number).
-    pub fn emit(&self, name: &str, payload: impl Serialize) {
+    /// Emits an event from the middle of a step; observers see it while the unit is still running,
+    /// tagged with the unit's condition, replicate and the time since the unit started. The name is
+    /// a literal (`"round"`) or a `String`; the payload is anything serializable
+    /// (`json!({"round": 3})`, a struct, a number). Events of a unit reach observers in the order
+    /// they were emitted.
+    ///
+    /// Cheap: besides the payload's JSON, it allocates nothing and takes no lock (the event goes
+    /// over a channel to the run's output thread). It is also a `tracing` event (target
+    /// `crystallize::event`, fields `event` and `payload`) inside the unit's span, for a
+    /// subscriber that wants it.
+    pub fn emit(&self, name: impl Into<Cow<'static, str>>, payload: impl Serialize) {
         if let Some(sink) = &self.sink {
-            sink.emit(name, to_json(payload));
+            sink.emit(name.into(), to_json(payload));
         }
     }
 
-    /// A handle that emits events of this unit from other threads the unit spawns.
+    /// A handle that emits events of this unit from other threads the unit spawns: `Clone` and
+    /// `Send`. Events it emits after the unit has finished are dropped (they would belong to no
+    /// unit), so join the threads you spawn before the unit returns.
     pub fn emitter(&self) -> Emitter {
         Emitter { sink: self.sink.clone() }
     }
 
+    /// The unit's `tracing` span (`unit{experiment, condition, replicate, seed}`): entered while the
+    /// unit runs on its own thread; enter it on threads the unit spawns
+    /// (`let _entered = span.enter();`) so that their `tracing` events are attributed to the unit.
+    /// A disabled span outside a run.
+    pub fn span(&self) -> tracing::Span {
+        self.sink.as_ref().map(|sink| sink.span.clone()).unwrap_or_else(tracing::Span::none)
+    }
+
     pub(crate) fn sink(&self) -> Option<&UnitSink> {
         self.sink.as_ref()
+    }
+
+    /// Ends the unit's events: emitters on other threads can no longer add to them.
+    pub(crate) fn close_events(&self) {
+        if let Some(sink) = &self.sink {
+            sink.close();
+        }
     }
 
     /// The path where this unit's artifact `name` goes, with its parent directories created:
@@ -309,11 +389,17 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    /// Emits an event of the unit this handle came from.
-    pub fn emit(&self, name: &str, payload: impl Serialize) {
+    /// Emits an event of the unit this handle came from (see [`Ctx::emit`]); dropped when that
+    /// unit has already finished.
+    pub fn emit(&self, name: impl Into<Cow<'static, str>>, payload: impl Serialize) {
         if let Some(sink) = &self.sink {
-            sink.emit(name, to_json(payload));
+            sink.emit_gated(name.into(), to_json(payload));
         }
+    }
+
+    /// The unit's `tracing` span (see [`Ctx::span`]).
+    pub fn span(&self) -> tracing::Span {
+        self.sink.as_ref().map(|sink| sink.span.clone()).unwrap_or_else(tracing::Span::none)
     }
 }
 
@@ -366,7 +452,7 @@ mod tests {
         ctx.emit("round", 1);
         let emitter = ctx.emitter();
         std::thread::spawn(move || emitter.emit("from_thread", "x")).join().unwrap();
-        let names: Vec<String> = ctx.emitted().into_iter().map(|e| e.name).collect();
+        let names: Vec<String> = ctx.emitted().into_iter().map(|e| e.name.into_owned()).collect();
         assert_eq!(names, ["round", "from_thread"]);
         assert_eq!(ctx.emitted().len(), 2, "reading does not consume");
     }

@@ -2,7 +2,18 @@
 //! [`Observer`] trait through which that thread reports them. Workers never touch the terminal or
 //! files: they send messages; the output thread alone calls observers, in order, so an observer
 //! needs no locks.
+//!
+//! Observers reach a run three ways:
+//! - passed to [`runner::execute`](crate::runner::execute) or [`runner::stream`](crate::runner::stream)
+//!   (the command line passes its journal, events log, progress display or printer this way);
+//! - attached to an experiment: `#[experiment(observers = [EventsOf("dolphin")])]`, built afresh
+//!   for every run of that experiment;
+//! - registered for every run in the binary with [`observer!`](crate::observer).
+//!
+//! An observer that panics is reported and detached; the run, and every result, goes on.
+//! `docs/OBSERVERS.md` has the whole story, with examples.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +38,8 @@ pub struct UnitKey {
 /// A named moment inside a unit, emitted with [`Ctx::emit`](crate::Ctx::emit).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
-    /// Its name.
-    pub name: String,
+    /// Its name (borrowed when it is a literal, so emitting allocates only the payload).
+    pub name: Cow<'static, str>,
     /// Its payload.
     pub payload: serde_json::Value,
     /// Time since the unit started.
@@ -80,8 +91,13 @@ pub enum Message {
 }
 
 /// Receives what happens during a run. Every hook does nothing by default, so an observer
-/// implements only what it needs. Hooks are called from one thread, in the order things happened
-/// within each unit.
+/// implements only what it needs. Hooks are called from one thread (the run's output thread), in
+/// the order things happened within each unit: `run_started`, then for each unit `unit_started`,
+/// its steps, events and metrics, `unit_finished`; finally `run_finished`. Units running in
+/// parallel interleave, each in its own order. An observer therefore needs no locks; it must not
+/// block for long, since every other observer (the journal among them) waits meanwhile.
+///
+/// A panic in a hook is reported on stderr and detaches that observer; the run goes on.
 ///
 /// ```
 /// use crystallize::events::{Event, Observer, UnitKey};
@@ -115,8 +131,151 @@ pub trait Observer: Send {
     fn metric(&mut self, unit: &UnitKey, metric: &MetricRecord) {}
     /// A unit finished.
     fn unit_finished(&mut self, result: &UnitResult) {}
-    /// Every unit has finished (or was cancelled).
+    /// The output thread has caught up with the workers: a moment to write out anything
+    /// buffered, so that readers of files see events soon after they happen.
+    fn flush(&mut self) {}
+    /// Every unit has finished (or was cancelled); `results` in plan order.
     fn run_finished(&mut self, results: &[UnitResult]) {}
+    /// How to name this observer in messages (the type's name unless overridden).
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for Box<O> {
+    fn run_started(&mut self, run: &RunInfo) {
+        (**self).run_started(run)
+    }
+    fn unit_started(&mut self, unit: &UnitKey) {
+        (**self).unit_started(unit)
+    }
+    fn input_ready(&mut self, unit: &UnitKey, input: &InputView) {
+        (**self).input_ready(unit, input)
+    }
+    fn step_started(&mut self, unit: &UnitKey, step: &StepInfo) {
+        (**self).step_started(unit, step)
+    }
+    fn step_finished(&mut self, unit: &UnitKey, step: &StepInfo, elapsed: Duration) {
+        (**self).step_finished(unit, step, elapsed)
+    }
+    fn event(&mut self, unit: &UnitKey, event: &Event) {
+        (**self).event(unit, event)
+    }
+    fn metric(&mut self, unit: &UnitKey, metric: &MetricRecord) {
+        (**self).metric(unit, metric)
+    }
+    fn unit_finished(&mut self, result: &UnitResult) {
+        (**self).unit_finished(result)
+    }
+    fn flush(&mut self) {
+        (**self).flush()
+    }
+    fn run_finished(&mut self, results: &[UnitResult]) {
+        (**self).run_finished(results)
+    }
+    fn name(&self) -> Cow<'static, str> {
+        (**self).name()
+    }
+}
+
+/// Builds an observer for a run; what [`observer!`](crate::observer) and
+/// `#[experiment(observers = [...])]` register.
+pub type ObserverFactory = fn() -> Vec<Box<dyn Observer>>;
+
+/// An observer registered with [`observer!`](crate::observer): built for every run in the binary.
+pub struct ObserverEntry {
+    /// The expression that builds it, for messages.
+    pub name: &'static str,
+    /// `file:line` of the registration.
+    pub location: &'static str,
+    /// Builds it.
+    pub make: ObserverFactory,
+}
+
+/// The observers `#[experiment(observers = [...])]` attaches to one experiment.
+pub struct AttachedObservers {
+    /// The experiment.
+    pub experiment: &'static str,
+    /// Builds them.
+    pub make: ObserverFactory,
+}
+
+inventory::collect!(ObserverEntry);
+inventory::collect!(AttachedObservers);
+
+/// Builds the observers every run of `experiment` gets besides those passed to it: the ones
+/// registered with [`observer!`](crate::observer), then the ones attached to the experiment. A
+/// factory that panics is reported and skipped.
+pub fn attached_observers(experiment: &str) -> Vec<Box<dyn Observer>> {
+    let registered =
+        inventory::iter::<ObserverEntry>.into_iter().map(|e| (e.make, format!("{} at {}", e.name, e.location)));
+    let attached = inventory::iter::<AttachedObservers>
+        .into_iter()
+        .filter(|a| a.experiment == experiment)
+        .map(|a| (a.make, format!("the observers of experiment '{}'", a.experiment)));
+    let mut observers = Vec::new();
+    for (make, what) in registered.chain(attached) {
+        match std::panic::catch_unwind(make) {
+            Ok(built) => observers.extend(built),
+            Err(_) => {
+                crate::console::line(format!("crystallize: building {what} panicked; the run goes on without it"))
+            }
+        }
+    }
+    observers
+}
+
+/// Registers an observer for every run in this binary: the expression is evaluated at the start
+/// of each run and must produce an [`Observer`] (`'static`, `Send`).
+///
+/// ```
+/// use crystallize::events::{Event, Observer, UnitKey};
+///
+/// /// Prints every event of one condition on stderr (above the progress display).
+/// struct EventsOf(&'static str);
+///
+/// impl Observer for EventsOf {
+///     fn event(&mut self, unit: &UnitKey, event: &Event) {
+///         if &*unit.condition == self.0 {
+///             crystallize::console::line(format!("{} #{}: {} {}", unit.condition, unit.replicate, event.name, event.payload));
+///         }
+///     }
+/// }
+///
+/// crystallize::observer!(EventsOf("dolphin"));
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! observer {
+    ($make:expr $(,)?) => {
+        const _: () = {
+            fn __crystallize_make_observer() -> ::std::vec::Vec<::std::boxed::Box<dyn $crate::events::Observer>> {
+                ::std::vec![$crate::__private::boxed_observer($make)]
+            }
+            $crate::__private::inventory::submit! {
+                $crate::__private::ObserverEntry {
+                    name: ::core::stringify!($make),
+                    location: ::core::concat!(::core::file!(), ":", ::core::line!()),
+                    make: __crystallize_make_observer,
+                }
+            }
+        };
+    };
+}
+
+impl Message {
+    /// The observer hook this message goes to, for messages.
+    pub(crate) fn hook(&self) -> &'static str {
+        match self {
+            Message::UnitStarted(_) => "unit_started",
+            Message::Input(..) => "input_ready",
+            Message::StepStarted(..) => "step_started",
+            Message::StepFinished(..) => "step_finished",
+            Message::Event(..) => "event",
+            Message::Metric(..) => "metric",
+            Message::UnitFinished(_) => "unit_finished",
+        }
+    }
 }
 
 /// Delivers `message` to `observer`.

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod console;
 pub mod context;
 pub mod diff;
 pub mod error;

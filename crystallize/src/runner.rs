@@ -151,6 +151,8 @@ pub struct RunInfo {
     pub seed: u64,
     /// How many units will run.
     pub units_planned: usize,
+    /// How many units of each condition will run, in the order of `conditions`.
+    pub units_per_condition: Vec<usize>,
     /// How many run at once.
     pub jobs: usize,
 }
@@ -257,7 +259,8 @@ fn install_panic_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let in_unit = CURRENT.with(|current| current.try_borrow().map(|c| c.is_some()).unwrap_or(false));
-            if in_unit {
+            let in_observer = IN_OBSERVER.with(|flag| flag.get());
+            if in_unit || in_observer {
                 let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
                 let message = payload_message(info.payload());
                 LAST_PANIC.with(|last| {
@@ -282,19 +285,22 @@ fn payload_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Marks a step's extent inside the unit running on this thread; created by `#[step]`.
+/// Marks a step's extent inside the unit running on this thread; created by `#[step]`. The step is
+/// also a `tracing` span (`step{name}`), inside the unit's.
 pub struct StepGuard {
     started: Option<(Instant, &'static StepInfo)>,
+    _span: tracing::span::EnteredSpan,
 }
 
 impl StepGuard {
     /// Reports the start of `step` to the current unit, if any.
     pub fn enter(step: &'static StepInfo) -> StepGuard {
+        let span = tracing::info_span!("step", name = step.name).entered();
         let started = with_current(|sink| {
             sink.send(Message::StepStarted(sink.unit.clone(), step));
             (Instant::now(), step)
         });
-        StepGuard { started }
+        StepGuard { started, _span: span }
     }
 }
 
@@ -321,13 +327,25 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
         replicates: plan.replicates.clone(),
         seed: plan.seed,
         units_planned: units.len(),
+        units_per_condition: (0..plan.conditions.len())
+            .map(|index| units.iter().filter(|u| u.condition == index).count())
+            .collect(),
         jobs,
     };
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<Message>();
+    // Besides the observers passed in: those registered with `observer!` and those attached to
+    // the experiment, built afresh for this run.
+    let mut attached = events::attached_observers(plan.experiment.name);
+    let mut all: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| &mut **o as &mut dyn Observer).collect();
+    all.extend(attached.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+    let order = |result: &UnitResult| {
+        let condition = plan.conditions.iter().position(|c| *c.name == *result.condition).unwrap_or(usize::MAX);
+        (condition, result.replicate)
+    };
 
-    let mut finished = std::thread::scope(|scope| {
-        let output = scope.spawn(|| output_thread(rx, &info, observers));
+    let finished = std::thread::scope(|scope| {
+        let output = scope.spawn(|| output_thread(rx, &info, &mut all, &order));
         let work = |unit: &Unit| {
             if options.cancel.is_cancelled() {
                 return;
@@ -348,17 +366,8 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     })
     .unwrap_or_else(|_| Vec::new());
 
-    let order = |result: &UnitResult| {
-        let condition = plan.conditions.iter().position(|c| *c.name == *result.condition).unwrap_or(usize::MAX);
-        (condition, result.replicate)
-    };
-    finished.sort_by_key(order);
     let skipped = units.len() - finished.len();
-    let results = RunResults { info, units: finished, skipped, elapsed: started.elapsed() };
-    for observer in observers.iter_mut() {
-        observer.run_finished(&results.units);
-    }
-    results
+    RunResults { info, units: finished, skipped, elapsed: started.elapsed() }
 }
 
 /// Unit results in completion order, from a run going on in the background; see [`stream`].
@@ -433,31 +442,75 @@ impl Drop for UnitStream {
     }
 }
 
-/// Delivers every message to the observers and collects the finished units. An observer that
-/// panics is reported and detached; the run and its results go on.
-fn output_thread(rx: mpsc::Receiver<Message>, info: &RunInfo, observers: &mut [&mut dyn Observer]) -> Vec<UnitResult> {
+/// Most messages delivered before observers get a [`Observer::flush`], even when the workers keep
+/// the channel full.
+const MAX_BATCH: usize = 1024;
+
+/// Delivers every message to the observers, collects the finished units, and ends with
+/// `run_finished` (units in plan order, by `order`). Messages are taken in batches: whatever
+/// arrived while the last batch was delivered, then every observer gets a `flush`. An observer
+/// that panics is reported and detached; the run and its results go on.
+fn output_thread<K: Ord>(
+    rx: mpsc::Receiver<Message>,
+    info: &RunInfo,
+    observers: &mut [&mut dyn Observer],
+    order: &impl Fn(&UnitResult) -> K,
+) -> Vec<UnitResult> {
     let mut alive = vec![true; observers.len()];
     for (index, observer) in observers.iter_mut().enumerate() {
-        guard_observer(&mut alive[index], || observer.run_started(info));
+        guard_observer(&mut alive[index], &mut **observer, "run_started", |o| o.run_started(info));
     }
     let mut finished = Vec::with_capacity(info.units_planned);
-    for message in rx {
+    let mut deliver = |message: Message, observers: &mut [&mut dyn Observer], alive: &mut [bool]| {
         for (index, observer) in observers.iter_mut().enumerate() {
             if alive[index] {
-                guard_observer(&mut alive[index], || events::dispatch(&mut **observer, &message));
+                guard_observer(&mut alive[index], &mut **observer, message.hook(), |o| events::dispatch(o, &message));
             }
         }
         if let Message::UnitFinished(result) = message {
             finished.push(*result);
         }
+    };
+    while let Ok(first) = rx.recv() {
+        deliver(first, observers, &mut alive);
+        for message in rx.try_iter().take(MAX_BATCH - 1) {
+            deliver(message, observers, &mut alive);
+        }
+        for (index, observer) in observers.iter_mut().enumerate() {
+            if alive[index] {
+                guard_observer(&mut alive[index], &mut **observer, "flush", |o| o.flush());
+            }
+        }
+    }
+    finished.sort_by_key(order);
+    for (index, observer) in observers.iter_mut().enumerate() {
+        if alive[index] {
+            guard_observer(&mut alive[index], &mut **observer, "run_finished", |o| o.run_finished(&finished));
+        }
     }
     finished
 }
 
-fn guard_observer(alive: &mut bool, call: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(call)).is_err() {
+thread_local! {
+    /// Set while an observer's hook runs, so the panic hook keeps its panic off the terminal.
+    static IN_OBSERVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Calls an observer's hook; if it panics, reports that (through [`crate::console`], so a progress
+/// display stays intact) and detaches the observer.
+fn guard_observer(alive: &mut bool, observer: &mut dyn Observer, hook: &str, call: impl FnOnce(&mut dyn Observer)) {
+    IN_OBSERVER.with(|flag| flag.set(true));
+    let outcome = catch_unwind(AssertUnwindSafe(|| call(&mut *observer)));
+    IN_OBSERVER.with(|flag| flag.set(false));
+    if outcome.is_err() {
         *alive = false;
-        eprintln!("crystallize: an observer panicked and was detached; the run goes on");
+        let (message, location) =
+            LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| ("(no message)".into(), None));
+        let location = location.map(|l| format!(" at {l}")).unwrap_or_default();
+        crate::console::line(format!(
+            "crystallize: observer {} panicked in {hook}: {message}{location}; it is detached and the run goes on",
+            observer.name()
+        ));
     }
 }
 
@@ -470,7 +523,18 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
         replicate: unit.replicate,
         seed: unit.seed,
     });
-    let sink = UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input);
+    // The unit is a `tracing` span, so that the user's own `tracing` events inside it are
+    // attributed to it.
+    let span = tracing::info_span!(
+        "unit",
+        experiment = key.experiment,
+        condition = &*key.condition,
+        replicate = key.replicate,
+        seed = key.seed
+    );
+    let _entered = span.enter();
+    let sink =
+        UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input).with_span(span.clone());
     sink.send(Message::UnitStarted(key.clone()));
     let artifacts = options.artifacts.as_ref().map(|root| root.join(&*condition.name).join(unit.replicate.to_string()));
     let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
@@ -482,6 +546,8 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
     let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
     let duration = started.elapsed();
     CURRENT.with(|current| current.replace(previous));
+    // Threads the unit spawned may still hold emitters: from here on, their events are dropped.
+    ctx.close_events();
 
     let error = match outcome {
         Ok(Ok(())) => None,

@@ -172,6 +172,7 @@ pub(super) fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
             replicates: (0..state.replicates).collect(),
             seed: run.manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(0),
             units_planned: planned,
+            units_per_condition: vec![state.replicates as usize; state.conditions.len()],
             jobs: 0,
         },
         skipped: planned.saturating_sub(units.len()),

@@ -8,6 +8,7 @@ mod inspect;
 mod progress;
 mod run;
 mod stream;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use crate::plan::Override;
 use crate::registry::Registry;
 
 pub use debug::VerbosePrinter;
+pub use progress::Progress;
 
 /// The experiments crate, as `crystallize::main!` sees it.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +57,8 @@ enum Command {
     Runs(RunsArgs),
     /// The summary of a stored run, recomputed from its journal.
     Report(ReportArgs),
+    /// Follow a run in progress (default: the latest incomplete one) by reading only the store.
+    Watch(WatchArgs),
 }
 
 /// Where runs are stored.
@@ -157,6 +161,23 @@ struct ReportArgs {
     store: StoreArgs,
 }
 
+#[derive(Args, Debug)]
+struct WatchArgs {
+    /// The run id (a unique prefix is enough); default: the latest run that is not complete.
+    run: Option<String>,
+    /// How often to look at the store, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    interval: u64,
+    /// Give up after this many seconds (exit code 1) if the run has not completed by then.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// How many of the latest events the view on a terminal shows.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    events: usize,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
 /// Parses the process's arguments and runs the command; the body of every generated `main`.
 pub fn main(app: App) -> ExitCode {
     run_cli(app, std::env::args_os().collect())
@@ -184,6 +205,7 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Debug(args) => debug::debug(&registry, &args),
         Command::Runs(args) => inspect::runs(&registry, &args),
         Command::Report(args) => inspect::report(&args),
+        Command::Watch(args) => watch::watch(&args),
     });
     match outcome {
         Ok(code) => code,

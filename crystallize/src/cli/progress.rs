@@ -1,68 +1,252 @@
-//! A one-line progress count on stderr while a run goes, only when stderr is a terminal.
+//! The progress display of `run`: on stderr, one bar for the whole run (units done / planned,
+//! rate, ETA, failures) and one line per condition (done / planned, running, failed). It hides
+//! itself when stderr is not a terminal, so piped output and files get no control codes, and
+//! lines printed through [`crate::console`] (crystallize's own, and a `tracing` subscriber's
+//! that writes through it) appear above it instead of garbling it.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::events::Observer;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::events::{Observer, UnitKey};
 use crate::runner::{RunInfo, UnitResult};
 
-/// A one-line progress count on stderr, only when stderr is a terminal (so piped output and
-/// files get no control codes).
-pub(super) struct Progress {
-    enabled: bool,
-    planned: usize,
-    done: usize,
-    failed: usize,
-    started: Instant,
-    last_draw: Option<Instant>,
+/// With more conditions than this, only the total bar is shown.
+const MAX_CONDITION_LINES: usize = 12;
+
+/// The progress display of `run` and `stream`: an [`Observer`] drawing with indicatif.
+///
+/// ```no_run
+/// # fn demo(plan: &crystallize::plan::Plan) {
+/// use crystallize::{cli::Progress, runner};
+///
+/// let mut progress = Progress::new(); // hidden unless stderr is a terminal
+/// runner::execute(plan, &runner::RunOptions::default(), &mut [&mut progress]);
+/// # }
+/// ```
+pub struct Progress {
+    display: MultiProgress,
+    visible: bool,
+    /// Whether [`crate::console`] prints above this display.
+    owns_console: bool,
+    total: Option<ProgressBar>,
+    conditions: HashMap<Arc<str>, ConditionLine>,
+    failed: u64,
+}
+
+struct ConditionLine {
+    bar: ProgressBar,
+    running: u64,
+    failed: u64,
+}
+
+impl ConditionLine {
+    fn refresh(&self) {
+        let mut message = String::new();
+        if self.running > 0 {
+            let _ = write!(message, "{} running", self.running);
+        }
+        if self.failed > 0 {
+            let _ = write!(message, "{}{} failed", if message.is_empty() { "" } else { ", " }, self.failed);
+        }
+        self.bar.set_message(message);
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
 }
 
 impl Progress {
-    pub(super) fn new() -> Progress {
+    /// A display on stderr, hidden when stderr is not a terminal (or `TERM=dumb`). While it is
+    /// shown, [`crate::console::line`] prints above it.
+    pub fn new() -> Progress {
+        let terminal = std::io::stderr().is_terminal() && std::env::var_os("TERM").map_or(true, |t| t != "dumb");
+        let target = if terminal { ProgressDrawTarget::stderr_with_hz(10) } else { ProgressDrawTarget::hidden() };
+        let mut progress = Progress::to_target(target);
+        progress.owns_console = progress.visible;
+        progress
+    }
+
+    /// A display drawn to `target`, for instance an in-memory terminal
+    /// (`ProgressDrawTarget::term_like`). It leaves [`crate::console`] alone.
+    pub fn to_target(target: ProgressDrawTarget) -> Progress {
+        let visible = !target.is_hidden();
         Progress {
-            enabled: std::io::stderr().is_terminal(),
-            planned: 0,
-            done: 0,
+            display: MultiProgress::with_draw_target(target),
+            visible,
+            owns_console: false,
+            total: None,
+            conditions: HashMap::new(),
             failed: 0,
-            started: Instant::now(),
-            last_draw: None,
         }
     }
 
-    fn draw(&mut self, force: bool) {
-        if !self.enabled || (!force && self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100))) {
-            return;
+    /// Whether anything is drawn.
+    pub fn is_visible(&self) -> bool {
+        self.visible
+    }
+
+    fn refresh_total(&self) {
+        if let Some(total) = &self.total {
+            total.set_message(if self.failed > 0 { format!("{} failed", self.failed) } else { String::new() });
         }
-        self.last_draw = Some(Instant::now());
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = if self.done > 0 {
-            format!(", eta {:.0} s", elapsed / self.done as f64 * (self.planned - self.done) as f64)
-        } else {
-            String::new()
-        };
-        let failed = if self.failed > 0 { format!(", {} failed", self.failed) } else { String::new() };
-        eprint!("\r\x1b[2K{}/{} units{failed}, {elapsed:.1} s{eta}", self.done, self.planned);
+    }
+}
+
+fn total_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} units  {rate}  ETA {eta_}  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&rate(state.pos(), state.elapsed()));
+        })
+        .with_key("eta_", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&eta(state.pos(), state.len().unwrap_or(0), state.elapsed()));
+        })
+}
+
+fn condition_style() -> ProgressStyle {
+    ProgressStyle::with_template("  {prefix} {bar:24} {pos}/{len}  {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// Units per second (or minute, or hour, whichever reads best).
+pub(crate) fn rate(done: u64, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    if done == 0 || seconds <= 0.0 {
+        return "-/s".into();
+    }
+    rate_text(done as f64 / seconds)
+}
+
+/// A rate given in units per second, per minute or per hour, whichever reads best.
+pub(crate) fn rate_text(per_second: f64) -> String {
+    if per_second >= 1.0 {
+        format!("{per_second:.1}/s")
+    } else if per_second * 60.0 >= 1.0 {
+        format!("{:.1}/min", per_second * 60.0)
+    } else {
+        format!("{:.1}/h", per_second * 3600.0)
+    }
+}
+
+/// The time left at the rate so far: elapsed / done * remaining; `-` before the first unit.
+pub(crate) fn eta(done: u64, planned: u64, elapsed: Duration) -> String {
+    if done == 0 {
+        return "-".into();
+    }
+    let left = elapsed.as_secs_f64() / done as f64 * planned.saturating_sub(done) as f64;
+    duration(Duration::from_secs_f64(left.min(1e9)))
+}
+
+/// `42s`, `3m05s`, `1h02m`.
+pub(crate) fn duration(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64().round() as u64;
+    match seconds {
+        0..=59 => format!("{seconds}s"),
+        60..=3599 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
     }
 }
 
 impl Observer for Progress {
     fn run_started(&mut self, run: &RunInfo) {
-        self.planned = run.units_planned;
-        self.started = Instant::now();
-        self.draw(true);
+        let total = self.display.add(ProgressBar::new(run.units_planned as u64).with_style(total_style()));
+        total.set_prefix(run.experiment.clone());
+        if run.conditions.len() <= MAX_CONDITION_LINES {
+            let width = run.conditions.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+            for (index, name) in run.conditions.iter().enumerate() {
+                let planned = run.units_per_condition.get(index).copied().unwrap_or(run.replicates.len());
+                let bar = self.display.add(ProgressBar::new(planned as u64).with_style(condition_style()));
+                bar.set_prefix(format!("{name:<width$}"));
+                self.conditions.insert(Arc::from(name.as_str()), ConditionLine { bar, running: 0, failed: 0 });
+            }
+        }
+        if self.visible {
+            total.enable_steady_tick(Duration::from_millis(250));
+        }
+        total.tick();
+        self.total = Some(total);
+        if self.owns_console {
+            crate::console::claim(&self.display);
+        }
+    }
+
+    fn unit_started(&mut self, unit: &UnitKey) {
+        if let Some(line) = self.conditions.get_mut(&unit.condition) {
+            line.running += 1;
+            line.refresh();
+        }
     }
 
     fn unit_finished(&mut self, result: &UnitResult) {
-        self.done += 1;
         if !result.is_ok() {
             self.failed += 1;
+            if self.visible {
+                let error = result.error.as_ref().map(|e| e.message.as_str()).unwrap_or("failed");
+                let first_line = error.lines().next().unwrap_or_default();
+                let _ =
+                    self.display.println(format!("FAILED {} #{}: {first_line}", result.condition, result.replicate));
+            }
         }
-        self.draw(false);
+        self.refresh_total();
+        if let Some(total) = &self.total {
+            total.inc(1);
+        }
+        if let Some(line) = self.conditions.get_mut(result.condition.as_str()) {
+            line.running = line.running.saturating_sub(1);
+            if !result.is_ok() {
+                line.failed += 1;
+            }
+            line.bar.inc(1);
+            line.refresh();
+        }
     }
 
     fn run_finished(&mut self, _results: &[UnitResult]) {
-        if self.enabled {
-            eprint!("\r\x1b[2K");
+        if self.owns_console {
+            crate::console::release();
         }
+        for line in self.conditions.values() {
+            line.bar.finish_and_clear();
+        }
+        if let Some(total) = &self.total {
+            total.finish_and_clear();
+        }
+        let _ = self.display.clear();
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.owns_console {
+            crate::console::release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_rates_and_etas_read_well() {
+        assert_eq!(duration(Duration::from_secs(42)), "42s");
+        assert_eq!(duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(duration(Duration::from_secs(3720)), "1h02m");
+        assert_eq!(rate(0, Duration::from_secs(3)), "-/s");
+        assert_eq!(rate(6, Duration::from_secs(3)), "2.0/s");
+        assert_eq!(rate(3, Duration::from_secs(60)), "3.0/min");
+        assert_eq!(eta(0, 10, Duration::from_secs(5)), "-");
+        assert_eq!(eta(2, 10, Duration::from_secs(10)), "40s");
+        assert_eq!(eta(10, 10, Duration::from_secs(10)), "0s");
     }
 }

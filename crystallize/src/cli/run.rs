@@ -13,6 +13,7 @@ use crate::events::Observer;
 use crate::plan::Plan;
 use crate::registry::{Experiment, Registry};
 use crate::runner::{self, Cancel, RunOptions};
+use crate::store::events::EventLog;
 use crate::store::manifest::{self, Request};
 use crate::store::recorder::{self, Origin};
 use crate::store::{RunDir, Status, Store};
@@ -53,6 +54,17 @@ pub(super) fn run(
     let cancel = Cancel::default();
     install_interrupt_handler();
     let mut journal = recorder::begin_session(&run_dir, &plan, &origin, forced_drift, cancel.clone())?;
+    // Beside the journal, the events log: what `watch` follows, and a replay of the run.
+    let mut events_log = match EventLog::beside(&journal) {
+        Ok(log) => Some(log),
+        Err(error) => {
+            eprintln!(
+                "warning: cannot create the events log of {}: {error}; the run goes on without it",
+                run_dir.manifest.run
+            );
+            None
+        }
+    };
     let options = RunOptions {
         jobs: args.jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
         fail_fast: args.fail_fast,
@@ -65,8 +77,10 @@ pub(super) fn run(
     let results = match output {
         Output::Stream { events } => {
             let mut stream = StreamWriter::new(run_id.clone(), events, cancel.clone());
-            let observers: &mut [&mut dyn Observer] = &mut [&mut journal, &mut stream];
-            let results = runner::execute(&plan, &options, observers);
+            let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
+            observers.extend(events_log.as_mut().map(|log| log as &mut dyn Observer));
+            observers.push(&mut stream);
+            let results = runner::execute(&plan, &options, &mut observers);
             if !stream.closed() {
                 stream.summary(&inspect::stored_results(&run_dir, &run_dir.state()));
             }
@@ -74,10 +88,16 @@ pub(super) fn run(
         }
         Output::Table | Output::Json => {
             let mut progress = Progress::new();
-            runner::execute(&plan, &options, &mut [&mut journal, &mut progress])
+            let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
+            observers.extend(events_log.as_mut().map(|log| log as &mut dyn Observer));
+            observers.push(&mut progress);
+            runner::execute(&plan, &options, &mut observers)
         }
     };
     let journal_error = journal.finish().err();
+    if let Some(Err(error)) = events_log.map(EventLog::finish) {
+        eprintln!("warning: {error}");
+    }
     eprintln!(
         "ran {} units in {:.2} s with {} jobs; stored in {}",
         results.units.len(),
@@ -212,7 +232,7 @@ fn install_interrupt_handler() {
     ONCE.call_once(|| {
         let installed = ctrlc::set_handler(|| {
             if runner::interrupt() == 1 {
-                eprintln!("\ninterrupted: finishing the units in flight; press Ctrl-C again to abort them");
+                crate::console::line("\ninterrupted: finishing the units in flight; press Ctrl-C again to abort them");
             } else {
                 eprintln!("\naborted; the units in flight will run again on resume");
                 std::process::exit(130);

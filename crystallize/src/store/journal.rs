@@ -46,6 +46,11 @@ impl JournalWriter {
         Ok(JournalWriter { path, file, line: Vec::with_capacity(512), last_sync: Instant::now(), error: None, cancel })
     }
 
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The first write error, if any, with the journal's path.
     pub fn finish(mut self) -> Result<(), String> {
         if self.error.is_none() {

@@ -5,11 +5,13 @@
 //! <store>/runs/<run id>/manifest.json             written once (by rename) before the first unit
 //! <store>/runs/<run id>/session-<writer>.json     one per process that ran units, written once
 //! <store>/runs/<run id>/journal-<writer>.jsonl    append-only, one line per finished unit
+//! <store>/runs/<run id>/events-<writer>.jsonl     append-only, unit starts and ends and events
 //! <store>/runs/<run id>/artifacts/<condition>/<replicate>/<name>
 //! ```
 //!
 //! Every file has a single writer. A run's status is derived from what is on disk, never stored.
 
+pub mod events;
 pub mod journal;
 pub mod manifest;
 pub mod recorder;
