@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask ci` runs what CI runs.
+//! Developer tasks: `cargo xtask ci` runs what CI runs; `cargo xtask fixtures` regenerates the
+//! SciPy reference values of `crystallize::stats` (needs Python with numpy, scipy, statsmodels).
 
 use std::process::{Command, ExitCode};
 
@@ -6,12 +7,13 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         Some("ci") => ci(),
+        Some("fixtures") => fixtures(),
         Some(other) => {
-            eprintln!("error: unknown task '{other}'; tasks: ci");
+            eprintln!("error: unknown task '{other}'; tasks: ci, fixtures");
             ExitCode::from(2)
         }
         None => {
-            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci    format check, then the README's test command (as .ci/run does)");
+            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci        format check, then the README's test command (as .ci/run does)\n  fixtures  rewrite crystallize/tests/fixtures/stats/*.json from SciPy (python3 with numpy, scipy, statsmodels)");
             ExitCode::from(2)
         }
     }
@@ -34,4 +36,30 @@ fn ci() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Runs the SciPy fixture generator. It is run by hand when a statistics case changes, and its
+/// output is committed: the Rust tests never need Python.
+fn fixtures() -> ExitCode {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace");
+    let script = root.join("xtask/fixtures/gen_stats_fixtures.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    eprintln!("$ {python} {}", script.display());
+    match Command::new(&python).arg(&script).current_dir(root).status() {
+        Ok(status) if status.success() => {
+            eprintln!("fixtures written; review `git diff crystallize/tests/fixtures/stats` and commit them");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!(
+                "error: the generator failed ({status}); it needs numpy, scipy and statsmodels: \
+                 `pip install numpy scipy statsmodels`"
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: could not run {python} (set PYTHON to choose the interpreter): {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
