@@ -10,10 +10,13 @@
 //! cargo run -p social_deception -- run --replicates 4
 //! cargo run -p social_deception -- debug dolphin
 //! cargo run -p social_deception -- run --treatment dolphin_spoilers --set think_ms=50
+//! FOLLOW_CONDITION=dolphin cargo run -p social_deception -- run --set think_ms=200   # live events
+//! cargo run -p social_deception -- watch     # in another terminal, while a run goes
 //! ```
 
 mod game;
 
+use crystallize::events::{Event, Observer, UnitKey};
 use crystallize::prelude::*;
 use game::{GameConfig, GameLog, Player, Role};
 
@@ -44,13 +47,36 @@ fn dolphin_table() -> GameConfig {
     seat_players(DOLPHIN)
 }
 
+/// A user-written observer: prints every event of one condition while the run goes, the
+/// condition named by the environment variable `FOLLOW_CONDITION` (`FOLLOW_CONDITION=dolphin`).
+/// Every hook of `Observer` does nothing by default; this one implements `event` only. It is
+/// called from the run's output thread, so it needs no locks, and it prints through
+/// `crystallize::console`, so the progress display stays intact.
+struct FollowCondition(Option<String>);
+
+impl FollowCondition {
+    fn from_env() -> FollowCondition {
+        FollowCondition(std::env::var("FOLLOW_CONDITION").ok().filter(|c| !c.is_empty()))
+    }
+}
+
+impl Observer for FollowCondition {
+    fn event(&mut self, unit: &UnitKey, event: &Event) {
+        if self.0.as_deref() == Some(&*unit.condition) {
+            let line = format!("[{} #{}] {} {}", unit.condition, unit.replicate, event.name, event.payload);
+            crystallize::console::line(line);
+        }
+    }
+}
+
 /// One game: deal, then rounds of discussion and votes until a side wins.
 #[experiment(
     datasource = llama_table,
     replicates = 10,
     seed = 42,
     params(temperature = 0.7, think_ms: u64 = 0, crash_on_replicate: i64 = -1, transcript = false),
-    hypotheses = ["dolphin.win < baseline.win"]
+    hypotheses = ["dolphin.win < baseline.win"],
+    observers = [FollowCondition::from_env()]
 )]
 fn social_deception(config: GameConfig, ctx: &mut Ctx) {
     let crash_on: i64 = ctx.param("crash_on_replicate");
