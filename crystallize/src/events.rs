@@ -293,6 +293,12 @@ pub(crate) fn dispatch(observer: &mut dyn Observer, message: &Message) {
     }
 }
 
+/// The guide `docs/OBSERVERS.md`, included here so that its examples are compiled and run as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/OBSERVERS.md")]
+pub struct ObserversGuide;
+
 fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64() * 1e3)
 }
