@@ -65,6 +65,16 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
+    /// Records an error covering all of `tokens` (a whole type or argument, not just its first token).
+    pub fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// Whether no error was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Records an error.
     pub fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
@@ -100,7 +110,12 @@ pub fn check_key(key: &Ident, valid: &[&str], seen: &mut Vec<String>, errors: &m
 
 /// Reports an argument that is well-formed but not the shape `key` takes.
 pub fn wrong_shape(arg: &Arg, expected: &str, errors: &mut Errors) {
-    errors.at(arg.span(), format!("expected {expected}"));
+    match arg {
+        Arg::KeyValue { key, .. } | Arg::List { key, .. } => {
+            errors.at(key.span(), format!("`{key}` is written {expected}"))
+        }
+        Arg::Positional(_) => errors.at(arg.span(), format!("expected {expected}")),
+    }
 }
 
 /// The closest of `candidates` to `name`, if it is close enough to be a plausible typo.
@@ -147,6 +162,28 @@ pub enum ParamKind {
 }
 
 impl ParamKind {
+    /// What a value of this kind looks like, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ParamKind::Bool => "`true` or `false`",
+            ParamKind::Int => "an integer literal, like `-3`",
+            ParamKind::UInt => "a non-negative integer literal, like `0`",
+            ParamKind::Float => "a number with a decimal point, like `0.5`",
+            ParamKind::Str => "a string literal, like `\"llama3:8b\"`",
+        }
+    }
+
+    /// Whether `value` is a valid literal for a param of this kind.
+    fn accepts(self, value: &ParamLiteral) -> bool {
+        matches!(
+            (self, value),
+            (ParamKind::Bool, ParamLiteral::Bool(_))
+                | (ParamKind::Int, ParamLiteral::Int(_))
+                | (ParamKind::Float, ParamLiteral::Float(_))
+                | (ParamKind::Str, ParamLiteral::Str(_))
+        ) || matches!((self, value), (ParamKind::UInt, ParamLiteral::Int(i)) if *i >= 0)
+    }
+
     /// The runtime's name of this kind.
     pub fn variant(self) -> &'static str {
         match self {
@@ -180,6 +217,17 @@ pub struct ParamEntry {
     pub value: ParamLiteral,
     /// The literal as written, for the compile-time type check and error spans.
     pub value_expr: Expr,
+}
+
+impl ParamEntry {
+    /// The type a literal of this param is checked against at compile time: the declared type,
+    /// except that a string param is checked as `&'static str`, the type of its literal.
+    pub fn check_type(&self) -> Type {
+        match self.kind {
+            ParamKind::Str => syn::parse_quote!(&'static str),
+            _ => self.ty.clone(),
+        }
+    }
 }
 
 struct RawParam {
@@ -219,19 +267,26 @@ pub fn parse_params(content: TokenStream, allow_types: bool, errors: &mut Errors
             continue;
         }
         if let (false, Some(ty)) = (allow_types, &param.ty) {
-            errors.at(
-                syn::spanned::Spanned::span(ty),
-                "the experiment declares each param's type; write `name = value` here",
-            );
+            errors
+                .spanned(ty, format!("the experiment declares each param's type; write `{} = value` here", param.name));
             continue;
         }
         let Some(value) = literal_value(&param.value) else {
-            errors.at(
-                syn::spanned::Spanned::span(&param.value),
-                "a param value must be a literal: a number, a string or `true`/`false`",
+            errors.spanned(
+                &param.value,
+                "a param value must be a literal: a number, a string or `true`/`false` (not a constant or expression)",
             );
             continue;
         };
+        if let ParamLiteral::Int(i) = value {
+            if i64::try_from(i).is_err() {
+                errors.spanned(
+                    &param.value,
+                    format!("an integer param must fit in an `i64`: {} to {}", i64::MIN, i64::MAX),
+                );
+                continue;
+            }
+        }
         let implied_kind = match &value {
             ParamLiteral::Bool(_) => ParamKind::Bool,
             ParamLiteral::Int(_) => ParamKind::Int,
@@ -240,10 +295,22 @@ pub fn parse_params(content: TokenStream, allow_types: bool, errors: &mut Errors
         };
         let (ty, kind) = match param.ty {
             Some(ty) => match ParamKind::of_type(&ty) {
-                Some(kind) => (ty, kind),
+                Some(kind) if kind.accepts(&value) => (ty, kind),
+                Some(kind) => {
+                    errors.spanned(
+                        &param.value,
+                        format!(
+                            "`{}` is declared `{}`: its value must be {}",
+                            param.name,
+                            ty.to_token_stream().to_string().replace(' ', ""),
+                            kind.describe()
+                        ),
+                    );
+                    continue;
+                }
                 None => {
-                    errors.at(
-                        syn::spanned::Spanned::span(&ty),
+                    errors.spanned(
+                        &ty,
                         "a param's type must be one of bool, i8..i64, isize, u8..u64, usize, f32, f64, String",
                     );
                     continue;
@@ -254,7 +321,7 @@ pub fn parse_params(content: TokenStream, allow_types: bool, errors: &mut Errors
                     ParamKind::Bool => syn::parse_quote!(bool),
                     ParamKind::Int | ParamKind::UInt => syn::parse_quote!(i64),
                     ParamKind::Float => syn::parse_quote!(f64),
-                    ParamKind::Str => syn::parse_quote!(::std::string::String),
+                    ParamKind::Str => syn::parse_quote!(String),
                 };
                 (ty, implied_kind)
             }
@@ -284,13 +351,13 @@ fn literal_value(expr: &Expr) -> Option<ParamLiteral> {
 }
 
 /// Reads a non-negative integer literal (`replicates = 10`).
-pub fn parse_u64(expr: &Expr, what: &str, errors: &mut Errors) -> Option<u64> {
+pub fn parse_u64(expr: &Expr, what: &str, example: u64, errors: &mut Errors) -> Option<u64> {
     if let Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) = expr {
         if let Ok(value) = int.base10_parse::<u64>() {
             return Some(value);
         }
     }
-    errors.at(syn::spanned::Spanned::span(expr), format!("`{what}` takes a non-negative integer literal"));
+    errors.spanned(expr, format!("`{what}` takes a non-negative integer literal, like `{what} = {example}`"));
     None
 }
 
@@ -301,7 +368,7 @@ pub fn parse_path(expr: &Expr, what: &str, errors: &mut Errors) -> Option<Path> 
             return Some(path.path.clone());
         }
     }
-    errors.at(syn::spanned::Spanned::span(expr), format!("`{what}` takes the path of a function"));
+    errors.spanned(expr, format!("`{what}` takes the name of a `#[{what}]` function, like `{what} = my_table`"));
     None
 }
 
@@ -312,11 +379,11 @@ pub fn parse_strings(expr: &Expr, what: &str, errors: &mut Errors) -> Vec<syn::L
         for element in &array.elems {
             match element {
                 Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => out.push(s.clone()),
-                other => errors.at(syn::spanned::Spanned::span(other), format!("`{what}` takes string literals")),
+                other => errors.spanned(other, format!("`{what}` takes string literals: write this one in quotes")),
             }
         }
     } else {
-        errors.at(syn::spanned::Spanned::span(expr), format!("`{what}` takes a list of strings: [\"...\", ...]"));
+        errors.spanned(expr, format!("`{what}` takes a list of strings: `{what} = [\"...\", ...]`"));
     }
     out
 }
@@ -352,9 +419,37 @@ mod tests {
 
     #[test]
     fn rejects_non_literal_values_duplicates_and_unknown_types() {
-        let (_, error) = params(quote!(t = some_fn(), t2 = 1, t2 = 2, v: Vec<u8> = 3), true);
+        let mut errors = Errors::default();
+        parse_params(quote!(t = some_fn(), t2 = 1, t2 = 2, v: Vec<u8> = 3), true, &mut errors);
+        let messages: Vec<String> = errors.finish(()).unwrap_err().into_iter().map(|error| error.to_string()).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages[0].contains("must be a literal"), "{messages:?}");
+        assert!(messages[1].contains("`t2` is given twice"), "{messages:?}");
+        assert!(messages[2].contains("a param's type must be one of"), "{messages:?}");
+    }
+
+    #[test]
+    fn a_declared_type_must_match_its_literal() {
+        let (_, error) = params(quote!(think_ms: u64 = -1), true);
         let error = error.unwrap();
-        assert!(error.contains("must be a literal"), "{error}");
+        assert!(error.contains("`think_ms` is declared `u64`: its value must be a non-negative integer"), "{error}");
+        let (_, error) = params(quote!(ratio: f32 = 1), true);
+        assert!(error.unwrap().contains("a number with a decimal point"));
+        let (_, error) = params(quote!(label: String = 3), true);
+        assert!(error.unwrap().contains("a string literal"));
+        let (entries, error) = params(quote!(label: String = "x", name: &'static str = "y", n: i8 = -1), true);
+        assert!(error.is_none(), "{error:?}");
+        let check_types: Vec<String> = entries.iter().map(|e| e.check_type().to_token_stream().to_string()).collect();
+        assert_eq!(check_types, ["& 'static str", "& 'static str", "i8"]);
+    }
+
+    #[test]
+    fn integers_must_fit_the_runtime_value() {
+        let (_, error) = params(quote!(big: u64 = 18446744073709551615), true);
+        assert!(error.unwrap().contains("must fit in an `i64`"));
+        let (entries, error) = params(quote!(big: u64 = 9223372036854775807), true);
+        assert!(error.is_none());
+        assert_eq!(entries[0].value, ParamLiteral::Int(i128::from(i64::MAX)));
     }
 
     #[test]

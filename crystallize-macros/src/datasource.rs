@@ -24,17 +24,24 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn validate(attr: TokenStream, function: &ItemFn) -> syn::Result<bool> {
     let mut errors = Errors::default();
     if !attr.is_empty() {
-        errors.at(syn::spanned::Spanned::span(&attr), "#[datasource] takes no arguments");
+        errors.spanned(&attr, "#[datasource] takes no arguments: write `#[datasource]`");
     }
     signature::reject_unsupported(function, "a datasource", &mut errors);
     let args = signature::typed_args(function, "a datasource", &mut errors);
     let takes_ctx = match args.as_slice() {
         [] => false,
-        [only] if is_ctx(&only.ty) && !signature::shape(&only.ty).mutable_ref => true,
+        [only] if is_ctx(&only.ty) && signature::shape(&only.ty).by_ref && !signature::shape(&only.ty).mutable_ref => {
+            true
+        }
+        [only] if is_ctx(&only.ty) => {
+            errors.spanned(&only.ty, "a datasource takes the context by shared reference: `ctx: &Ctx`");
+            false
+        }
         _ => {
-            errors.at(
-                syn::spanned::Spanned::span(&function.sig.inputs),
-                "a datasource takes the context or nothing: `fn name(ctx: &Ctx) -> Input` or `fn name() -> Input`",
+            errors.spanned(
+                &function.sig.inputs,
+                "a datasource takes the context or nothing: `fn name(ctx: &Ctx) -> Input` or `fn name() -> Input`; \
+                 read settings with `ctx.param(..)`",
             );
             false
         }

@@ -6,7 +6,7 @@ use syn::{Ident, ItemFn, LitStr, Path, Type};
 
 use crate::args::{self, Arg, Errors, ParamEntry, ParamLiteral};
 use crate::fingerprint;
-use crate::signature::{self, is_ctx, location, marker_struct, with_errors};
+use crate::signature::{self, is_ctx, location, with_errors};
 
 const KEYS: &[&str] = &["datasource", "replicates", "seed", "params", "hypotheses", "observers"];
 
@@ -52,6 +52,9 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         takes_ctx: false,
     };
     let mut seen = Vec::new();
+    // Whether the user meant to give a datasource, even if they wrote it wrong: then the function's
+    // input is not reported as well.
+    let mut datasource_intended = false;
     for arg in args::parse_args(attr)? {
         match &arg {
             Arg::KeyValue { key, value } => {
@@ -61,23 +64,23 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 match key.to_string().as_str() {
                     "datasource" => model.datasource = args::parse_path(value, "datasource", &mut errors),
                     "replicates" => {
-                        if let Some(n) = args::parse_u64(value, "replicates", &mut errors) {
+                        if let Some(n) = args::parse_u64(value, "replicates", 10, &mut errors) {
                             if n == 0 {
-                                errors.at(syn::spanned::Spanned::span(value), "`replicates` must be at least 1");
+                                errors.spanned(value, "`replicates` must be at least 1");
                             }
                             model.replicates = n;
                         }
                     }
-                    "seed" => model.seed = args::parse_u64(value, "seed", &mut errors).unwrap_or(0),
+                    "seed" => model.seed = args::parse_u64(value, "seed", 42, &mut errors).unwrap_or(0),
                     "hypotheses" => model.hypotheses = args::parse_strings(value, "hypotheses", &mut errors),
                     "observers" => match value {
                         syn::Expr::Array(array) => model.observers = array.elems.iter().cloned().collect(),
-                        other => errors.at(
-                            syn::spanned::Spanned::span(other),
+                        other => errors.spanned(
+                            other,
                             "`observers` takes a list of observers: `observers = [MyObserver::new(), ...]`",
                         ),
                     },
-                    _ => args::wrong_shape(&arg, "`params(name = value, ...)`", &mut errors),
+                    _ => args::wrong_shape(&arg, "as a list: `params(name = value, ...)`", &mut errors),
                 }
             }
             Arg::List { key, content } => {
@@ -87,60 +90,82 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 if key == "params" {
                     model.params = args::parse_params(content.clone(), true, &mut errors);
                 } else {
-                    args::wrong_shape(&arg, &format!("`{key} = ...`"), &mut errors);
+                    args::wrong_shape(&arg, &format!("with a value: `{key} = ...`"), &mut errors);
                 }
             }
-            Arg::Positional(path) => errors.at(
-                syn::spanned::Spanned::span(path),
-                format!("expected `key = value`; valid keys: {}", KEYS.join(", ")),
-            ),
+            Arg::Positional(path) => {
+                datasource_intended = true;
+                let path_text = path.to_token_stream().to_string().replace(' ', "");
+                errors.spanned(
+                    path,
+                    format!(
+                        "expected `key = value`; for a datasource write `datasource = {path_text}`; valid keys: {}",
+                        KEYS.join(", ")
+                    ),
+                );
+            }
         }
     }
-    validate_signature(&mut model, &mut errors);
+    datasource_intended |= seen.iter().any(|key| key == "datasource");
+    validate_signature(&mut model, datasource_intended, &mut errors);
     errors.finish(model)
 }
 
 /// The function takes the input (by value or by reference) when there is a datasource, and
 /// optionally the context after it.
-fn validate_signature(model: &mut Model, errors: &mut Errors) {
+fn validate_signature(model: &mut Model, datasource_intended: bool, errors: &mut Errors) {
     signature::reject_unsupported(&model.function, "an experiment", errors);
     let args = signature::typed_args(&model.function, "an experiment", errors);
     let mut rest = args.as_slice();
-    if model.datasource.is_some() {
+    if datasource_intended {
         match rest.split_first() {
             Some((first, tail)) if !is_ctx(&first.ty) => {
                 let shape = signature::shape(&first.ty);
                 if shape.mutable_ref {
-                    errors.at(
-                        syn::spanned::Spanned::span(&first.ty),
-                        "take the input by value or by shared reference; each unit gets its own input",
+                    let ty = shape.ty.to_token_stream().to_string();
+                    errors.spanned(
+                        &first.ty,
+                        format!(
+                            "an experiment takes its input by value (`{ty}`) or by shared reference (`&{ty}`), \
+                             not `&mut`: each unit gets its own input"
+                        ),
                     );
                 }
                 model.input = Some((shape.ty.clone(), shape.by_ref));
                 rest = tail;
             }
-            _ => errors.at(
-                model.function.sig.ident.span(),
+            Some((first, _)) => errors.spanned(
+                first,
                 "an experiment with a datasource takes the input first: `fn name(input: Input, ctx: &mut Ctx)`",
+            ),
+            None => errors.at(
+                model.function.sig.ident.span(),
+                "an experiment with a datasource takes the input it produces: `fn name(input: Input, ctx: &mut Ctx)`",
             ),
         }
     }
     match rest {
         [] => {}
-        [ctx] if is_ctx(&ctx.ty) => model.takes_ctx = true,
+        [ctx, extra @ ..] if is_ctx(&ctx.ty) => {
+            let shape = signature::shape(&ctx.ty);
+            if !shape.by_ref {
+                errors.spanned(&ctx.ty, "an experiment takes the context by reference: `ctx: &mut Ctx`");
+            }
+            model.takes_ctx = true;
+            if let Some(first_extra) = extra.first() {
+                errors.spanned(first_extra, "an experiment takes its input and then the context, nothing else");
+            }
+        }
         [other, ..] => {
-            let hint = if model.datasource.is_none() && !is_ctx(&other.ty) {
-                "an experiment without `datasource = ...` takes only the context: `fn name(ctx: &mut Ctx)`"
-            } else {
+            let message = if datasource_intended {
                 "an experiment takes its input and then the context, nothing else"
+            } else {
+                "an experiment without `datasource = ...` has no input and takes only the context: \
+                 `fn name(ctx: &mut Ctx)`; to produce an input, add `datasource = my_datasource`"
             };
-            errors.at(syn::spanned::Spanned::span(&other.ty), hint);
+            errors.spanned(other, message);
         }
     }
-}
-
-fn params_struct_ident(ident: &Ident) -> Ident {
-    format_ident!("__CrystallizeParams_{}", ident)
 }
 
 /// The runtime's `ParamValue` for a literal.
@@ -162,8 +187,6 @@ fn render(model: &Model) -> TokenStream {
     let ident = &function.sig.ident;
     let vis = &function.vis;
     let name = ident.to_string();
-    let marker = marker_struct(vis, ident);
-    let params_ident = params_struct_ident(ident);
     let location = location(ident.span());
     let fingerprint = fingerprint::of_tokens(&function.to_token_stream());
     let replicates = model.replicates;
@@ -171,10 +194,14 @@ fn render(model: &Model) -> TokenStream {
     let hypotheses = &model.hypotheses;
     let attached_observers = attached_observers(model, &name);
 
+    // The marker type that names the experiment (see `signature::marker_struct`) also has one
+    // field per param, typed as declared: a treatment's `set(temprature = 1.2)` then fails as "no
+    // field `temprature` on type `social_deception`", at the user's tokens, with rustc's own
+    // suggestion. It is never constructed.
     let field_names: Vec<&Ident> = model.params.iter().map(|p| &p.name).collect();
-    let field_types: Vec<&Type> = model.params.iter().map(|p| &p.ty).collect();
-    // The defaults are assigned to the typed fields so that `think_ms: u64 = -1` fails to compile
-    // at the user's literal, exactly as the same assignment would in their own code.
+    let field_types: Vec<Type> = model.params.iter().map(ParamEntry::check_type).collect();
+    // The defaults are assigned to the typed fields so that `ratio: u8 = 300` fails to compile at
+    // the user's literal, exactly as the same assignment would in their own code.
     let default_checks = model.params.iter().map(|p| {
         let field = &p.name;
         let value = &p.value_expr;
@@ -198,9 +225,15 @@ fn render(model: &Model) -> TokenStream {
     let (input_type, produce, datasource_info) = match (&model.datasource, &model.input) {
         (Some(path), Some((ty, _))) => {
             let span = syn::spanned::Spanned::span(path);
+            // Bound to the user's input type (with its span), so that a datasource producing
+            // another type is reported at `datasource = ...`, "expected due to" the input's type.
+            let produced = quote_spanned!(span=> <#path as ::crystallize::__private::Datasource>::produce(ctx));
             (
                 quote!(#ty),
-                quote_spanned!(span=> <#path as ::crystallize::__private::Datasource>::produce(ctx)),
+                quote! {
+                    let input: #ty = #produced;
+                    input
+                },
                 quote_spanned!(span=> ::core::option::Option::Some(&<#path as ::crystallize::__private::Datasource>::INFO)),
             )
         }
@@ -220,28 +253,34 @@ fn render(model: &Model) -> TokenStream {
     let ctx_arg = if model.takes_ctx { quote!(ctx) } else { quote!() };
     let unused_input = if model.input.is_none() { quote!(let _ = input;) } else { quote!() };
     let unused_ctx = if model.takes_ctx { quote!() } else { quote!(let _ = &ctx;) };
+    // Spanned at the return type, so that returning anything but `()` or `Result<(), E>` is
+    // reported there rather than at the attribute.
+    let output_span = match &function.sig.output {
+        syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
+        syn::ReturnType::Default => ident.span(),
+    };
+    let into_outcome = quote_spanned!(output_span=> ::crystallize::__private::IntoUnitOutcome::into_unit_outcome);
+    let outcome = Ident::new("__crystallize_outcome", output_span);
 
     quote! {
         #function
-        #marker
 
         #[doc(hidden)]
         #[allow(non_camel_case_types, dead_code)]
-        #[derive(Default)]
-        #vis struct #params_ident {
+        #vis struct #ident {
             #(pub #field_names: #field_types,)*
         }
 
         const _: () = {
             #[allow(dead_code, unused_assignments)]
-            fn __crystallize_check_defaults(params: &mut #params_ident) {
+            fn __crystallize_check_defaults(params: &mut #ident) {
                 #(#default_checks)*
             }
         };
 
         impl ::crystallize::__private::Experiment for #ident {
             type Input = #input_type;
-            type Params = #params_ident;
+            type Params = #ident;
             const NAME: &'static str = #name;
 
             fn produce_input(ctx: &::crystallize::Ctx) -> Self::Input {
@@ -251,7 +290,8 @@ fn render(model: &Model) -> TokenStream {
             fn run(input: Self::Input, ctx: &mut ::crystallize::Ctx) -> ::crystallize::__private::UnitOutcome {
                 #unused_input
                 #unused_ctx
-                ::crystallize::__private::IntoUnitOutcome::into_unit_outcome(#ident(#input_arg #ctx_arg))
+                let #outcome = #ident(#input_arg #ctx_arg);
+                #into_outcome(#outcome)
             }
 
             fn describe_input(input: &Self::Input) -> ::crystallize::__private::InputView {

@@ -11,6 +11,8 @@ mod datasource;
 mod experiment;
 mod fingerprint;
 mod signature;
+#[cfg(test)]
+mod snapshot_tests;
 mod step;
 mod treatment;
 

@@ -21,8 +21,7 @@ pub fn typed_args<'a>(item: &'a ItemFn, what: &str, errors: &mut Errors) -> Vec<
         .filter_map(|arg| match arg {
             FnArg::Typed(typed) => Some(typed),
             FnArg::Receiver(receiver) => {
-                errors
-                    .at(syn::spanned::Spanned::span(receiver), format!("{what} must be a free function, not a method"));
+                errors.spanned(receiver, format!("{what} must be a free function, not a method"));
                 None
             }
         })
@@ -60,13 +59,11 @@ pub fn reject_unsupported(item: &ItemFn, what: &str, errors: &mut Errors) {
         errors.at(token.span, format!("{what} cannot be `const`"));
     }
     if !item.sig.generics.params.is_empty() {
-        errors.at(
-            syn::spanned::Spanned::span(&item.sig.generics),
-            format!("{what} cannot be generic: the runtime must know its concrete types"),
-        );
+        errors
+            .spanned(&item.sig.generics, format!("{what} cannot be generic: the runtime must know its concrete types"));
     }
     if let Some(variadic) = &item.sig.variadic {
-        errors.at(syn::spanned::Spanned::span(variadic), format!("{what} cannot be variadic"));
+        errors.spanned(variadic, format!("{what} cannot be variadic"));
     }
 }
 
@@ -93,7 +90,9 @@ pub fn marker_struct(vis: &Visibility, ident: &Ident) -> TokenStream {
 }
 
 /// The user's item followed by the errors, so that the item still exists for the rest of the crate.
+/// Unused-code lints are silenced on it: nothing registers or calls it until the errors are fixed,
+/// and warnings about that would only bury the errors.
 pub fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
-    quote! { #item #errors }
+    quote! { #[allow(unused)] #item #errors }
 }

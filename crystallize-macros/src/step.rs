@@ -19,7 +19,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut errors = Errors::default();
     if !attr.is_empty() {
-        errors.at(syn::spanned::Spanned::span(&attr), "#[step] takes no arguments");
+        errors.spanned(&attr, "#[step] takes no arguments: write `#[step]`; the step is named after its function");
     }
     if let Some(token) = &function.sig.asyncness {
         errors.at(token.span, "#[step] cannot wrap an `async fn` yet: its timing would end before the future runs");

@@ -49,16 +49,21 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
     for (index, arg) in args::parse_args(attr.clone())?.into_iter().enumerate() {
         match &arg {
             Arg::Positional(path) if index == 0 => experiment = Some(path.clone()),
-            Arg::Positional(path) => errors.at(
-                syn::spanned::Spanned::span(path),
-                "only the experiment is named without a key, and it comes first",
+            Arg::Positional(path) if experiment.is_none() => {
+                let name = path.to_token_stream().to_string().replace(' ', "");
+                errors.spanned(path, format!("name the experiment first: `#[treatment({name}, ...)]`"));
+                experiment = Some(path.clone());
+            }
+            Arg::Positional(path) => errors.spanned(
+                path,
+                "a treatment varies one experiment, named first; every other argument is `key = value` or `set(...)`",
             ),
             Arg::KeyValue { key, value } => {
                 if args::check_key(key, KEYS, &mut seen, &mut errors) {
                     if key == "datasource" {
                         datasource = args::parse_path(value, "datasource", &mut errors);
                     } else {
-                        args::wrong_shape(&arg, "`set(name = value, ...)`", &mut errors);
+                        args::wrong_shape(&arg, "as a list: `set(name = value, ...)`", &mut errors);
                     }
                 }
             }
@@ -67,12 +72,15 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                     if key == "set" {
                         sets = args::parse_params(content.clone(), false, &mut errors);
                     } else {
-                        args::wrong_shape(&arg, &format!("`{key} = ...`"), &mut errors);
+                        args::wrong_shape(&arg, &format!("with a value: `{key} = ...`"), &mut errors);
                     }
                 }
             }
         }
     }
+    // Whether the attribute itself is fine; if not, "this treatment changes nothing" would only
+    // repeat the real error (a misspelt `datasource`, a `set` that did not parse).
+    let attribute_ok = errors.is_empty();
     let Some(experiment) = experiment else {
         let span = if attr.is_empty() { function.sig.ident.span() } else { syn::spanned::Spanned::span(&attr) };
         errors.at(span, "name the experiment this treatment varies first: `#[treatment(my_experiment, ...)]`");
@@ -81,41 +89,73 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
 
     signature::reject_unsupported(&function, "a treatment", &mut errors);
     let typed = signature::typed_args(&function, "a treatment", &mut errors);
-    let (mutates, takes_ctx) = match typed.as_slice() {
-        [] => (false, false),
-        [input] if signature::shape(&input.ty).mutable_ref && !is_ctx(&input.ty) => (true, false),
-        [input, ctx]
-            if signature::shape(&input.ty).mutable_ref && is_ctx(&ctx.ty) && !signature::shape(&ctx.ty).mutable_ref =>
-        {
-            (true, true)
-        }
-        _ => {
-            errors.at(
-                syn::spanned::Spanned::span(&function.sig.inputs),
-                "a treatment takes nothing, or mutates the input in place: `fn name(input: &mut Input)` or `fn name(input: &mut Input, ctx: &Ctx)`",
-            );
-            (false, false)
-        }
-    };
-    if !mutates && !function.block.stmts.is_empty() {
-        errors.at(
-            syn::spanned::Spanned::span(&function.block),
-            "this body would never run: a treatment without an input parameter has nothing to mutate; take `input: &mut Input` or leave the body empty",
+    let (mutates, takes_ctx, signature_ok) = validate_inputs(&typed, &mut errors);
+    if signature_ok && !mutates && !function.block.stmts.is_empty() {
+        errors.spanned(
+            &function.block,
+            "this body would never run: a treatment without an input parameter has nothing to mutate; \
+             take `input: &mut Input` or leave the body empty",
         );
     }
-    if !function.sig.output.to_token_stream().is_empty() {
-        errors.at(
-            syn::spanned::Spanned::span(&function.sig.output),
-            "a treatment mutates its input in place and returns nothing",
-        );
+    if let syn::ReturnType::Type(..) = &function.sig.output {
+        errors.spanned(&function.sig.output, "a treatment mutates its input in place and returns nothing");
     }
-    if datasource.is_none() && sets.is_empty() && !mutates {
+    if attribute_ok && signature_ok && datasource.is_none() && sets.is_empty() && !mutates {
         errors.at(
             function.sig.ident.span(),
             "this treatment changes nothing: give it `datasource = ...`, `set(...)`, or an `input: &mut Input` parameter",
         );
     }
     errors.finish(Model { function, experiment, datasource, sets, mutates, takes_ctx })
+}
+
+/// A treatment takes nothing, `input: &mut Input`, or `input: &mut Input, ctx: &Ctx`. Returns
+/// whether it mutates, whether it takes the context, and whether the inputs were valid.
+fn validate_inputs(typed: &[&syn::PatType], errors: &mut Errors) -> (bool, bool, bool) {
+    let is_input = |arg: &syn::PatType| !is_ctx(&arg.ty);
+    let is_shared_ctx = |arg: &syn::PatType| {
+        let shape = signature::shape(&arg.ty);
+        is_ctx(&arg.ty) && shape.by_ref && !shape.mutable_ref
+    };
+    let (input, rest) = match typed {
+        [] => return (false, false, true),
+        [input, rest @ ..] if is_input(input) => (input, rest),
+        [first, ..] => {
+            errors.spanned(
+                first,
+                "a treatment takes the input to mutate first: `fn name(input: &mut Input)` or \
+                 `fn name(input: &mut Input, ctx: &Ctx)`",
+            );
+            return (false, false, false);
+        }
+    };
+    let mut ok = true;
+    let shape = signature::shape(&input.ty);
+    if !shape.mutable_ref {
+        let ty = shape.ty.to_token_stream().to_string();
+        errors
+            .spanned(&input.ty, format!("a treatment mutates the experiment's input in place: take it as `&mut {ty}`"));
+        ok = false;
+    }
+    let takes_ctx = match rest {
+        [] => false,
+        [ctx] if is_shared_ctx(ctx) => true,
+        [ctx] if is_ctx(&ctx.ty) => {
+            errors.spanned(&ctx.ty, "a treatment reads the context by shared reference: `ctx: &Ctx`");
+            ok = false;
+            false
+        }
+        [other, ..] => {
+            errors.spanned(
+                other,
+                "a treatment takes the input to mutate and, optionally, the context: \
+                 `fn name(input: &mut Input, ctx: &Ctx)`",
+            );
+            ok = false;
+            false
+        }
+    };
+    (ok, takes_ctx, ok)
 }
 
 // `Errors::finish` never returns the value when an error was recorded; this only satisfies the type.
@@ -138,15 +178,24 @@ fn render(model: &Model) -> TokenStream {
     let name = ident.to_string();
     let experiment = &model.experiment;
     let experiment_span = syn::spanned::Spanned::span(experiment);
+    // Every use of the experiment's types is spanned entirely at the user's path, so that naming
+    // something that is not an experiment is one error there (rustc merges identical errors).
     let experiment_type = quote_spanned!(experiment_span=> <#experiment as ::crystallize::__private::Experiment>);
+    let experiment_input = quote_spanned!(experiment_span=> #experiment_type::Input);
+    let experiment_params = quote_spanned!(experiment_span=> &mut #experiment_type::Params);
+    let experiment_name = quote_spanned!(experiment_span=> #experiment_type::NAME);
     let location = location(ident.span());
     let fingerprint = fingerprint::of_tokens(&function.to_token_stream());
 
     let (produce_fn, datasource_slot) = match &model.datasource {
         Some(path) => {
             let span = syn::spanned::Spanned::span(path);
-            let produced = quote_spanned! {span=>
-                let input: #experiment_type::Input = <#path as ::crystallize::__private::Datasource>::produce(ctx);
+            // The binding's type is spanned at the experiment and the call at the datasource, so a
+            // datasource of the wrong type is reported at `datasource = ...`, "expected due to" the
+            // experiment.
+            let call = quote_spanned!(span=> <#path as ::crystallize::__private::Datasource>::produce(ctx));
+            let produced = quote! {
+                let input: #experiment_input = #call;
             };
             (
                 quote! {
@@ -174,7 +223,7 @@ fn render(model: &Model) -> TokenStream {
             quote! {
                 fn __crystallize_mutate(input: &mut dyn ::core::any::Any, ctx: &::crystallize::Ctx) -> bool {
                     let _ = ctx;
-                    match input.downcast_mut::<#experiment_type::Input>() {
+                    match input.downcast_mut::<#experiment_input>() {
                         ::core::option::Option::Some(typed) => { #call; true }
                         ::core::option::Option::None => false,
                     }
@@ -210,14 +259,14 @@ fn render(model: &Model) -> TokenStream {
 
         const _: () = {
             #[allow(dead_code, unused_assignments)]
-            fn __crystallize_check_set(params: &mut #experiment_type::Params) {
+            fn __crystallize_check_set(params: #experiment_params) {
                 #(#set_checks)*
             }
             #produce_fn
             #mutate_fn
             ::crystallize::__private::inventory::submit! {
                 ::crystallize::__private::TreatmentEntry {
-                    experiment: #experiment_type::NAME,
+                    experiment: #experiment_name,
                     name: #name,
                     location: #location,
                     datasource: #datasource_slot,

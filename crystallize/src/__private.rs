@@ -15,6 +15,11 @@ use crate::context::Ctx;
 
 /// Implemented by the marker type `#[experiment]` puts beside the function (same name, type
 /// namespace), so that treatments reach the experiment's types by naming it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an experiment",
+    label = "not an `#[experiment]` function",
+    note = "a treatment names the `#[experiment]` function it varies: `#[treatment(my_experiment, ...)]`"
+)]
 pub trait Experiment: 'static {
     /// What the datasource produces and the function consumes.
     type Input: 'static;
@@ -32,6 +37,11 @@ pub trait Experiment: 'static {
 }
 
 /// Implemented by the marker type `#[datasource]` puts beside the function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a datasource",
+    label = "not a `#[datasource]` function",
+    note = "`datasource = ...` names a function marked `#[datasource]`"
+)]
 pub trait Datasource: 'static {
     /// What it produces.
     type Output: 'static;
@@ -42,6 +52,11 @@ pub trait Datasource: 'static {
 }
 
 /// What an experiment function may return: `()`, or `Result<(), E>` where an `Err` fails the unit.
+#[diagnostic::on_unimplemented(
+    message = "an experiment returns `()` or `Result<(), E>`, not `{Self}`",
+    label = "an experiment cannot return this",
+    note = "record what a unit measures with `ctx.record(\"name\", value)`; return `Err(..)` to fail the unit"
+)]
 pub trait IntoUnitOutcome {
     /// Converts to the runner's outcome.
     fn into_unit_outcome(self) -> UnitOutcome;

@@ -1,0 +1,233 @@
+//! Snapshots of each macro's expansion, pretty-printed. A change to what a macro generates fails
+//! these tests until the new snapshot is reviewed (`INSTA_UPDATE=always` or `cargo insta review`).
+//! The inputs are the shapes a user writes; the compile-fail UI tests in `crystallize/tests/ui`
+//! cover the shapes a user gets wrong.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// Pretty-prints an expansion, failing if it is not a valid Rust file or if it carries an error.
+fn pretty(tokens: TokenStream) -> String {
+    let text = tokens.to_string();
+    assert!(!text.contains("compile_error"), "the expansion reports an error:\n{text}");
+    let file: syn::File = match syn::parse2(tokens) {
+        Ok(file) => file,
+        Err(error) => panic!("the expansion is not a Rust file ({error}):\n{text}"),
+    };
+    prettyplease::unparse(&file)
+}
+
+mod experiment {
+    use super::*;
+    use crate::experiment::expand;
+
+    #[test]
+    fn with_datasource_typed_and_untyped_params_and_hypotheses() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(
+                datasource = llama_table,
+                replicates = 10,
+                seed = 42,
+                params(temperature = 0.7, think_ms: u64 = 0, offset: i32 = -3, label = "x", spoilers = false),
+                hypotheses = ["dolphin.win < baseline.win", "dolphin.rounds > baseline.rounds"]
+            ),
+            quote!(
+                /// One game.
+                pub fn social_deception(config: GameConfig, ctx: &mut Ctx) {
+                    ctx.record("win", config.spoilers);
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn input_by_reference() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(datasource = llama_table),
+            quote!(
+                fn by_ref(config: &GameConfig, ctx: &mut Ctx) {
+                    ctx.record("players", config.players.len());
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn without_datasource_takes_only_ctx() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(replicates = 3),
+            quote!(
+                fn coin(ctx: &mut Ctx) {
+                    let heads = ctx.rng().random_bool(0.5);
+                    ctx.record("heads", heads);
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn without_datasource_or_ctx() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(),
+            quote!(
+                fn nothing() {}
+            )
+        )));
+    }
+
+    #[test]
+    fn input_without_ctx_returning_result() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(datasource = load, seed = 7),
+            quote!(
+                fn fallible(config: GameConfig) -> Result<(), String> {
+                    if config.players.is_empty() {
+                        return Err("no players".into());
+                    }
+                    Ok(())
+                }
+            ),
+        )));
+    }
+}
+
+mod datasource {
+    use super::*;
+    use crate::datasource::expand;
+
+    #[test]
+    fn without_ctx() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(),
+            quote!(
+                /// The baseline table.
+                pub fn llama_table() -> GameConfig {
+                    seat_players(LLAMA)
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn with_ctx() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(),
+            quote!(
+                fn random_table(ctx: &Ctx) -> Vec<u32> {
+                    let mut rng = ctx.rng();
+                    (0..4).map(|_| rng.random()).collect()
+                }
+            ),
+        )));
+    }
+}
+
+mod step {
+    use super::*;
+    use crate::step::expand;
+
+    #[test]
+    fn on_a_free_function() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(),
+            quote!(
+                /// Plays one game.
+                #[inline]
+                pub(crate) fn play(config: &GameConfig, ctx: &mut Ctx) -> bool {
+                    ctx.rng().random_bool(0.5)
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn on_a_method() {
+        // A method is not a file-level item on its own; wrap the expansion in an `impl` to print it.
+        let method = expand(
+            quote!(),
+            quote!(
+                fn score(&self) -> u32 {
+                    self.points * 2
+                }
+            ),
+        );
+        insta::assert_snapshot!(pretty(quote!(impl Player { #method })));
+    }
+}
+
+mod treatment {
+    use super::*;
+    use crate::treatment::expand;
+
+    #[test]
+    fn datasource_only() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(social_deception, datasource = dolphin_table),
+            quote!(
+                fn dolphin() {}
+            ),
+        )));
+    }
+
+    #[test]
+    fn mutation_only() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(social_deception),
+            quote!(
+                fn spoilers(config: &mut GameConfig) {
+                    config.spoilers = true;
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn mutation_with_ctx() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(social_deception),
+            quote!(
+                fn shuffled(config: &mut GameConfig, ctx: &Ctx) {
+                    config.max_rounds = ctx.rng().random_range(4..9);
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn set_only() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(social_deception, set(temperature = 1.2, think_ms = 50, label = "hot", spoilers = true)),
+            quote!(
+                fn hot() {}
+            ),
+        )));
+    }
+
+    #[test]
+    fn datasource_set_and_mutation() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(crate::games::social_deception, datasource = dolphin_table, set(temperature = 1.2)),
+            quote!(
+                fn dolphin_spoilers(config: &mut GameConfig) {
+                    config.spoilers = true;
+                }
+            ),
+        )));
+    }
+}
+
+/// The error path: the user's item comes back unchanged, followed by the errors.
+mod errors {
+    use super::*;
+
+    #[test]
+    fn an_invalid_attribute_re_emits_the_item_with_every_error() {
+        let tokens = crate::experiment::expand(
+            quote!(replicats = 3, seed = 1, seed = 2),
+            quote!(
+                fn coin(ctx: &mut Ctx) {}
+            ),
+        );
+        insta::assert_snapshot!(tokens.to_string());
+    }
+}

@@ -1,0 +1,8 @@
+use crystallize::prelude::*;
+
+#[datasource]
+fn table(ctx: &mut Ctx) -> u64 {
+    ctx.seed()
+}
+
+crystallize::main!();

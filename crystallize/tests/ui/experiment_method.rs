@@ -1,0 +1,12 @@
+use crystallize::prelude::*;
+
+pub struct Game;
+
+impl Game {
+    #[experiment]
+    fn play(&self, ctx: &mut Ctx) {
+        ctx.record("heads", true);
+    }
+}
+
+crystallize::main!();

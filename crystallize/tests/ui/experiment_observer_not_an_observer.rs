@@ -1,0 +1,11 @@
+use crystallize::prelude::*;
+
+// Does not implement `crystallize::events::Observer`.
+pub struct Printer;
+
+#[experiment(observers = [Printer])]
+fn coin(ctx: &mut Ctx) {
+    ctx.record("heads", true);
+}
+
+crystallize::main!();

@@ -1,0 +1,13 @@
+use crystallize::events::Observer;
+use crystallize::prelude::*;
+
+pub struct Printer;
+
+impl Observer for Printer {}
+
+#[experiment(observers = Printer)]
+fn coin(ctx: &mut Ctx) {
+    ctx.record("heads", true);
+}
+
+crystallize::main!();

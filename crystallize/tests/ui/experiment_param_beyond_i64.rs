@@ -1,0 +1,8 @@
+use crystallize::prelude::*;
+
+#[experiment(params(budget: u64 = 18446744073709551615))]
+fn coin(ctx: &mut Ctx) {
+    let _: u64 = ctx.param("budget");
+}
+
+crystallize::main!();

@@ -1,0 +1,8 @@
+use crystallize::prelude::*;
+
+#[experiment(params(models: Vec<String> = "llama"))]
+fn coin(ctx: &mut Ctx) {
+    let _: String = ctx.param("models");
+}
+
+crystallize::main!();

@@ -1,0 +1,8 @@
+use crystallize::prelude::*;
+
+#[step]
+async fn fetch(url: &str) -> usize {
+    url.len()
+}
+
+crystallize::main!();

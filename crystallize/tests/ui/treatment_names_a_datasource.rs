@@ -1,0 +1,22 @@
+use crystallize::prelude::*;
+
+#[datasource]
+fn llama_table() -> u32 {
+    6
+}
+
+#[datasource]
+fn dolphin_table() -> u32 {
+    4
+}
+
+#[experiment(datasource = llama_table)]
+fn game(players: u32, ctx: &mut Ctx) {
+    ctx.record("players", players);
+}
+
+// `llama_table` is a datasource, not an experiment.
+#[treatment(llama_table, datasource = dolphin_table)]
+fn dolphin() {}
+
+crystallize::main!();

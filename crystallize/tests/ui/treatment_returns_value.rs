@@ -1,0 +1,23 @@
+use crystallize::prelude::*;
+
+pub struct Config {
+    pub players: u32,
+}
+
+#[datasource]
+fn llama_table() -> Config {
+    Config { players: 6 }
+}
+
+#[experiment(datasource = llama_table)]
+fn game(config: Config, ctx: &mut Ctx) {
+    ctx.record("players", config.players);
+}
+
+#[treatment(game)]
+fn more_players(config: &mut Config) -> u32 {
+    config.players += 2;
+    config.players
+}
+
+crystallize::main!();

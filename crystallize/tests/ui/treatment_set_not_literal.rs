@@ -1,0 +1,13 @@
+use crystallize::prelude::*;
+
+const HOT: f64 = 1.2;
+
+#[experiment(params(temperature = 0.7))]
+fn game(ctx: &mut Ctx) {
+    let _: f64 = ctx.param("temperature");
+}
+
+#[treatment(game, set(temperature = HOT))]
+fn hot() {}
+
+crystallize::main!();

@@ -1,0 +1,11 @@
+use crystallize::prelude::*;
+
+#[experiment(params(model = "llama3:8b"))]
+fn game(ctx: &mut Ctx) {
+    let _: String = ctx.param("model");
+}
+
+#[treatment(game, set(model = 3))]
+fn numbered() {}
+
+crystallize::main!();

@@ -1,0 +1,11 @@
+use crystallize::prelude::*;
+
+#[experiment(params(temperature = 0.7, think_ms: u64 = 0))]
+fn game(ctx: &mut Ctx) {
+    let _: f64 = ctx.param("temperature");
+}
+
+#[treatment(game, set(temperature = "hot"))]
+fn hot() {}
+
+crystallize::main!();
