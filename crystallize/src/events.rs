@@ -114,6 +114,11 @@ pub enum Message {
 /// }
 /// ```
 #[allow(unused_variables)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a crystallize observer",
+    label = "not an `Observer`",
+    note = "implement `crystallize::events::Observer` for it; every hook does nothing by default, so `impl Observer for {Self} {{}}` compiles and you add the hooks you need"
+)]
 pub trait Observer: Send {
     /// The run is about to start its first unit.
     fn run_started(&mut self, run: &RunInfo) {}
