@@ -69,8 +69,13 @@ fn leaky(ctx: &mut Ctx) {
 }
 
 /// Counts the units of the experiment it is attached to.
-#[derive(Default)]
 struct TallyUnits;
+
+impl TallyUnits {
+    fn new() -> TallyUnits {
+        TallyUnits
+    }
+}
 
 static TALLIED: AtomicUsize = AtomicUsize::new(0);
 
@@ -93,7 +98,7 @@ impl Observer for CountEvents {
 
 crystallize::observer!(CountEvents);
 
-#[experiment(replicates = 5, seed = 4, observers = [TallyUnits, TallyUnits::default()])]
+#[experiment(replicates = 5, seed = 4, observers = [TallyUnits, TallyUnits::new()])]
 fn attached(ctx: &mut Ctx) {
     ctx.emit("hello", "world");
     ctx.record("x", 1);

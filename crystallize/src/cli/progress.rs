@@ -67,7 +67,7 @@ impl Progress {
     /// A display on stderr, hidden when stderr is not a terminal (or `TERM=dumb`). While it is
     /// shown, [`crate::console::line`] prints above it.
     pub fn new() -> Progress {
-        let terminal = std::io::stderr().is_terminal() && std::env::var_os("TERM").map_or(true, |t| t != "dumb");
+        let terminal = std::io::stderr().is_terminal() && !matches!(std::env::var_os("TERM"), Some(t) if t == "dumb");
         let target = if terminal { ProgressDrawTarget::stderr_with_hz(10) } else { ProgressDrawTarget::hidden() };
         let mut progress = Progress::to_target(target);
         progress.owns_console = progress.visible;

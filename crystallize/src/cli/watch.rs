@@ -304,8 +304,8 @@ impl Watcher {
 
     /// Per condition: (done, failed, running, means of each metric over the successful units).
     fn per_condition(&self) -> Vec<(usize, usize, usize, BTreeMap<String, f64>)> {
-        let mut rows: Vec<(usize, usize, usize, BTreeMap<String, (f64, usize)>)> =
-            vec![(0, 0, 0, BTreeMap::new()); self.conditions.len()];
+        type Sums = BTreeMap<String, (f64, usize)>;
+        let mut rows: Vec<(usize, usize, usize, Sums)> = vec![(0, 0, 0, BTreeMap::new()); self.conditions.len()];
         for ((index, replicate), unit) in &self.units {
             let Some(row) = rows.get_mut(*index) else { continue };
             if *replicate >= self.replicates {
