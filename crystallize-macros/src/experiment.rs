@@ -299,6 +299,14 @@ fn render(model: &Model) -> TokenStream {
                 use ::crystallize::__private::describe::{DescribeDebug as _, DescribeJson as _, DescribeOpaque as _};
                 (&&&::crystallize::__private::describe::Probe(input)).describe()
             }
+
+            fn input_from_json(
+                value: ::crystallize::__private::JsonValue,
+            ) -> ::core::option::Option<::core::result::Result<Self::Input, ::std::string::String>> {
+                #[allow(unused_imports)]
+                use ::crystallize::__private::restore::{RestoreJson as _, RestoreNone as _};
+                (&&::crystallize::__private::restore::Target::<Self::Input>(::core::marker::PhantomData)).restore(value)
+            }
         }
 
         ::crystallize::__private::inventory::submit! {

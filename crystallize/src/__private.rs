@@ -10,6 +10,7 @@ pub use crate::registry::{
 };
 pub use crate::runner::{ExperimentVTable, StepGuard, UnitOutcome};
 pub use inventory;
+pub use serde_json::Value as JsonValue;
 
 use crate::context::Ctx;
 
@@ -34,6 +35,43 @@ pub trait Experiment: 'static {
     fn run(input: Self::Input, ctx: &mut Ctx) -> UnitOutcome;
     /// The input, for display (`debug`, `show`).
     fn describe_input(input: &Self::Input) -> InputView;
+    /// The input rebuilt from JSON, for overrides of its fields (`--set players[2].model=x`):
+    /// `None` when the input type is not `Deserialize`, else the deserializer's verdict.
+    fn input_from_json(value: serde_json::Value) -> Option<Result<Self::Input, String>> {
+        let _ = value;
+        None
+    }
+}
+
+/// Rebuilds an input from JSON when it is `DeserializeOwned`, and says it cannot otherwise,
+/// chosen at compile time by autoref specialisation on a concrete type (like [`describe`]).
+pub mod restore {
+    use std::marker::PhantomData;
+
+    /// Names the input type.
+    pub struct Target<T>(pub PhantomData<T>);
+
+    /// Chosen when the input is `DeserializeOwned`.
+    pub trait RestoreJson<T> {
+        /// The input, or the deserializer's message.
+        fn restore(&self, value: serde_json::Value) -> Option<Result<T, String>>;
+    }
+    impl<T: serde::de::DeserializeOwned> RestoreJson<T> for &Target<T> {
+        fn restore(&self, value: serde_json::Value) -> Option<Result<T, String>> {
+            Some(serde_json::from_value(value).map_err(|error| error.to_string()))
+        }
+    }
+
+    /// Chosen otherwise.
+    pub trait RestoreNone<T> {
+        /// Always `None`.
+        fn restore(&self, value: serde_json::Value) -> Option<Result<T, String>>;
+    }
+    impl<T> RestoreNone<T> for Target<T> {
+        fn restore(&self, _: serde_json::Value) -> Option<Result<T, String>> {
+            None
+        }
+    }
 }
 
 /// Implemented by the marker type `#[datasource]` puts beside the function.

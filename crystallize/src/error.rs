@@ -74,13 +74,15 @@ pub enum Error {
         /// Every valid name.
         valid: String,
     },
-    /// `--set` gave a value of the wrong type.
-    #[error("bad value for param '{key}' (type {rust_type}) in --set: {problem}")]
+    /// `--set` (or the config file) gave a param a value of the wrong type.
+    #[error("bad value for param '{key}' (type {rust_type}) in {origin}: {problem}")]
     BadParamValue {
         /// The param.
         key: String,
         /// Its declared Rust type.
         rust_type: String,
+        /// Where the value came from: `--set`, or `path:line` of the config file.
+        origin: String,
         /// What is wrong with the value.
         problem: String,
     },
@@ -127,6 +129,46 @@ pub enum Error {
     /// `--set` was not `KEY=VALUE`.
     #[error("--set takes KEY=VALUE, got '{0}'")]
     BadSetSyntax(String),
+    /// An override named neither a param nor a field of the input.
+    #[error("unknown key '{key}' in {origin}{} {valid}", did_you_mean(suggestion))]
+    UnknownKey {
+        /// What the user wrote.
+        key: String,
+        /// Where: `--set`, or `path:line` of the config file.
+        origin: String,
+        /// The closest param or input path.
+        suggestion: Option<String>,
+        /// The params and the input's fields.
+        valid: String,
+    },
+    /// An override's key is not a key path.
+    #[error("bad key '{key}' in {origin}: {problem}")]
+    BadKey {
+        /// What the user wrote.
+        key: String,
+        /// Where: `--set`, or `path:line` of the config file.
+        origin: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An override gave a field of the input a value that does not fit its type.
+    #[error("bad value for input field '{key}' in {origin}: {problem}")]
+    BadInputValue {
+        /// The field's path.
+        key: String,
+        /// Where: `--set`, or `path:line` of the config file.
+        origin: String,
+        /// What is wrong, in the words of the input type's deserializer.
+        problem: String,
+    },
+    /// The config file (`crystallize.toml`) is malformed.
+    #[error("{location}: {message}")]
+    ConfigFile {
+        /// `path:line` (or just the path).
+        location: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
 }
 
 impl Error {

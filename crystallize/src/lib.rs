@@ -41,16 +41,19 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod config_file;
 pub mod console;
 pub mod context;
 pub mod diff;
 pub mod error;
 pub mod events;
 pub mod hypothesis;
+pub mod overrides;
 pub mod params;
 pub mod plan;
 pub mod quick;
 pub mod registry;
+pub mod resolve;
 pub mod runner;
 pub mod seed;
 pub mod stats;
@@ -90,6 +93,7 @@ macro_rules! main {
             $crate::__private::cli_main($crate::cli::App {
                 name: ::core::env!("CARGO_PKG_NAME"),
                 version: ::core::env!("CARGO_PKG_VERSION"),
+                manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
             })
         }
     };

@@ -101,6 +101,25 @@ impl ParamKind {
     }
 }
 
+impl ParamKind {
+    /// Converts a typed value (from `crystallize.toml`) to a value of this kind; an integer is
+    /// accepted where a number is expected.
+    pub fn from_json(self, value: &serde_json::Value) -> Result<ParamValue, String> {
+        use serde_json::Value as Json;
+        let fail = || format!("expected {}, got {value}", self.expected());
+        match (self, value) {
+            (ParamKind::Bool, Json::Bool(b)) => Ok(ParamValue::Bool(*b)),
+            (ParamKind::Int, Json::Number(n)) => n.as_i64().map(ParamValue::Int).ok_or_else(fail),
+            (ParamKind::UInt, Json::Number(n)) => n.as_i64().filter(|i| *i >= 0).map(ParamValue::Int).ok_or_else(fail),
+            (ParamKind::Float, Json::Number(n)) => {
+                n.as_f64().filter(|x| x.is_finite()).map(ParamValue::Float).ok_or_else(fail)
+            }
+            (ParamKind::Str, Json::String(s)) => Ok(ParamValue::Str(Cow::Owned(s.clone()))),
+            _ => Err(fail()),
+        }
+    }
+}
+
 /// A param as the experiment declares it.
 #[derive(Debug)]
 pub struct ParamDecl {
@@ -124,6 +143,10 @@ pub enum Origin {
     Treatment(String),
     /// Set with `--set` on the command line.
     CommandLine,
+    /// Set in the config file, at this `path:line`.
+    ConfigFile(String),
+    /// An input field as the named datasource produced it.
+    Datasource(String),
 }
 
 impl fmt::Display for Origin {
@@ -132,6 +155,8 @@ impl fmt::Display for Origin {
             Origin::Default => write!(f, "default"),
             Origin::Treatment(name) => write!(f, "treatment {name}"),
             Origin::CommandLine => write!(f, "--set"),
+            Origin::ConfigFile(location) => write!(f, "{location}"),
+            Origin::Datasource(name) => write!(f, "datasource {name}"),
         }
     }
 }
@@ -241,6 +266,19 @@ mod tests {
         assert_eq!(error, "expected a non-negative integer, got 'fast'");
         assert!(ParamKind::UInt.parse("-1").is_err());
         assert!(ParamKind::Float.parse("NaN").is_err());
+    }
+
+    #[test]
+    fn converts_typed_values_by_kind() {
+        use serde_json::json;
+        assert_eq!(ParamKind::Float.from_json(&json!(1)), Ok(ParamValue::Float(1.0)));
+        assert_eq!(ParamKind::UInt.from_json(&json!(5)), Ok(ParamValue::Int(5)));
+        assert_eq!(ParamKind::Str.from_json(&json!("x")), Ok(ParamValue::Str("x".into())));
+        assert_eq!(ParamKind::UInt.from_json(&json!(-1)).unwrap_err(), "expected a non-negative integer, got -1");
+        assert_eq!(
+            ParamKind::Bool.from_json(&json!("yes")).unwrap_err(),
+            "expected a boolean (true or false), got \"yes\""
+        );
     }
 
     #[test]

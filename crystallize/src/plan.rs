@@ -8,9 +8,11 @@ use std::sync::Arc;
 use crate::context::Ctx;
 use crate::runner::UnitOutcome;
 
-use crate::error::{suggest, Error};
+use crate::error::Error;
+use crate::overrides::OverrideValue;
 use crate::params::{Origin, Params, ResolvedParam};
 use crate::registry::{Experiment, ExperimentEntry, TreatmentEntry};
+use crate::resolve::{InputOverride, Stage};
 use crate::seed::{unit_seed, SeedPolicy};
 
 /// The name of the untreated condition.
@@ -30,31 +32,54 @@ pub struct Condition {
     pub params: Arc<Params>,
     /// What a unit of this condition runs.
     pub run: UnitFn,
+    /// Overrides of the input's fields, in the order they apply (see [`crate::resolve`]).
+    pub input_overrides: Arc<[InputOverride]>,
 }
 
-/// A `--set KEY=VALUE` override, already checked against the param's type.
+/// An override of a param or of a field of the input: `--set KEY=VALUE`, or a key of
+/// `crystallize.toml`. Checked against the param's or the field's type when the plan is made.
 #[derive(Clone, Debug)]
 pub struct Override {
-    /// The param.
+    /// A param's name or a path into the input (`players[2].model`); `+key` may add a field.
     pub key: String,
-    /// The text after `=`.
-    pub value: String,
+    /// The value.
+    pub value: OverrideValue,
+    /// Where it came from: [`Origin::CommandLine`] or [`Origin::ConfigFile`].
+    pub origin: Origin,
+    /// The only condition it applies to (a config file's `[treatments.NAME]`); `None`: all.
+    pub scope: Option<String>,
 }
 
 impl Override {
-    /// Parses `KEY=VALUE`.
+    /// Parses `KEY=VALUE` from the command line.
     pub fn parse(text: &str) -> Result<Override, Error> {
         match text.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => {
-                Ok(Override { key: key.trim().to_owned(), value: value.to_owned() })
-            }
+            Some((key, value)) if !key.trim().is_empty() => Ok(Override {
+                key: key.trim().to_owned(),
+                value: OverrideValue::Text(value.to_owned()),
+                origin: Origin::CommandLine,
+                scope: None,
+            }),
             _ => Err(Error::BadSetSyntax(text.to_owned())),
+        }
+    }
+
+    /// When it applies relative to the treatment (see the table in [`crate::resolve`]): 0 before
+    /// the treatment (config-file defaults), 2 after it (a config file's per-treatment section),
+    /// 3 last (the command line).
+    fn rank(&self) -> u8 {
+        match (&self.origin, &self.scope) {
+            (Origin::CommandLine, _) => 3,
+            (_, Some(_)) => 2,
+            _ => 0,
         }
     }
 }
 
-/// Resolves one condition's params: declared defaults, then the treatment's `set`, then `--set`
-/// (which applies to every condition and wins).
+/// Resolves one condition: declared defaults, the config file's `[params]`, the treatment's
+/// `set(...)` (and mutation), the config file's section of this treatment, then `--set` (which
+/// applies to every condition and wins). A key that is not a param is a path into the input; it
+/// is checked when the input is produced ([`crate::resolve::check_input_overrides`]).
 pub fn resolve_condition(
     experiment: &ExperimentEntry,
     treatment: Option<&'static TreatmentEntry>,
@@ -70,6 +95,40 @@ pub fn resolve_condition(
             origin: Origin::Default,
         })
         .collect();
+    let condition_name = treatment.map(|t| t.name).unwrap_or(BASELINE);
+    let applies = |o: &&Override| match o.scope.as_deref() {
+        None => true,
+        Some(scope) => scope == condition_name,
+    };
+    let mine: Vec<&Override> = overrides.iter().filter(applies).collect();
+    let mut inputs = Vec::new();
+    let mut apply = |o: &Override, params: &mut Vec<ResolvedParam>| -> Result<(), Error> {
+        let (add, key) = match o.key.strip_prefix('+') {
+            Some(key) => (true, key),
+            None => (false, o.key.as_str()),
+        };
+        let Some(param) = params.iter_mut().find(|p| p.name == key) else {
+            let stage = if o.rank() == 0 { Stage::BeforeMutation } else { Stage::AfterMutation };
+            inputs.push(InputOverride::new(key, add, o.value.clone(), o.origin.clone(), stage)?);
+            return Ok(());
+        };
+        let parsed = match &o.value {
+            OverrideValue::Text(text) => param.kind.parse(text),
+            OverrideValue::Json(value) => param.kind.from_json(value),
+        };
+        let decl = experiment.params.iter().find(|d| d.name == param.name);
+        param.value = parsed.map_err(|problem| Error::BadParamValue {
+            key: key.to_owned(),
+            rust_type: decl.map(|d| d.rust_type).unwrap_or("?").to_owned(),
+            origin: o.origin.to_string(),
+            problem,
+        })?;
+        param.origin = o.origin.clone();
+        Ok(())
+    };
+    for o in mine.iter().filter(|o| o.rank() == 0) {
+        apply(o, &mut params)?;
+    }
     if let Some(treatment) = treatment {
         for (key, value) in treatment.sets {
             if let Some(param) = params.iter_mut().find(|p| p.name == *key) {
@@ -78,28 +137,17 @@ pub fn resolve_condition(
             }
         }
     }
-    for Override { key, value } in overrides {
-        let names: Vec<&str> = params.iter().map(|p| p.name).collect();
-        let Some(param) = params.iter_mut().find(|p| p.name == key) else {
-            return Err(Error::UnknownParam {
-                experiment: experiment.name.to_owned(),
-                key: key.clone(),
-                suggestion: suggest(key, &names),
-                valid: if names.is_empty() { "(none)".to_owned() } else { names.join(", ") },
-            });
-        };
-        let decl = experiment.params.iter().find(|d| d.name == param.name);
-        param.value = param.kind.parse(value).map_err(|problem| Error::BadParamValue {
-            key: key.clone(),
-            rust_type: decl.map(|d| d.rust_type).unwrap_or("?").to_owned(),
-            problem,
-        })?;
-        param.origin = Origin::CommandLine;
+    for rank in [2, 3] {
+        for o in mine.iter().filter(|o| o.rank() == rank) {
+            apply(o, &mut params)?;
+        }
     }
-    let name: Arc<str> = Arc::from(treatment.map(|t| t.name).unwrap_or(BASELINE));
+    let name: Arc<str> = Arc::from(condition_name);
     let vtable = experiment.vtable;
-    let run: UnitFn = Arc::new(move |ctx: &mut Ctx| vtable.run_unit(treatment, ctx));
-    Ok(Condition { name, treatment, params: Arc::new(Params(params)), run })
+    let input_overrides: Arc<[InputOverride]> = inputs.into();
+    let captured = input_overrides.clone();
+    let run: UnitFn = Arc::new(move |ctx: &mut Ctx| vtable.run_unit(treatment, &captured, ctx));
+    Ok(Condition { name, treatment, params: Arc::new(Params(params)), run, input_overrides })
 }
 
 /// What one invocation runs.
@@ -160,6 +208,7 @@ impl Plan {
             .into_iter()
             .map(|treatment| resolve_condition(experiment.entry, treatment, overrides))
             .collect::<Result<Vec<_>, _>>()?;
+        crate::resolve::check_input_overrides(experiment.entry, &conditions, seed, SeedPolicy::default())?;
         Ok(Plan {
             experiment: Cow::Borrowed(experiment.entry),
             conditions,

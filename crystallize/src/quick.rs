@@ -175,7 +175,13 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             .map(|(name, config)| {
                 let unit = self.unit.clone();
                 let run: UnitFn = Arc::new(move |ctx: &mut Ctx| unit(config.clone(), ctx));
-                Condition { name: Arc::from(name), treatment: None, params: Arc::new(Params::default()), run }
+                Condition {
+                    name: Arc::from(name),
+                    treatment: None,
+                    params: Arc::new(Params::default()),
+                    run,
+                    input_overrides: Arc::new([]),
+                }
             })
             .collect();
         let plan = Plan {

@@ -19,31 +19,48 @@ use crate::context::{Ctx, UnitSink};
 use crate::events::{self, Message, MetricRecord, Observer, UnitKey};
 use crate::plan::{Plan, Unit};
 use crate::registry::{StepInfo, TreatmentEntry};
+use crate::resolve::{BuildError, InputOverride, Traced};
 
 /// How one unit ended, as the experiment function reported it: `Err` carries the message.
 pub type UnitOutcome = Result<(), String>;
+
+/// Produces a condition's input and records its stages (see [`crate::resolve::trace_input`]).
+type TraceInput = fn(Option<&'static TreatmentEntry>, &[InputOverride], &Ctx) -> Result<Traced, BuildError>;
 
 /// How to run an experiment's units without knowing its types; built by the `#[experiment]`
 /// macro with [`ExperimentVTable::of`].
 #[derive(Clone, Copy)]
 pub struct ExperimentVTable {
-    run_unit: fn(Option<&'static TreatmentEntry>, &mut Ctx) -> UnitOutcome,
+    run_unit: fn(Option<&'static TreatmentEntry>, &[InputOverride], &mut Ctx) -> UnitOutcome,
+    trace_input: TraceInput,
     input_type: fn() -> &'static str,
 }
 
 impl ExperimentVTable {
     /// The vtable of experiment `E`.
     pub const fn of<E: Experiment>() -> ExperimentVTable {
-        ExperimentVTable { run_unit: run_unit::<E>, input_type: std::any::type_name::<E::Input> }
+        ExperimentVTable {
+            run_unit: run_unit::<E>,
+            trace_input: crate::resolve::trace_input::<E>,
+            input_type: std::any::type_name::<E::Input>,
+        }
     }
 
     /// The vtable of an experiment that is not registered (the [`crate::quick`] on-ramp): its
     /// conditions carry their own unit functions, so the registered path is never taken.
     pub(crate) fn unregistered<Input: 'static>() -> ExperimentVTable {
-        fn no_registered_units(_: Option<&'static TreatmentEntry>, _: &mut Ctx) -> UnitOutcome {
-            Err("this experiment is not registered; its conditions run their own functions".into())
+        const UNREGISTERED: &str = "this experiment is not registered; its conditions run their own functions";
+        fn no_registered_units(_: Option<&'static TreatmentEntry>, _: &[InputOverride], _: &mut Ctx) -> UnitOutcome {
+            Err(UNREGISTERED.into())
         }
-        ExperimentVTable { run_unit: no_registered_units, input_type: std::any::type_name::<Input> }
+        fn no_input(_: Option<&'static TreatmentEntry>, _: &[InputOverride], _: &Ctx) -> Result<Traced, BuildError> {
+            Err(BuildError::Failed(UNREGISTERED.into()))
+        }
+        ExperimentVTable {
+            run_unit: no_registered_units,
+            trace_input: no_input,
+            input_type: std::any::type_name::<Input>,
+        }
     }
 
     /// The Rust type of the experiment's input.
@@ -51,35 +68,37 @@ impl ExperimentVTable {
         (self.input_type)()
     }
 
-    /// Runs one unit of the condition that `treatment` defines (`None`: the baseline).
-    pub fn run_unit(&self, treatment: Option<&'static TreatmentEntry>, ctx: &mut Ctx) -> UnitOutcome {
-        (self.run_unit)(treatment, ctx)
+    /// Runs one unit of the condition that `treatment` defines (`None`: the baseline), with
+    /// `overrides` of the input's fields (see [`crate::resolve`]).
+    pub fn run_unit(
+        &self,
+        treatment: Option<&'static TreatmentEntry>,
+        overrides: &[InputOverride],
+        ctx: &mut Ctx,
+    ) -> UnitOutcome {
+        (self.run_unit)(treatment, overrides, ctx)
+    }
+
+    /// Produces the input of a condition as a unit would, recording each stage (for `show`,
+    /// `diff`, the manifest and the checks of `--set` before a run).
+    pub fn trace_input(
+        &self,
+        treatment: Option<&'static TreatmentEntry>,
+        overrides: &[InputOverride],
+        ctx: &Ctx,
+    ) -> Result<Traced, BuildError> {
+        (self.trace_input)(treatment, overrides, ctx)
     }
 }
 
-/// Produces the input of the unit's condition, applies the treatment's mutation, runs the body.
-fn run_unit<E: Experiment>(treatment: Option<&'static TreatmentEntry>, ctx: &mut Ctx) -> UnitOutcome {
-    let mut input: E::Input = match treatment.and_then(|t| t.datasource.as_ref()) {
-        Some(datasource) => match (datasource.produce)(ctx).downcast::<E::Input>() {
-            Ok(input) => *input,
-            Err(_) => {
-                return Err(format!(
-                    "datasource '{}' produced a value that is not {} (a bug in crystallize's type check)",
-                    datasource.info.name,
-                    std::any::type_name::<E::Input>()
-                ))
-            }
-        },
-        None => E::produce_input(ctx),
-    };
-    if let Some((treatment, mutate)) = treatment.and_then(|t| t.mutate.map(|m| (t, m))) {
-        if !mutate(&mut input as &mut dyn Any, ctx) {
-            return Err(format!(
-                "treatment '{}' could not mutate the input (a bug in crystallize's type check)",
-                treatment.name
-            ));
-        }
-    }
+/// Produces the input of the unit's condition (datasource, the treatment's mutation, input
+/// overrides: [`crate::resolve::prepare_input`]) and runs the body.
+fn run_unit<E: Experiment>(
+    treatment: Option<&'static TreatmentEntry>,
+    overrides: &[InputOverride],
+    ctx: &mut Ctx,
+) -> UnitOutcome {
+    let input = crate::resolve::prepare_input::<E>(treatment, overrides, ctx).map_err(|e| e.message())?;
     if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
         sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
     }
@@ -524,10 +543,8 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
         seed: unit.seed,
     });
     // The unit is a `tracing` span, so that the user's own `tracing` events inside it are
-    // attributed to it. A root span: a unit that runs nested on this thread (a rayon worker
-    // stealing work while another unit waits) belongs to no other unit.
+    // attributed to it.
     let span = tracing::info_span!(
-        parent: None,
         "unit",
         experiment = key.experiment,
         condition = &*key.condition,

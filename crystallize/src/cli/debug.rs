@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::{overrides, DebugArgs};
+use crate::config_file::Settings;
 use crate::error::Error;
 use crate::events::{Event, InputView, MetricRecord, Observer, UnitKey};
 use crate::plan::{resolve_condition, Condition, Plan, BASELINE};
@@ -14,21 +15,25 @@ use crate::runner::{self, RunInfo, RunOptions, UnitResult};
 use crate::store::{manifest, RunDir, Store};
 use crate::summary;
 
-pub(super) fn debug(registry: &Registry, args: &DebugArgs) -> Result<ExitCode, Error> {
+pub(super) fn debug(registry: &Registry, args: &DebugArgs, app: &super::App) -> Result<ExitCode, Error> {
     let (experiment, condition_name) = registry.condition(&args.condition)?;
     let entry = experiment.entry;
+    let settings = crate::config_file::settings(app.manifest_dir, registry, experiment)?;
     let stored = match &args.run {
         Some(id) => Some(Store::locate(args.store.store.as_deref()).run(id)?),
         None => None,
     };
     let (condition, seed) = match &stored {
-        Some(run) => stored_condition(experiment, condition_name, run)?,
+        Some(run) => stored_condition(experiment, condition_name, run, &settings)?,
         None => {
             let treatment = match condition_name {
                 BASELINE => None,
                 name => Some(experiment.treatment(name)?),
             };
-            (resolve_condition(entry, treatment, &overrides(&args.sets)?)?, args.seed.unwrap_or(entry.seed))
+            let condition = resolve_condition(entry, treatment, &overrides(&settings, &args.sets)?)?;
+            let seed = settings.seed(args.seed, entry.seed).value;
+            crate::resolve::check_input_overrides(entry, std::slice::from_ref(&condition), seed, Default::default())?;
+            (condition, seed)
         }
     };
     let plan = Plan {
@@ -53,13 +58,19 @@ pub(super) fn debug(registry: &Registry, args: &DebugArgs) -> Result<ExitCode, E
 
 /// The condition and run seed of a stored run, as its manifest recorded them; warns about code or
 /// configuration that changed since.
-fn stored_condition(experiment: &Experiment, name: &str, run: &RunDir) -> Result<(Condition, u64), Error> {
+fn stored_condition(
+    experiment: &Experiment,
+    name: &str,
+    run: &RunDir,
+    settings: &Settings,
+) -> Result<(Condition, u64), Error> {
     let manifest = &run.manifest;
     if manifest.experiment != experiment.name() {
         return Err(Error::Store(format!("run {} is a run of experiment '{}'", manifest.run, manifest.experiment)));
     }
     let seed = manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(experiment.entry.seed);
-    let plan = Plan::new(experiment, &manifest.request.treatments, 1, seed, &overrides(&manifest.request.sets)?)?;
+    let overrides = overrides(settings, &manifest.request.sets)?;
+    let plan = Plan::new(experiment, &manifest.request.treatments, 1, seed, &overrides)?;
     let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
     if !drift.is_empty() {
         eprintln!(

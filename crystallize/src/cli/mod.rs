@@ -4,9 +4,11 @@
 //! detected before any unit ran.
 
 mod debug;
+mod diff;
 mod inspect;
 mod progress;
 mod run;
+mod show;
 mod stream;
 mod watch;
 
@@ -29,6 +31,9 @@ pub struct App {
     pub name: &'static str,
     /// The crate's version.
     pub version: &'static str,
+    /// The directory of the crate's `Cargo.toml` when it was compiled, where `crystallize.toml`
+    /// is looked for (see [`crate::config_file`]).
+    pub manifest_dir: &'static str,
 }
 
 #[derive(Parser, Debug)]
@@ -57,6 +62,10 @@ enum Command {
     Runs(RunsArgs),
     /// The summary of a stored run, recomputed from its journal.
     Report(ReportArgs),
+    /// What differs between two conditions ([EXP] A B), or between two stored runs (RUN_A RUN_B).
+    Diff(diff::DiffArgs),
+    /// The resolved configuration of a condition, each value with where it came from.
+    Show(show::ShowArgs),
     /// Follow a run in progress (default: the latest incomplete one) by reading only the store.
     Watch(WatchArgs),
 }
@@ -85,7 +94,8 @@ struct RunArgs {
     /// Units in parallel (default: available cores).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
     jobs: Option<u64>,
-    /// Override a param for every condition: KEY=VALUE (repeatable), checked against its type.
+    /// Override a param or an input field (players[2].model) for every condition: KEY=VALUE
+    /// (repeatable), checked against its type before any unit runs.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Continue RUN (default: the latest unfinished run of the experiment), skipping finished units.
@@ -129,7 +139,8 @@ struct DebugArgs {
     /// The run seed the replicate's seed derives from (default: the experiment's).
     #[arg(long)]
     seed: Option<u64>,
-    /// Override a param: KEY=VALUE (repeatable), checked against its type.
+    /// Override a param or an input field (players[2].model): KEY=VALUE (repeatable), checked
+    /// against its type.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Reproduce this unit of a stored run (its seed and configuration) and compare the metrics.
@@ -202,7 +213,9 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
             run::run(&registry, &args.run, &context, output)
         }
         Command::Stream(args) => run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }),
-        Command::Debug(args) => debug::debug(&registry, &args),
+        Command::Debug(args) => debug::debug(&registry, &args, &app),
+        Command::Diff(args) => diff::diff(&registry, &args, &app),
+        Command::Show(args) => show::show(&registry, &args, &app),
         Command::Runs(args) => inspect::runs(&registry, &args),
         Command::Report(args) => inspect::report(&args),
         Command::Watch(args) => watch::watch(&args),
@@ -216,6 +229,7 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
     }
 }
 
-fn overrides(sets: &[String]) -> Result<Vec<Override>, Error> {
-    sets.iter().map(|s| Override::parse(s)).collect()
+/// A command's overrides: the config file's (see [`crate::config_file`]), then `--set`'s.
+fn overrides(settings: &crate::config_file::Settings, sets: &[String]) -> Result<Vec<Override>, Error> {
+    settings.overrides_with(sets)
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::progress::Progress;
 use super::stream::StreamWriter;
 use super::{inspect, overrides, RunArgs};
+use crate::config_file::Settings;
 use crate::error::Error;
 use crate::events::Observer;
 use crate::plan::Plan;
@@ -47,9 +48,10 @@ pub(super) fn run(
         crate_version: invocation.app.version.to_owned(),
         command: std::env::args().collect(),
     };
+    let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
     let (plan, run_dir, forced_drift) = match &args.resume {
-        None => start(experiment, args, &store, &origin)?,
-        Some(id) => resume(experiment, args, &store, id)?,
+        None => start(experiment, args, &settings, &store, &origin)?,
+        Some(id) => resume(experiment, args, &settings, &store, id)?,
     };
     let cancel = Cancel::default();
     install_interrupt_handler();
@@ -139,6 +141,7 @@ fn store_flag(args: &RunArgs) -> String {
 fn start(
     experiment: &Experiment,
     args: &RunArgs,
+    settings: &Settings,
     store: &Store,
     origin: &Origin,
 ) -> Result<(Plan, RunDir, Vec<String>), Error> {
@@ -146,9 +149,9 @@ fn start(
     let plan = Plan::new(
         experiment,
         &args.treatments,
-        args.replicates.unwrap_or(entry.replicates),
-        args.seed.unwrap_or(entry.seed),
-        &overrides(&args.sets)?,
+        settings.replicates(args.replicates, entry.replicates).value,
+        settings.seed(args.seed, entry.seed).value,
+        &overrides(settings, &args.sets)?,
     )?;
     let request = Request { treatments: args.treatments.clone(), sets: args.sets.clone() };
     let run_dir = recorder::create_run(store, &plan, request, origin)?;
@@ -160,6 +163,7 @@ fn start(
 fn resume(
     experiment: &Experiment,
     args: &RunArgs,
+    settings: &Settings,
     store: &Store,
     id: &str,
 ) -> Result<(Plan, RunDir, Vec<String>), Error> {
@@ -181,7 +185,7 @@ fn resume(
     let sets = if args.sets.is_empty() { &manifest.request.sets } else { &args.sets };
     let seed = args.seed.or_else(|| manifest.config.get("seed").and_then(|s| s.as_u64())).unwrap_or(0);
     let replicates = args.replicates.unwrap_or(state.replicates).max(1);
-    let mut plan = Plan::new(experiment, treatments, replicates, seed, &overrides(sets)?)?;
+    let mut plan = Plan::new(experiment, treatments, replicates, seed, &overrides(settings, sets)?)?;
     let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
     if !drift.is_empty() && !args.force {
         return Err(Error::Drift {

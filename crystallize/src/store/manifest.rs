@@ -92,7 +92,7 @@ pub struct Session {
 }
 
 /// The resolved configuration of `plan` and the fingerprints of the code it runs, as JSON with
-/// stable keys: `seed`, `seed_policy`, `conditions.<name>.{datasource,treatment,mutates_input,params}`,
+/// stable keys: `seed`, `seed_policy`, `conditions.<name>.{datasource,treatment,mutates_input,params,input}`,
 /// `fingerprints.<kind> <name>`.
 pub fn resolved_config(plan: &Plan) -> Value {
     let experiment = &*plan.experiment;
@@ -113,15 +113,18 @@ pub fn resolved_config(plan: &Plan) -> Value {
         }
         let params: serde_json::Map<String, Value> =
             condition.params.0.iter().map(|p| (p.name.to_owned(), json!(p.value))).collect();
-        conditions.insert(
-            condition.name.to_string(),
-            json!({
-                "datasource": datasource.map(|d| d.name),
-                "treatment": condition.treatment.map(|t| t.name),
-                "mutates_input": condition.treatment.is_some_and(|t| t.mutate.is_some()),
-                "params": params,
-            }),
-        );
+        let mut resolved = json!({
+            "datasource": datasource.map(|d| d.name),
+            "treatment": condition.treatment.map(|t| t.name),
+            "mutates_input": condition.treatment.is_some_and(|t| t.mutate.is_some()),
+            "params": params,
+        });
+        // Replicate 0's input (after `--set` and the config file), when it is JSON: what `diff`
+        // of two runs compares, and what the drift guard sees change.
+        if let Some(input) = crate::resolve::manifest_input(experiment, condition, plan.seed, plan.policy) {
+            resolved["input"] = input;
+        }
+        conditions.insert(condition.name.to_string(), resolved);
     }
     for step in inventory::iter::<StepEntry> {
         fingerprints.insert(format!("step {}", step.0.name), hex(step.0.fingerprint));
