@@ -543,8 +543,10 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
         seed: unit.seed,
     });
     // The unit is a `tracing` span, so that the user's own `tracing` events inside it are
-    // attributed to it.
+    // attributed to it. A root span: a unit that runs nested on this thread (a rayon worker
+    // stealing work while another unit waits) belongs to no other unit.
     let span = tracing::info_span!(
+        parent: None,
         "unit",
         experiment = key.experiment,
         condition = &*key.condition,
