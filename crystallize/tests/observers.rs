@@ -512,3 +512,19 @@ fn the_progress_display_is_hidden_when_its_target_is() {
     progress.unit_finished(&unit("baseline", 0, true));
     progress.run_finished(&[]);
 }
+
+#[test]
+fn metrics_reach_observers_live_by_default_and_a_literal_event_name_is_not_copied() {
+    let mut recorder = Recorder::default();
+    runner::execute(&plan("ordered", 1), &RunOptions { jobs: 1, ..RunOptions::default() }, &mut [&mut recorder]);
+    let metric = recorder.log.iter().position(|l| l == "metric baseline#0 n").expect("a metric hook");
+    let finished = recorder.log.iter().position(|l| l == "unit_finished baseline#0").expect("unit_finished");
+    assert!(metric < finished, "{:?}", recorder.log);
+
+    let ctx = Ctx::standalone(0);
+    ctx.emit("literal", 1);
+    ctx.emit(String::from("owned"), 2);
+    let emitted = ctx.emitted();
+    assert!(matches!(emitted[0].name, std::borrow::Cow::Borrowed("literal")));
+    assert_eq!(emitted[1].name, "owned");
+}

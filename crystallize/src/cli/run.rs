@@ -70,7 +70,7 @@ pub(super) fn run(
     let options = RunOptions {
         jobs: args.jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
         fail_fast: args.fail_fast,
-        live_metrics: false,
+        live_metrics: true,
         describe_input: false,
         cancel: cancel.clone(),
         artifacts: Some(Arc::new(run_dir.artifacts_dir())),
