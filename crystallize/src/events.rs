@@ -132,7 +132,7 @@ pub trait Observer: Send {
     fn step_finished(&mut self, unit: &UnitKey, step: &StepInfo, elapsed: Duration) {}
     /// An event was emitted inside the unit.
     fn event(&mut self, unit: &UnitKey, event: &Event) {}
-    /// A metric was recorded (only when metrics are reported live).
+    /// A metric was recorded (unless [`RunOptions::live_metrics`](crate::runner::RunOptions::live_metrics) is off).
     fn metric(&mut self, unit: &UnitKey, metric: &MetricRecord) {}
     /// A unit finished.
     fn unit_finished(&mut self, result: &UnitResult) {}
