@@ -318,7 +318,7 @@ fn diff_of_two_runs_compares_manifests_and_metrics() {
     out.assert_stdout_contains("+ set: [\"max_rounds=1\"]");
     out.assert_stdout_contains("- conditions.baseline.input.max_rounds: 8");
     out.assert_stdout_contains("+ conditions.baseline.input.max_rounds: 1");
-    out.assert_stdout_contains("Welch t p");
+    out.assert_stdout_contains("p (permutation)");
     let rounds = out
         .stdout_lines()
         .into_iter()
@@ -335,9 +335,11 @@ fn diff_of_two_runs_compares_manifests_and_metrics() {
         metrics.iter().find(|m| m["condition"] == "baseline" && m["metric"] == "rounds").cloned().unwrap_or_default();
     json.check_eq(row["b"]["mean"].as_f64(), Some(1.0), "mean rounds of B");
     json.check_eq(row["a"]["n"].as_u64(), Some(3), "n of A");
+    json.check_eq(row["test"]["name"].as_str(), Some("permutation"), "the test");
+    json.check(row["test"]["p"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)), "a p value");
     let md = sd_in(dir.path(), &["diff", &run_a, &run_b, "--md"]);
     md.assert_code(0);
-    md.assert_stdout_contains("| condition | metric | A | B | change | Welch t p |");
+    md.assert_stdout_contains("| condition | metric | A | B | change | p (permutation) |");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //! keys flattened to paths (`players[2].model`). `--all` also shows the keys that are the same;
 //! `--md` prints a table to paste into a paper or a pull request; `--json` a machine-readable
 //! object. `diff RUN_A RUN_B` compares two stored runs: their manifests the same way, then each
-//! metric's summary side by side with Welch's t test.
+//! metric's summary side by side with the two-sample permutation test of the difference in means
+//! (the default unpaired test of [`crate::hypothesis`]; exact when small, seeded otherwise).
 //!
 //! Colour (red `-`, green `+`) only when stdout is a terminal and `NO_COLOR` is unset or empty;
 //! `CLICOLOR_FORCE` (non-empty, not `0`) forces it.
@@ -20,7 +21,7 @@ use crate::error::Error;
 use crate::params::Origin;
 use crate::registry::{Location, Registry};
 use crate::resolve::{Entry, ResolvedCondition, Section};
-use crate::stats::{self, Alternative};
+use crate::stats::{self, Alternative, PermutationOptions};
 use crate::store::{RunDir, Store};
 use crate::summary::{self, MetricSummary};
 
@@ -361,7 +362,7 @@ fn runs(a: &RunDir, b: &RunDir, all: bool, format: &Format) -> String {
         Format::Markdown => {
             let mut out = format!("runs `{ia}` vs `{ib}`\n\n");
             out += &markdown("A", "B", &rows, all);
-            out += "\n| condition | metric | A | B | change | Welch t p |\n|---|---|---|---|---|---|\n";
+            out += "\n| condition | metric | A | B | change | p (permutation) |\n|---|---|---|---|---|---|\n";
             for m in &metrics {
                 out += &format!(
                     "| {} | {} | {} | {} | {} | {} |\n",
@@ -385,7 +386,7 @@ fn runs(a: &RunDir, b: &RunDir, all: bool, format: &Format) -> String {
                         "a": m.a.as_ref().map(summary_json),
                         "b": m.b.as_ref().map(summary_json),
                         "change": change(m),
-                        "test": m.test.as_ref().map(|(t, p)| json!({"name": "welch-t", "statistic": t, "p": p})),
+                        "test": m.test.as_ref().map(|(d, p, exact)| json!({"name": "permutation", "statistic": d, "p": p, "exact": exact})),
                     })
                 })
                 .collect();
@@ -402,8 +403,9 @@ struct MetricRow {
     metric: String,
     a: Option<MetricSummary>,
     b: Option<MetricSummary>,
-    /// Welch's t statistic and two-sided p value, when both runs have two or more values.
-    test: Option<(f64, f64)>,
+    /// The permutation test: the difference in means (B − A), the two-sided p value, and
+    /// whether every arrangement was enumerated; when both runs have two or more values.
+    test: Option<(f64, f64, bool)>,
 }
 
 fn metric_rows(a: &RunDir, b: &RunDir) -> Vec<MetricRow> {
@@ -432,10 +434,12 @@ fn metric_rows(a: &RunDir, b: &RunDir) -> Vec<MetricRow> {
         for metric in metrics {
             let (x, y) = (values(&units_a, condition, &metric), values(&units_b, condition, &metric));
             let test = (x.len() >= 2 && y.len() >= 2)
-                .then(|| stats::welch_t(&y, &x, 0.0, Alternative::TwoSided).ok())
+                .then(|| {
+                    stats::permutation_test(&y, &x, 0.0, Alternative::TwoSided, &PermutationOptions::default()).ok()
+                })
                 .flatten()
                 .filter(|t| t.p.is_finite())
-                .map(|t| (t.statistic, t.p));
+                .map(|t| (t.statistic, t.p, t.exact));
             rows.push(MetricRow {
                 condition: condition.clone(),
                 metric,
@@ -473,14 +477,14 @@ fn change_text(row: &MetricRow) -> String {
 }
 
 fn p_text(row: &MetricRow) -> String {
-    row.test.map(|(_, p)| summary::number(p)).unwrap_or_else(|| "-".into())
+    row.test.map(|(_, p, _)| summary::number(p)).unwrap_or_else(|| "-".into())
 }
 
 fn metrics_table(rows: &[MetricRow]) -> String {
     if rows.is_empty() {
         return "(no metrics in either run)\n".into();
     }
-    let mut table = vec![["condition", "metric", "A", "B", "change", "Welch t p"].map(String::from)];
+    let mut table = vec![["condition", "metric", "A", "B", "change", "p (permutation)"].map(String::from)];
     for row in rows {
         table.push([
             row.condition.clone(),
