@@ -460,7 +460,8 @@ pub fn all_paths(value: &Value) -> Vec<String> {
 }
 
 /// The keys a user can set, with list indices written as ranges (`players[0..6].model`) so
-/// that a long list does not drown the message; document order, no repeats.
+/// that a long list does not drown the message, and a list of scalars as one key (`models`);
+/// document order, no repeats.
 pub fn settable_keys(value: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk_paths(String::new(), value, &mut out, true);
@@ -478,6 +479,9 @@ fn walk_paths(path: String, value: &Value, out: &mut Vec<String>, leaves_collaps
             for (key, child) in map {
                 walk_paths(join_field(&path, key), child, out, leaves_collapsed);
             }
+        }
+        Value::Array(items) if leaves_collapsed && !items.iter().any(|i| i.is_object() || i.is_array()) => {
+            out.push(path)
         }
         Value::Array(items) if !items.is_empty() => {
             if leaves_collapsed {
@@ -572,6 +576,7 @@ mod tests {
     fn lists_keys_for_messages_and_suggestions() {
         let doc = json!({"players": [{"model": "a", "name": "p"}, {"model": "b", "name": "q"}], "spoilers": false});
         assert_eq!(settable_keys(&doc), ["players[0..2].model", "players[0..2].name", "spoilers"]);
+        assert_eq!(settable_keys(&json!({"models": ["a", "b"], "one": [{"x": 1}]})), ["models", "one[0].x"]);
         assert_eq!(
             all_paths(&doc),
             [
