@@ -8,7 +8,7 @@ use crate::args::{self, Arg, Errors, ParamEntry, ParamLiteral};
 use crate::fingerprint;
 use crate::signature::{self, is_ctx, location, with_errors};
 
-const KEYS: &[&str] = &["datasource", "replicates", "seed", "params", "hypotheses", "observers"];
+const KEYS: &[&str] = &["datasource", "replicates", "seed", "params", "hypotheses", "observers", "smoke_test"];
 
 /// What an `#[experiment]` says, after parsing and validation.
 pub struct Model {
@@ -20,6 +20,9 @@ pub struct Model {
     pub hypotheses: Vec<LitStr>,
     /// Expressions building the observers attached to every run of this experiment.
     pub observers: Vec<syn::Expr>,
+    /// Whether to generate a `#[test]` that runs one replicate of the baseline (treatments
+    /// generate their own) under `cargo test`.
+    pub smoke_test: bool,
     /// The input's type, and how the function takes it.
     pub input: Option<(Type, bool)>,
     pub takes_ctx: bool,
@@ -48,6 +51,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         params: Vec::new(),
         hypotheses: Vec::new(),
         observers: Vec::new(),
+        smoke_test: true,
         input: None,
         takes_ctx: false,
     };
@@ -73,6 +77,10 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                     }
                     "seed" => model.seed = args::parse_u64(value, "seed", 42, &mut errors).unwrap_or(0),
                     "hypotheses" => model.hypotheses = args::parse_strings(value, "hypotheses", &mut errors),
+                    "smoke_test" => match value {
+                        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Bool(b), .. }) => model.smoke_test = b.value,
+                        other => errors.at(syn::spanned::Spanned::span(other), "`smoke_test` takes `true` or `false`"),
+                    },
                     "observers" => match value {
                         syn::Expr::Array(array) => model.observers = array.elems.iter().cloned().collect(),
                         other => errors.spanned(
@@ -193,6 +201,8 @@ fn render(model: &Model) -> TokenStream {
     let seed = model.seed;
     let hypotheses = &model.hypotheses;
     let attached_observers = attached_observers(model, &name);
+    let smoke = smoke_test(model, &name);
+    let smoke_test = model.smoke_test;
 
     // The marker type that names the experiment (see `signature::marker_struct`) also has one
     // field per param, typed as declared: a treatment's `set(temprature = 1.2)` then fails as "no
@@ -282,6 +292,7 @@ fn render(model: &Model) -> TokenStream {
             type Input = #input_type;
             type Params = #ident;
             const NAME: &'static str = #name;
+            const SMOKE_TEST: bool = #smoke_test;
 
             fn produce_input(ctx: &::crystallize::Ctx) -> Self::Input {
                 #produce
@@ -324,6 +335,24 @@ fn render(model: &Model) -> TokenStream {
         }
 
         #attached_observers
+        #smoke
+    }
+}
+
+/// The `#[test]` that runs one replicate of the baseline under `cargo test` and `cargo nextest`
+/// (each treatment generates the test of its own condition).
+fn smoke_test(model: &Model, name: &str) -> TokenStream {
+    if !model.smoke_test {
+        return quote!();
+    }
+    let test = format_ident!("crystallize_smoke__{}__baseline", model.function.sig.ident);
+    quote! {
+        #[cfg(test)]
+        #[test]
+        #[allow(non_snake_case)]
+        fn #test() {
+            ::crystallize::testing::smoke(#name, "baseline");
+        }
     }
 }
 

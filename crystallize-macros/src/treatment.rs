@@ -6,7 +6,7 @@
 //! must take `&mut` of the experiment's input.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{ItemFn, Path};
 
 use crate::args::{self, Arg, Errors, ParamEntry};
@@ -251,6 +251,21 @@ fn render(model: &Model) -> TokenStream {
         quote!((#key, #value))
     });
 
+    // The smoke test of this treatment's condition; the experiment's `smoke_test = false` turns it
+    // into a no-op (a treatment cannot see the experiment's attribute, only its trait).
+    let experiment_ident = experiment.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+    let test = format_ident!("crystallize_smoke__{}__{}", experiment_ident, ident);
+    let smoke = quote! {
+        #[cfg(test)]
+        #[test]
+        #[allow(non_snake_case)]
+        fn #test() {
+            if #experiment_type::SMOKE_TEST {
+                ::crystallize::testing::smoke(#experiment_name, #name);
+            }
+        }
+    };
+
     // A treatment without an input parameter is a declaration: nothing calls its (empty) body.
     let allow_unused = if model.mutates { quote!() } else { quote!(#[allow(dead_code)]) };
     quote! {
@@ -276,5 +291,6 @@ fn render(model: &Model) -> TokenStream {
                 }
             }
         };
+        #smoke
     }
 }

@@ -29,6 +29,9 @@ pub trait Experiment: 'static {
     type Params;
     /// The experiment's name.
     const NAME: &'static str;
+    /// Whether `cargo test` smoke-tests every condition (`#[experiment(smoke_test = false)]`
+    /// turns it off).
+    const SMOKE_TEST: bool = true;
     /// Runs the experiment's own datasource.
     fn produce_input(ctx: &Ctx) -> Self::Input;
     /// Runs one replicate.
