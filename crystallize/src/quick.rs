@@ -204,7 +204,10 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             };
             let run = recorder::create_run(&store, &plan, Request::default(), &origin)?;
             let journal = recorder::begin_session(&run, &plan, &origin, Vec::new(), options.cancel.clone())?;
+            let events = crate::store::events::EventLog::beside(&journal)
+                .map_err(|e| Error::Store(format!("cannot create the events log in {}: {e}", run.path().display())))?;
             observers.push(Box::new(journal));
+            observers.push(Box::new(events));
             run_id = Some(run.manifest.run.clone());
         }
         let mut refs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| &mut **o as &mut dyn Observer).collect();

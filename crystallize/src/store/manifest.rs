@@ -127,7 +127,8 @@ pub fn resolved_config(plan: &Plan) -> Value {
         conditions.insert(condition.name.to_string(), resolved);
     }
     for step in inventory::iter::<StepEntry> {
-        fingerprints.insert(format!("step {}", step.0.name), hex(step.0.fingerprint));
+        // Keyed by module path too: two steps may share a name (methods of different types).
+        fingerprints.insert(format!("step {}::{}", step.0.location.module_path, step.0.name), hex(step.0.fingerprint));
     }
     json!({
         "seed": plan.seed,
@@ -142,7 +143,7 @@ fn hex(fingerprint: u64) -> String {
 }
 
 /// What changed between a stored configuration and the current one, one readable line per
-/// change; empty when nothing did. Code changes are named by part ("code of step play changed").
+/// change; empty when nothing did. Code changes are named by part ("code of step game::play changed").
 pub fn drift(stored: &Value, current: &Value) -> Vec<String> {
     crate::diff::changes(stored, current)
         .into_iter()
