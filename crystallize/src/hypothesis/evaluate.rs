@@ -803,7 +803,7 @@ fn decide(partial: &Partial, options: &EvalOptions, m: usize) -> (Verdict, Strin
         Some(min) if min > 0.0 => ("the minimum effect", min),
         _ => ("the observed difference", shifted_effect),
     };
-    let power = power_sentence(partial, what.1, what.0, options);
+    let power = || power_sentence(partial, what.1, what.0, options);
     let direction = match r.alternative {
         Alternative::Greater => "higher than",
         Alternative::Less => "lower than",
@@ -852,7 +852,7 @@ fn decide(partial: &Partial, options: &EvalOptions, m: usize) -> (Verdict, Strin
                 if r.paired { "pairs of replicates" } else { "replicates per condition" }
             ));
         }
-        if let Some(power) = &power {
+        if let Some(power) = power() {
             reason.push_str(&format!("; {power}"));
         }
         return (Verdict::Inconclusive { reason: reason.clone() }, format!("{summary}. Inconclusive: {reason}."));
@@ -925,7 +925,7 @@ fn decide(partial: &Partial, options: &EvalOptions, m: usize) -> (Verdict, Strin
     };
     if wrong_way {
         explanation.push_str("; the observed difference goes the other way");
-    } else if let Some(power) = power {
+    } else if let Some(power) = power() {
         explanation.push_str(&format!("; {power}"));
     }
     explanation.push('.');

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use statrs::function::beta::beta_reg;
 use statrs::function::gamma::ln_gamma;
 
-use super::dist::{norm_cdf, t_ppf};
+use super::dist::{norm_cdf, norm_ppf, t_ppf};
 use super::{Alternative, StatsError};
 
 /// How the two conditions are compared.
@@ -187,31 +187,59 @@ pub fn n_per_side(
     }
     const LIMIT: usize = 1 << 40;
     let reaches = |n: usize| t_test_power(n, effect, sd, alpha, alternative, design).map(|p| p >= power);
-    // Doubling, then bisection: power grows with n.
-    let mut high = 2;
-    while !reaches(high)? {
-        if high >= LIMIT {
+    // Start from the normal approximation, n₀ = k · ((z_α + z_β) · sd / effect)² with k = 2 for
+    // two samples: the t test needs at least about that many, and rarely more than a few more.
+    let z_alpha = if alternative == Alternative::TwoSided { -norm_ppf(alpha / 2.0) } else { -norm_ppf(alpha) };
+    let z_beta = -norm_ppf(1.0 - power);
+    let k = if design == Design::Independent { 2.0 } else { 1.0 };
+    let guess = k * ((z_alpha + z_beta) * sd / effect).powi(2);
+    if !(guess < LIMIT as f64) {
+        return Err(StatsError::InvalidArgument {
+            name: "effect",
+            value: effect.to_string(),
+            why: "the difference is so small against the noise that more than 2^40 replicates would be needed",
+        });
+    }
+    let start = (guess.floor() as usize).saturating_sub(1).max(2);
+    if reaches(start)? {
+        // Rare (large effects, where n is tiny): bisect down to the smallest n.
+        let (mut low, mut high) = (1, start);
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if middle >= 2 && reaches(middle)? {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        return Ok(high);
+    }
+    // Step up, doubling the stride, then bisect the last stride.
+    let (mut low, mut stride) = (start, 1);
+    loop {
+        let candidate = low + stride;
+        if reaches(candidate)? {
+            let mut high = candidate;
+            while high - low > 1 {
+                let middle = low + (high - low) / 2;
+                if reaches(middle)? {
+                    high = middle;
+                } else {
+                    low = middle;
+                }
+            }
+            return Ok(high);
+        }
+        low = candidate;
+        stride *= 2;
+        if low > LIMIT {
             return Err(StatsError::InvalidArgument {
                 name: "effect",
                 value: effect.to_string(),
                 why: "the difference is so small against the noise that more than 2^40 replicates would be needed",
             });
         }
-        high *= 2;
     }
-    let mut low = high / 2; // fails (or is below 2)
-    if low < 2 {
-        return Ok(high);
-    }
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        if reaches(middle)? {
-            high = middle;
-        } else {
-            low = middle;
-        }
-    }
-    Ok(high)
 }
 
 #[cfg(test)]
