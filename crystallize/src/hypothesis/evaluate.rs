@@ -347,6 +347,9 @@ pub enum HypothesisError {
         /// Why.
         why: String,
     },
+    /// Invalid evaluation options (alpha, power, minimum effect).
+    #[error("invalid hypothesis options: {0}")]
+    InvalidOptions(#[source] StatsError),
     /// Invalid options or data for a statistic.
     #[error("hypothesis '{hypothesis}': {source}")]
     Stats {
@@ -630,9 +633,8 @@ pub fn evaluate(
     seeds_shared: bool,
     options: &EvalOptions,
 ) -> Result<Vec<HypothesisResult>, HypothesisError> {
-    let invalid = |name: &'static str, value: f64, why: &'static str| HypothesisError::Stats {
-        hypothesis: String::new(),
-        source: StatsError::InvalidArgument { name, value: value.to_string(), why },
+    let invalid = |name: &'static str, value: f64, why: &'static str| {
+        HypothesisError::InvalidOptions(StatsError::InvalidArgument { name, value: value.to_string(), why })
     };
     if !(options.alpha > 0.0 && options.alpha < 1.0) {
         return Err(invalid("alpha", options.alpha, "the significance level lies strictly between 0 and 1, e.g. 0.05"));
@@ -650,10 +652,7 @@ pub fn evaluate(
         partials.push(evaluate_one(hypothesis, units, seeds_shared, options)?);
     }
     let raw: Vec<f64> = partials.iter().map(|p| p.result.p.unwrap_or(1.0)).collect();
-    let adjusted = options
-        .correction
-        .adjust(&raw)
-        .map_err(|source| HypothesisError::Stats { hypothesis: String::new(), source })?;
+    let adjusted = options.correction.adjust(&raw).map_err(HypothesisError::InvalidOptions)?;
     let m = partials.len();
     Ok(partials
         .into_iter()
@@ -1051,6 +1050,19 @@ mod tests {
         assert!(matches!(
             evaluate(&[h("treated.acc > baseline.acc")], &units, true, &options),
             Err(HypothesisError::TestNotApplicable { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        let units = run(&[1.0, 2.0], &[0.0, 1.0]);
+        let options = EvalOptions { alpha: 1.5, ..EvalOptions::default() };
+        let error = evaluate(&[h("treated.acc > baseline.acc")], &units, true, &options).unwrap_err();
+        assert!(error.to_string().starts_with("invalid hypothesis options: invalid alpha = 1.5"), "{error}");
+        let options = EvalOptions { min_effect: Some(-0.1), ..EvalOptions::default() };
+        assert!(matches!(
+            evaluate(&[h("treated.acc > baseline.acc")], &units, true, &options),
+            Err(HypothesisError::InvalidOptions(_))
         ));
     }
 

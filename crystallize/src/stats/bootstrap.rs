@@ -207,7 +207,7 @@ fn bca_levels(
         norm_cdf(z0 + num / (1.0 - a_hat * num))
     };
     let (low, high) = (level(z_alpha), level(-z_alpha));
-    if !(low.is_finite() && high.is_finite()) || !(0.0..=1.0).contains(&low) || !(0.0..=1.0).contains(&high) {
+    if !((0.0..=1.0).contains(&low) && (0.0..=1.0).contains(&high)) {
         return Err(StatsError::ZeroVariance {
             test: "BCa bootstrap interval",
             why: "the bootstrap distribution is degenerate (the data do not vary, or every resample lies on one \

@@ -26,6 +26,9 @@
 //! | multiplicity ([`correction`]) | [`holm`], [`benjamini_hochberg`] |
 //! | planning ([`power`]) | [`n_per_side`], [`t_test_power`], [`noncentral_t_cdf`] |
 
+// `!(x > 0.0)` is deliberate throughout: unlike `x <= 0.0`, it is also true for NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -269,5 +272,34 @@ mod tests {
         assert!(matches!(check_sample("t", "x", &[]), Err(StatsError::Empty { .. })));
         assert!(check_sample("t", "x", &[f64::INFINITY]).unwrap_err().to_string().contains("inf at index 0"));
         assert!(check_level(1.0).is_err() && check_level(f64::NAN).is_err() && check_level(0.95).is_ok());
+    }
+
+    #[test]
+    fn every_test_refuses_nan_and_infinity() {
+        let good = [1.0, 2.0, 3.5, 4.0];
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let with_bad = [1.0, bad, 3.0, 4.5];
+            let alt = Alternative::TwoSided;
+            let options = PermutationOptions::default();
+            let results: Vec<(&str, Result<(), StatsError>)> = vec![
+                ("welch", welch_t(&good, &with_bad, 0.0, alt).map(drop)),
+                ("student", student_t(&with_bad, &good, 0.0, alt).map(drop)),
+                ("paired", paired_t(&good, &with_bad, 0.0, alt).map(drop)),
+                ("one sample", one_sample_t(&with_bad, 0.0, alt).map(drop)),
+                ("mann-whitney", mann_whitney_u(&good, &with_bad, alt, RankMethod::Auto, true).map(drop)),
+                ("wilcoxon", wilcoxon_signed_rank(&with_bad, alt, RankMethod::Auto, false).map(drop)),
+                ("permutation", permutation_test(&with_bad, &good, 0.0, alt, &options).map(drop)),
+                ("paired permutation", paired_permutation_test(&good, &with_bad, 0.0, alt, &options).map(drop)),
+                ("fisher", fisher_exact_binary(&with_bad, &good, alt).map(drop)),
+                ("mean difference", mean_difference(&good, &with_bad, false, 0.95).map(drop)),
+                ("hedges", hedges_g(&with_bad, &good).map(drop)),
+                ("relative", relative_change(&good, &with_bad).map(drop)),
+                ("bootstrap", bootstrap_ci(&[&with_bad], false, &|s| s[0][0], &BootstrapOptions::default()).map(drop)),
+            ];
+            for (name, result) in results {
+                assert!(matches!(result, Err(StatsError::NonFinite { index: 1, .. })), "{name} with {bad}: {result:?}");
+            }
+            assert!(holm(&[0.1, bad]).is_err());
+        }
     }
 }
