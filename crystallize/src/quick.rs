@@ -233,12 +233,7 @@ impl QuickResults {
 
     /// The values of `metric` in `condition`'s successful units, by replicate.
     pub fn values(&self, condition: &str, metric: &str) -> Vec<f64> {
-        self.results
-            .units
-            .iter()
-            .filter(|u| u.condition == condition && u.is_ok())
-            .filter_map(|u| u.metrics.get(metric).copied())
-            .collect()
+        self.results.values(condition, metric)
     }
 
     /// How many units failed.

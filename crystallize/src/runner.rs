@@ -257,6 +257,15 @@ pub struct RunResults {
 }
 
 impl RunResults {
+    /// The values of `metric` in `condition`'s successful units, in replicate order.
+    pub fn values(&self, condition: &str, metric: &str) -> Vec<f64> {
+        self.units
+            .iter()
+            .filter(|u| u.condition == condition && u.is_ok())
+            .filter_map(|u| u.metrics.get(metric).copied())
+            .collect()
+    }
+
     /// How many units failed.
     pub fn failed(&self) -> usize {
         self.units.iter().filter(|u| !u.is_ok()).count()

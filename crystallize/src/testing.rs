@@ -225,12 +225,7 @@ impl TestResults {
 
     /// The values of `metric` in `condition`'s successful units, by replicate.
     pub fn values(&self, condition: &str, metric: &str) -> Vec<f64> {
-        self.results
-            .units
-            .iter()
-            .filter(|u| u.condition == condition && u.is_ok())
-            .filter_map(|u| u.metrics.get(metric).copied())
-            .collect()
+        self.results.values(condition, metric)
     }
 
     /// Panics, naming every failed unit and how to reproduce it, if any unit failed.
