@@ -236,6 +236,12 @@ impl QuickResults {
         self.results.values(condition, metric)
     }
 
+    /// Decides a hypothesis about this run (`"dolphin.win < baseline.win"`) with the default
+    /// test for its design; see [`crate::hypothesis`].
+    pub fn hypothesis(&self, text: &str) -> Result<crate::hypothesis::HypothesisResult, String> {
+        crate::hypothesis::check(text, &self.results.units)
+    }
+
     /// How many units failed.
     pub fn failed(&self) -> usize {
         self.results.failed()

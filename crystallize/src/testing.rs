@@ -237,6 +237,20 @@ impl TestResults {
         }
     }
 
+    /// Panics unless `hypothesis` (`"dolphin.win < baseline.win"`) is supported by this run,
+    /// with the verdict, effect, interval and p in the message.
+    #[track_caller]
+    pub fn assert_hypothesis(&self, hypothesis: &str) -> crate::hypothesis::HypothesisResult {
+        match crate::hypothesis::check(hypothesis, &self.results.units) {
+            Ok(result) if result.verdict == crate::hypothesis::Verdict::Supported => result,
+            Ok(result) => panic!(
+                "hypothesis '{hypothesis}' is {}: effect {:.4}, p {:?}, adjusted p {:?} ({}); {}",
+                result.verdict, result.effect, result.p, result.p_adjusted, result.test_detail, result.explanation
+            ),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
     /// A report with no timings and no paths: the same text for the same code and seed, so it
     /// can be snapshot-tested.
     pub fn report(&self) -> String {

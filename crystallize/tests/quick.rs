@@ -115,3 +115,21 @@ fn a_failing_config_fails_only_its_units() {
     assert_eq!(results.values("fair", "ok").len(), 3);
     assert_eq!(results.values("loaded", "ok").len(), 2);
 }
+
+#[test]
+fn quick_results_can_be_asked_a_hypothesis() {
+    let results = crystallize::Quick::new(play_once)
+        .config("fair", fair())
+        .config("loaded", loaded())
+        .replicates(30)
+        .seed(1)
+        .run()
+        .expect("quick");
+    let verdict = results.hypothesis("loaded.wins > fair.wins").expect("evaluates");
+    assert_eq!(verdict.verdict, crystallize::hypothesis::Verdict::Supported, "{verdict:?}");
+    assert!(verdict.effect > 2.0, "{verdict:?}");
+    let error = results.hypothesis("loaded.wins >> fair.wins").unwrap_err();
+    assert!(error.contains('^'), "a caret marks the error: {error}");
+    let error = results.hypothesis("loaded.losses > fair.wins").unwrap_err();
+    assert!(error.contains("wins"), "names the metrics that exist: {error}");
+}

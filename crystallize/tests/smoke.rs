@@ -64,3 +64,19 @@ fn every_condition_has_a_generated_test() {
     generated[1]();
     generated[2](); // opted out: a no-op, although the datasource panics
 }
+
+#[test]
+fn test_runs_assert_hypotheses_and_report_deterministically() {
+    let run = || crystallize::testing::TestRun::new("healthy").replicates(6).seed(2).run().expect("valid names");
+    let results = run();
+    results.assert_ok();
+    let verdict = results.assert_hypothesis("one_more.seats > baseline.seats");
+    assert_eq!(verdict.effect, 1.0);
+    assert_eq!(results.report(), run().report(), "the report has no timings or paths");
+    assert!(results.report().starts_with("healthy: baseline, one_more x 6 replicates, seed 2: 12 units, 0 failed\n"));
+    let refuted = std::panic::catch_unwind(|| results.assert_hypothesis("one_more.seats < baseline.seats"));
+    let message = refuted.unwrap_err().downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("is not supported"), "{message}");
+    let bad = crystallize::testing::TestRun::new("healthy").treatment("one_mor").run().unwrap_err().to_string();
+    assert!(bad.contains("did you mean 'one_more'"), "{bad}");
+}

@@ -10,3 +10,14 @@ pub use evaluate::{
     evaluate, validate_conditions, EvalOptions, HypothesisError, HypothesisResult, Side, TestKind, Verdict,
 };
 pub use parse::{parse, Hypothesis, Op, Operand, ParseError};
+
+/// Parses `text` and decides it from `units` with the default options (seeds shared per
+/// replicate, as the default seed policy gives): the one-call form behind
+/// [`crate::QuickResults::hypothesis`] and [`crate::testing::TestResults::assert_hypothesis`].
+/// The error is a readable message: the parse error with its caret, or why it cannot be evaluated.
+pub fn check(text: &str, units: &[crate::runner::UnitResult]) -> Result<HypothesisResult, String> {
+    let hypothesis = parse(text).map_err(|error| error.to_string())?;
+    let mut results = evaluate(std::slice::from_ref(&hypothesis), units, true, &EvalOptions::default())
+        .map_err(|error| error.to_string())?;
+    results.pop().ok_or_else(|| format!("hypothesis '{text}' produced no result"))
+}
