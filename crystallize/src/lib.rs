@@ -36,12 +36,14 @@
 //! validates every name before any work ([`error`]), expands conditions × replicates into units
 //! with seeds that depend only on the run seed and the replicate ([`plan`], [`seed`]), runs them
 //! isolated and in parallel ([`runner`]) while one output thread reports to observers ([`events`]),
-//! and summarises the results ([`summary`]).
+//! and summarises the results ([`summary`]), deciding hypotheses in a report ([`report`],
+//! [`hypothesis`], [`stats`]) and the integrity of confirmations ([`confirmation`]).
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config_file;
+pub mod confirmation;
 pub mod console;
 pub mod context;
 pub mod diff;
@@ -53,6 +55,7 @@ pub mod params;
 pub mod plan;
 pub mod quick;
 pub mod registry;
+pub mod report;
 pub mod resolve;
 pub mod runner;
 pub mod seed;

@@ -1,5 +1,6 @@
-//! Aggregates of a run: per condition and metric n, mean, sd, min, max; as a terminal table and
-//! as the JSON object of `run --json` (CLI.md).
+//! Aggregates of a run: per condition and metric n, mean, sd, a 95 % interval of the mean, min,
+//! max; as a terminal table and as the JSON object of `run --json` (CLI.md). The hypotheses and
+//! the integrity of a confirmation are added by [`crate::report`].
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -8,6 +9,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::runner::{RunResults, UnitResult};
+use crate::stats::{self, Alternative, Interval, StatsError};
+
+/// The confidence level of the interval of every mean in a summary.
+pub const LEVEL: f64 = 0.95;
 
 /// Summary statistics of one metric in one condition, over its successful units.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -18,6 +23,9 @@ pub struct MetricSummary {
     pub mean: f64,
     /// Sample standard deviation (n − 1 in the denominator); `null` in JSON when n < 2.
     pub sd: Option<f64>,
+    /// The 95 % t interval of the mean (`mean ± t(0.975, n − 1) · sd / √n`); `null` when n < 2.
+    /// When every value is the same it is the single point `[mean, mean]`.
+    pub ci: Option<Interval>,
     /// Smallest value.
     pub min: f64,
     /// Largest value.
@@ -38,8 +46,31 @@ impl MetricSummary {
         });
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some(MetricSummary { n, mean, sd, min, max })
+        let ci = mean_interval(values, LEVEL);
+        Some(MetricSummary { n, mean, sd, ci, min, max })
     }
+}
+
+/// The two-sided t interval of the mean of `values` at `level` (the one-sample t test's
+/// interval); `None` below 2 values or for non-finite values. Values without spread give the
+/// point `[mean, mean]`.
+pub fn mean_interval(values: &[f64], level: f64) -> Option<Interval> {
+    if values.len() < 2 {
+        return None;
+    }
+    match stats::one_sample_t(values, 0.0, Alternative::TwoSided) {
+        Ok(test) => test.confidence_interval(level).ok(),
+        Err(StatsError::ZeroVariance { .. }) => {
+            let mean = values[0];
+            Some(Interval { low: mean, high: mean, level })
+        }
+        Err(_) => None,
+    }
+}
+
+/// An interval as `[low, high]` in the format of [`number`].
+pub fn interval_text(ci: &Interval) -> String {
+    format!("[{}, {}]", number(ci.low), number(ci.high))
 }
 
 /// The summary of one condition.
@@ -81,7 +112,8 @@ pub fn summarize(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSu
 }
 
 /// The JSON object of `run --json`: `run`, `experiment`, `seed`, `replicates`, `units`,
-/// `conditions` (condition → metric → n, mean, sd, min, max), `failed`, `skipped`.
+/// `conditions` (condition → metric → n, mean, sd, ci, min, max; `ci` is `{low, high, level}`
+/// or null), `failed`, `skipped`.
 pub fn to_json(run_id: Option<&str>, results: &RunResults) -> Value {
     let summaries = summarize(&results.info.conditions, &results.units);
     let mut conditions = Map::new();
@@ -89,7 +121,9 @@ pub fn to_json(run_id: Option<&str>, results: &RunResults) -> Value {
         let metrics: Map<String, Value> = summary
             .metrics
             .iter()
-            .map(|(name, m)| (name.clone(), json!({"n": m.n, "mean": m.mean, "sd": m.sd, "min": m.min, "max": m.max})))
+            .map(|(name, m)| {
+                (name.clone(), json!({"n": m.n, "mean": m.mean, "sd": m.sd, "ci": m.ci, "min": m.min, "max": m.max}))
+            })
             .collect();
         conditions.insert(summary.condition.clone(), Value::Object(metrics));
     }
@@ -120,8 +154,13 @@ pub fn unit_json(run_id: Option<&str>, unit: &UnitResult) -> Value {
 /// between the end of `run` and a later `report` (no timings), so the two print the same.
 pub fn headline(run_id: &str, results: &RunResults) -> String {
     let info = &results.info;
+    // A confirmation runs replicate indices that do not start at 0: say which.
+    let range = match (info.replicates.first(), info.replicates.last()) {
+        (Some(&first), Some(&last)) if first != 0 => format!(" ({first}..={last})"),
+        _ => String::new(),
+    };
     let mut line = format!(
-        "run {run_id}: {}, {} conditions x {} replicates, seed {}: {} units done",
+        "run {run_id}: {}, {} conditions x {} replicates{range}, seed {}: {} units done",
         info.experiment,
         info.conditions.len(),
         info.replicates.len(),
@@ -139,11 +178,22 @@ pub fn headline(run_id: &str, results: &RunResults) -> String {
 
 /// The terminal table of a run: one row per condition and metric.
 pub fn to_table(results: &RunResults) -> String {
+    align(&rows(results), 2)
+}
+
+/// The table of a run in Markdown: one row per condition and metric.
+pub fn to_markdown(results: &RunResults) -> String {
+    markdown(&rows(results), 2)
+}
+
+/// The header and the rows of a run's table.
+fn rows(results: &RunResults) -> Vec<[String; 8]> {
     let summaries = summarize(&results.info.conditions, &results.units);
-    let mut rows: Vec<[String; 7]> = vec![["condition", "metric", "n", "mean", "sd", "min", "max"].map(String::from)];
+    let mut rows: Vec<[String; 8]> =
+        vec![["condition", "metric", "n", "mean", "sd", "95% CI", "min", "max"].map(String::from)];
     for summary in &summaries {
         if summary.metrics.is_empty() {
-            let mut row: [String; 7] = Default::default();
+            let mut row: [String; 8] = Default::default();
             row[0] = summary.condition.clone();
             row[1] = "(no metrics)".into();
             rows.push(row);
@@ -155,12 +205,31 @@ pub fn to_table(results: &RunResults) -> String {
                 m.n.to_string(),
                 number(m.mean),
                 m.sd.map(number).unwrap_or_else(|| "-".into()),
+                m.ci.as_ref().map(interval_text).unwrap_or_else(|| "-".into()),
                 number(m.min),
                 number(m.max),
             ]);
         }
     }
-    align(&rows, 2)
+    rows
+}
+
+/// A Markdown table: the first row is the header; the first `text_columns` columns are
+/// left-aligned, the others right-aligned. `|` in cells is escaped.
+pub fn markdown<const N: usize>(rows: &[[String; N]], text_columns: usize) -> String {
+    let mut out = String::new();
+    let line = |cells: &[String; N]| {
+        let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+        format!("| {} |\n", cells.join(" | "))
+    };
+    let Some((header, body)) = rows.split_first() else { return out };
+    out.push_str(&line(header));
+    let rule: Vec<&str> = (0..N).map(|c| if c < text_columns { "---" } else { "---:" }).collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for row in body {
+        out.push_str(&line(row));
+    }
+    out
 }
 
 /// Aligns a table: the first `text_columns` columns left-aligned (names), the rest right-aligned

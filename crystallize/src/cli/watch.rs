@@ -241,7 +241,7 @@ impl Watcher {
                 continue;
             }
             let previous = self.units.insert(key, record.clone());
-            if record.replicate < self.replicates {
+            if self.planned(record.replicate) {
                 self.failed_count = self.failed_count.saturating_sub(usize::from(previous.is_some()));
                 if record.is_ok() {
                     self.done_count += 1;
@@ -269,6 +269,12 @@ impl Watcher {
         changes
     }
 
+    /// Whether `replicate` is one of the run's planned replicate indices.
+    fn planned(&self, replicate: u64) -> bool {
+        let first = self.run.manifest.first_replicate;
+        (first..first + self.replicates).contains(&replicate)
+    }
+
     fn manifest_replicates(&self) -> u64 {
         self.run.manifest.replicates
     }
@@ -277,6 +283,7 @@ impl Watcher {
         RunState {
             conditions: self.conditions.clone(),
             replicates: self.replicates,
+            first_replicate: self.run.manifest.first_replicate,
             units: self.units.clone(),
             warnings: Vec::new(),
         }
@@ -308,7 +315,7 @@ impl Watcher {
         let mut rows: Vec<(usize, usize, usize, Sums)> = vec![(0, 0, 0, BTreeMap::new()); self.conditions.len()];
         for ((index, replicate), unit) in &self.units {
             let Some(row) = rows.get_mut(*index) else { continue };
-            if *replicate >= self.replicates {
+            if !self.planned(*replicate) {
                 continue;
             }
             if unit.is_ok() {

@@ -510,6 +510,22 @@ fn floor_p(
     }
 }
 
+/// The fewest replicates per condition (pairs, for a paired test) with which `test` can give
+/// p ≤ `alpha` at all: below it, every outcome is [`Verdict::Inconclusive`]. Tests whose
+/// p-values have no floor (t tests, rank tests beyond their exact range) need 2. `None` when
+/// not even 200 are enough (an alpha too small for the Monte Carlo resamples of `options`).
+pub fn min_replicates(
+    test: TestKind,
+    alternative: Alternative,
+    alpha: f64,
+    options: &PermutationOptions,
+) -> Option<usize> {
+    if floor_p(test, 2, 2, alternative, options).is_none() {
+        return Some(2);
+    }
+    n_for_possible(test, alternative, alpha, options)
+}
+
 /// The smallest equal n per side at which the test's floor allows p ≤ alpha.
 fn n_for_possible(kind: TestKind, alternative: Alternative, alpha: f64, options: &PermutationOptions) -> Option<usize> {
     (1..=200).find(|&n| floor_p(kind, n, n, alternative, options).is_some_and(|p| p <= alpha))
@@ -1064,6 +1080,18 @@ mod tests {
             evaluate(&[h("treated.acc > baseline.acc")], &units, true, &options),
             Err(HypothesisError::InvalidOptions(_))
         ));
+    }
+
+    #[test]
+    fn min_replicates_follow_the_floor_of_each_test() {
+        let options = PermutationOptions::default();
+        let one_sided = Alternative::Greater;
+        // 2^5 = 32 sign patterns: p = 1/32 ≤ 0.05 becomes possible at 5 pairs (one-sided), 6 two-sided.
+        assert_eq!(min_replicates(TestKind::PairedPermutation, one_sided, 0.05, &options), Some(5));
+        assert_eq!(min_replicates(TestKind::PairedPermutation, Alternative::TwoSided, 0.05, &options), Some(6));
+        assert_eq!(min_replicates(TestKind::WelchT, one_sided, 0.05, &options), Some(2));
+        // C(6, 3) = 20 arrangements: 1/20 = 0.05 at 3 per condition, but 1/6 at 2.
+        assert_eq!(min_replicates(TestKind::Permutation, one_sided, 0.05, &options), Some(3));
     }
 
     #[test]

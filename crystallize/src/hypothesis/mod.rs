@@ -7,7 +7,8 @@ mod evaluate;
 mod parse;
 
 pub use evaluate::{
-    evaluate, validate_conditions, EvalOptions, HypothesisError, HypothesisResult, Side, TestKind, Verdict,
+    evaluate, min_replicates, validate_conditions, EvalOptions, HypothesisError, HypothesisResult, Side, TestKind,
+    Verdict,
 };
 pub use parse::{parse, Hypothesis, Op, Operand, ParseError};
 

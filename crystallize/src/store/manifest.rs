@@ -57,6 +57,11 @@ pub struct Manifest {
     pub command: Vec<String>,
     /// Replicates per condition when created (a resume may add more; see [`Session`]).
     pub replicates: u64,
+    /// The first replicate index: the run's replicates are `first_replicate..first_replicate +
+    /// replicates`. 0 for every run but a confirmation (`confirm`), which runs indices no earlier
+    /// run of the experiment used; absent from the file when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_replicate: u64,
     /// What was asked for.
     pub request: Request,
     /// The resolved configuration and code fingerprints: what the drift guard compares.
@@ -67,6 +72,19 @@ pub struct Manifest {
     pub git: Option<GitState>,
     /// The host that created the run.
     pub host: String,
+    /// The hypotheses its report evaluates (the experiment's declared ones that concern the
+    /// run's conditions, or a confirmation's pre-registered one), as written; so that `report`
+    /// decides them offline. Absent in runs made before hypotheses were recorded.
+    #[serde(default)]
+    pub hypotheses: Vec<String>,
+    /// For a confirmation (`confirm`): the digest of its `preregistration.json`, so that the
+    /// record cannot change without the run noticing. Absent for every other run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preregistration: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// `session-<writer>.json`: one per process that ran units of the run, written once.

@@ -6,6 +6,7 @@
 //! <store>/runs/<run id>/session-<writer>.json     one per process that ran units, written once
 //! <store>/runs/<run id>/journal-<writer>.jsonl    append-only, one line per finished unit
 //! <store>/runs/<run id>/events-<writer>.jsonl     append-only, unit starts and ends and events
+//! <store>/runs/<run id>/preregistration.json      a confirmation's hypothesis, written once first
 //! <store>/runs/<run id>/artifacts/<condition>/<replicate>/<name>
 //! ```
 //!
@@ -14,6 +15,7 @@
 pub mod events;
 pub mod journal;
 pub mod manifest;
+pub mod preregistration;
 pub mod recorder;
 pub mod time;
 
@@ -161,6 +163,9 @@ pub struct RunState {
     pub conditions: Vec<String>,
     /// Replicates per condition, the most any session planned.
     pub replicates: u64,
+    /// The first planned replicate index (0 but for a confirmation): the planned replicates are
+    /// `first_replicate..first_replicate + replicates`.
+    pub first_replicate: u64,
     /// Per unit (condition, replicate): its first successful record, or else its latest failure.
     pub units: BTreeMap<(usize, u64), UnitResult>,
     /// Damage found while reading.
@@ -183,9 +188,15 @@ impl RunState {
         self.units.values().filter(|u| u.status != UnitStatus::Ok).count()
     }
 
+    /// The planned replicate indices.
+    pub fn replicate_range(&self) -> std::ops::Range<u64> {
+        self.first_replicate..self.first_replicate + self.replicates
+    }
+
     /// The run's status.
     pub fn status(&self) -> Status {
-        let planned_with_records = self.units.keys().filter(|(_, r)| *r < self.replicates).count();
+        let range = self.replicate_range();
+        let planned_with_records = self.units.keys().filter(|(_, r)| range.contains(r)).count();
         if self.done() >= self.planned() {
             Status::Complete
         } else if planned_with_records >= self.planned() {
@@ -296,7 +307,7 @@ impl RunDir {
                 }
             }
         }
-        RunState { conditions, replicates, units, warnings }
+        RunState { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings }
     }
 }
 

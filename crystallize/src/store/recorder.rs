@@ -19,16 +19,61 @@ pub struct Origin {
     pub command: Vec<String>,
 }
 
-/// Creates a new run of `plan` in `store`: its directory and manifest.
+/// Creates a new run of `plan` in `store`: its directory and manifest. The manifest records the
+/// experiment's declared hypotheses that concern the plan's conditions (see
+/// [`applicable_hypotheses`]), which its report decides.
 pub fn create_run(store: &Store, plan: &Plan, request: Request, origin: &Origin) -> Result<RunDir, Error> {
+    store.create_run(&new_manifest(plan, request, origin, applicable_hypotheses(plan))?)
+}
+
+/// The declared hypotheses of `plan`'s experiment whose two conditions are both part of the
+/// plan (written `COND` or `EXPERIMENT/COND`), in declared order. A hypothesis that does not parse
+/// is kept, so that its report says what is wrong with it rather than dropping it silently.
+pub fn applicable_hypotheses(plan: &Plan) -> Vec<String> {
+    let experiment = plan.experiment.name;
+    let in_plan = |condition: &str| {
+        let bare = condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')).unwrap_or(condition);
+        plan.conditions.iter().any(|c| *c.name == *bare)
+    };
+    plan.experiment
+        .hypotheses
+        .iter()
+        .filter(|text| match crate::hypothesis::parse(text) {
+            Ok(hypothesis) => hypothesis.conditions().iter().all(|c| in_plan(c)),
+            Err(_) => true,
+        })
+        .map(|text| (*text).to_owned())
+        .collect()
+}
+
+/// The manifest of a new run of `plan` (a fresh run id, the time, the resolved configuration,
+/// versions, git state, host), recording `hypotheses` for its report; not yet written. The
+/// run's replicate indices are `plan.replicates`, which must be consecutive: the manifest
+/// stores the first and the count. A caller may adjust it (a confirmation adds the digest of its
+/// pre-registration) before [`Store::create_run`] writes it.
+pub fn new_manifest(
+    plan: &Plan,
+    request: Request,
+    origin: &Origin,
+    hypotheses: Vec<String>,
+) -> Result<Manifest, Error> {
+    let first_replicate = plan.replicates.first().copied().unwrap_or(0);
+    let consecutive = plan.replicates.iter().enumerate().all(|(k, r)| *r == first_replicate + k as u64);
+    if !consecutive {
+        return Err(Error::Store(format!(
+            "a stored run's replicate indices must be consecutive; this plan has {:?}",
+            plan.replicates
+        )));
+    }
     let (created, nanos) = time::now();
-    let manifest = Manifest {
+    Ok(Manifest {
         schema: SCHEMA,
         run: new_run_id(plan.experiment.name),
         experiment: plan.experiment.name.to_owned(),
         created: time::rfc3339_millis(created, nanos),
         command: origin.command.clone(),
         replicates: plan.replicates.len() as u64,
+        first_replicate,
         request,
         config: manifest::resolved_config(plan),
         versions: Versions {
@@ -38,8 +83,9 @@ pub fn create_run(store: &Store, plan: &Plan, request: Request, origin: &Origin)
         },
         git: git_state(),
         host: host_name(),
-    };
-    store.create_run(&manifest)
+        hypotheses,
+        preregistration: None,
+    })
 }
 
 /// Records that this process is about to run `plan`'s units of `run` (with the drift it was
