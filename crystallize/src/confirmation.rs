@@ -333,7 +333,7 @@ fn check_n(record: Option<&Preregistration>, result: Option<&HypothesisResult>) 
     let n = result.map(|r| r.left.n.min(r.right.n) as u64);
     match n {
         None => problems.push("the hypothesis could not be evaluated, so the data have no n to check".into()),
-        Some(n) if n < required => problems.push(format!(
+        Some(n) if n < required && n < record.replicates => problems.push(format!(
             "only {n} replicates per condition have the metric (failed units, or an unfinished run) but {required} are \
              needed ({})",
             record.adequacy.reason

@@ -161,6 +161,47 @@ pub enum Error {
         /// What is wrong, in the words of the input type's deserializer.
         problem: String,
     },
+    /// A hypothesis does not parse; the message points a caret at the offending character.
+    #[error("bad hypothesis {origin}: {message}")]
+    BadHypothesis {
+        /// Where it was written: `in --hypothesis`, `declared at src/main.rs:75`.
+        origin: String,
+        /// The parse error with the text and its caret (see [`crate::hypothesis::ParseError`]).
+        message: String,
+    },
+    /// A hypothesis names something the experiment or the run does not have.
+    #[error("in hypothesis '{hypothesis}' ({origin}): {source}")]
+    InHypothesis {
+        /// The hypothesis as written.
+        hypothesis: String,
+        /// Where it was written.
+        origin: String,
+        /// What is wrong with it (an unknown condition, with the valid ones).
+        source: Box<Error>,
+    },
+    /// A hypothesis cannot be evaluated where it must be before anything runs (the exploratory
+    /// run of a confirmation, the run a plan starts from).
+    #[error("{0}")]
+    Hypothesis(String),
+    /// A confirmation would not be valid and `--force` was not given.
+    #[error(
+        "confirmation refused, nothing was run; these checks fail before the first unit:\n{checks}\nfix them, \
+         or rerun with --force to run anyway (the report will then say INVALID or CONFOUNDED, never VALID)"
+    )]
+    ConfirmationRefused {
+        /// The failed checks, one indented line each.
+        checks: String,
+    },
+    /// An option's value is out of its range.
+    #[error("invalid {option} {value}: {why}")]
+    BadOption {
+        /// The option (`--alpha`).
+        option: String,
+        /// Its value.
+        value: String,
+        /// What would be valid.
+        why: String,
+    },
     /// The config file (`crystallize.toml`) is malformed.
     #[error("{location}: {message}")]
     ConfigFile {

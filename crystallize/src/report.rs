@@ -246,7 +246,7 @@ impl Report {
         out.push_str(&summary::to_table(&self.results));
         if !self.hypotheses.is_empty() {
             let _ = writeln!(out, "\n{}", self.family_line());
-            out.push_str(&summary::align(&self.hypothesis_rows(), 1));
+            out.push_str(&summary::align(&self.hypothesis_rows(), 3));
             for decided in &self.hypotheses {
                 let r = &decided.result;
                 out.push_str(&wrap(&format!("{}: {}", r.hypothesis, r.explanation), 100, "  "));
@@ -289,7 +289,7 @@ impl Report {
             for row in rows.iter_mut().skip(1) {
                 row[0] = format!("`{}`", row[0]);
             }
-            out.push_str(&summary::markdown(&rows, 2));
+            out.push_str(&summary::markdown(&rows, 3));
             out.push('\n');
             for decided in &self.hypotheses {
                 let r = &decided.result;
@@ -341,12 +341,12 @@ impl Report {
         let level = self.hypotheses.first().map(|d| 1.0 - d.result.alpha).unwrap_or(0.95);
         let mut rows = vec![[
             "hypothesis".to_owned(),
+            "verdict".to_owned(),
             "test".to_owned(),
             "effect".to_owned(),
             format!("{}% CI", number_text(level * 100.0)),
             "p".to_owned(),
             "p adj".to_owned(),
-            "verdict".to_owned(),
         ]];
         for decided in &self.hypotheses {
             let r = &decided.result;
@@ -356,12 +356,12 @@ impl Report {
             }
             rows.push([
                 hypothesis,
+                verdict_text(&r.verdict),
                 r.test.to_string(),
                 number(r.effect),
                 r.ci.as_ref().map(summary::interval_text).unwrap_or_else(|| "-".into()),
                 r.p.map(p_text).unwrap_or_else(|| "-".into()),
                 r.p_adjusted.map(p_text).unwrap_or_else(|| "-".into()),
-                verdict_text(&r.verdict),
             ]);
         }
         rows
@@ -530,7 +530,7 @@ mod tests {
         let md = report.to_markdown();
         assert!(md.contains("| condition | metric | n | mean | sd | 95% CI | min | max |"), "{md}");
         assert!(md.contains("|---|---|---:|---:|---:|---:|---:|---:|"), "{md}");
-        assert!(md.contains("| `treated.acc > baseline.acc` | paired-permutation |"), "{md}");
+        assert!(md.contains("| `treated.acc > baseline.acc` | supported | paired-permutation |"), "{md}");
         assert!(md.contains(&format!("| {} |", p_text(r.p.unwrap()))), "{md}");
     }
 

@@ -141,7 +141,8 @@ fn table(out: &Output) -> BTreeMap<(String, String), BTreeMap<String, String>> {
         .unwrap_or_else(|| out.fail("no table header (condition metric n ...) on stdout"));
     let header: Vec<&str> = lines[header_at].split_whitespace().collect();
     let mut rows = BTreeMap::new();
-    for line in &lines[header_at + 1..] {
+    // The table ends at the first empty line (the hypotheses follow it).
+    for line in lines[header_at + 1..].iter().take_while(|l| !l.trim().is_empty()) {
         let cells: Vec<&str> = line.split_whitespace().collect();
         if cells.len() != header.len() {
             continue;

@@ -1,4 +1,5 @@
-//! Commands that read and print without running anything: `list`, `runs`, `report`.
+//! Commands that read and print without running anything: `list`, `runs`, `report`; and the
+//! report that `run` and `confirm` print at their end.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,8 +8,10 @@ use serde_json::json;
 
 use super::{ReportArgs, RunsArgs};
 use crate::error::Error;
+use crate::hypothesis::{self, Hypothesis};
 use crate::registry::{Experiment, Registry};
-use crate::runner::{RunInfo, RunResults};
+use crate::report::{self, Report};
+use crate::runner::RunResults;
 use crate::store::{RunDir, RunState, Store};
 use crate::summary;
 
@@ -163,45 +166,83 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
 
 /// The results of a stored run, as `run` saw them at its end.
 pub(super) fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
-    let units = state.results();
-    let planned = state.planned();
-    RunResults {
-        info: RunInfo {
-            experiment: run.manifest.experiment.clone(),
-            conditions: state.conditions.clone(),
-            replicates: (0..state.replicates).collect(),
-            seed: run.manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(0),
-            units_planned: planned,
-            units_per_condition: vec![state.replicates as usize; state.conditions.len()],
-            jobs: 0,
-        },
-        skipped: planned.saturating_sub(units.len()),
-        units,
-        elapsed: std::time::Duration::ZERO,
-    }
+    report::stored_results(run, state)
 }
 
-/// Prints the summary of a stored run: what `run` prints at its end and `report` prints later.
-pub(super) fn print_report(run: &RunDir, json: bool) {
-    let state = run.state();
-    for warning in &state.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let results = stored_results(run, &state);
+/// How a report is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Format {
+    /// Tables for a terminal.
+    Text,
+    /// One JSON object on one line.
+    Json,
+    /// Markdown tables.
+    Markdown,
+}
+
+/// Prints the report of a stored run — what `run` prints at its end and `report` prints later —
+/// with the hypotheses recorded in the run and `extra` ones; returns it. Hypotheses that could
+/// not be decided are also printed on stderr as errors.
+pub(super) fn print_report(store: &Store, run: &RunDir, format: Format, extra: &[String]) -> Report {
+    let report = Report::from_store(store, run, extra);
     let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(out, "{}", summary::to_json(Some(&run.manifest.run), &results));
-    } else {
-        let _ = writeln!(out, "{}", summary::headline(&run.manifest.run, &results));
-        let _ = write!(out, "{}", summary::to_table(&results));
-    }
+    let _ = match format {
+        Format::Json => writeln!(out, "{}", report.to_json()),
+        Format::Text => write!(out, "{}", report.to_text()),
+        Format::Markdown => write!(out, "{}", report.to_markdown()),
+    };
     let _ = out.flush();
+    for undecided in &report.undecided {
+        eprintln!("error: {}", undecided.error);
+    }
+    if let Some(integrity) = &report.integrity {
+        if integrity.status != crate::confirmation::Status::Valid && format == Format::Json {
+            eprintln!("integrity: {}", integrity.summary);
+        }
+    }
+    report
+}
+
+/// Parses `text` (a bad one is exit code 2, with a caret under the offending character) and
+/// checks that its conditions are among `conditions` (`COND`, or `EXPERIMENT/COND` of
+/// `experiment`; an unknown one is exit code 2, with a "did you mean"). `origin` says where the
+/// hypothesis was written, for the message.
+pub(super) fn checked_hypothesis(
+    text: &str,
+    origin: &str,
+    experiment: &str,
+    conditions: &[&str],
+) -> Result<Hypothesis, Error> {
+    let hypothesis = hypothesis::parse(text)
+        .map_err(|error| Error::BadHypothesis { origin: origin.to_owned(), message: error.to_string() })?;
+    let mut bare = hypothesis.clone();
+    for operand in [&mut bare.left, &mut bare.right] {
+        if let Some(name) = operand.condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')) {
+            operand.condition = name.to_owned();
+        }
+    }
+    hypothesis::validate_conditions(&bare, conditions).map_err(|source| Error::InHypothesis {
+        hypothesis: text.to_owned(),
+        origin: origin.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(hypothesis)
 }
 
 pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
     let store = Store::locate(args.store.store.as_deref());
     let run = store.run(&args.run)?;
-    print_report(&run, args.json);
-    let state = run.state();
-    Ok(if state.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    // Every --hypothesis is checked against the run's conditions before anything is computed.
+    let conditions = run.conditions();
+    let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
+    for text in &args.hypotheses {
+        checked_hypothesis(text, "in --hypothesis", &run.manifest.experiment, &names)?;
+    }
+    let format = match (args.json, args.md) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Markdown,
+        _ => Format::Text,
+    };
+    let report = print_report(&store, &run, format, &args.hypotheses);
+    Ok(if report.has_problems() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -3,9 +3,11 @@
 //! 0 every unit succeeded, 1 some unit failed (or the run was interrupted), 2 bad usage or input,
 //! detected before any unit ran.
 
+mod confirm;
 mod debug;
 mod diff;
 mod inspect;
+mod plan;
 mod progress;
 mod run;
 mod show;
@@ -60,8 +62,12 @@ enum Command {
     Debug(DebugArgs),
     /// Stored runs: id, experiment, created, units done / planned, failed, status.
     Runs(RunsArgs),
-    /// The summary of a stored run, recomputed from its journal.
+    /// The summary of a stored run, recomputed from its journal, with its hypotheses decided.
     Report(ReportArgs),
+    /// Pre-register hypothesis H, run fresh replicates, report the verdict and its integrity.
+    Confirm(confirm::ConfirmArgs),
+    /// Replicates per condition needed to detect the effect a stored run shows.
+    Plan(plan::PlanArgs),
     /// What differs between two conditions ([EXP] A B), or between two stored runs (RUN_A RUN_B).
     Diff(diff::DiffArgs),
     /// The resolved configuration of a condition, each value with where it came from.
@@ -116,8 +122,11 @@ struct TableRunArgs {
     #[command(flatten)]
     run: RunArgs,
     /// Print the summary as one JSON object instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "md")]
     json: bool,
+    /// Print the summary as Markdown tables.
+    #[arg(long)]
+    md: bool,
 }
 
 #[derive(Args, Debug)]
@@ -166,8 +175,15 @@ struct ReportArgs {
     /// The run id (a unique prefix is enough).
     run: String,
     /// Print one JSON object, as `run --json` did.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "md")]
     json: bool,
+    /// Print Markdown tables (for a paper or a pull request).
+    #[arg(long)]
+    md: bool,
+    /// Also decide this hypothesis (repeatable), e.g. "dolphin.win > baseline.win"; corrected
+    /// together with the run's own.
+    #[arg(long = "hypothesis", value_name = "H")]
+    hypotheses: Vec<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -209,7 +225,11 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
     let outcome = Registry::collect().and_then(|registry| match cli.command {
         Command::List { json } => inspect::list(&registry, json),
         Command::Run(args) => {
-            let output = if args.json { run::Output::Json } else { run::Output::Table };
+            let output = match (args.json, args.md) {
+                (true, _) => run::Output::Report(inspect::Format::Json),
+                (_, true) => run::Output::Report(inspect::Format::Markdown),
+                _ => run::Output::Report(inspect::Format::Text),
+            };
             run::run(&registry, &args.run, &context, output)
         }
         Command::Stream(args) => run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }),
@@ -218,6 +238,8 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Show(args) => show::show(&registry, &args, &app),
         Command::Runs(args) => inspect::runs(&registry, &args),
         Command::Report(args) => inspect::report(&args),
+        Command::Confirm(args) => confirm::confirm(&registry, &args, &context),
+        Command::Plan(args) => plan::plan(&registry, &args),
         Command::Watch(args) => watch::watch(&args),
     });
     match outcome {

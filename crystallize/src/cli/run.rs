@@ -27,12 +27,26 @@ pub(super) struct Invocation {
 
 /// What `run`/`stream` print on stdout.
 pub(super) enum Output {
-    /// The report as a table.
-    Table,
-    /// The report as one JSON object.
-    Json,
+    /// The report at the end: tables, one JSON object, or Markdown.
+    Report(inspect::Format),
     /// One JSON line per finished unit (and per event with `events`), then a summary line.
     Stream { events: bool },
+}
+
+/// How to run the units of a planned, stored run, and what to print.
+pub(super) struct Execution<'a> {
+    /// Units in parallel (default: available cores).
+    pub jobs: Option<u64>,
+    /// Stop scheduling new units after the first failure.
+    pub fail_fast: bool,
+    /// What to print.
+    pub output: Output,
+    /// The store of the run (for the report).
+    pub store: &'a Store,
+    /// ` --store DIR` when one was given, for the resume command printed on an interruption.
+    pub store_flag: String,
+    /// What changed when a resume was forced (recorded in the session).
+    pub forced_drift: Vec<String>,
 }
 
 pub(super) fn run(
@@ -42,20 +56,54 @@ pub(super) fn run(
     output: Output,
 ) -> Result<ExitCode, Error> {
     let experiment = registry.experiment(args.experiment.as_deref())?;
+    // The declared hypotheses are checked before anything runs: a bad one is exit code 2.
+    let conditions = experiment.condition_names();
+    for text in experiment.entry.hypotheses {
+        let origin = format!("declared in #[experiment] at {}", experiment.entry.location);
+        inspect::checked_hypothesis(text, &origin, experiment.name(), &conditions)?;
+    }
     let store = Store::locate(args.store.store.as_deref());
-    let origin = Origin {
-        crate_name: invocation.app.name.to_owned(),
-        crate_version: invocation.app.version.to_owned(),
-        command: std::env::args().collect(),
-    };
+    let origin = origin(invocation);
     let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
     let (plan, run_dir, forced_drift) = match &args.resume {
         None => start(experiment, args, &settings, &store, &origin)?,
         Some(id) => resume(experiment, args, &settings, &store, id)?,
     };
+    let execution = Execution {
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
+        output,
+        store: &store,
+        store_flag: store_flag(&args.store),
+        forced_drift,
+    };
+    execute(&plan, &run_dir, &origin, invocation, execution)
+}
+
+/// The crate and command line, for the records of a run.
+pub(super) fn origin(invocation: &Invocation) -> Origin {
+    Origin {
+        crate_name: invocation.app.name.to_owned(),
+        crate_version: invocation.app.version.to_owned(),
+        command: std::env::args().collect(),
+    }
+}
+
+/// Runs the units of `plan` into the stored run `run_dir` (a session record, its journal and
+/// events log), prints the report recomputed from the store (or streams), and says how it went:
+/// exit code 0, 1 when a unit failed or the report has problems (a hypothesis that could not be
+/// decided, a confirmation that is not valid), 130 when interrupted.
+pub(super) fn execute(
+    plan: &Plan,
+    run_dir: &RunDir,
+    origin: &Origin,
+    invocation: &Invocation,
+    execution: Execution<'_>,
+) -> Result<ExitCode, Error> {
+    let Execution { jobs, fail_fast, output, store, store_flag, forced_drift } = execution;
     let cancel = Cancel::default();
     install_interrupt_handler();
-    let mut journal = recorder::begin_session(&run_dir, &plan, &origin, forced_drift, cancel.clone())?;
+    let mut journal = recorder::begin_session(run_dir, plan, origin, forced_drift, cancel.clone())?;
     // Beside the journal, the events log: what `watch` follows, and a replay of the run.
     let mut events_log = match EventLog::beside(&journal) {
         Ok(log) => Some(log),
@@ -68,8 +116,8 @@ pub(super) fn run(
         }
     };
     let options = RunOptions {
-        jobs: args.jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
-        fail_fast: args.fail_fast,
+        jobs: jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
+        fail_fast,
         live_metrics: true,
         describe_input: false,
         cancel: cancel.clone(),
@@ -82,18 +130,18 @@ pub(super) fn run(
             let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
             observers.extend(events_log.as_mut().map(|log| log as &mut dyn Observer));
             observers.push(&mut stream);
-            let results = runner::execute(&plan, &options, &mut observers);
+            let results = runner::execute(plan, &options, &mut observers);
             if !stream.closed() {
-                stream.summary(&inspect::stored_results(&run_dir, &run_dir.state()));
+                stream.summary(&inspect::stored_results(run_dir, &run_dir.state()));
             }
             results
         }
-        Output::Table | Output::Json => {
+        Output::Report(_) => {
             let mut progress = Progress::new();
             let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
             observers.extend(events_log.as_mut().map(|log| log as &mut dyn Observer));
             observers.push(&mut progress);
-            runner::execute(&plan, &options, &mut observers)
+            runner::execute(plan, &options, &mut observers)
         }
     };
     let journal_error = journal.finish().err();
@@ -107,12 +155,13 @@ pub(super) fn run(
         results.info.jobs,
         run_dir.path().display()
     );
-    if !matches!(output, Output::Stream { .. }) {
-        inspect::print_report(&run_dir, matches!(output, Output::Json));
-    }
-    super::debug::report_failures(&results.units, &invocation.program, &run_dir);
+    let report_problems = match output {
+        Output::Report(format) => inspect::print_report(store, run_dir, format, &[]).has_problems(),
+        Output::Stream { .. } => false,
+    };
+    super::debug::report_failures(&results.units, &invocation.program, run_dir);
 
-    let stopped_early = results.skipped > 0 && !args.fail_fast;
+    let stopped_early = results.skipped > 0 && !fail_fast;
     if let Some(error) = journal_error {
         eprintln!("error: {error}");
     }
@@ -125,16 +174,17 @@ pub(super) fn run(
             super::debug::shell_quote(&invocation.program),
             run_dir.manifest.experiment,
             run_id,
-            store_flag(args)
+            store_flag
         );
         return Ok(ExitCode::from(if runner::interrupted() { 130 } else { 1 }));
     }
-    Ok(if results.failed() > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if results.failed() > 0 || report_problems { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn store_flag(args: &RunArgs) -> String {
+/// ` --store DIR` when `--store` was given, for commands printed to the user.
+pub(super) fn store_flag(store: &super::StoreArgs) -> String {
     let quote = |dir: &std::path::Path| super::debug::shell_quote(&dir.display().to_string());
-    args.store.store.as_ref().map(|dir| format!(" --store {}", quote(dir))).unwrap_or_default()
+    store.store.as_ref().map(|dir| format!(" --store {}", quote(dir))).unwrap_or_default()
 }
 
 /// Plans a new run and writes its manifest.
@@ -186,6 +236,9 @@ fn resume(
     let seed = args.seed.or_else(|| manifest.config.get("seed").and_then(|s| s.as_u64())).unwrap_or(0);
     let replicates = args.replicates.unwrap_or(state.replicates).max(1);
     let mut plan = Plan::new(experiment, treatments, replicates, seed, &overrides(settings, sets)?)?;
+    // A confirmation runs replicate indices from its first one on, not from 0.
+    let first = manifest.first_replicate;
+    plan.replicates = (first..first + replicates).collect();
     let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
     if !drift.is_empty() && !args.force {
         return Err(Error::Drift {

@@ -1,0 +1,316 @@
+//! `confirm [EXP] H --replicates N [--from RUN]`: explore, then confirm, honestly. Writes a
+//! pre-registration (hypothesis, test, alpha, replicates and their indices, code fingerprints,
+//! the exploratory run) into the store before the first unit, runs replicate indices that no
+//! earlier run of the experiment used (fresh data with the same seed), and reports the verdict
+//! with its integrity ([`crate::confirmation`]). Checks that can fail before anything runs (too
+//! few replicates, code changed since the exploratory run) refuse the confirmation with exit
+//! code 2 unless `--force`, which runs it anyway and leaves those checks failed in its report.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::inspect::{self, Format};
+use super::run::{self, Execution, Invocation, Output};
+use super::{overrides, StoreArgs};
+use crate::confirmation::{self, SampleSize};
+use crate::error::Error;
+use crate::hypothesis::{self, EvalOptions, Hypothesis, TestKind};
+use crate::plan::{Plan, BASELINE};
+use crate::registry::{Experiment, Registry};
+use crate::report;
+use crate::seed::SeedPolicy;
+use crate::stats::Correction;
+use crate::store::manifest::Request;
+use crate::store::preregistration::{Adequacy, Exploration, Preregistration};
+use crate::store::{recorder, RunDir, Store};
+
+/// Arguments of `confirm`.
+#[derive(Args, Debug)]
+pub(super) struct ConfirmArgs {
+    /// `[EXP] H`: the experiment (may be left out when the binary has only one) and the
+    /// hypothesis, e.g. "dolphin.win < baseline.win".
+    #[arg(value_name = "[EXP] H", num_args = 1..=2, required = true)]
+    args: Vec<String>,
+    /// Replicates per condition (default: what --from RUN's effect needs for --power, else the
+    /// experiment's replicates).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    replicates: Option<u64>,
+    /// The exploratory run the hypothesis came from: plans the replicates from its effect, and
+    /// names every part of the code or configuration that changed since.
+    #[arg(long, value_name = "RUN")]
+    from: Option<String>,
+    /// The significance level.
+    #[arg(long, default_value_t = 0.05, value_parser = probability)]
+    alpha: f64,
+    /// The power the replicates must give against the effect seen in --from RUN.
+    #[arg(long, default_value_t = 0.8, value_parser = probability)]
+    power: f64,
+    /// The test to decide with (default: the paired permutation test with shared seeds); one of
+    /// paired-permutation, permutation, paired-t, welch-t, student-t, mann-whitney, wilcoxon, fisher.
+    #[arg(long, value_name = "TEST", value_parser = test_kind)]
+    test: Option<TestKind>,
+    /// The run's seed (default: --from RUN's, else the experiment's). Fresh replicate indices
+    /// give fresh data with any seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override a param or an input field: KEY=VALUE (repeatable; default: --from RUN's).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Units in parallel (default: available cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
+    jobs: Option<u64>,
+    /// Stop scheduling new units after the first failure.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Run even though a check fails before the first unit (too few replicates, changed code);
+    /// the report then says INVALID or CONFOUNDED, never VALID.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as one JSON object.
+    #[arg(long, conflicts_with = "md")]
+    json: bool,
+    /// Print the report as Markdown tables.
+    #[arg(long)]
+    md: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// A probability strictly between 0 and 1.
+pub(super) fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value < 1.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a probability strictly between 0 and 1 (e.g. 0.05 or 0.8)")),
+    }
+}
+
+fn test_kind(text: &str) -> Result<TestKind, String> {
+    text.parse()
+}
+
+/// Splits `[EXP] H` into the experiment and the hypothesis.
+pub(super) fn experiment_and_hypothesis<'a>(
+    registry: &'a Registry,
+    args: &'a [String],
+) -> Result<(&'a Experiment, &'a str), Error> {
+    match args {
+        [hypothesis] => Ok((registry.experiment(None)?, hypothesis)),
+        [experiment, hypothesis] => Ok((registry.experiment(Some(experiment))?, hypothesis)),
+        _ => unreachable!("clap takes 1 or 2 values"),
+    }
+}
+
+/// The condition names of `hypothesis`, without an `EXPERIMENT/` prefix.
+pub(super) fn bare_conditions(hypothesis: &Hypothesis, experiment: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for condition in hypothesis.conditions() {
+        let bare = condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')).unwrap_or(condition);
+        if !names.iter().any(|n| n == bare) {
+            names.push(bare.to_owned());
+        }
+    }
+    names
+}
+
+/// The stored run `id` of `experiment`, with a clear error when it is another experiment's.
+pub(super) fn exploratory_run(store: &Store, id: &str, experiment: &Experiment) -> Result<RunDir, Error> {
+    let run = store.run(id)?;
+    if run.manifest.experiment != experiment.name() {
+        return Err(Error::Store(format!(
+            "run {} is a run of experiment '{}', not '{}'",
+            run.manifest.run,
+            run.manifest.experiment,
+            experiment.name()
+        )));
+    }
+    Ok(run)
+}
+
+/// Plans `hypothesis` from the units of `run`; an unknown metric is exit code 2 here, before
+/// anything runs.
+pub(super) fn plan_from(run: &RunDir, hypothesis: &Hypothesis, options: &EvalOptions) -> Result<SampleSize, Error> {
+    let state = run.state();
+    for warning in &state.warnings {
+        eprintln!("warning: {warning}");
+    }
+    confirmation::sample_size(hypothesis, &state.results(), report::seeds_shared(run), options)
+        .map_err(|error| Error::Hypothesis(format!("cannot use run {} for this hypothesis: {error}", run.manifest.run)))
+}
+
+pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invocation) -> Result<ExitCode, Error> {
+    let (experiment, text) = experiment_and_hypothesis(registry, &args.args)?;
+    let entry = experiment.entry;
+    let hypothesis = inspect::checked_hypothesis(text, "to confirm", experiment.name(), &experiment.condition_names())?;
+    if args.power <= args.alpha {
+        return Err(Error::BadOption {
+            option: "--power".into(),
+            value: args.power.to_string(),
+            why: format!("the power must exceed alpha ({})", args.alpha),
+        });
+    }
+    let store = Store::locate(args.store.store.as_deref());
+    let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
+    let options = EvalOptions { alpha: args.alpha, power: args.power, test: args.test, ..EvalOptions::default() };
+
+    // The exploratory run: its effect plans the replicates; its configuration is compared below.
+    let from = args.from.as_deref().map(|id| exploratory_run(&store, id, experiment)).transpose()?;
+    let planned = from.as_ref().map(|run| plan_from(run, &hypothesis, &options)).transpose()?;
+
+    // The plan: the hypothesis's conditions, at replicate indices no earlier run used.
+    let conditions = bare_conditions(&hypothesis, experiment.name());
+    let treatments: Vec<String> = conditions.iter().filter(|c| *c != BASELINE).cloned().collect();
+    let sets = match &from {
+        Some(run) if args.sets.is_empty() => run.manifest.request.sets.clone(),
+        _ => args.sets.clone(),
+    };
+    let from_seed = from.as_ref().and_then(|run| run.manifest.config.get("seed").and_then(|s| s.as_u64()));
+    let seed = args.seed.or(from_seed).unwrap_or_else(|| settings.seed(None, entry.seed).value);
+    let replicates = args
+        .replicates
+        .or_else(|| planned.as_ref().and_then(|p| p.required).map(|n| n as u64))
+        .unwrap_or_else(|| settings.replicates(None, entry.replicates).value);
+    let mut plan = Plan::new(experiment, &treatments, replicates, seed, &overrides(&settings, &sets)?)?;
+    let earlier = confirmation::earlier_use(&store, experiment.name(), None, None);
+    let first = earlier.highest.map_or(0, |highest| highest + 1);
+    plan.replicates = (first..first + replicates).collect();
+
+    // Is n enough? The test must be able to reach p ≤ alpha, and, with an exploratory run, have
+    // the power asked for against the effect it showed.
+    let test = options.test.unwrap_or(match plan.policy {
+        SeedPolicy::Shared => TestKind::PairedPermutation,
+        SeedPolicy::PerCondition => TestKind::Permutation,
+    });
+    let alternative = hypothesis.op.alternative();
+    let min_possible = hypothesis::min_replicates(test, alternative, args.alpha, &options.permutation);
+    let adequacy = adequacy(test, min_possible, planned.as_ref(), &options);
+    let mut failed = Vec::new();
+    if replicates < adequacy.required {
+        failed.push(format!(
+            "n: {replicates} replicates per condition, but {} are needed ({})",
+            adequacy.required, adequacy.reason
+        ));
+    }
+    if let Some(why) = planned.as_ref().and_then(|p| p.why_not.as_ref()) {
+        failed.push(format!("n: the replicates needed cannot be planned from the exploratory run: {why}"));
+    }
+
+    let origin = run::origin(invocation);
+    let request = Request { treatments: treatments.clone(), sets };
+    let mut manifest = recorder::new_manifest(&plan, request, &origin, vec![hypothesis.to_string()])?;
+    let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
+    let exploration = from.as_ref().zip(planned.as_ref()).map(|(run, planned)| Exploration {
+        run: run.manifest.run.clone(),
+        config: confirmation::relevant_config(&run.manifest.config, &names),
+        effect: planned.effect,
+        changed: confirmation::exploration_changes(&run.manifest.config, &manifest.config, &names),
+    });
+    if let Some(exploration) = &exploration {
+        for change in &exploration.changed {
+            failed.push(format!("exploration: {change} since the exploratory run {}", exploration.run));
+        }
+    }
+    if !failed.is_empty() && !args.force {
+        return Err(Error::ConfirmationRefused {
+            checks: failed.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n"),
+        });
+    }
+
+    // Pre-register, then run.
+    let fingerprints = manifest
+        .config
+        .get("fingerprints")
+        .and_then(|f| f.as_object())
+        .map(|f| f.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default();
+    let mut record = Preregistration {
+        schema: crate::store::manifest::SCHEMA,
+        run: manifest.run.clone(),
+        experiment: experiment.name().to_owned(),
+        registered: manifest.created.clone(),
+        hypothesis: hypothesis.to_string(),
+        test: test.name().to_owned(),
+        alpha: args.alpha,
+        correction: Correction::Holm,
+        power: args.power,
+        replicates,
+        first_replicate: first,
+        seed,
+        seed_policy: plan.policy,
+        conditions: plan.conditions.iter().map(|c| c.name.to_string()).collect(),
+        fingerprints,
+        earlier,
+        adequacy,
+        from: exploration,
+        forced: failed.clone(),
+        command: origin.command.clone(),
+        digest: String::new(),
+    };
+    let digest = record.seal();
+    manifest.preregistration = Some(digest.clone());
+    let run_dir = store.create_run(&manifest)?;
+    run_dir.write_preregistration(&record)?;
+    eprintln!(
+        "pre-registered '{}' as run {} (digest {digest}): {test}, alpha {}, {replicates} replicates per condition at \
+         fresh indices {first}..={}{}",
+        record.hypothesis,
+        record.run,
+        args.alpha,
+        first + replicates - 1,
+        record.from.as_ref().map(|f| format!(", from exploratory run {}", f.run)).unwrap_or_default()
+    );
+    for line in &failed {
+        eprintln!("warning: running with --force although this check fails: {line}");
+    }
+    let format = match (args.json, args.md) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Markdown,
+        _ => Format::Text,
+    };
+    let execution = Execution {
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
+        output: Output::Report(format),
+        store: &store,
+        store_flag: run::store_flag(&args.store),
+        forced_drift: Vec::new(),
+    };
+    run::execute(&plan, &run_dir, &origin, invocation, execution)
+}
+
+/// How many replicates are needed, and why: at least what lets `test` reach p ≤ alpha, and
+/// with an exploratory run, what gives the power asked for against its effect.
+fn adequacy(
+    test: TestKind,
+    min_possible: Option<usize>,
+    planned: Option<&SampleSize>,
+    options: &EvalOptions,
+) -> Adequacy {
+    let floor = min_possible.unwrap_or(usize::MAX);
+    let floor_reason = match min_possible {
+        Some(n) => format!("the {test} test can reach p ≤ {} from {n} replicates per condition on", options.alpha),
+        None => format!("the {test} test cannot reach p ≤ {} with up to 200 replicates per condition", options.alpha),
+    };
+    let for_power = planned.and_then(|p| p.for_power);
+    let (required, reason) = match (for_power, planned) {
+        (Some(n), Some(p)) if n > floor => (
+            n,
+            format!(
+                "{}% power at alpha {} against the effect {} the exploratory run showed, noise sd {} (t-test \
+                 approximation); {floor_reason}",
+                p.power * 100.0,
+                p.alpha,
+                crate::summary::number(p.effect),
+                p.sd.map(crate::summary::number).unwrap_or_else(|| "-".into())
+            ),
+        ),
+        (Some(n), Some(_)) => (floor, format!("{floor_reason}; {n} would already give the power asked for")),
+        _ => (floor, floor_reason),
+    };
+    Adequacy {
+        required: required as u64,
+        min_possible: min_possible.map(|n| n as u64),
+        for_power: for_power.map(|n| n as u64),
+        reason,
+    }
+}

@@ -1,0 +1,125 @@
+//! `plan [EXP] H --from RUN [--power P]`: how many replicates per condition a confirmation of H
+//! needs, from the effect and the spread H has in the stored run RUN
+//! ([`crate::confirmation::sample_size`]), and the `confirm` command that would run them.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::confirm::{experiment_and_hypothesis, exploratory_run, plan_from, probability};
+use super::{inspect, StoreArgs};
+use crate::error::Error;
+use crate::hypothesis::{EvalOptions, TestKind};
+use crate::registry::Registry;
+use crate::stats::Alternative;
+use crate::store::Store;
+use crate::summary::number;
+
+/// Arguments of `plan`.
+#[derive(Args, Debug)]
+pub(super) struct PlanArgs {
+    /// `[EXP] H`: the experiment (may be left out when the binary has only one) and the
+    /// hypothesis, e.g. "dolphin_spoilers.win > baseline.win".
+    #[arg(value_name = "[EXP] H", num_args = 1..=2, required = true)]
+    args: Vec<String>,
+    /// The stored run whose effect and spread to plan from.
+    #[arg(long, value_name = "RUN")]
+    from: String,
+    /// The probability of detecting the effect, if it is real.
+    #[arg(long, default_value_t = 0.8, value_parser = probability)]
+    power: f64,
+    /// The significance level.
+    #[arg(long, default_value_t = 0.05, value_parser = probability)]
+    alpha: f64,
+    /// The test that will decide (default: the paired permutation test with shared seeds).
+    #[arg(long, value_name = "TEST", value_parser = |t: &str| t.parse::<TestKind>())]
+    test: Option<TestKind>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub(super) fn plan(registry: &Registry, args: &PlanArgs) -> Result<ExitCode, Error> {
+    let (experiment, text) = experiment_and_hypothesis(registry, &args.args)?;
+    let store = Store::locate(args.store.store.as_deref());
+    let run = exploratory_run(&store, &args.from, experiment)?;
+    let conditions = run.conditions();
+    let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
+    let hypothesis = inspect::checked_hypothesis(text, "to plan", experiment.name(), &names)?;
+    if args.power <= args.alpha {
+        return Err(Error::BadOption {
+            option: "--power".into(),
+            value: args.power.to_string(),
+            why: format!("the power must exceed alpha ({})", args.alpha),
+        });
+    }
+    let options = EvalOptions { alpha: args.alpha, power: args.power, test: args.test, ..EvalOptions::default() };
+    let planned = plan_from(&run, &hypothesis, &options)?;
+    let confirm = planned.required.map(|n| {
+        let program = std::env::args().next().unwrap_or_else(|| "crystallize".into());
+        format!(
+            "{} confirm {} {} --replicates {n} --from {}{}{}",
+            super::debug::shell_quote(&program),
+            experiment.name(),
+            super::debug::shell_quote(&planned.hypothesis),
+            run.manifest.run,
+            args.test.map(|t| format!(" --test {t}")).unwrap_or_default(),
+            super::run::store_flag(&args.store)
+        )
+    });
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut value = serde_json::to_value(&planned).unwrap_or_default();
+        value["run"] = serde_json::json!(run.manifest.run);
+        value["confirm"] = serde_json::json!(confirm);
+        let _ = writeln!(out, "{value}");
+    } else {
+        let unit = if planned.paired { "pairs of replicates" } else { "replicates per condition" };
+        let noise = if planned.paired { "sd of the paired differences" } else { "pooled sd" };
+        let sided = if planned.alternative == Alternative::TwoSided { "two-sided" } else { "one-sided" };
+        let _ = writeln!(out, "plan for '{}' from run {}:", planned.hypothesis, run.manifest.run);
+        let _ = writeln!(
+            out,
+            "  observed   difference {} over {} {unit}, {noise} {}",
+            number(planned.effect),
+            planned.n_observed,
+            planned.sd.map(number).unwrap_or_else(|| "-".into())
+        );
+        let _ = writeln!(out, "  test       {}, {sided}, alpha {}", planned.test, planned.alpha);
+        match (planned.for_power, &planned.why_not) {
+            (Some(n), _) => {
+                let _ = writeln!(
+                    out,
+                    "  power      {n} {unit} for {}% power against that difference (t-test approximation)",
+                    planned.power * 100.0
+                );
+            }
+            (None, Some(why)) => {
+                let _ = writeln!(out, "  power      cannot be planned: {why}");
+            }
+            _ => {}
+        }
+        if let Some(n) = planned.min_possible {
+            let _ = writeln!(out, "  floor      {n} {unit} before the test can reach p ≤ {} at all", planned.alpha);
+        }
+        match (&planned.required, &confirm) {
+            (Some(n), Some(command)) => {
+                let _ = writeln!(out, "needed: {n} {unit}\nconfirm with fresh replicates:\n  {command}");
+            }
+            _ => {
+                let _ = writeln!(out, "needed: cannot be said from this run");
+            }
+        }
+    }
+    let _ = out.flush();
+    if let Some(why) = &planned.why_not {
+        if planned.required.is_none() {
+            eprintln!("error: no sample size for '{}' from run {}: {why}", planned.hypothesis, run.manifest.run);
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
