@@ -566,7 +566,7 @@ pub fn sample_size(
             )),
         ),
         None => (None, Some("the run has fewer than 2 values per condition, so its spread is unknown".into())),
-        Some(sd) if sd == 0.0 => (
+        Some(0.0) => (
             None,
             Some(
                 "the run shows no spread at all, so the power approximation does not apply; the test's floor decides"

@@ -283,6 +283,25 @@ mod tests {
     }
 
     #[test]
+    fn the_interval_of_a_mean_is_the_t_interval() {
+        // scipy.stats.t.interval(0.95, df=3, loc=2.5, scale=scipy.stats.sem([1, 2, 3, 4]))
+        let ci = mean_interval(&[1.0, 2.0, 3.0, 4.0], 0.95).unwrap();
+        assert!((ci.low - 0.445_739_743_239_121).abs() < 1e-9, "{ci:?}");
+        assert!((ci.high - 4.554_260_256_760_879).abs() < 1e-9, "{ci:?}");
+        assert_eq!(MetricSummary::of(&[1.0, 2.0, 3.0, 4.0]).unwrap().ci, Some(ci));
+        // No spread: the single point; one value: none.
+        assert_eq!(mean_interval(&[2.0, 2.0, 2.0], 0.95), Some(Interval { low: 2.0, high: 2.0, level: 0.95 }));
+        assert_eq!(mean_interval(&[2.0], 0.95), None);
+        assert_eq!(interval_text(&ci), "[0.4457, 4.5543]");
+    }
+
+    #[test]
+    fn markdown_tables_align_numbers_right_and_escape_pipes() {
+        let rows = [["name".to_owned(), "n".to_owned()], ["a|b".to_owned(), "3".to_owned()]];
+        assert_eq!(markdown(&rows, 1), "| name | n |\n|---|---:|\n| a\\|b | 3 |\n");
+    }
+
+    #[test]
     fn numbers_print_compactly() {
         assert_eq!(number(1.0), "1");
         assert_eq!(number(0.5), "0.5000");

@@ -246,3 +246,34 @@ pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
     let report = print_report(&store, &run, format, &args.hypotheses);
     Ok(if report.has_problems() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypotheses_are_checked_with_a_caret_and_a_did_you_mean() {
+        let conditions = ["baseline", "dolphin"];
+        let origin = "declared in #[experiment] at src/main.rs:75";
+        assert!(checked_hypothesis("dolphin.win < baseline.win", origin, "exp", &conditions).is_ok());
+        assert!(checked_hypothesis("exp/dolphin.win < exp/baseline.win", origin, "exp", &conditions).is_ok());
+
+        let error = checked_hypothesis("dolphin.win >> baseline.win", origin, "exp", &conditions).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert_eq!(
+            error.to_string(),
+            "bad hypothesis declared in #[experiment] at src/main.rs:75: expected a condition name for the right \
+             side, found '>'\n  dolphin.win >> baseline.win\n               ^"
+        );
+
+        let error = checked_hypothesis("dolphn.win < baseline.win", "in --hypothesis", "exp", &conditions).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert_eq!(
+            error.to_string(),
+            "in hypothesis 'dolphn.win < baseline.win' (in --hypothesis): unknown condition 'dolphn'; did you mean \
+             'dolphin'? conditions: baseline, dolphin"
+        );
+        // Another experiment's condition is not this experiment's.
+        assert!(checked_hypothesis("other/dolphin.win < baseline.win", origin, "exp", &conditions).is_err());
+    }
+}
