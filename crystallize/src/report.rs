@@ -260,15 +260,18 @@ impl Report {
         }
         if let Some(integrity) = &self.integrity {
             let _ = writeln!(out, "\n{}", integrity_line(integrity));
-            let mut rows: Vec<[String; 3]> = Vec::new();
+            let width = integrity.checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+            let failed = integrity.checks.iter().any(|c| !c.ok);
             for check in &integrity.checks {
-                rows.push([
-                    if check.ok { "ok" } else { "FAILED" }.to_owned(),
-                    check.check.to_owned(),
-                    check.detail.clone(),
-                ]);
+                let mark = match (check.ok, failed) {
+                    (true, false) => "ok  ",
+                    (true, true) => "ok      ",
+                    (false, _) => "FAILED  ",
+                };
+                let first = format!("  {mark}{:<width$}  ", check.check);
+                let rest = " ".repeat(first.chars().count());
+                out.push_str(&wrap_hanging(&check.detail, 100, &first, &rest));
             }
-            out.push_str(&indent(&summary::align(&rows, 3), "  "));
             if !integrity.forced.is_empty() {
                 let _ = writeln!(out, "  forced with --force despite: {}", integrity.forced.join(", "));
             }
@@ -395,21 +398,23 @@ fn number_text(x: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-fn indent(text: &str, prefix: &str) -> String {
-    text.lines().map(|line| format!("{prefix}{line}\n")).collect()
-}
-
 /// `text` wrapped at `width` columns, every line starting with `prefix`, continuation lines
 /// indented two more spaces.
 fn wrap(text: &str, width: usize, prefix: &str) -> String {
+    wrap_hanging(text, width, prefix, &format!("{prefix}  "))
+}
+
+/// `text` wrapped at `width` columns, the first line starting with `first`, the others with
+/// `rest`.
+fn wrap_hanging(text: &str, width: usize, first: &str, rest: &str) -> String {
     let mut out = String::new();
-    let mut line = prefix.to_owned();
+    let mut line = first.to_owned();
     let mut empty = true;
     for word in text.split_whitespace() {
         if !empty && line.chars().count() + 1 + word.chars().count() > width {
             out.push_str(&line);
             out.push('\n');
-            line = format!("{prefix}  ");
+            line = rest.to_owned();
             empty = true;
         }
         if !empty {
