@@ -323,21 +323,25 @@ impl Report {
         out
     }
 
-    /// `hypotheses (Holm-corrected over 2, alpha 0.05):`.
+    /// `hypotheses (Holm-corrected over 2, alpha 0.05):`; in a confirmation's report with
+    /// exploratory hypotheses beside the registered one, says that they are two families.
     fn family_line(&self) -> String {
-        let first = &self.hypotheses[0].result;
-        let m = first.hypotheses_in_run;
-        let correction = match (first.correction, m) {
+        let correction = |first: &HypothesisResult| match (first.correction, first.hypotheses_in_run) {
             (_, 1) | (Correction::None, _) => "no correction needed for one".to_owned(),
-            (Correction::Holm, _) => format!("Holm-corrected over {m}"),
-            (Correction::BenjaminiHochberg, _) => format!("Benjamini–Hochberg-corrected over {m}"),
+            (Correction::Holm, m) => format!("Holm-corrected over {m}"),
+            (Correction::BenjaminiHochberg, m) => format!("Benjamini–Hochberg-corrected over {m}"),
         };
-        let families = if self.hypotheses.iter().any(|d| d.preregistered == Some(false)) {
-            "; the pre-registered one on its own, the others together"
-        } else {
-            ""
-        };
-        format!("hypotheses ({correction}{families}, alpha {}):", number_text(first.alpha))
+        let first = &self.hypotheses[0].result;
+        let exploratory = self.hypotheses.iter().find(|d| d.preregistered == Some(false)).map(|d| &d.result);
+        match exploratory {
+            Some(other) if self.hypotheses.iter().any(|d| d.preregistered == Some(true)) => format!(
+                "hypotheses (the pre-registered one on its own at alpha {}; the others exploratory, {}, alpha {}):",
+                number_text(first.alpha),
+                correction(other),
+                number_text(other.alpha)
+            ),
+            _ => format!("hypotheses ({}, alpha {}):", correction(first), number_text(first.alpha)),
+        }
     }
 
     fn hypothesis_rows(&self) -> Vec<[String; 7]> {
