@@ -272,6 +272,16 @@ fn confirm_preregisters_runs_fresh_replicates_and_is_valid() {
     let text = store.run(&["report", &id]);
     text.assert_stdout_contains("integrity of the confirmation of 'dolphin_spoilers.win > baseline.win': VALID");
     text.assert_stdout_contains("(pre-registered)");
+    // More hypotheses later are exploratory: corrected among themselves, never with the
+    // registered one, whose p and integrity do not change.
+    let more = store.run(&["report", &id, "--hypothesis", "dolphin_spoilers.rounds > baseline.rounds", "--json"]);
+    more.assert_code(0);
+    let more_json = more.json();
+    let registered = hypothesis(&more, &more_json, "dolphin_spoilers.win > baseline.win");
+    more.check_eq(registered, h, "the registered hypothesis is decided exactly as before");
+    let extra = hypothesis(&more, &more_json, "dolphin_spoilers.rounds > baseline.rounds");
+    more.check_eq(&extra["preregistered"], &Value::Bool(false), "exploratory");
+    more.check_eq(&more_json["integrity"], &summary["integrity"], "the same integrity");
 
     // A second confirmation takes the next fresh indices.
     let second = store.run(&["confirm", "dolphin_spoilers.win > baseline.win", "--replicates", "6", "--json"]);
