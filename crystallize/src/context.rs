@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::Serialize;
 
-use crate::events::{Event, Message, MetricRecord, UnitKey};
+use crate::events::{Event, Interest, Message, MetricRecord, UnitKey};
 use crate::params::{FromParam, ParamValue, Params};
 
 /// The random generator [`Ctx::rng`] returns: ChaCha with 12 rounds, portable and reproducible on
@@ -28,6 +28,8 @@ pub(crate) struct UnitSink {
     started: Instant,
     pub(crate) live_metrics: bool,
     pub(crate) describe_input: bool,
+    /// What the run's observers read: messages nobody reads are not sent.
+    pub(crate) interest: Interest,
     /// The unit's `tracing` span.
     span: tracing::Span,
     /// Closed when the unit ends, so that threads it spawned cannot emit after its end.
@@ -51,6 +53,7 @@ impl UnitSink {
             started: Instant::now(),
             live_metrics,
             describe_input,
+            interest: Interest::ALL,
             span: tracing::Span::none(),
             gate: Arc::new(Gate { open: AtomicBool::new(true), in_flight: AtomicUsize::new(0) }),
         }
@@ -59,6 +62,12 @@ impl UnitSink {
     /// The same sink, with the unit's `tracing` span.
     pub(crate) fn with_span(mut self, span: tracing::Span) -> Self {
         self.span = span;
+        self
+    }
+
+    /// The same sink, sending only what `interest` reads.
+    pub(crate) fn with_interest(mut self, interest: Interest) -> Self {
+        self.interest = interest;
         self
     }
 
@@ -84,6 +93,9 @@ impl UnitSink {
     }
 
     fn send_event(&self, name: Cow<'static, str>, payload: serde_json::Value) {
+        if !self.interest.events {
+            return;
+        }
         let event = Event { name, payload, elapsed: self.started.elapsed() };
         self.send(Message::Event(self.unit.clone(), event));
     }

@@ -221,18 +221,24 @@ impl Plan {
 
     /// Every unit not yet done, condition by condition, replicate by replicate.
     pub fn units(&self) -> Vec<Unit> {
+        // The done replicates of each condition, gathered once: looking up `(String, u64)` keys
+        // would allocate a name per unit (a million of them when resuming a big run).
+        let mut done: Vec<HashSet<u64>> = vec![HashSet::new(); self.conditions.len()];
+        for (name, replicate) in &self.done {
+            if let Some(index) = self.conditions.iter().position(|c| *c.name == **name) {
+                done[index].insert(*replicate);
+            }
+        }
         self.conditions
             .iter()
             .enumerate()
             .flat_map(|(index, condition)| {
-                self.replicates
-                    .iter()
-                    .filter(move |&&replicate| !self.done.contains(&(condition.name.to_string(), replicate)))
-                    .map(move |&replicate| Unit {
-                        condition: index,
-                        replicate,
-                        seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
-                    })
+                let done = &done[index];
+                self.replicates.iter().filter(move |replicate| !done.contains(replicate)).map(move |&replicate| Unit {
+                    condition: index,
+                    replicate,
+                    seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
+                })
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::__private::Experiment;
 use crate::context::{Ctx, UnitSink};
-use crate::events::{self, Message, MetricRecord, Observer, UnitKey};
+use crate::events::{self, Interest, Message, MetricRecord, Observer, UnitKey};
 use crate::plan::{Plan, Unit};
 use crate::registry::{StepInfo, TreatmentEntry};
 use crate::resolve::{BuildError, InputOverride, Traced};
@@ -326,7 +326,9 @@ impl StepGuard {
     pub fn enter(step: &'static StepInfo) -> StepGuard {
         let span = tracing::info_span!("step", name = step.name).entered();
         let started = with_current(|sink| {
-            sink.send(Message::StepStarted(sink.unit.clone(), step));
+            if sink.interest.steps {
+                sink.send(Message::StepStarted(sink.unit.clone(), step));
+            }
             (Instant::now(), step)
         });
         StepGuard { started, _span: span }
@@ -336,7 +338,11 @@ impl StepGuard {
 impl Drop for StepGuard {
     fn drop(&mut self) {
         if let Some((started, step)) = self.started {
-            with_current(|sink| sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed())));
+            with_current(|sink| {
+                if sink.interest.steps {
+                    sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed()))
+                }
+            });
         }
     }
 }
@@ -368,6 +374,10 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     let mut attached = events::attached_observers(plan.experiment.name);
     let mut all: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| &mut **o as &mut dyn Observer).collect();
     all.extend(attached.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+    // Messages no observer reads are not sent (an observer whose `interest` panics reads all).
+    let interest = all.iter().fold(Interest::RESULTS, |interest, o| {
+        interest.union(catch_unwind(AssertUnwindSafe(|| o.interest())).unwrap_or(Interest::ALL))
+    });
     let order = |result: &UnitResult| {
         let condition = plan.conditions.iter().position(|c| *c.name == *result.condition).unwrap_or(usize::MAX);
         (condition, result.replicate)
@@ -379,7 +389,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             if options.cancel.is_cancelled() {
                 return;
             }
-            let result = run_one(plan, unit, &tx, options);
+            let result = run_one(plan, unit, &tx, options, interest);
             if !result.is_ok() && options.fail_fast {
                 options.cancel.cancel();
             }
@@ -432,6 +442,9 @@ pub fn stream(plan: Plan, options: RunOptions, observers: Vec<Box<dyn Observer>>
     impl Observer for Forward {
         fn unit_finished(&mut self, result: &UnitResult) {
             let _ = self.0.send(result.clone());
+        }
+        fn interest(&self) -> Interest {
+            Interest::RESULTS
         }
     }
     let (tx, rx) = mpsc::channel();
@@ -511,7 +524,8 @@ fn output_thread<K: Ord>(
             }
         }
     }
-    finished.sort_by_key(order);
+    // One key per unit (finding the condition compares names), not one per comparison.
+    finished.sort_by_cached_key(order);
     for (index, observer) in observers.iter_mut().enumerate() {
         if alive[index] {
             guard_observer(&mut alive[index], &mut **observer, "run_finished", |o| o.run_finished(&finished));
@@ -544,7 +558,7 @@ fn guard_observer(alive: &mut bool, observer: &mut dyn Observer, hook: &str, cal
 }
 
 /// Runs one unit on this thread.
-fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions) -> UnitResult {
+fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions, interest: Interest) -> UnitResult {
     let condition = &plan.conditions[unit.condition];
     let key = Arc::new(UnitKey {
         experiment: plan.experiment.name,
@@ -564,9 +578,12 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
         seed = key.seed
     );
     let _entered = span.enter();
-    let sink =
-        UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input).with_span(span.clone());
-    sink.send(Message::UnitStarted(key.clone()));
+    let sink = UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input)
+        .with_span(span.clone())
+        .with_interest(interest);
+    if interest.unit_started {
+        sink.send(Message::UnitStarted(key.clone()));
+    }
     let artifacts = options.artifacts.as_ref().map(|root| root.join(&*condition.name).join(unit.replicate.to_string()));
     let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
 
@@ -608,6 +625,17 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions)
 /// Each metric's mean over its records; the records themselves are kept only when they say more
 /// than the means (a metric recorded several times, or tags).
 fn summarize_records(records: Vec<MetricRecord>) -> (BTreeMap<String, f64>, Vec<MetricRecord>) {
+    // The usual unit records a few metrics once each, untagged: their names move into the map,
+    // with no copies and no intermediate map.
+    let few = records.len() <= 16;
+    let distinct = || records.iter().enumerate().all(|(i, r)| records[..i].iter().all(|s| s.name != r.name));
+    if few && records.iter().all(|r| r.tags.is_empty()) && distinct() {
+        let mut metrics = BTreeMap::new();
+        for record in records {
+            metrics.insert(record.name, record.value);
+        }
+        return (metrics, Vec::new());
+    }
     let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     for record in &records {
         let entry = sums.entry(record.name.clone()).or_insert((0.0, 0));
@@ -634,6 +662,49 @@ mod tests {
         assert_eq!(metrics["x"], 1.5);
         assert_eq!(metrics["y"], 5.0);
         assert_eq!(kept.len(), 3);
+    }
+
+    /// Counts what it is sent; reads what `interest` says.
+    struct Counting(Interest, std::sync::Arc<std::sync::Mutex<[usize; 3]>>);
+
+    impl Observer for Counting {
+        fn unit_started(&mut self, _: &UnitKey) {
+            self.1.lock().unwrap()[0] += 1;
+        }
+        fn event(&mut self, _: &UnitKey, _: &crate::events::Event) {
+            self.1.lock().unwrap()[1] += 1;
+        }
+        fn unit_finished(&mut self, _: &UnitResult) {
+            self.1.lock().unwrap()[2] += 1;
+        }
+        fn interest(&self) -> Interest {
+            self.0
+        }
+    }
+
+    fn counted(interests: &[Interest]) -> Vec<[usize; 3]> {
+        let counts: Vec<_> = interests.iter().map(|_| std::sync::Arc::default()).collect();
+        let mut quick = crate::Quick::new(|x: u32, ctx: &mut Ctx| {
+            ctx.emit("tick", x);
+            ctx.record("x", x);
+        })
+        .config("a", 1)
+        .replicates(3)
+        .jobs(1);
+        for (interest, count) in interests.iter().zip(&counts) {
+            quick = quick.observer(Counting(*interest, std::sync::Arc::clone(count)));
+        }
+        quick.run().unwrap();
+        counts.iter().map(|c| *c.lock().unwrap()).collect()
+    }
+
+    #[test]
+    fn messages_no_observer_reads_are_not_sent() {
+        assert_eq!(counted(&[Interest::RESULTS]), [[0, 0, 3]]);
+        let events = Interest { events: true, ..Interest::RESULTS };
+        assert_eq!(counted(&[events]), [[0, 3, 3]]);
+        // What one observer reads, every observer is sent (and may ignore).
+        assert_eq!(counted(&[Interest::RESULTS, Interest::ALL]), [[3, 3, 3], [3, 3, 3]]);
     }
 
     #[test]
