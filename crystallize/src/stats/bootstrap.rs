@@ -6,10 +6,10 @@
 //! the estimate in the bootstrap distribution, and its acceleration the jackknife of every
 //! sample (or of the pairs, when paired).
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::dist::{norm_cdf, norm_ppf};
+use super::permutation::{in_blocks, index};
 use super::{check_level, check_sample, Interval, StatsError};
 
 /// How to turn a bootstrap distribution into an interval.
@@ -70,11 +70,13 @@ fn check_samples(samples: &[&[f64]], paired: bool, method: BootstrapMethod) -> R
 
 /// A bootstrap confidence interval of `statistic` over `samples` (one or more). Independent
 /// samples are resampled separately; `paired` samples are resampled together, by index. The
-/// same `options.seed` gives the same interval on every machine.
+/// same `options.seed` gives the same interval on every machine, whatever its number of cores:
+/// resamples are drawn in blocks on every core, block k from stream k of ChaCha8 keyed by the
+/// seed (see [`super::permutation::BLOCK`]).
 pub fn bootstrap_ci(
     samples: &[&[f64]],
     paired: bool,
-    statistic: &dyn Fn(&[&[f64]]) -> f64,
+    statistic: &(dyn Fn(&[&[f64]]) -> f64 + Sync),
     options: &BootstrapOptions,
 ) -> Result<Interval, StatsError> {
     check_level(options.level)?;
@@ -86,28 +88,31 @@ pub fn bootstrap_ci(
             why: "a bootstrap distribution needs at least 2 resamples (9999 is usual)",
         });
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut buffers: Vec<Vec<f64>> = samples.iter().map(|s| vec![0.0; s.len()]).collect();
-    let mut distribution = Vec::with_capacity(options.resamples);
-    for _ in 0..options.resamples {
-        if paired {
-            let n = samples[0].len();
-            for i in 0..n {
-                let k = rng.random_range(0..n);
+    let blocks = in_blocks(options.seed, options.resamples, |rng, count| {
+        let mut buffers: Vec<Vec<f64>> = samples.iter().map(|s| vec![0.0; s.len()]).collect();
+        let mut values = Vec::with_capacity(count);
+        for _ in 0..count {
+            if paired {
+                let n = samples[0].len();
+                for i in 0..n {
+                    let k = index(rng, 0, n);
+                    for (buffer, sample) in buffers.iter_mut().zip(samples) {
+                        buffer[i] = sample[k];
+                    }
+                }
+            } else {
                 for (buffer, sample) in buffers.iter_mut().zip(samples) {
-                    buffer[i] = sample[k];
+                    for slot in buffer.iter_mut() {
+                        *slot = sample[index(rng, 0, sample.len())];
+                    }
                 }
             }
-        } else {
-            for (buffer, sample) in buffers.iter_mut().zip(samples) {
-                for slot in buffer.iter_mut() {
-                    *slot = sample[rng.random_range(0..sample.len())];
-                }
-            }
+            let views: Vec<&[f64]> = buffers.iter().map(Vec::as_slice).collect();
+            values.push(statistic(&views));
         }
-        let views: Vec<&[f64]> = buffers.iter().map(Vec::as_slice).collect();
-        distribution.push(statistic(&views));
-    }
+        values
+    });
+    let distribution = blocks.concat();
     interval(samples, paired, statistic, distribution, options.level, options.method)
 }
 
@@ -117,7 +122,7 @@ pub fn bootstrap_ci(
 pub fn bootstrap_interval_from_distribution(
     samples: &[&[f64]],
     paired: bool,
-    statistic: &dyn Fn(&[&[f64]]) -> f64,
+    statistic: &(dyn Fn(&[&[f64]]) -> f64 + Sync),
     distribution: &[f64],
     level: f64,
     method: BootstrapMethod,
@@ -131,7 +136,7 @@ pub fn bootstrap_interval_from_distribution(
 fn interval(
     samples: &[&[f64]],
     paired: bool,
-    statistic: &dyn Fn(&[&[f64]]) -> f64,
+    statistic: &(dyn Fn(&[&[f64]]) -> f64 + Sync),
     mut distribution: Vec<f64>,
     level: f64,
     method: BootstrapMethod,
@@ -152,7 +157,7 @@ fn interval(
 fn bca_levels(
     samples: &[&[f64]],
     paired: bool,
-    statistic: &dyn Fn(&[&[f64]]) -> f64,
+    statistic: &(dyn Fn(&[&[f64]]) -> f64 + Sync),
     distribution: &[f64],
     alpha: f64,
 ) -> Result<(f64, f64), StatsError> {
@@ -162,8 +167,9 @@ fn bca_levels(
     let z0 = norm_ppf((below + at_or_below) as f64 / (2.0 * distribution.len() as f64));
 
     // Jackknife: leave out one value of one sample at a time (one pair at a time when paired).
-    let jackknife = |leave_out: &dyn Fn(usize) -> Vec<Vec<f64>>, n: usize| -> Vec<f64> {
+    let jackknife = |leave_out: &(dyn Fn(usize) -> Vec<Vec<f64>> + Sync), n: usize| -> Vec<f64> {
         (0..n)
+            .into_par_iter()
             .map(|i| {
                 let reduced = leave_out(i);
                 let views: Vec<&[f64]> = reduced.iter().map(Vec::as_slice).collect();

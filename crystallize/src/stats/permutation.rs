@@ -4,10 +4,12 @@
 //! * **Exact** when the number of distinct arrangements — C(n_x + n_y, n_x) for independent
 //!   samples, 2ⁿ for paired ones — is at most [`PermutationOptions::max_exact`]: every
 //!   arrangement is enumerated, the observed one included, and p is a count over that total.
-//! * **Monte Carlo** otherwise: `resamples` random arrangements from a ChaCha generator seeded
-//!   with [`PermutationOptions::seed`], and p = (b + 1) / (B + 1), where b counts resamples at
+//! * **Monte Carlo** otherwise: `resamples` random arrangements from ChaCha8 keyed by
+//!   [`PermutationOptions::seed`], and p = (b + 1) / (B + 1), where b counts resamples at
 //!   least as extreme as the observed statistic. The +1 counts the observed arrangement, which
-//!   keeps p > 0 and the test valid (never "p = 0.0000").
+//!   keeps p > 0 and the test valid (never "p = 0.0000"). Resamples are drawn in blocks of
+//!   [`BLOCK`] on every core, block k from stream k of the generator, so the p-value depends on
+//!   the seed only, not on the number of cores.
 //! * Two-sided p-values are `min(1, 2 · min(p_greater, p_less))`, SciPy's convention.
 //! * Floating-point ties: arrangements are compared on the sum of a group, which reaches the
 //!   same real value through different additions; a null value within 10⁻⁹ · Σ|values| of the
@@ -15,6 +17,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{check_param, check_sample, mean, Alternative, StatsError};
@@ -96,6 +99,37 @@ fn check_options(options: &PermutationOptions) -> Result<(), StatsError> {
     Ok(())
 }
 
+/// Resamples per block of a Monte Carlo loop (see the module documentation).
+pub const BLOCK: usize = 256;
+
+/// Runs `resamples` Monte Carlo draws in blocks of [`BLOCK`] on every core: `block(rng, count)`
+/// draws `count` of them from `rng`, stream k of ChaCha8 keyed by `seed` for block k. The result
+/// depends on the seed only, not on how many cores share the blocks.
+pub(crate) fn in_blocks<T: Send>(
+    seed: u64,
+    resamples: usize,
+    block: impl Fn(&mut ChaCha8Rng, usize) -> T + Sync,
+) -> Vec<T> {
+    (0..resamples.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|k| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(k as u64);
+            block(&mut rng, BLOCK.min(resamples - k * BLOCK))
+        })
+        .collect()
+}
+
+/// A uniform index in `low..high`, drawing 32 bits when they are enough (half the generator's
+/// output per draw of 64).
+pub(crate) fn index(rng: &mut ChaCha8Rng, low: usize, high: usize) -> usize {
+    if high <= u32::MAX as usize {
+        rng.random_range(low as u32..high as u32) as usize
+    } else {
+        rng.random_range(low..high)
+    }
+}
+
 /// Counts of null values at least / at most as large as `observed`, and their total.
 #[derive(Default)]
 struct Tally {
@@ -109,6 +143,13 @@ impl Tally {
         self.greater += u64::from(value >= observed - tolerance);
         self.less += u64::from(value <= observed + tolerance);
         self.total += 1;
+    }
+
+    fn merge(mut self, other: Tally) -> Tally {
+        self.greater += other.greater;
+        self.less += other.less;
+        self.total += other.total;
+        self
     }
 
     fn p(&self, exact: bool, alternative: Alternative) -> f64 {
@@ -150,19 +191,23 @@ pub fn permutation_test(
     if exact {
         enumerate_subsets(&pooled, n_x, 0, 0.0, &mut |sum| tally.add(sum, observed, tolerance));
     } else {
-        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let mut values = pooled.clone();
-        let n = values.len();
-        for _ in 0..options.resamples {
-            // A partial Fisher–Yates shuffle draws a uniformly random group of n_x.
-            let mut sum = 0.0;
-            for i in 0..n_x {
-                let j = rng.random_range(i..n);
-                values.swap(i, j);
-                sum += values[i];
+        let n = pooled.len();
+        let blocks = in_blocks(options.seed, options.resamples, |rng, count| {
+            let mut values = pooled.clone();
+            let mut tally = Tally::default();
+            for _ in 0..count {
+                // A partial Fisher–Yates shuffle draws a uniformly random group of n_x.
+                let mut sum = 0.0;
+                for i in 0..n_x {
+                    let j = index(rng, i, n);
+                    values.swap(i, j);
+                    sum += values[i];
+                }
+                tally.add(sum, observed, tolerance);
             }
-            tally.add(sum, observed, tolerance);
-        }
+            tally
+        });
+        tally = blocks.into_iter().fold(tally, Tally::merge);
     }
     let p = tally.p(exact, alternative);
     Ok(PermutationTest { statistic, p, exact, arrangements: tally.total })
@@ -232,19 +277,23 @@ pub fn sign_flip_test(
             tally.add(sum, observed, tolerance);
         }
     } else {
-        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        for _ in 0..options.resamples {
-            let mut sum = 0.0;
-            let mut bits = 0u64;
-            for (i, v) in centred.iter().enumerate() {
-                if i % 64 == 0 {
-                    bits = rng.random();
+        let blocks = in_blocks(options.seed, options.resamples, |rng, count| {
+            let mut tally = Tally::default();
+            for _ in 0..count {
+                let mut sum = 0.0;
+                let mut bits = 0u64;
+                for (i, v) in centred.iter().enumerate() {
+                    if i % 64 == 0 {
+                        bits = rng.random();
+                    }
+                    sum += if bits & 1 == 1 { *v } else { -*v };
+                    bits >>= 1;
                 }
-                sum += if bits & 1 == 1 { *v } else { -*v };
-                bits >>= 1;
+                tally.add(sum, observed, tolerance);
             }
-            tally.add(sum, observed, tolerance);
-        }
+            tally
+        });
+        tally = blocks.into_iter().fold(tally, Tally::merge);
     }
     let p = tally.p(exact, alternative);
     Ok(PermutationTest { statistic, p, exact, arrangements: tally.total })
