@@ -1,5 +1,8 @@
 //! Developer tasks: `cargo xtask ci` runs what CI runs; `cargo xtask fixtures` regenerates the
-//! SciPy reference values of `crystallize::stats` (needs Python with numpy, scipy, statsmodels).
+//! SciPy reference values of `crystallize::stats` (needs Python with numpy, scipy, statsmodels);
+//! `cargo xtask bench` runs the side-by-side comparisons of BENCHMARKS.md and rewrites it.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -8,12 +11,13 @@ fn main() -> ExitCode {
     match task.as_deref() {
         Some("ci") => ci(),
         Some("fixtures") => fixtures(),
+        Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         Some(other) => {
-            eprintln!("error: unknown task '{other}'; tasks: ci, fixtures");
+            eprintln!("error: unknown task '{other}'; tasks: ci, fixtures, bench");
             ExitCode::from(2)
         }
         None => {
-            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci        format check, then the README's test command (as .ci/run does)\n  fixtures  rewrite crystallize/tests/fixtures/stats/*.json from SciPy (python3 with numpy, scipy, statsmodels)");
+            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci        format check, then the README's test command (as .ci/run does)\n  fixtures  rewrite crystallize/tests/fixtures/stats/*.json from SciPy (python3 with numpy, scipy, statsmodels)\n  bench     side-by-side benchmarks (overhead, speedup, resume, emit, SciPy, crystallize-ml, build); rewrites BENCHMARKS.md");
             ExitCode::from(2)
         }
     }
