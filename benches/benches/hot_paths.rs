@@ -8,8 +8,6 @@
 #[allow(dead_code)]
 mod trivial;
 
-use std::collections::BTreeMap;
-
 use crystallize::events::Observer;
 use crystallize::runner::{self, Cancel, RunOptions, UnitResult, UnitStatus};
 use crystallize::seed::{unit_seed, SeedPolicy};
@@ -59,7 +57,7 @@ fn unit(replicate: u64) -> UnitResult {
         seed: unit_seed(7, replicate, "baseline", SeedPolicy::Shared),
         status: UnitStatus::Ok,
         error: None,
-        metrics: BTreeMap::from([("value".to_owned(), 0.123_456_789)]),
+        metrics: [("value", 0.123_456_789)].into(),
         records: Vec::new(),
         duration_ms: 0.000_4,
     }

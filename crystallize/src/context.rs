@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,11 +20,34 @@ use crate::params::{FromParam, ParamValue, Params};
 /// every platform.
 pub type Rng = ChaCha12Rng;
 
+/// Where a unit's messages go.
+#[derive(Clone)]
+pub(crate) enum Outbox {
+    /// A run's output thread, through a bounded channel: its ring buffer is allocated once (an
+    /// unbounded channel allocates a block per 31 messages on the worker and frees it on the
+    /// output thread, which contends on the allocator), and a worker that gets far ahead of the
+    /// observers waits instead of queueing without limit.
+    Run(SyncSender<Message>),
+    /// A standalone context's capture, read when the caller asks ([`Ctx::emitted`]): unbounded,
+    /// since nothing drains it meanwhile.
+    Capture(Sender<Message>),
+}
+
+impl Outbox {
+    /// Sends `message`; a receiver that is gone (a run that ended) drops it.
+    fn send(&self, message: Message) {
+        let _ = match self {
+            Outbox::Run(tx) => tx.send(message),
+            Outbox::Capture(tx) => tx.send(message),
+        };
+    }
+}
+
 /// The connection of one unit to its run's output thread.
 #[derive(Clone)]
 pub(crate) struct UnitSink {
     pub(crate) unit: Arc<UnitKey>,
-    tx: Sender<Message>,
+    tx: Outbox,
     started: Instant,
     pub(crate) live_metrics: bool,
     pub(crate) describe_input: bool,
@@ -46,7 +69,7 @@ struct Gate {
 }
 
 impl UnitSink {
-    pub(crate) fn new(unit: Arc<UnitKey>, tx: Sender<Message>, live_metrics: bool, describe_input: bool) -> Self {
+    pub(crate) fn new(unit: Arc<UnitKey>, tx: Outbox, live_metrics: bool, describe_input: bool) -> Self {
         UnitSink {
             unit,
             tx,
@@ -83,7 +106,7 @@ impl UnitSink {
     /// Sends to the output thread. A closed channel means the run is shutting down; the unit's
     /// own result is still returned by the worker, so nothing is lost by ignoring the error.
     pub(crate) fn send(&self, message: Message) {
-        let _ = self.tx.send(message);
+        self.tx.send(message);
     }
 
     fn emit(&self, name: Cow<'static, str>, payload: serde_json::Value) {
@@ -158,7 +181,7 @@ impl Ctx {
     /// A context whose events are kept for [`Ctx::emitted`] instead of going to a run.
     pub(crate) fn capturing(unit: Arc<UnitKey>, params: Arc<Params>) -> Ctx {
         let (tx, receiver) = std::sync::mpsc::channel();
-        let sink = UnitSink::new(unit.clone(), tx, false, false);
+        let sink = UnitSink::new(unit.clone(), Outbox::Capture(tx), false, false);
         Ctx {
             unit,
             params,
@@ -261,7 +284,7 @@ impl Ctx {
     }
 
     fn push_record(&self, record: MetricRecord) {
-        if let Some(sink) = self.sink.as_ref().filter(|sink| sink.live_metrics) {
+        if let Some(sink) = self.sink.as_ref().filter(|sink| sink.live_metrics && sink.interest.metrics) {
             sink.send(Message::Metric(self.unit.clone(), record.clone()));
         }
         self.records.borrow_mut().push(record);

@@ -86,8 +86,9 @@ pub enum Message {
     Event(Arc<UnitKey>, Event),
     /// A metric was recorded (sent only when the run reports metrics live, as `debug` does).
     Metric(Arc<UnitKey>, MetricRecord),
-    /// A unit finished, well or not.
-    UnitFinished(Box<UnitResult>),
+    /// A unit finished, well or not. Not boxed: a box would be allocated by the worker and freed
+    /// by the output thread, once per unit, and allocators make that their slowest path.
+    UnitFinished(UnitResult),
 }
 
 /// The messages an observer reads besides results ([`Observer::interest`]). Workers never send a
@@ -101,14 +102,16 @@ pub struct Interest {
     pub steps: bool,
     /// `event`.
     pub events: bool,
+    /// `metric`, as each value is recorded (every value also reaches `unit_finished`).
+    pub metrics: bool,
 }
 
 impl Interest {
     /// Every message: what an observer reads unless it says otherwise.
-    pub const ALL: Interest = Interest { unit_started: true, steps: true, events: true };
+    pub const ALL: Interest = Interest { unit_started: true, steps: true, events: true, metrics: true };
     /// Results only: `unit_finished`, besides `run_started`, `flush` and `run_finished` (which
     /// every observer gets).
-    pub const RESULTS: Interest = Interest { unit_started: false, steps: false, events: false };
+    pub const RESULTS: Interest = Interest { unit_started: false, steps: false, events: false, metrics: false };
 
     /// What either of two interests reads.
     pub fn union(self, other: Interest) -> Interest {
@@ -116,6 +119,7 @@ impl Interest {
             unit_started: self.unit_started || other.unit_started,
             steps: self.steps || other.steps,
             events: self.events || other.events,
+            metrics: self.metrics || other.metrics,
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod diff;
 pub mod error;
 pub mod events;
 pub mod hypothesis;
+pub mod metrics;
 pub mod overrides;
 pub mod params;
 pub mod plan;

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::__private::Experiment;
-use crate::context::{Ctx, UnitSink};
+use crate::context::{Ctx, Outbox, UnitSink};
 use crate::events::{self, Interest, Message, MetricRecord, Observer, UnitKey};
+pub use crate::metrics::Metrics;
 use crate::plan::{Plan, Unit};
 use crate::registry::{StepInfo, TreatmentEntry};
 use crate::resolve::{BuildError, InputOverride, Traced};
@@ -142,7 +143,7 @@ pub struct UnitResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<UnitError>,
     /// Each metric's value in this unit (the mean, when recorded several times).
-    pub metrics: BTreeMap<String, f64>,
+    pub metrics: Metrics,
     /// Every recorded value, kept when a metric was recorded several times or with tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<MetricRecord>,
@@ -368,7 +369,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
         jobs,
     };
     let started = Instant::now();
-    let (tx, rx) = mpsc::channel::<Message>();
+    let (tx, rx) = mpsc::sync_channel::<Message>(CHANNEL_CAPACITY);
     // Besides the observers passed in: those registered with `observer!` and those attached to
     // the experiment, built afresh for this run.
     let mut attached = events::attached_observers(plan.experiment.name);
@@ -378,10 +379,17 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     let interest = all.iter().fold(Interest::RESULTS, |interest, o| {
         interest.union(catch_unwind(AssertUnwindSafe(|| o.interest())).unwrap_or(Interest::ALL))
     });
-    let order = |result: &UnitResult| {
-        let condition = plan.conditions.iter().position(|c| *c.name == *result.condition).unwrap_or(usize::MAX);
-        (condition, result.replicate)
+    let replicates_sorted = plan.replicates.windows(2).all(|pair| pair[0] < pair[1]);
+    let place = |result: &UnitResult| {
+        let condition = plan.conditions.iter().position(|c| *c.name == *result.condition)?;
+        let replicate = if replicates_sorted {
+            plan.replicates.binary_search(&result.replicate).ok()?
+        } else {
+            plan.replicates.iter().position(|&r| r == result.replicate)?
+        };
+        Some(condition * plan.replicates.len() + replicate)
     };
+    let order = PlanOrder { slots: plan.conditions.len() * plan.replicates.len(), place: &place };
 
     let finished = std::thread::scope(|scope| {
         let output = scope.spawn(|| output_thread(rx, &info, &mut all, &order));
@@ -393,7 +401,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             if !result.is_ok() && options.fail_fast {
                 options.cancel.cancel();
             }
-            let _ = tx.send(Message::UnitFinished(Box::new(result)));
+            let _ = tx.send(Message::UnitFinished(result));
         };
         let pool = if jobs > 1 { rayon::ThreadPoolBuilder::new().num_threads(jobs).build().ok() } else { None };
         match pool {
@@ -488,21 +496,24 @@ impl Drop for UnitStream {
 /// the channel full.
 const MAX_BATCH: usize = 1024;
 
+/// Messages queued between the workers and the output thread before a worker waits.
+const CHANNEL_CAPACITY: usize = 4 * MAX_BATCH;
+
 /// Delivers every message to the observers, collects the finished units, and ends with
-/// `run_finished` (units in plan order, by `order`). Messages are taken in batches: whatever
+/// `run_finished` (units in plan order). Messages are taken in batches: whatever
 /// arrived while the last batch was delivered, then every observer gets a `flush`. An observer
 /// that panics is reported and detached; the run and its results go on.
-fn output_thread<K: Ord>(
+fn output_thread(
     rx: mpsc::Receiver<Message>,
     info: &RunInfo,
     observers: &mut [&mut dyn Observer],
-    order: &impl Fn(&UnitResult) -> K,
+    order: &PlanOrder,
 ) -> Vec<UnitResult> {
     let mut alive = vec![true; observers.len()];
     for (index, observer) in observers.iter_mut().enumerate() {
         guard_observer(&mut alive[index], &mut **observer, "run_started", |o| o.run_started(info));
     }
-    let mut finished = Vec::with_capacity(info.units_planned);
+    let mut finished = order.collector(info.units_planned);
     let mut deliver = |message: Message, observers: &mut [&mut dyn Observer], alive: &mut [bool]| {
         for (index, observer) in observers.iter_mut().enumerate() {
             if alive[index] {
@@ -510,7 +521,7 @@ fn output_thread<K: Ord>(
             }
         }
         if let Message::UnitFinished(result) = message {
-            finished.push(*result);
+            finished.push(result);
         }
     };
     while let Ok(first) = rx.recv() {
@@ -524,14 +535,68 @@ fn output_thread<K: Ord>(
             }
         }
     }
-    // One key per unit (finding the condition compares names), not one per comparison.
-    finished.sort_by_cached_key(order);
+    let finished = finished.finish();
     for (index, observer) in observers.iter_mut().enumerate() {
         if alive[index] {
             guard_observer(&mut alive[index], &mut **observer, "run_finished", |o| o.run_finished(&finished));
         }
     }
     finished
+}
+
+/// Where each unit goes in plan order (condition, then replicate).
+struct PlanOrder<'a> {
+    /// Conditions × replicates.
+    slots: usize,
+    /// A unit's index in plan order; `None` for a unit the plan does not have.
+    place: &'a (dyn Fn(&UnitResult) -> Option<usize> + Sync),
+}
+
+impl<'a> PlanOrder<'a> {
+    /// A collector of the results of `planned` units.
+    fn collector(&'a self, planned: usize) -> InPlanOrder<'a> {
+        // A table of the whole plan when most of it runs; a resumed run with few units left
+        // sorts them instead.
+        let mut table = Vec::new();
+        if planned.saturating_mul(4) >= self.slots {
+            table.resize_with(self.slots, || None);
+        }
+        let rest = Vec::with_capacity(if table.is_empty() { planned } else { 0 });
+        InPlanOrder { order: self, table, rest }
+    }
+}
+
+/// Finished units, put in plan order as they arrive: each goes straight to its place in a table
+/// of the plan, so a million results are moved once rather than sorted at the end (which was a
+/// tenth of a run of cheap units).
+struct InPlanOrder<'a> {
+    order: &'a PlanOrder<'a>,
+    /// A slot per unit of the plan, or empty (see [`PlanOrder::collector`]).
+    table: Vec<Option<UnitResult>>,
+    /// Units not in the table: all of them without one; otherwise those the plan does not have,
+    /// or a unit finished twice (neither of which the runner does).
+    rest: Vec<UnitResult>,
+}
+
+impl InPlanOrder<'_> {
+    fn push(&mut self, unit: UnitResult) {
+        match (self.order.place)(&unit) {
+            Some(index) if self.table.get(index).is_some_and(Option::is_none) => self.table[index] = Some(unit),
+            _ => self.rest.push(unit),
+        }
+    }
+
+    /// Every unit in plan order; units the plan does not have go last.
+    fn finish(self) -> Vec<UnitResult> {
+        // `filter_map` over a vector's own iterator collects in place: no second table.
+        #[allow(clippy::filter_map_identity)]
+        let mut units: Vec<UnitResult> = self.table.into_iter().filter_map(|slot| slot).collect();
+        if !self.rest.is_empty() {
+            units.extend(self.rest);
+            units.sort_by_cached_key(|unit| (self.order.place)(unit).unwrap_or(usize::MAX));
+        }
+        units
+    }
 }
 
 thread_local! {
@@ -558,7 +623,7 @@ fn guard_observer(alive: &mut bool, observer: &mut dyn Observer, hook: &str, cal
 }
 
 /// Runs one unit on this thread.
-fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions, interest: Interest) -> UnitResult {
+fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOptions, interest: Interest) -> UnitResult {
     let condition = &plan.conditions[unit.condition];
     let key = Arc::new(UnitKey {
         experiment: plan.experiment.name,
@@ -578,7 +643,7 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions,
         seed = key.seed
     );
     let _entered = span.enter();
-    let sink = UnitSink::new(key.clone(), tx.clone(), options.live_metrics, options.describe_input)
+    let sink = UnitSink::new(key.clone(), Outbox::Run(tx.clone()), options.live_metrics, options.describe_input)
         .with_span(span.clone())
         .with_interest(interest);
     if interest.unit_started {
@@ -624,17 +689,13 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &Sender<Message>, options: &RunOptions,
 
 /// Each metric's mean over its records; the records themselves are kept only when they say more
 /// than the means (a metric recorded several times, or tags).
-fn summarize_records(records: Vec<MetricRecord>) -> (BTreeMap<String, f64>, Vec<MetricRecord>) {
-    // The usual unit records a few metrics once each, untagged: their names move into the map,
-    // with no copies and no intermediate map.
+fn summarize_records(records: Vec<MetricRecord>) -> (Metrics, Vec<MetricRecord>) {
+    // The usual unit records a few metrics once each, untagged: their names move into the
+    // metrics, with no copies and no intermediate map.
     let few = records.len() <= 16;
     let distinct = || records.iter().enumerate().all(|(i, r)| records[..i].iter().all(|s| s.name != r.name));
     if few && records.iter().all(|r| r.tags.is_empty()) && distinct() {
-        let mut metrics = BTreeMap::new();
-        for record in records {
-            metrics.insert(record.name, record.value);
-        }
-        return (metrics, Vec::new());
+        return (records.into_iter().map(|record| (record.name, record.value)).collect(), Vec::new());
     }
     let mut sums: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     for record in &records {
@@ -665,7 +726,7 @@ mod tests {
     }
 
     /// Counts what it is sent; reads what `interest` says.
-    struct Counting(Interest, std::sync::Arc<std::sync::Mutex<[usize; 3]>>);
+    struct Counting(Interest, std::sync::Arc<std::sync::Mutex<[usize; 4]>>);
 
     impl Observer for Counting {
         fn unit_started(&mut self, _: &UnitKey) {
@@ -677,12 +738,16 @@ mod tests {
         fn unit_finished(&mut self, _: &UnitResult) {
             self.1.lock().unwrap()[2] += 1;
         }
+        fn metric(&mut self, _: &UnitKey, _: &MetricRecord) {
+            self.1.lock().unwrap()[3] += 1;
+        }
         fn interest(&self) -> Interest {
             self.0
         }
     }
 
-    fn counted(interests: &[Interest]) -> Vec<[usize; 3]> {
+    /// How many `unit_started`, `event`, `unit_finished` and `metric` each observer was sent.
+    fn counted(interests: &[Interest]) -> Vec<[usize; 4]> {
         let counts: Vec<_> = interests.iter().map(|_| std::sync::Arc::default()).collect();
         let mut quick = crate::Quick::new(|x: u32, ctx: &mut Ctx| {
             ctx.emit("tick", x);
@@ -700,11 +765,59 @@ mod tests {
 
     #[test]
     fn messages_no_observer_reads_are_not_sent() {
-        assert_eq!(counted(&[Interest::RESULTS]), [[0, 0, 3]]);
+        assert_eq!(counted(&[Interest::RESULTS]), [[0, 0, 3, 0]]);
         let events = Interest { events: true, ..Interest::RESULTS };
-        assert_eq!(counted(&[events]), [[0, 3, 3]]);
+        assert_eq!(counted(&[events]), [[0, 3, 3, 0]]);
+        let metrics = Interest { metrics: true, ..Interest::RESULTS };
+        assert_eq!(counted(&[metrics]), [[0, 0, 3, 3]]);
         // What one observer reads, every observer is sent (and may ignore).
-        assert_eq!(counted(&[Interest::RESULTS, Interest::ALL]), [[3, 3, 3], [3, 3, 3]]);
+        assert_eq!(counted(&[Interest::RESULTS, Interest::ALL]), [[3, 3, 3, 3], [3, 3, 3, 3]]);
+    }
+
+    fn unit(condition: &str, replicate: u64) -> UnitResult {
+        UnitResult {
+            experiment: "e".into(),
+            condition: condition.into(),
+            replicate,
+            seed: 0,
+            status: UnitStatus::Ok,
+            error: None,
+            metrics: Metrics::new(),
+            records: Vec::new(),
+            duration_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn results_are_put_in_plan_order_whatever_order_they_finished_in() {
+        let conditions = ["baseline", "dolphin"];
+        let place = |u: &UnitResult| {
+            let condition = conditions.iter().position(|c| *c == u.condition)?;
+            (u.replicate < 8).then(|| condition * 8 + u.replicate as usize)
+        };
+        let order = PlanOrder { slots: 16, place: &place };
+        let in_order = |units: Vec<UnitResult>| {
+            let mut collector = order.collector(units.len());
+            for unit in units {
+                collector.push(unit);
+            }
+            collector.finish()
+        };
+        let names =
+            |units: &[UnitResult]| units.iter().map(|u| format!("{}{}", u.condition, u.replicate)).collect::<Vec<_>>();
+        // Much of the plan (each swapped to its place), a resumed run's few, and a unit the plan
+        // does not have (both sorted): the same order.
+        let most =
+            vec![unit("dolphin", 1), unit("baseline", 3), unit("dolphin", 7), unit("baseline", 0), unit("dolphin", 0)];
+        assert_eq!(names(&in_order(most)), ["baseline0", "baseline3", "dolphin0", "dolphin1", "dolphin7"]);
+        let stray =
+            vec![unit("dolphin", 1), unit("stray", 0), unit("baseline", 3), unit("baseline", 0), unit("dolphin", 0)];
+        assert_eq!(names(&in_order(stray)), ["baseline0", "baseline3", "dolphin0", "dolphin1", "stray0"]);
+        let few = vec![unit("dolphin", 2), unit("stray", 0), unit("baseline", 1)];
+        assert_eq!(names(&in_order(few)), ["baseline1", "dolphin2", "stray0"]);
+        // A unit that finished twice (which the runner never does) is kept, not lost.
+        let twice = vec![unit("dolphin", 0), unit("baseline", 0), unit("dolphin", 0), unit("baseline", 2)];
+        assert_eq!(names(&in_order(twice)), ["baseline0", "baseline2", "dolphin0", "dolphin0"]);
     }
 
     #[test]

@@ -437,7 +437,7 @@ fn unit(condition: &str, replicate: u64, ok: bool) -> UnitResult {
         seed: 1,
         status: if ok { UnitStatus::Ok } else { UnitStatus::Error },
         error: (!ok).then(|| UnitError { message: "boom".into(), location: None }),
-        metrics: BTreeMap::new(),
+        metrics: Default::default(),
         records: Vec::new(),
         duration_ms: 1.0,
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::events::{Observer, UnitKey};
+use crate::events::{Interest, Observer, UnitKey};
 use crate::runner::{RunInfo, UnitResult};
 
 /// With more conditions than this, only the total bar is shown.
@@ -178,6 +178,10 @@ impl Observer for Progress {
         if self.owns_console {
             crate::console::claim(&self.display);
         }
+    }
+
+    fn interest(&self) -> Interest {
+        Interest { unit_started: true, ..Interest::RESULTS }
     }
 
     fn unit_started(&mut self, unit: &UnitKey) {

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use serde_json::json;
 
-use crate::events::{Event, Observer, UnitKey};
+use crate::events::{Event, Interest, Observer, UnitKey};
 use crate::runner::{Cancel, RunResults, UnitResult};
 use crate::summary;
 
@@ -50,6 +50,10 @@ impl StreamWriter {
 }
 
 impl Observer for StreamWriter {
+    fn interest(&self) -> Interest {
+        Interest { events: self.events, ..Interest::RESULTS }
+    }
+
     fn event(&mut self, unit: &UnitKey, event: &Event) {
         if self.events {
             let value = json!({

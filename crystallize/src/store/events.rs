@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::journal::JournalWriter;
 use super::manifest::SCHEMA;
-use crate::events::{Event, Observer, UnitKey};
+use crate::events::{Event, Interest, Observer, UnitKey};
 use crate::runner::{UnitResult, UnitStatus};
 
 /// File names of events logs start with this.
@@ -253,6 +253,10 @@ impl Observer for EventLog {
 
     fn run_finished(&mut self, _results: &[UnitResult]) {
         self.flush_now();
+    }
+
+    fn interest(&self) -> Interest {
+        Interest { unit_started: true, events: true, ..Interest::RESULTS }
     }
 }
 

@@ -304,7 +304,6 @@ fn read_one(path: &Path, loaded: &mut Loaded) {
 mod tests {
     use super::*;
     use crate::runner::UnitStatus;
-    use std::collections::BTreeMap;
 
     fn unit(condition: &str, replicate: u64) -> UnitResult {
         UnitResult {
@@ -314,7 +313,7 @@ mod tests {
             seed: 7,
             status: UnitStatus::Ok,
             error: None,
-            metrics: BTreeMap::from([("win".to_owned(), 1.0)]),
+            metrics: [("win", 1.0)].into(),
             records: Vec::new(),
             duration_ms: 0.5,
         }
