@@ -48,7 +48,8 @@ impl Outbox {
 pub(crate) struct UnitSink {
     pub(crate) unit: Arc<UnitKey>,
     tx: Outbox,
-    started: Instant,
+    /// When the unit started: events' elapsed times and the unit's duration count from here.
+    pub(crate) started: Instant,
     pub(crate) live_metrics: bool,
     pub(crate) describe_input: bool,
     /// What the run's observers read: messages nobody reads are not sent.

@@ -654,8 +654,9 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOpti
 
     // Restore what was current before: a unit can run nested on this thread when user code inside
     // another unit waits on rayon and this worker steals work meanwhile.
+    // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
+    let started = sink.started;
     let previous = CURRENT.with(|current| current.replace(Some(sink)));
-    let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
     let duration = started.elapsed();
     CURRENT.with(|current| current.replace(previous));
@@ -676,7 +677,8 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOpti
     let (metrics, records) = summarize_records(records);
     UnitResult {
         experiment: plan.experiment.name.to_owned(),
-        condition: condition.name.to_string(),
+        // Not `to_string`, which goes through `Display` formatting.
+        condition: String::from(&*condition.name),
         replicate: unit.replicate,
         seed: unit.seed,
         status: if error.is_none() { UnitStatus::Ok } else { UnitStatus::Error },

@@ -338,16 +338,20 @@ pub fn host_name() -> String {
 /// `HEAD` and whether the work tree is dirty, when the working directory is in a git repository
 /// and git is installed.
 pub fn git_state() -> Option<manifest::GitState> {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
+    use std::process::{Command, Stdio};
+    let start = |args: &[&str]| {
+        Command::new("git").args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()
+    };
+    let output = |child: Option<std::process::Child>| {
+        child
+            .and_then(|child| child.wait_with_output().ok())
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
-    let commit = run(&["rev-parse", "HEAD"])?;
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(manifest::GitState { commit, dirty })
+    // Both at once: together they are most of the time it takes to start a stored run.
+    let commit = start(&["rev-parse", "HEAD"]);
+    let status = start(&["status", "--porcelain", "--untracked-files=no"]);
+    let commit = output(commit);
+    let dirty = output(status).is_some_and(|s| !s.is_empty());
+    Some(manifest::GitState { commit: commit?, dirty })
 }
