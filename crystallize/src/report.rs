@@ -175,6 +175,13 @@ impl Report {
     /// test, alpha and correction it registered, on its own; `extra` ones form a family of their
     /// own beside it, and the report carries the confirmation's integrity.
     pub fn from_store(store: &Store, run: &RunDir, extra: &[String]) -> Report {
+        Report::from_store_with(store, run, extra, &EvalOptions::default())
+    }
+
+    /// [`Report::from_store`], deciding the run's own hypotheses and `extra` ones with `options`
+    /// (alpha, correction, test, minimum effect). A confirmation's registered hypothesis is still
+    /// decided as it was registered: options chosen after seeing the data cannot change it.
+    pub fn from_store_with(store: &Store, run: &RunDir, extra: &[String], options: &EvalOptions) -> Report {
         let state = run.state();
         for warning in &state.warnings {
             eprintln!("warning: {warning}");
@@ -184,26 +191,26 @@ impl Report {
         let defaults = EvalOptions::default();
         match run.read_preregistration() {
             Read::Found { record, .. } => {
-                let mut options =
+                let mut registered =
                     EvalOptions { alpha: record.alpha, correction: record.correction, ..defaults.clone() };
                 match record.test.parse() {
-                    Ok(test) => options.test = Some(test),
+                    Ok(test) => registered.test = Some(test),
                     Err(error) => report.undecided.push(Undecided {
                         hypothesis: record.hypothesis.clone(),
                         error: format!("registered test: {error}"),
                     }),
                 }
-                if options.test.is_some() {
-                    report.decide(std::slice::from_ref(&record.hypothesis), shared, &options, Some(true));
+                if registered.test.is_some() {
+                    report.decide(std::slice::from_ref(&record.hypothesis), shared, &registered, Some(true));
                 }
-                report.decide(extra, shared, &defaults, Some(false));
+                report.decide(extra, shared, options, Some(false));
                 let result = report.hypotheses.iter().find(|d| d.preregistered == Some(true)).map(|d| &d.result);
                 report.integrity = confirmation::assess_run(store, run, &state, result);
             }
             _ => {
                 let mut all = run.manifest.hypotheses.clone();
                 all.extend(extra.iter().cloned());
-                report.decide(&all, shared, &defaults, None);
+                report.decide(&all, shared, options, None);
                 report.integrity = confirmation::assess_run(store, run, &state, None);
             }
         }

@@ -143,6 +143,40 @@ fn report_decides_a_hypothesis_with_test_effect_interval_p_and_adjusted_p() {
 }
 
 #[test]
+fn report_takes_the_test_alpha_correction_and_minimum_effect_and_rejects_bad_ones() {
+    let store = Store::new();
+    let id = store.explore("10");
+    let asked = "dolphin.win > baseline.win";
+    let args = ["report", &id, "--hypothesis", asked, "--test", "welch-t", "--alpha", "0.1", "--correction", "bh"];
+    let out = store.run(&[&args[..], &["--min-effect", "0.05", "--json"]].concat());
+    out.assert_code(0);
+    let summary = out.json();
+    for text in ["dolphin.win < baseline.win", asked] {
+        let h = hypothesis(&out, &summary, text);
+        out.check_eq(out.str_at(h, "/test"), "welch-t", "the test asked for, not the paired default");
+        out.check_eq(out.f64_at(h, "/alpha"), 0.1, "alpha");
+        out.check_eq(out.f64_at(h, "/ci/level"), 0.9, "a 1 - alpha interval");
+        out.check_eq(out.str_at(h, "/correction"), "benjamini_hochberg", "the correction asked for");
+        out.check_eq(out.f64_at(h, "/min_effect"), 0.05, "the minimum effect");
+    }
+    // Without options, the defaults: the paired test, Holm, 95%.
+    let plain = store.run(&["report", &id, "--hypothesis", asked, "--json"]);
+    let h = hypothesis(&plain, &plain.json(), asked).clone();
+    plain.check_eq(plain.str_at(&h, "/test"), "paired-permutation", "default test");
+    plain.check_eq(plain.str_at(&h, "/correction"), "holm", "default correction");
+
+    for (bad, expected) in [
+        (["--correction", "bonferoni"], "unknown correction 'bonferoni'; corrections: holm, bh"),
+        (["--test", "z-test"], "unknown test 'z-test'"),
+        (["--alpha", "5"], "not a probability"),
+        (["--min-effect", "x"], "not a number of 0 or more"),
+    ] {
+        let out = store.run(&[&["report", id.as_str()][..], &bad[..]].concat());
+        out.assert_code(2).assert_stderr_contains(expected);
+    }
+}
+
+#[test]
 fn run_prints_the_declared_hypothesis_and_report_recomputes_it_in_every_format() {
     let store = Store::new();
     let run = store.run(&["run", "--replicates", "12"]);

@@ -85,7 +85,7 @@ pub(super) fn probability(text: &str) -> Result<f64, String> {
     }
 }
 
-fn test_kind(text: &str) -> Result<TestKind, String> {
+pub(super) fn test_kind(text: &str) -> Result<TestKind, String> {
     text.parse()
 }
 

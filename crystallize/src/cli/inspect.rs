@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{ReportArgs, RunsArgs};
 use crate::error::Error;
-use crate::hypothesis::{self, Hypothesis};
+use crate::hypothesis::{self, EvalOptions, Hypothesis};
 use crate::registry::{Experiment, Registry};
 use crate::report::{self, Report};
 use crate::runner::RunResults;
@@ -183,8 +183,14 @@ pub(super) enum Format {
 /// Prints the report of a stored run — what `run` prints at its end and `report` prints later —
 /// with the hypotheses recorded in the run and `extra` ones; returns it. Hypotheses that could
 /// not be decided are also printed on stderr as errors.
-pub(super) fn print_report(store: &Store, run: &RunDir, format: Format, extra: &[String]) -> Report {
-    let report = Report::from_store(store, run, extra);
+pub(super) fn print_report(
+    store: &Store,
+    run: &RunDir,
+    format: Format,
+    extra: &[String],
+    options: &EvalOptions,
+) -> Report {
+    let report = Report::from_store_with(store, run, extra, options);
     let mut out = std::io::stdout().lock();
     let _ = match format {
         Format::Json => writeln!(out, "{}", report.to_json()),
@@ -243,7 +249,14 @@ pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
         (_, true) => Format::Markdown,
         _ => Format::Text,
     };
-    let report = print_report(&store, &run, format, &args.hypotheses);
+    let options = EvalOptions {
+        alpha: args.alpha,
+        correction: args.correction,
+        test: args.test,
+        min_effect: args.min_effect,
+        ..EvalOptions::default()
+    };
+    let report = print_report(&store, &run, format, &args.hypotheses, &options);
     Ok(if report.has_problems() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

@@ -20,8 +20,10 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::Error;
+use crate::hypothesis::TestKind;
 use crate::plan::Override;
 use crate::registry::Registry;
+use crate::stats::Correction;
 
 pub use debug::VerbosePrinter;
 pub use progress::Progress;
@@ -184,8 +186,42 @@ struct ReportArgs {
     /// together with the run's own.
     #[arg(long = "hypothesis", value_name = "H")]
     hypotheses: Vec<String>,
+    /// The significance level, applied to the corrected p-values (a confirmation's registered
+    /// hypothesis keeps the level it registered).
+    #[arg(long, default_value_t = 0.05, value_parser = confirm::probability)]
+    alpha: f64,
+    /// The correction across the hypotheses: holm, bh (Benjamini-Hochberg) or none.
+    #[arg(long, value_name = "CORRECTION", default_value = "holm", value_parser = correction)]
+    correction: Correction,
+    /// The test to decide with (default: chosen per hypothesis, paired when seeds are shared); one
+    /// of paired-permutation, permutation, paired-t, welch-t, student-t, mann-whitney, wilcoxon,
+    /// fisher.
+    #[arg(long, value_name = "TEST", value_parser = confirm::test_kind)]
+    test: Option<TestKind>,
+    /// The smallest difference that matters: a difference whose interval reaches inside it is
+    /// "within noise" rather than supported.
+    #[arg(long, value_name = "EFFECT", value_parser = non_negative)]
+    min_effect: Option<f64>,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// Parses `--correction`.
+fn correction(text: &str) -> Result<Correction, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "holm" => Ok(Correction::Holm),
+        "bh" | "benjamini-hochberg" | "fdr" => Ok(Correction::BenjaminiHochberg),
+        "none" => Ok(Correction::None),
+        _ => Err(format!("unknown correction '{text}'; corrections: holm, bh (benjamini-hochberg), none")),
+    }
+}
+
+/// Parses a finite number that is not negative.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a number of 0 or more (e.g. 0.05)")),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,7 @@ use super::{inspect, overrides, RunArgs};
 use crate::config_file::Settings;
 use crate::error::Error;
 use crate::events::Observer;
+use crate::hypothesis::EvalOptions;
 use crate::plan::Plan;
 use crate::registry::{Experiment, Registry};
 use crate::runner::{self, Cancel, RunOptions};
@@ -156,7 +157,9 @@ pub(super) fn execute(
         run_dir.path().display()
     );
     let report_problems = match output {
-        Output::Report(format) => inspect::print_report(store, run_dir, format, &[]).has_problems(),
+        Output::Report(format) => {
+            inspect::print_report(store, run_dir, format, &[], &EvalOptions::default()).has_problems()
+        }
         Output::Stream { .. } => false,
     };
     super::debug::report_failures(&results.units, &invocation.program, run_dir);
