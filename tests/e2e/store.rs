@@ -342,9 +342,17 @@ fn stream_prints_one_unit_line_per_unit_then_a_summary() {
     let units: Vec<&Value> = lines.iter().filter(|l| l["type"] == "unit").collect();
     assert_eq!(units.len(), 9);
     assert!(lines.iter().any(|l| l["type"] == "event" && l["name"] == "round"));
-    assert_eq!(lines.last().expect("summary")["type"], "summary");
+    let summary = lines.last().expect("summary");
+    assert_eq!(summary["type"], "summary");
     let run = store.only_run()["id"].clone();
     assert!(units.iter().all(|u| u["run"] == run));
+    // The summary is `report RUN --json` without the units: aggregates and decided hypotheses.
+    let report = store.run(&["report", run.as_str().expect("id"), "--json"]);
+    let mut expected = report.json();
+    expected.as_object_mut().expect("object").remove("units");
+    expected.as_object_mut().expect("object").insert("type".into(), "summary".into());
+    assert_eq!(summary, &expected);
+    assert_eq!(summary["hypotheses"][0]["hypothesis"], "dolphin.win < baseline.win", "{summary}");
 }
 
 #[test]

@@ -10,8 +10,7 @@ use super::{ReportArgs, RunsArgs};
 use crate::error::Error;
 use crate::hypothesis::{self, EvalOptions, Hypothesis};
 use crate::registry::{Experiment, Registry};
-use crate::report::{self, Report};
-use crate::runner::RunResults;
+use crate::report::Report;
 use crate::store::{RunDir, RunState, Store};
 use crate::summary;
 
@@ -162,11 +161,6 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
     }
     let _ = write!(out, "{}", summary::align(&table, 3));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The results of a stored run, as `run` saw them at its end.
-pub(super) fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
-    report::stored_results(run, state)
 }
 
 /// How a report is printed.

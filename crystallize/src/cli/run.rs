@@ -14,6 +14,7 @@ use crate::events::Observer;
 use crate::hypothesis::EvalOptions;
 use crate::plan::Plan;
 use crate::registry::{Experiment, Registry};
+use crate::report::Report;
 use crate::runner::{self, Cancel, RunOptions};
 use crate::store::events::EventLog;
 use crate::store::manifest::{self, Request};
@@ -133,7 +134,7 @@ pub(super) fn execute(
             observers.push(&mut stream);
             let results = runner::execute(plan, &options, &mut observers);
             if !stream.closed() {
-                stream.summary(&inspect::stored_results(run_dir, &run_dir.state()));
+                stream.summary(&Report::from_store(store, run_dir, &[]));
             }
             results
         }

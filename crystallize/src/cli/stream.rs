@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use serde_json::json;
 
 use crate::events::{Event, Interest, Observer, UnitKey};
-use crate::runner::{Cancel, RunResults, UnitResult};
+use crate::report::Report;
+use crate::runner::{Cancel, UnitResult};
 use crate::summary;
 
 pub(super) struct StreamWriter {
@@ -38,11 +39,12 @@ impl StreamWriter {
         }
     }
 
-    /// The final `summary` line: per-condition aggregates of the whole run.
-    pub(super) fn summary(&mut self, results: &RunResults) {
+    /// The final `summary` line: per-condition aggregates of the whole run and its decided
+    /// hypotheses, as `report RUN --json` has them (without the units, already streamed).
+    pub(super) fn summary(&mut self, report: &Report) {
         let mut object = serde_json::Map::new();
         object.insert("type".into(), json!("summary"));
-        if let serde_json::Value::Object(fields) = summary::to_json(Some(&self.run), results) {
+        if let serde_json::Value::Object(fields) = report.to_json() {
             object.extend(fields.into_iter().filter(|(key, _)| key != "units"));
         }
         self.line(&serde_json::Value::Object(object));
