@@ -2,7 +2,6 @@
 //! in declared order) with their resolved params, times replicate indices, each with its seed.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::context::Ctx;
@@ -163,7 +162,7 @@ pub struct Plan {
     /// How unit seeds relate to conditions.
     pub policy: SeedPolicy,
     /// Units already done (condition, replicate), which a resumed run skips.
-    pub done: HashSet<(String, u64)>,
+    pub done: DoneUnits,
 }
 
 /// One unit: a condition (by index into [`Plan::conditions`]) and a replicate, with its seed.
@@ -215,31 +214,116 @@ impl Plan {
             replicates: (0..replicates).collect(),
             seed,
             policy: SeedPolicy::default(),
-            done: HashSet::new(),
+            done: DoneUnits::default(),
         })
     }
 
     /// Every unit not yet done, condition by condition, replicate by replicate.
     pub fn units(&self) -> Vec<Unit> {
-        // The done replicates of each condition, gathered once: looking up `(String, u64)` keys
-        // would allocate a name per unit (a million of them when resuming a big run).
-        let mut done: Vec<HashSet<u64>> = vec![HashSet::new(); self.conditions.len()];
-        for (name, replicate) in &self.done {
-            if let Some(index) = self.conditions.iter().position(|c| *c.name == **name) {
-                done[index].insert(*replicate);
-            }
-        }
         self.conditions
             .iter()
             .enumerate()
             .flat_map(|(index, condition)| {
-                let done = &done[index];
-                self.replicates.iter().filter(move |replicate| !done.contains(replicate)).map(move |&replicate| Unit {
-                    condition: index,
-                    replicate,
-                    seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
-                })
+                let done = self.done.replicates(&condition.name);
+                self.replicates.iter().filter(move |replicate| done.binary_search(replicate).is_err()).map(
+                    move |&replicate| Unit {
+                        condition: index,
+                        replicate,
+                        seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
+                    },
+                )
             })
             .collect()
+    }
+}
+
+/// The units already done, by condition: a resumed run skips them.
+///
+/// Each condition's replicates are one sorted vector, not a `(String, u64)` per unit: a resumed
+/// run of a million units would otherwise copy a condition name and hash it a million times
+/// (most of the time `run --resume` spent before running anything), while a run has only a few
+/// conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DoneUnits {
+    /// Per condition (in the order first added), its done replicates, sorted, without repeats.
+    by_condition: Vec<(String, Vec<u64>)>,
+}
+
+impl DoneUnits {
+    /// Marks `replicates` of `condition` done (in any order; repeats are fine).
+    pub fn extend(&mut self, condition: &str, replicates: impl IntoIterator<Item = u64>) {
+        let index = match self.by_condition.iter().position(|(name, _)| name == condition) {
+            Some(index) => index,
+            None => {
+                self.by_condition.push((condition.to_owned(), Vec::new()));
+                self.by_condition.len() - 1
+            }
+        };
+        let list = &mut self.by_condition[index].1;
+        let before = list.len();
+        list.extend(replicates);
+        // Callers usually add them in order: then there is nothing to sort.
+        if !list[before.saturating_sub(1)..].windows(2).all(|w| w[0] < w[1]) {
+            list.sort_unstable();
+            list.dedup();
+        }
+    }
+
+    /// Marks one unit done.
+    pub fn insert(&mut self, condition: &str, replicate: u64) {
+        self.extend(condition, [replicate]);
+    }
+
+    /// Whether the unit is done.
+    pub fn contains(&self, condition: &str, replicate: u64) -> bool {
+        self.replicates(condition).binary_search(&replicate).is_ok()
+    }
+
+    /// The done replicates of `condition`, sorted (empty for a condition with none).
+    pub fn replicates(&self, condition: &str) -> &[u64] {
+        self.by_condition.iter().find(|(name, _)| name == condition).map_or(&[], |(_, list)| list.as_slice())
+    }
+
+    /// How many units are done.
+    pub fn len(&self) -> usize {
+        self.by_condition.iter().map(|(_, list)| list.len()).sum()
+    }
+
+    /// Whether no unit is done.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every done unit, `(condition, replicate)`, condition by condition in the order first
+    /// added, replicates in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.by_condition.iter().flat_map(|(name, list)| list.iter().map(move |&r| (name.as_str(), r)))
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<(S, u64)> for DoneUnits {
+    fn from_iter<I: IntoIterator<Item = (S, u64)>>(units: I) -> DoneUnits {
+        let mut done = DoneUnits::default();
+        for (condition, replicate) in units {
+            done.insert(condition.as_ref(), replicate);
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod done_tests {
+    use super::DoneUnits;
+
+    #[test]
+    fn done_units_are_a_set_per_condition() {
+        let mut done: DoneUnits = [("a", 3), ("b", 1), ("a", 1), ("a", 3)].into_iter().collect();
+        done.extend("b", [0, 1, 2]);
+        assert_eq!(done.len(), 5);
+        assert!(done.contains("a", 1) && done.contains("a", 3) && !done.contains("a", 2));
+        assert!(done.contains("b", 0) && !done.contains("c", 0));
+        assert_eq!(done.replicates("b"), [0, 1, 2]);
+        assert_eq!(done.iter().collect::<Vec<_>>(), [("a", 1), ("a", 3), ("b", 0), ("b", 1), ("b", 2)]);
+        assert!(DoneUnits::default().is_empty());
     }
 }

@@ -169,7 +169,7 @@ pub(super) fn execute(
     if let Some(error) = journal_error {
         eprintln!("error: {error}");
     }
-    let state = run_dir.state();
+    let state = run_dir.scan();
     if state.status() == Status::Incomplete && (stopped_early || runner::interrupted()) {
         eprintln!(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
@@ -231,7 +231,8 @@ fn resume(
             experiment.name()
         )));
     }
-    let state = run_dir.state();
+    // Only which units are done matters here, not their results: the scan reads no more.
+    let state = run_dir.scan();
     for warning in &state.warnings {
         eprintln!("warning: {warning}");
     }
@@ -272,7 +273,7 @@ fn latest_unfinished(experiment: &Experiment, store: &Store) -> Result<RunDir, E
         .into_iter()
         .filter(|r| r.manifest.experiment == experiment.name())
         .map(|r| {
-            let status = r.state().status();
+            let status = r.scan().status();
             (r, status)
         })
         .collect();

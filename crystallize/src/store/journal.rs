@@ -2,25 +2,30 @@
 //! process. A unit is done if and only if its line is completely written.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
 use rayon::prelude::*;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::manifest::SCHEMA;
 use crate::events::{Interest, Observer};
-use crate::runner::{Cancel, UnitResult};
+use crate::runner::{Cancel, UnitResult, UnitStatus};
 
-/// One line of a journal, as read.
+/// One line of a journal, as read: the unit's fields as `T` (a [`UnitResult`], or the
+/// [`UnitShape`] of a scan).
 #[derive(Debug, Deserialize)]
-struct Record {
+struct Record<T> {
     schema: u32,
     #[serde(rename = "type")]
     kind: String,
     #[serde(flatten)]
-    unit: UnitResult,
+    unit: T,
 }
 
 /// One line of a journal, as serde writes it: what [`encode`] must write, byte for byte.
@@ -207,6 +212,67 @@ pub struct Loaded {
 /// damaged lines count as not done, so they run again on resume.
 pub fn read_all(dir: &Path) -> Loaded {
     let mut loaded = Loaded::default();
+    for path in journals(dir, &mut loaded.warnings) {
+        let units = &mut loaded.units;
+        read_one(&path, &mut loaded.warnings, |line| parse_line::<UnitResult>(line), |unit| units.push(unit));
+    }
+    loaded
+}
+
+/// One unit as a scan sees it: which unit, and whether it succeeded.
+struct UnitKey {
+    /// The condition: its index in the conditions the scan was given, or its name when it is
+    /// not one of them.
+    condition: Result<usize, String>,
+    replicate: u64,
+    ok: bool,
+}
+
+/// What scanning the journals of a run found.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// Per condition the scan was given, in its order: `(replicate, success)` of each of its
+    /// well-formed records, in the order of [`Loaded::units`].
+    pub units: Vec<Vec<(u64, bool)>>,
+    /// The condition of each well-formed record of a condition the scan was not given, in order.
+    pub other_conditions: Vec<String>,
+    /// The same warnings as [`read_all`]'s.
+    pub warnings: Vec<String>,
+}
+
+/// Reads every `journal-*.jsonl` in `dir` as [`read_all`] does, accepting and rejecting exactly
+/// the same lines with the same warnings, but keeps only which unit each record is and whether
+/// it succeeded: what resuming a run needs. Nothing of a line is copied (its condition becomes
+/// an index into `conditions`), which makes it several times faster than [`read_all`] on a big
+/// run.
+pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
+    let mut scanned =
+        Scanned { units: vec![Vec::new(); conditions.len()], other_conditions: Vec::new(), warnings: Vec::new() };
+    let parse = |line: &[u8]| match parse_line::<UnitShape>(line) {
+        Parsed::Unit(unit) => Parsed::Unit(UnitKey {
+            condition: conditions
+                .iter()
+                .position(|c| **c == *unit.condition)
+                .ok_or_else(|| unit.condition.into_owned()),
+            replicate: unit.replicate,
+            ok: unit.status == UnitStatus::Ok,
+        }),
+        Parsed::Blank => Parsed::Blank,
+        Parsed::Foreign { schema, kind } => Parsed::Foreign { schema, kind },
+        Parsed::Invalid(error) => Parsed::Invalid(error),
+    };
+    for path in journals(dir, &mut scanned.warnings) {
+        let (units, others) = (&mut scanned.units, &mut scanned.other_conditions);
+        read_one(&path, &mut scanned.warnings, parse, |unit| match unit.condition {
+            Ok(index) => units[index].push((unit.replicate, unit.ok)),
+            Err(name) => others.push(name),
+        });
+    }
+    scanned
+}
+
+/// The `journal-*.jsonl` files of `dir`, in the order their writers began.
+fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
     let mut journals: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -217,86 +283,250 @@ pub fn read_all(dir: &Path) -> Loaded {
             })
             .collect(),
         Err(error) => {
-            loaded.warnings.push(format!("cannot read {}: {error}", dir.display()));
-            return loaded;
+            warnings.push(format!("cannot read {}: {error}", dir.display()));
+            return Vec::new();
         }
     };
     // Writer ids start with their start time, so name order is the order the sessions began.
     journals.sort();
-    for path in journals {
-        read_one(&path, &mut loaded);
-    }
-    loaded
+    journals
 }
 
 /// What one line of a journal holds.
-enum Parsed {
+enum Parsed<T> {
     Blank,
-    Unit(UnitResult),
+    Unit(T),
     Foreign { schema: u32, kind: String },
     Invalid(serde_json::Error),
 }
 
-/// Parses one line. Lines this version wrote start with `prefix` (`{"schema":1,"type":"unit",`)
-/// and parse straight into a [`UnitResult`] (whose fields follow); any other line (written by
-/// another tool, or damaged) goes through the general [`Record`].
-fn parse_line(line: &[u8], prefix: &str) -> Parsed {
-    if line.starts_with(prefix.as_bytes()) {
-        if let Ok(unit) = serde_json::from_slice::<UnitResult>(line) {
+/// The start of every line this version writes.
+const PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
+// [`PREFIX`] spells the schema out.
+const _: () = assert!(SCHEMA == 1, "update PREFIX with the schema");
+
+/// Parses one line into `T` (a [`UnitResult`] or a [`UnitShape`]: both accept the same lines).
+/// Lines this version wrote start with [`PREFIX`] and parse straight into `T` (whose fields
+/// follow); any other line (written by another tool, or damaged) goes through the general
+/// [`Record`].
+fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
+    if line.starts_with(PREFIX) {
+        if let Ok(unit) = serde_json::from_slice::<T>(line) {
             return Parsed::Unit(unit);
         }
     }
     if line.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Blank;
     }
-    match serde_json::from_slice::<Record>(line) {
+    match serde_json::from_slice::<Record<T>>(line) {
         Ok(record) if record.schema == SCHEMA && record.kind == "unit" => Parsed::Unit(record.unit),
         Ok(record) => Parsed::Foreign { schema: record.schema, kind: record.kind },
         Err(error) => Parsed::Invalid(error),
     }
 }
 
-fn read_one(path: &Path, loaded: &mut Loaded) {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            loaded.warnings.push(format!("cannot read {}: {error}; its units will run again", path.display()));
-            return;
-        }
+/// How much of a journal is read at a time. A block is parsed on every core while the next one
+/// is read; reading the whole file at once (~170 MB for a million units) made the kernel zero
+/// and map fresh pages for all of it, which took about as long as parsing it.
+const BLOCK: usize = 4 << 20;
+
+/// Reads the journal at `path`: each record `parse` accepts goes to `take`, in line order; damage
+/// becomes warnings, with file and line.
+fn read_one<T: Send>(
+    path: &Path,
+    warnings: &mut Vec<String>,
+    parse: impl Fn(&[u8]) -> Parsed<T> + Sync,
+    mut take: impl FnMut(T),
+) {
+    let cannot_read = |error: io::Error| format!("cannot read {}: {error}; its units will run again", path.display());
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) => return warnings.push(cannot_read(error)),
     };
-    let mut lines: Vec<&[u8]> = Vec::with_capacity(bytes.len() / 128);
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', &bytes) {
-        lines.push(&bytes[start..end]);
-        start = end + 1;
+    let (mut current, mut next) = (Vec::new(), Vec::new());
+    let mut eof = false;
+    if let Err(error) = fill(&mut file, &mut current, &mut eof) {
+        return warnings.push(cannot_read(error));
     }
-    // What follows the last newline, if anything, is a torn line.
-    let torn = Some(&bytes[start..]).filter(|last| !last.is_empty());
-    // Lines are independent: parse them on every core (a journal of a million units is ~170 MB),
-    // then take them in order.
-    let prefix = format!("{{\"schema\":{SCHEMA},\"type\":\"unit\",");
-    let parsed: Vec<Parsed> = lines.par_iter().with_min_len(4096).map(|line| parse_line(line, &prefix)).collect();
-    for (index, parsed) in parsed.into_iter().enumerate() {
-        let at = || format!("{}:{}", path.display(), index + 1);
-        match parsed {
-            Parsed::Blank => {}
-            Parsed::Unit(unit) => loaded.units.push(unit),
-            Parsed::Foreign { schema, kind } => loaded.warnings.push(format!(
-                "{}: record of schema {schema} type '{kind}' is not understood by this version (schema {SCHEMA}); ignored",
-                at()
-            )),
-            Parsed::Invalid(error) => {
-                loaded.warnings.push(format!("{}: not a valid unit record ({error}); ignored, its unit will run again", at()))
+    // Lines before `current`.
+    let mut line = 0;
+    loop {
+        // The complete lines of the block; what follows its last newline starts the next one.
+        let end = memchr::memrchr(b'\n', &current).map_or(0, |i| i + 1);
+        if eof && end == 0 {
+            break;
+        }
+        next.clear();
+        next.extend_from_slice(&current[end..]);
+        let complete = &current[..end];
+        let (read, parsed) = rayon::join(
+            || if eof { Ok(()) } else { fill(&mut file, &mut next, &mut eof) },
+            || {
+                let mut lines: Vec<&[u8]> = Vec::with_capacity(complete.len() / 128);
+                let mut start = 0;
+                for end in memchr::memchr_iter(b'\n', complete) {
+                    lines.push(&complete[start..end]);
+                    start = end + 1;
+                }
+                // Lines are independent: parse them on every core, then take them in order.
+                lines.par_iter().with_min_len(4096).map(|line| parse(line)).collect::<Vec<Parsed<T>>>()
+            },
+        );
+        let count = parsed.len();
+        for (index, parsed) in parsed.into_iter().enumerate() {
+            let at = || format!("{}:{}", path.display(), line + index + 1);
+            match parsed {
+                Parsed::Blank => {}
+                Parsed::Unit(unit) => take(unit),
+                Parsed::Foreign { schema, kind } => warnings.push(format!(
+                    "{}: record of schema {schema} type '{kind}' is not understood by this version (schema {SCHEMA}); ignored",
+                    at()
+                )),
+                Parsed::Invalid(error) => warnings
+                    .push(format!("{}: not a valid unit record ({error}); ignored, its unit will run again", at())),
             }
         }
+        line += count;
+        if let Err(error) = read {
+            return warnings.push(format!(
+                "cannot read {} after line {line}: {error}; its units from there on will run again",
+                path.display()
+            ));
+        }
+        std::mem::swap(&mut current, &mut next);
     }
-    if let Some(torn) = torn {
-        loaded.warnings.push(format!(
+    // What follows the last newline, if anything, is a torn line.
+    if !current.is_empty() {
+        warnings.push(format!(
             "{}:{}: ignoring a torn last line ({} bytes): its writer stopped mid-write; the unit will run again",
             path.display(),
-            lines.len() + 1,
-            torn.len()
+            line + 1,
+            current.len()
         ));
+    }
+}
+
+/// Appends the next block of `file` to `buffer` (at least as much as `buffer` already holds, so
+/// that a line longer than a block is read in time linear in its length); sets `eof` at the end.
+fn fill(file: &mut File, buffer: &mut Vec<u8>, eof: &mut bool) -> io::Result<()> {
+    let want = BLOCK.max(buffer.len());
+    buffer.reserve(want);
+    let read = Read::take(&mut *file, want as u64).read_to_end(buffer)?;
+    *eof = read < want;
+    Ok(())
+}
+
+/// A [`UnitResult`] as a scan reads it: the same fields with the same types, required and
+/// optional alike, so that it accepts exactly the lines a [`UnitResult`] accepts (a test pins
+/// the two together), but holding only what a scan keeps; the rest is checked, not copied.
+#[derive(Deserialize)]
+#[serde(expecting = "struct UnitResult")] // What errors say: the same as `read_all`'s.
+#[allow(dead_code)] // Fields that are only checked.
+struct UnitShape<'a> {
+    experiment: AnyStr,
+    #[serde(borrow)]
+    condition: Cow<'a, str>,
+    replicate: u64,
+    seed: u64,
+    status: UnitStatus,
+    #[serde(default)]
+    error: Option<ErrorShape>,
+    metrics: MetricsShape,
+    #[serde(default)]
+    records: Seq<RecordShape>,
+    duration_ms: f64,
+}
+
+/// A [`crate::runner::UnitError`], checked.
+#[derive(Deserialize)]
+#[serde(expecting = "struct UnitError")]
+#[allow(dead_code)] // Fields that are only checked.
+struct ErrorShape {
+    message: AnyStr,
+    #[serde(default)]
+    location: Option<AnyStr>,
+}
+
+/// A [`crate::events::MetricRecord`], checked.
+#[derive(Deserialize)]
+#[serde(expecting = "struct MetricRecord")]
+#[allow(dead_code)] // Fields that are only checked.
+struct RecordShape {
+    name: AnyStr,
+    value: f64,
+    #[serde(default)]
+    tags: Seq<(AnyStr, AnyStr)>,
+}
+
+/// A string, checked and dropped.
+struct AnyStr;
+
+impl<'de> Deserialize<'de> for AnyStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<AnyStr, D::Error> {
+        // `String` accepts what this visitor accepts: strings, and bytes that are UTF-8.
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = AnyStr;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyStr, E> {
+                Ok(AnyStr)
+            }
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<AnyStr, E> {
+                match std::str::from_utf8(bytes) {
+                    Ok(_) => Ok(AnyStr),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Bytes(bytes), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_string(Visit)
+    }
+}
+
+/// A sequence of `T` (a `Vec<T>`), checked and dropped.
+struct Seq<T>(PhantomData<T>);
+
+impl<T> Default for Seq<T> {
+    fn default() -> Seq<T> {
+        Seq(PhantomData)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Seq<T>, D::Error> {
+        struct Visit<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Visit<T> {
+            type Value = Seq<T>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a sequence")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Seq<T>, A::Error> {
+                while access.next_element::<T>()?.is_some() {}
+                Ok(Seq(PhantomData))
+            }
+        }
+        deserializer.deserialize_seq(Visit(PhantomData))
+    }
+}
+
+/// A [`crate::metrics::Metrics`] (an object of names and numbers), checked and dropped.
+struct MetricsShape;
+
+impl<'de> Deserialize<'de> for MetricsShape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<MetricsShape, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = MetricsShape;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object of metric names and numbers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<MetricsShape, A::Error> {
+                while access.next_entry::<AnyStr, f64>()?.is_some() {}
+                Ok(MetricsShape)
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
 
@@ -429,5 +659,94 @@ mod tests {
         let loaded = read_all(dir.path());
         assert!(loaded.units.is_empty());
         assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);
+    }
+
+    /// What a scan keeps of what [`read_all`] read: the units per condition, in order.
+    fn keys_of(loaded: &Loaded, conditions: &[String]) -> (Vec<Vec<(u64, bool)>>, Vec<String>) {
+        let mut units = vec![Vec::new(); conditions.len()];
+        let mut others = Vec::new();
+        for u in &loaded.units {
+            match conditions.iter().position(|c| *c == u.condition) {
+                Some(index) => units[index].push((u.replicate, u.is_ok())),
+                None => others.push(u.condition.clone()),
+            }
+        }
+        (units, others)
+    }
+
+    #[test]
+    fn a_scan_accepts_and_rejects_exactly_the_lines_read_all_does_with_the_same_warnings() {
+        let lines = [
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":0,"seed":7,"status":"ok","metrics":{"win":1.0},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":1,"seed":7,"status":"error","error":{"message":"boom","location":"x.rs:1:2"},"metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"b\u0020c","replicate":2,"seed":7,"status":"ok","metrics":{"w":1},"records":[{"name":"w","value":1.0,"tags":[["t","u"]]}],"duration_ms":1}"#,
+            r#"{"type":"unit","schema":1,"condition":"a","experiment":"e","replicate":3,"seed":7,"status":"ok","metrics":{},"duration_ms":0.5,"extra":[1,{"x":null}]}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"zzz","replicate":4,"seed":7,"status":"ok","metrics":{},"duration_ms":0.5}"#,
+            "",
+            "   ",
+            // Each of these is rejected, for a different field.
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":5,"seed":7,"status":"ok","metrics":{"win":null},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":6,"seed":7,"status":"ok","metrics":[],"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":7,"seed":-1,"status":"ok","metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":8,"seed":7,"status":"fine","metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":5,"condition":"a","replicate":9,"seed":7,"status":"ok","metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":10,"seed":7,"status":"ok","error":{"location":"x"},"metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":11,"seed":7,"status":"ok","error":"boom","metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":12,"seed":7,"status":"ok","metrics":{},"records":[{"name":"w"}],"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":13,"seed":7,"status":"ok","metrics":{},"records":[{"name":"w","value":1,"tags":[["t"]]}],"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":14,"seed":7,"status":"ok","metrics":{},"records":[{"name":"w","value":1,"tags":[["t","u","v"]]}],"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":15,"seed":7,"status":"ok","metrics":{},"duration_ms":"slow"}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":16,"seed":7,"status":"ok","metrics":{}}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","condition":"a","replicate":17,"seed":7,"status":"ok","metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":18,"seed":7,"status":"ok","metrics":{},"duration_ms":0.5} trailing"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":19,"seed":7,"status":"ok","metrics":{"w":1e999},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":20,"seed":7,"status":"ok","metrics":{},"records":{},"duration_ms":0.5}"#,
+            r#"{"type":"unit","schema":1,"condition":"a","experiment":"e","replicate":21,"seed":7,"status":"ok","metrics":{"w":null},"duration_ms":0.5}"#,
+            r#"{"schema":2,"type":"unit","experiment":"e","condition":"a","replicate":22,"seed":7,"status":"ok","metrics":{},"duration_ms":0.5}"#,
+            r#"{"schema":1,"type":"note"}"#,
+            "{\"schema\":1,\"type\":\"unit\",\"garbage",
+            "\u{1}not json",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = lines.join("\n") + "\n";
+        text.push_str(r#"{"schema":1,"type":"unit","experiment":"e","#);
+        std::fs::write(dir.path().join("journal-1.jsonl"), text).unwrap();
+        let conditions: Vec<String> = ["a".into(), "b c".into()].into();
+        let loaded = read_all(dir.path());
+        let scanned = scan_all(dir.path(), &conditions);
+        assert_eq!(loaded.units.len(), 5, "{:?}", loaded.warnings);
+        assert_eq!(scanned.warnings, loaded.warnings);
+        assert_eq!(scanned.warnings.len(), lines.len() - 7 + 1, "{:#?}", scanned.warnings);
+        let (units, others) = keys_of(&loaded, &conditions);
+        assert_eq!(scanned.units, units);
+        assert_eq!(scanned.other_conditions, others);
+        assert_eq!(scanned.units, [vec![(0, true), (1, false), (3, true)], vec![(2, true)]]);
+    }
+
+    #[test]
+    fn journals_longer_than_a_block_read_whole_with_line_numbers_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = UnitResult { experiment: "x".repeat(BLOCK + 100), ..unit("a", 1) };
+        let mut units = vec![unit("a", 0), long];
+        units.extend((2..3 * BLOCK as u64 / 100).map(|r| unit(["a", "b"][r as usize % 2], r)));
+        let path = write_units(dir.path(), "1", &units);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let lines = units.len();
+        // Damage a line in the third block, and tear the last one.
+        let damaged = memchr::memchr_iter(b'\n', &bytes).position(|end| end > 2 * BLOCK + 10).unwrap() + 1;
+        let start = memchr::memchr_iter(b'\n', &bytes).nth(damaged - 1).unwrap() + 1;
+        bytes[start + 5] = b'!';
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = read_all(dir.path());
+        assert_eq!(loaded.units.len(), lines - 2);
+        assert_eq!(loaded.units[1].experiment.len(), BLOCK + 100);
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains(&format!("journal-1.jsonl:{}:", damaged + 1)), "{}", loaded.warnings[0]);
+        assert!(loaded.warnings[1].contains(&format!("journal-1.jsonl:{lines}:")), "{}", loaded.warnings[1]);
+        let conditions: Vec<String> = ["a".into(), "b".into()].into();
+        let scanned = scan_all(dir.path(), &conditions);
+        assert_eq!(scanned.warnings, loaded.warnings);
+        assert_eq!((scanned.units, scanned.other_conditions), keys_of(&loaded, &conditions));
     }
 }
