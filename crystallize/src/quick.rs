@@ -60,9 +60,12 @@ where
     builder.run()
 }
 
+/// The unit function of a [`Quick`] run, shared by the conditions it builds.
+type QuickUnit<C> = Arc<dyn Fn(C, &mut Ctx) -> Result<(), String> + Send + Sync>;
+
 /// A [`quick`] run with options: seed, jobs, a store, observers.
 pub struct Quick<C> {
-    unit: Arc<dyn Fn(C, &mut Ctx) -> Result<(), String> + Send + Sync>,
+    unit: QuickUnit<C>,
     name: &'static str,
     location: Location,
     configs: Vec<(String, C)>,

@@ -27,6 +27,8 @@ fn sums(values: Vec<u64>, ctx: &mut Ctx) {
     ctx.record("total", total(&values));
 }
 
+// A treatment mutates the experiment's input type itself, a `Vec` here, not a slice of it.
+#[allow(clippy::ptr_arg)]
 #[treatment(sums)]
 fn doubled(values: &mut Vec<u64>) {
     values.iter_mut().for_each(|v| *v *= 2);
