@@ -6,10 +6,12 @@
 //! the estimate in the bootstrap distribution, and its acceleration the jackknife of every
 //! sample (or of the pairs, when paired).
 
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::dist::{norm_cdf, norm_ppf};
-use super::permutation::{in_blocks, index};
+use super::permutation::in_blocks;
 use super::{check_level, check_sample, Interval, StatsError};
 
 /// How to turn a bootstrap distribution into an interval.
@@ -89,26 +91,25 @@ pub fn bootstrap_ci(
         });
     }
     let blocks = in_blocks(options.seed, options.resamples, |rng, count| {
+        let mut words = Words::new(rng);
         let mut buffers: Vec<Vec<f64>> = samples.iter().map(|s| vec![0.0; s.len()]).collect();
+        let mut indices = vec![0u32; samples.iter().map(|s| s.len()).max().unwrap_or(0)];
         let mut values = Vec::with_capacity(count);
         for _ in 0..count {
             if paired {
-                let n = samples[0].len();
-                for i in 0..n {
-                    let k = index(rng, 0, n);
-                    for (buffer, sample) in buffers.iter_mut().zip(samples) {
-                        buffer[i] = sample[k];
-                    }
+                let indices = &mut indices[..samples[0].len()];
+                words.indices(samples[0].len() as u32, indices);
+                for (buffer, sample) in buffers.iter_mut().zip(samples) {
+                    gather(sample, indices, buffer);
                 }
             } else {
                 for (buffer, sample) in buffers.iter_mut().zip(samples) {
-                    for slot in buffer.iter_mut() {
-                        *slot = sample[index(rng, 0, sample.len())];
-                    }
+                    let indices = &mut indices[..sample.len()];
+                    words.indices(sample.len() as u32, indices);
+                    gather(sample, indices, buffer);
                 }
             }
-            let views: Vec<&[f64]> = buffers.iter().map(Vec::as_slice).collect();
-            values.push(statistic(&views));
+            values.push(with_views(&buffers, statistic));
         }
         values
     });
@@ -149,8 +150,10 @@ fn interval(
         BootstrapMethod::Percentile => (alpha, 1.0 - alpha),
         BootstrapMethod::Bca => bca_levels(samples, paired, statistic, &distribution, alpha)?,
     };
-    distribution.sort_by(f64::total_cmp);
-    Ok(Interval { low: quantile_sorted(&distribution, q_low), high: quantile_sorted(&distribution, q_high), level })
+    // Two order statistics each need only a selection, O(B), not a sort of the whole distribution.
+    let low = quantile_unsorted(&mut distribution, q_low);
+    let high = quantile_unsorted(&mut distribution, q_high);
+    Ok(Interval { low, high, level })
 }
 
 /// BCa's adjusted quantile levels (SciPy `_bca_interval`).
@@ -167,36 +170,10 @@ fn bca_levels(
     let z0 = norm_ppf((below + at_or_below) as f64 / (2.0 * distribution.len() as f64));
 
     // Jackknife: leave out one value of one sample at a time (one pair at a time when paired).
-    let jackknife = |leave_out: &(dyn Fn(usize) -> Vec<Vec<f64>> + Sync), n: usize| -> Vec<f64> {
-        (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let reduced = leave_out(i);
-                let views: Vec<&[f64]> = reduced.iter().map(Vec::as_slice).collect();
-                statistic(&views)
-            })
-            .collect()
-    };
-    let without = |sample: &[f64], i: usize| -> Vec<f64> {
-        sample.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, v)| *v).collect()
-    };
     let groups: Vec<Vec<f64>> = if paired {
-        vec![jackknife(&|i| samples.iter().map(|s| without(s, i)).collect(), samples[0].len())]
+        vec![jackknife(samples, &(0..samples.len()).collect::<Vec<_>>(), statistic)]
     } else {
-        (0..samples.len())
-            .map(|j| {
-                jackknife(
-                    &|i| {
-                        samples
-                            .iter()
-                            .enumerate()
-                            .map(|(k, s)| if k == j { without(s, i) } else { s.to_vec() })
-                            .collect()
-                    },
-                    samples[j].len(),
-                )
-            })
-            .collect()
+        (0..samples.len()).map(|j| jackknife(samples, &[j], statistic)).collect()
     };
     let (mut num, mut den) = (0.0, 0.0);
     for values in &groups {
@@ -225,15 +202,163 @@ fn bca_levels(
     Ok((low, high))
 }
 
+/// Leave-one-out values of `statistic`: the i-th leaves out value i of every sample in
+/// `reduced` (one sample, or all of them when paired), the other samples are passed whole.
+///
+/// Each reduced sample is one buffer per chunk of leave-outs, in the sample's order, so that
+/// the statistic sees exactly what it would see on a fresh copy (sums in the same order): the
+/// buffer without value i holds value i + 1 at position i, and writing value i there turns it
+/// into the sample without value i + 1. One write per leave-out instead of a copy of n values.
+fn jackknife(samples: &[&[f64]], reduced: &[usize], statistic: &(dyn Fn(&[&[f64]]) -> f64 + Sync)) -> Vec<f64> {
+    // Chunks of leave-outs spread the work over the cores, and each pays for one copy only.
+    const CHUNK: usize = 64;
+    let n = samples[reduced[0]].len();
+    let chunks: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (first, end) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            let mut buffers: Vec<Vec<f64>> = samples.iter().map(|s| s.to_vec()).collect();
+            for &j in reduced {
+                buffers[j].remove(first);
+            }
+            let mut values = Vec::with_capacity(end - first);
+            for i in first..end {
+                values.push(with_views(&buffers, statistic));
+                if i + 1 < n {
+                    for &j in reduced {
+                        buffers[j][i] = samples[j][i];
+                    }
+                }
+            }
+            values
+        })
+        .collect();
+    chunks.concat()
+}
+
+/// Calls `statistic` on `buffers` without allocating a vector of views per call when there are
+/// at most four samples (every common case), since it is called once per resample.
+fn with_views(buffers: &[Vec<f64>], statistic: &(dyn Fn(&[&[f64]]) -> f64 + Sync)) -> f64 {
+    const ON_STACK: usize = 4;
+    if buffers.len() <= ON_STACK {
+        let mut views: [&[f64]; ON_STACK] = [&[]; ON_STACK];
+        for (view, buffer) in views.iter_mut().zip(buffers) {
+            *view = buffer;
+        }
+        statistic(&views[..buffers.len()])
+    } else {
+        let views: Vec<&[f64]> = buffers.iter().map(Vec::as_slice).collect();
+        statistic(&views)
+    }
+}
+
+/// `buffer[i] = sample[indices[i]]`: the resample the indices stand for.
+#[inline]
+fn gather(sample: &[f64], indices: &[u32], buffer: &mut [f64]) {
+    for (slot, &k) in buffer.iter_mut().zip(indices) {
+        *slot = sample[k as usize];
+    }
+}
+
+/// Words taken from the generator at a time: one refill of ChaCha8's four-block buffer.
+const WORDS: usize = 64;
+
+/// The generator's 32-bit words, taken in bulk: one call fills a buffer, instead of one call per
+/// resampled value (the per-call overhead was most of the time spent drawing).
+struct Words<'r> {
+    rng: &'r mut ChaCha8Rng,
+    buffer: [u32; WORDS],
+    next: usize,
+}
+
+impl<'r> Words<'r> {
+    fn new(rng: &'r mut ChaCha8Rng) -> Self {
+        Words { rng, buffer: [0; WORDS], next: WORDS }
+    }
+
+    fn refill(&mut self) {
+        // `fill` on u32s consumes the generator exactly as successive `next_u32` calls do.
+        self.rng.fill(&mut self.buffer[..]);
+        self.next = 0;
+    }
+
+    fn word(&mut self) -> u32 {
+        if self.next == WORDS {
+            self.refill();
+        }
+        let word = self.buffer[self.next];
+        self.next += 1;
+        word
+    }
+
+    /// A uniform index in `0..n` (n ≤ 2³²): the value `rng.random_range(0..n as u32)` gives from
+    /// the same words (rand's single-sample Canon method), so the resamples — and the interval
+    /// for a seed — are those drawn with [`super::permutation::index`].
+    fn index(&mut self, n: u32) -> u32 {
+        let product = u64::from(self.word()) * u64::from(n);
+        let (mut result, low) = ((product >> 32) as u32, product as u32);
+        // The low half is close enough to overflowing that the next word can carry into it.
+        if low > n.wrapping_neg() {
+            let carry = ((u64::from(self.word()) * u64::from(n)) >> 32) as u32;
+            result += u32::from(low.checked_add(carry).is_none());
+        }
+        result
+    }
+
+    /// Fills `indices` with uniform indices in `0..n`, each as [`Words::index`] draws it. A run
+    /// of words none of which needs the rare second word (chance about n/2³² each) is turned
+    /// into indices in one branch-free pass, which the compiler vectorizes.
+    fn indices(&mut self, n: u32, indices: &mut [u32]) {
+        let limit = n.wrapping_neg();
+        let mut filled = 0;
+        while filled < indices.len() {
+            if self.next == WORDS {
+                self.refill();
+            }
+            let take = (WORDS - self.next).min(indices.len() - filled);
+            let words = &self.buffer[self.next..self.next + take];
+            let out = &mut indices[filled..filled + take];
+            let mut carry_possible = false;
+            for (slot, &word) in out.iter_mut().zip(words) {
+                let product = u64::from(word) * u64::from(n);
+                *slot = (product >> 32) as u32;
+                carry_possible |= product as u32 > limit;
+            }
+            if carry_possible {
+                // Redo this stretch one index at a time; the fast pass resumes after it.
+                indices[filled] = self.index(n);
+                filled += 1;
+            } else {
+                self.next += take;
+                filled += take;
+            }
+        }
+    }
+}
+
+/// The `q` quantile of `values` as [`quantile_sorted`] computes it on them sorted, reordering
+/// `values` by selection instead of sorting them.
+fn quantile_unsorted(values: &mut [f64], q: f64) -> f64 {
+    let h = (values.len() - 1) as f64 * q;
+    let low = h.floor() as usize;
+    let (_, a, above) = values.select_nth_unstable_by(low, f64::total_cmp);
+    let a = *a;
+    let b = above.iter().copied().min_by(f64::total_cmp).unwrap_or(a);
+    lerp(a, b, h - low as f64)
+}
+
 /// The `q` quantile of `sorted` by linear interpolation between order statistics (NumPy's
-/// default, "type 7").
-pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+/// default, "type 7"); the reference that [`quantile_unsorted`] is tested against.
+#[cfg(test)]
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * q;
     let low = h.floor() as usize;
     let high = (low + 1).min(sorted.len() - 1);
-    let fraction = h - low as f64;
-    let (a, b) = (sorted[low], sorted[high]);
-    // NumPy's _lerp, which is exact at both ends.
+    lerp(sorted[low], sorted[high], h - low as f64)
+}
+
+/// NumPy's `_lerp`, which is exact at both ends.
+fn lerp(a: f64, b: f64, fraction: f64) -> f64 {
     if fraction >= 0.5 {
         b - (b - a) * (1.0 - fraction)
     } else {
@@ -277,5 +402,67 @@ mod tests {
         let percentile = BootstrapOptions { resamples: 100, method: BootstrapMethod::Percentile, ..Default::default() };
         let interval = bootstrap_ci(&[&x], false, &mean, &percentile).unwrap();
         assert_eq!((interval.low, interval.high), (1.0, 1.0));
+    }
+
+    #[test]
+    fn selection_gives_the_sorted_quantiles() {
+        let values: Vec<f64> =
+            (0..1001).map(|i| ((i * 7919) % 1009) as f64 / 7.0 - 40.0).chain([3.0, 3.0, -0.0, 0.0]).collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.0, 1e-9, 0.025, 0.1, 0.5, 0.77, 0.975, 1.0 - 1e-12, 1.0] {
+            let mut scratch = values.clone();
+            assert_eq!(quantile_unsorted(&mut scratch, q).to_bits(), quantile_sorted(&sorted, q).to_bits(), "{q}");
+        }
+        assert_eq!(quantile_unsorted(&mut [4.0], 0.3), 4.0);
+    }
+
+    #[test]
+    fn bulk_indices_are_rands_single_draws() {
+        use rand::SeedableRng;
+        // Near 2³² the second word is needed often, so the slow path is exercised too.
+        for n in [1u32, 2, 7, 1000, 1 << 31, u32::MAX - 12_345, u32::MAX] {
+            let mut expected = ChaCha8Rng::seed_from_u64(11);
+            let mut rng = ChaCha8Rng::seed_from_u64(11);
+            let mut words = Words::new(&mut rng);
+            let mut bulk = vec![0u32; 777];
+            for _ in 0..3 {
+                words.indices(n, &mut bulk);
+                for (i, k) in bulk.iter().enumerate() {
+                    assert_eq!(*k, expected.random_range(0..n), "n = {n}, i = {i}");
+                }
+                assert_eq!(words.index(n), expected.random_range(0..n), "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn jackknife_sees_the_copies_it_replaces() {
+        // Order-sensitive, so any change in the reduced samples' order would show.
+        let statistic = |s: &[&[f64]]| {
+            s.iter()
+                .enumerate()
+                .map(|(j, v)| v.iter().enumerate().map(|(i, x)| x * (i + j + 1) as f64).sum::<f64>())
+                .sum::<f64>()
+        };
+        let x: Vec<f64> = (0..150).map(|i| (i as f64 * 0.37).sin()).collect();
+        let y: Vec<f64> = (0..150).map(|i| (i as f64 * 1.91).cos()).collect();
+        let samples: [&[f64]; 2] = [&x, &y];
+        let without = |s: &[f64], i: usize| -> Vec<f64> {
+            s.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, v)| *v).collect()
+        };
+        for reduced in [vec![0], vec![1], vec![0, 1]] {
+            let expected: Vec<f64> = (0..x.len())
+                .map(|i| {
+                    let copies: Vec<Vec<f64>> = samples
+                        .iter()
+                        .enumerate()
+                        .map(|(j, s)| if reduced.contains(&j) { without(s, i) } else { s.to_vec() })
+                        .collect();
+                    statistic(&copies.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                })
+                .collect();
+            assert_eq!(jackknife(&samples, &reduced, &statistic), expected, "{reduced:?}");
+        }
     }
 }
