@@ -7,6 +7,8 @@
 //! crystallize-bench stats DATA.json [--repeat K]   permutation test and BCa bootstrap (writes DATA.json)
 //! crystallize-bench trivial --units N [--repeat K] the trivial experiment, stored, N units
 //! crystallize-bench hand --units N [--repeat K]    the hand-written loop alone, N units
+//! crystallize-bench scan --units N [--repeat K]    the resume scan alone, on a run of N units stored first
+//! crystallize-bench emit --units N [--repeat K]    the emit cost alone
 //! ```
 //!
 //! Every timing is the fastest of K repetitions (default 3), the two sides of a comparison taking
@@ -100,6 +102,12 @@ fn main() -> ExitCode {
             report("hand_s", best.as_secs_f64());
             let _ = std::fs::remove_dir_all(&scratch);
         }
+        "emit" => {
+            // The emit cost alone (for profiling).
+            let scratch = scratch_dir();
+            emit_cost(&scratch, args.units, args.repeat);
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
         "scan" => {
             // The resume scan alone, on a run stored here first (for profiling).
             let scratch = scratch_dir();
@@ -109,7 +117,7 @@ fn main() -> ExitCode {
             let _ = std::fs::remove_dir_all(&scratch);
         }
         other => {
-            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan");
+            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit");
             return ExitCode::from(2);
         }
     }

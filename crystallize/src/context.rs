@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::mpsc::{Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,13 +33,37 @@ pub(crate) enum Outbox {
     Capture(Sender<Message>),
 }
 
+/// How long a worker waits before it tries again to send into a full channel.
+const FULL_BACKOFF: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Sends `message` to a run's output thread; a receiver that is gone (a run that ended) drops it.
+///
+/// A full channel means the observers are the bottleneck (units emitting events faster than the
+/// events log writes them). A blocking send would then park the worker and have the output
+/// thread wake it for every message it takes, a system call each way per message; sleeping a
+/// moment and trying again lets the output thread drain a batch undisturbed.
+pub(crate) fn send_to_run(tx: &SyncSender<Message>, message: Message) {
+    let mut message = message;
+    loop {
+        match tx.try_send(message) {
+            Err(TrySendError::Full(back)) => {
+                message = back;
+                std::thread::sleep(FULL_BACKOFF);
+            }
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
 impl Outbox {
     /// Sends `message`; a receiver that is gone (a run that ended) drops it.
     fn send(&self, message: Message) {
-        let _ = match self {
-            Outbox::Run(tx) => tx.send(message),
-            Outbox::Capture(tx) => tx.send(message),
-        };
+        match self {
+            Outbox::Run(tx) => send_to_run(tx, message),
+            Outbox::Capture(tx) => {
+                let _ = tx.send(message);
+            }
+        }
     }
 }
 

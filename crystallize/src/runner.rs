@@ -401,7 +401,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             if !result.is_ok() && options.fail_fast {
                 options.cancel.cancel();
             }
-            let _ = tx.send(Message::UnitFinished(result));
+            crate::context::send_to_run(&tx, Message::UnitFinished(result));
         };
         let pool = if jobs > 1 { rayon::ThreadPoolBuilder::new().num_threads(jobs).build().ok() } else { None };
         match pool {
