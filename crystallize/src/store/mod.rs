@@ -147,6 +147,20 @@ pub enum Status {
     Incomplete,
 }
 
+impl Status {
+    /// The status of a run of `planned` units, `done` of them successful and `recorded` of them
+    /// with any record.
+    fn of(done: usize, recorded: usize, planned: usize) -> Status {
+        if done >= planned {
+            Status::Complete
+        } else if recorded >= planned {
+            Status::Failed
+        } else {
+            Status::Incomplete
+        }
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -198,13 +212,7 @@ impl RunState {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.keys().filter(|(_, r)| range.contains(r)).count();
-        if self.done() >= self.planned() {
-            Status::Complete
-        } else if planned_with_records >= self.planned() {
-            Status::Failed
-        } else {
-            Status::Incomplete
-        }
+        Status::of(self.done(), planned_with_records, self.planned())
     }
 
     /// `(condition, replicate)` of every unit with a successful record.
@@ -265,13 +273,7 @@ impl RunScan {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.iter().flatten().filter(|(r, _)| range.contains(r)).count();
-        if self.done() >= self.planned() {
-            Status::Complete
-        } else if planned_with_records >= self.planned() {
-            Status::Failed
-        } else {
-            Status::Incomplete
-        }
+        Status::of(self.done(), planned_with_records, self.planned())
     }
 
     /// `(condition, replicate)` of every unit with a successful record: the same as
