@@ -652,10 +652,10 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOpti
     let artifacts = options.artifacts.as_ref().map(|root| root.join(&*condition.name).join(unit.replicate.to_string()));
     let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
 
-    // Restore what was current before: a unit can run nested on this thread when user code inside
-    // another unit waits on rayon and this worker steals work meanwhile.
     // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
     let started = sink.started;
+    // Restore what was current before: a unit can run nested on this thread when user code inside
+    // another unit waits on rayon and this worker steals work meanwhile.
     let previous = CURRENT.with(|current| current.replace(Some(sink)));
     let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
     let duration = started.elapsed();
@@ -807,8 +807,8 @@ mod tests {
         };
         let names =
             |units: &[UnitResult]| units.iter().map(|u| format!("{}{}", u.condition, u.replicate)).collect::<Vec<_>>();
-        // Much of the plan (each swapped to its place), a resumed run's few, and a unit the plan
-        // does not have (both sorted): the same order.
+        // Much of the plan (each put straight in its place), a resumed run's few, and a unit the
+        // plan does not have (both sorted): the same order.
         let most =
             vec![unit("dolphin", 1), unit("baseline", 3), unit("dolphin", 7), unit("baseline", 0), unit("dolphin", 0)];
         assert_eq!(names(&in_order(most)), ["baseline0", "baseline3", "dolphin0", "dolphin1", "dolphin7"]);
