@@ -1,7 +1,7 @@
 //! Lines on stderr that do not garble the progress display.
 //!
 //! While `run` shows its progress display on a terminal, anything written straight to stderr
-//! lands in the middle of the bars. Write through this module instead: [`line`] prints a line
+//! lands in the middle of the bars. Write through this module instead: [`line()`] prints a line
 //! above the display (or plainly, when no display is shown), [`stderr`] is an [`std::io::Write`]
 //! that does the same line by line, and [`suspend`] hides the display while a closure writes to
 //! the terminal however it likes.
@@ -66,7 +66,7 @@ pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A writer to stderr that keeps the progress display intact: complete lines are printed with
-/// [`line`], a trailing partial line when the writer is flushed or dropped.
+/// [`line()`], a trailing partial line when the writer is flushed or dropped.
 pub fn stderr() -> Stderr {
     Stderr { pending: Vec::new() }
 }

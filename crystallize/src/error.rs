@@ -120,7 +120,7 @@ pub enum Error {
         /// What changed, one indented line each.
         changes: String,
     },
-    /// A [`crate::quick`] run was set up wrongly.
+    /// A [`crate::quick()`] run was set up wrongly.
     #[error("quick: {0}")]
     InvalidQuick(String),
     /// The store could not be read or written.

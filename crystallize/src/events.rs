@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::registry::StepInfo;
-use crate::runner::{RunInfo, UnitResult};
+pub use crate::results::MetricRecord;
+use crate::results::{RunInfo, UnitResult};
+use crate::source::StepInfo;
 
 /// Which unit something happened in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -45,18 +46,6 @@ pub struct Event {
     /// Time since the unit started.
     #[serde(rename = "elapsed_ms", serialize_with = "as_millis")]
     pub elapsed: Duration,
-}
-
-/// One value recorded with [`Ctx::record`](crate::Ctx::record).
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct MetricRecord {
-    /// The metric's name.
-    pub name: String,
-    /// The value.
-    pub value: f64,
-    /// Tags given with [`Ctx::record_tagged`](crate::Ctx::record_tagged).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<(String, String)>,
 }
 
 /// How the input of a unit looks, for display.

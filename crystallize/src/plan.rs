@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::context::Ctx;
-use crate::runner::UnitOutcome;
+use crate::results::UnitOutcome;
 
 use crate::error::Error;
 use crate::overrides::OverrideValue;
@@ -14,8 +14,7 @@ use crate::registry::{Experiment, ExperimentEntry, TreatmentEntry};
 use crate::resolve::{InputOverride, Stage};
 use crate::seed::{unit_seed, SeedPolicy};
 
-/// The name of the untreated condition.
-pub const BASELINE: &str = "baseline";
+pub use crate::registry::BASELINE;
 
 /// Runs one unit of a condition: produces its input and runs the experiment on it.
 pub type UnitFn = Arc<dyn Fn(&mut Ctx) -> UnitOutcome + Send + Sync>;
@@ -25,7 +24,7 @@ pub type UnitFn = Arc<dyn Fn(&mut Ctx) -> UnitOutcome + Send + Sync>;
 pub struct Condition {
     /// `baseline` or the treatment's name.
     pub name: Arc<str>,
-    /// The treatment, or `None` for the baseline (and for the conditions of [`crate::quick`]).
+    /// The treatment, or `None` for the baseline (and for the conditions of [`crate::quick()`]).
     pub treatment: Option<&'static TreatmentEntry>,
     /// Every param with its value in this condition and where that value came from.
     pub params: Arc<Params>,
@@ -151,7 +150,7 @@ pub fn resolve_condition(
 
 /// What one invocation runs.
 pub struct Plan {
-    /// The experiment (owned only for experiments built at run time, like [`crate::quick`]'s).
+    /// The experiment (owned only for experiments built at run time, like [`crate::quick()`]'s).
     pub experiment: Cow<'static, ExperimentEntry>,
     /// The conditions, baseline first.
     pub conditions: Vec<Condition>,

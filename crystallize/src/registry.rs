@@ -3,31 +3,15 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::fmt;
-
-use serde::Serialize;
 
 use crate::context::Ctx;
 use crate::error::{suggest, Error};
 use crate::params::{ParamDecl, ParamValue};
 use crate::runner::ExperimentVTable;
+pub use crate::source::{Location, StepInfo};
 
-/// Where a part is defined in the user's code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Location {
-    /// `module_path!()` of the part.
-    pub module_path: &'static str,
-    /// `file!()` of the part.
-    pub file: &'static str,
-    /// The line of the part's name.
-    pub line: u32,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
-    }
-}
+/// The name of the untreated condition.
+pub const BASELINE: &str = "baseline";
 
 /// A `#[datasource]`.
 #[derive(Debug)]
@@ -42,17 +26,6 @@ pub struct DatasourceInfo {
 
 /// The registration of a `#[datasource]`.
 pub struct DatasourceEntry(pub &'static DatasourceInfo);
-
-/// A `#[step]`.
-#[derive(Debug)]
-pub struct StepInfo {
-    /// The function's name.
-    pub name: &'static str,
-    /// Where it is defined.
-    pub location: Location,
-    /// A hash of its tokens; changes whenever its code changes.
-    pub fingerprint: u64,
-}
 
 /// The registration of a `#[step]`.
 pub struct StepEntry(pub &'static StepInfo);
@@ -84,7 +57,7 @@ pub struct TreatmentEntry {
     pub fingerprint: u64,
 }
 
-/// An `#[experiment]` (or the experiment that [`crate::quick`] builds at run time).
+/// An `#[experiment]` (or the experiment that [`crate::quick()`] builds at run time).
 #[derive(Clone)]
 pub struct ExperimentEntry {
     /// The function's name.
@@ -128,7 +101,7 @@ impl Experiment {
 
     /// Every condition's name: `baseline`, then each treatment.
     pub fn condition_names(&self) -> Vec<&'static str> {
-        std::iter::once(crate::plan::BASELINE).chain(self.treatments.iter().map(|t| t.name)).collect()
+        std::iter::once(BASELINE).chain(self.treatments.iter().map(|t| t.name)).collect()
     }
 
     /// The treatment called `name`, with a suggestion when there is none.
@@ -186,7 +159,7 @@ impl Registry {
                 ));
                 continue;
             };
-            if treatment.name == crate::plan::BASELINE {
+            if treatment.name == BASELINE {
                 problems.push(format!(
                     "treatment at {} is named 'baseline', the name of the untreated condition; rename it",
                     treatment.location
@@ -255,12 +228,12 @@ impl Registry {
             let experiment = self.experiment(Some(experiment))?;
             return Ok((experiment, condition_name(experiment, condition)?));
         }
-        if spec == crate::plan::BASELINE {
+        if spec == BASELINE {
             let experiment = self.experiment(None).map_err(|_| Error::AmbiguousCondition {
                 name: spec.to_owned(),
                 candidates: self.names().iter().map(|e| format!("{e}/baseline")).collect::<Vec<_>>().join(", "),
             })?;
-            return Ok((experiment, crate::plan::BASELINE));
+            return Ok((experiment, BASELINE));
         }
         let matches: Vec<&Experiment> =
             self.experiments.iter().filter(|e| e.treatments.iter().any(|t| t.name == spec)).collect();
@@ -287,8 +260,8 @@ impl Registry {
 }
 
 fn condition_name(experiment: &Experiment, name: &str) -> Result<&'static str, Error> {
-    if name == crate::plan::BASELINE {
-        return Ok(crate::plan::BASELINE);
+    if name == BASELINE {
+        return Ok(BASELINE);
     }
     experiment.treatment(name).map(|t| t.name).map_err(|_| {
         let valid = experiment.condition_names();

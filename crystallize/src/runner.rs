@@ -12,7 +12,6 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::__private::Experiment;
 use crate::context::{Ctx, Outbox, UnitSink};
@@ -21,9 +20,7 @@ pub use crate::metrics::Metrics;
 use crate::plan::{Plan, Unit};
 use crate::registry::{StepInfo, TreatmentEntry};
 use crate::resolve::{BuildError, InputOverride, Traced};
-
-/// How one unit ended, as the experiment function reported it: `Err` carries the message.
-pub type UnitOutcome = Result<(), String>;
+pub use crate::results::{RunInfo, UnitError, UnitOutcome, UnitResult, UnitStatus};
 
 /// Produces a condition's input and records its stages (see [`crate::resolve::trace_input`]).
 type TraceInput = fn(Option<&'static TreatmentEntry>, &[InputOverride], &Ctx) -> Result<Traced, BuildError>;
@@ -104,77 +101,6 @@ fn run_unit<E: Experiment>(
         sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
     }
     E::run(input, ctx)
-}
-
-/// Whether a unit succeeded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnitStatus {
-    /// The unit returned normally.
-    Ok,
-    /// The unit panicked or returned an error.
-    Error,
-}
-
-/// Why a unit failed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UnitError {
-    /// The panic message or the error's text.
-    pub message: String,
-    /// `file:line:column` of the panic, when it panicked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-}
-
-/// The result of one unit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UnitResult {
-    /// The experiment.
-    pub experiment: String,
-    /// The condition.
-    pub condition: String,
-    /// The replicate index.
-    pub replicate: u64,
-    /// The unit's seed.
-    pub seed: u64,
-    /// Whether it succeeded.
-    pub status: UnitStatus,
-    /// Why it failed, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<UnitError>,
-    /// Each metric's value in this unit (the mean, when recorded several times).
-    pub metrics: Metrics,
-    /// Every recorded value, kept when a metric was recorded several times or with tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<MetricRecord>,
-    /// Wall time of the unit in milliseconds.
-    pub duration_ms: f64,
-}
-
-impl UnitResult {
-    /// Whether the unit succeeded.
-    pub fn is_ok(&self) -> bool {
-        self.status == UnitStatus::Ok
-    }
-}
-
-/// What a run is about to do, for observers.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunInfo {
-    /// The experiment.
-    pub experiment: String,
-    /// The conditions, baseline first.
-    pub conditions: Vec<String>,
-    /// The replicate indices of each condition.
-    pub replicates: Vec<u64>,
-    /// The run's seed.
-    pub seed: u64,
-    /// How many units will run.
-    pub units_planned: usize,
-    /// How many units of each condition will run, in the order of `conditions`.
-    pub units_per_condition: Vec<usize>,
-    /// How many run at once.
-    pub jobs: usize,
 }
 
 /// A cancellation flag shared by the runner, observers and the Ctrl-C handler: once cancelled,
