@@ -36,7 +36,7 @@
 //! validates every name before any work ([`error`]), expands conditions × replicates into units
 //! with seeds that depend only on the run seed and the replicate ([`plan`], [`seed`]), runs them
 //! isolated and in parallel ([`runner`]) while one output thread reports to observers ([`events`]),
-//! and summarises the results ([`summary`]), deciding hypotheses in a report ([`report`],
+//! and summarises the results ([`results`], [`metrics`], [`summary`]), deciding hypotheses in a report ([`report`],
 //! [`hypothesis`], [`stats`]) and the integrity of confirmations ([`confirmation`]).
 
 #![warn(missing_docs)]
