@@ -5,63 +5,40 @@
 //! `plan`. Every test uses its own temporary store.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use crystallize_tests::{Command, Output};
+use crystallize_tests::{Output, Store};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
 
-/// A store in a temporary directory, and commands run against it.
-struct Store {
-    dir: tempfile::TempDir,
+/// An empty store for the example.
+fn new_store() -> Store {
+    Store::new(BIN)
 }
 
-impl Store {
-    fn new() -> Store {
-        Store { dir: tempfile::tempdir().expect("temporary directory") }
-    }
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
+fn write_json(path: &Path, value: &Value) {
+    std::fs::write(path, serde_json::to_string_pretty(value).expect("json")).expect("write");
+}
 
-    #[track_caller]
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("CRYSTALLIZE_STORE", self.path())
-            .current_dir(self.path())
-            .timeout(Duration::from_secs(120))
-            .run()
-    }
+/// A complete exploratory run of every condition in `store`; its id.
+#[track_caller]
+fn explore(store: &Store, replicates: &str) -> String {
+    let out = store.run(&["run", "--replicates", replicates, "--json"]);
+    out.assert_code(0);
+    out.str_at(&out.json(), "/run").to_owned()
+}
 
-    fn run_ids(&self) -> Vec<String> {
-        let out = self.run(&["runs", "--json"]);
-        out.assert_code(0);
-        out.json().as_array().expect("a list").iter().map(|r| r["id"].as_str().expect("id").to_owned()).collect()
-    }
-
-    fn run_dir(&self, id: &str) -> PathBuf {
-        self.path().join("runs").join(id)
-    }
-
-    fn read_json(&self, path: &Path) -> Value {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    fn write_json(&self, path: &Path, value: &Value) {
-        std::fs::write(path, serde_json::to_string_pretty(value).expect("json")).expect("write");
-    }
-
-    /// A complete exploratory run of every condition; its id.
-    fn explore(&self, replicates: &str) -> String {
-        let out = self.run(&["run", "--replicates", replicates, "--json"]);
-        out.assert_code(0);
-        out.str_at(&out.json(), "/run").to_owned()
-    }
+/// Fails unless `store` holds `n` runs.
+#[track_caller]
+fn check_eq_runs(store: &Store, n: usize) {
+    let ids = store.run_ids();
+    assert_eq!(ids.len(), n, "runs in the store: {ids:?}");
 }
 
 /// `(condition, replicate) -> metric value` of every successful unit of a `--json` report.
@@ -93,8 +70,8 @@ fn hypothesis<'v>(out: &Output, summary: &'v Value, text: &str) -> &'v Value {
 
 #[test]
 fn report_decides_a_hypothesis_with_test_effect_interval_p_and_adjusted_p() {
-    let store = Store::new();
-    let id = store.explore("30");
+    let store = new_store();
+    let id = explore(&store, "30");
     let out = store.run(&["report", &id, "--hypothesis", "dolphin.win > baseline.win", "--json"]);
     out.assert_code(0);
     let summary = out.json();
@@ -144,8 +121,8 @@ fn report_decides_a_hypothesis_with_test_effect_interval_p_and_adjusted_p() {
 
 #[test]
 fn report_takes_the_test_alpha_correction_and_minimum_effect_and_rejects_bad_ones() {
-    let store = Store::new();
-    let id = store.explore("10");
+    let store = new_store();
+    let id = explore(&store, "10");
     let asked = "dolphin.win > baseline.win";
     let args = ["report", &id, "--hypothesis", asked, "--test", "welch-t", "--alpha", "0.1", "--correction", "bh"];
     let out = store.run(&[&args[..], &["--min-effect", "0.05", "--json"]].concat());
@@ -178,7 +155,7 @@ fn report_takes_the_test_alpha_correction_and_minimum_effect_and_rejects_bad_one
 
 #[test]
 fn run_prints_the_declared_hypothesis_and_report_recomputes_it_in_every_format() {
-    let store = Store::new();
+    let store = new_store();
     let run = store.run(&["run", "--replicates", "12"]);
     run.assert_code(0);
     run.assert_stdout_contains("95% CI");
@@ -202,8 +179,8 @@ fn run_prints_the_declared_hypothesis_and_report_recomputes_it_in_every_format()
 
 #[test]
 fn bad_hypotheses_exit_2_with_a_caret_and_unknown_metrics_exit_1_naming_the_metrics() {
-    let store = Store::new();
-    let id = store.explore("3");
+    let store = new_store();
+    let id = explore(&store, "3");
 
     let out = store.run(&["report", &id, "--hypothesis", "dolphin.win >> baseline.win"]);
     out.assert_code(2);
@@ -241,21 +218,13 @@ fn bad_hypotheses_exit_2_with_a_caret_and_unknown_metrics_exit_1_naming_the_metr
     ] {
         store.run(args).assert_code(2);
     }
-    store.check_eq_runs(1);
-}
-
-impl Store {
-    #[track_caller]
-    fn check_eq_runs(&self, n: usize) {
-        let ids = self.run_ids();
-        assert_eq!(ids.len(), n, "runs in the store: {ids:?}");
-    }
+    check_eq_runs(&store, 1);
 }
 
 #[test]
 fn confirm_preregisters_runs_fresh_replicates_and_is_valid() {
-    let store = Store::new();
-    let exploration = store.explore("10");
+    let store = new_store();
+    let exploration = explore(&store, "10");
     let out = store.run(&[
         "confirm",
         "social_deception",
@@ -286,8 +255,8 @@ fn confirm_preregisters_runs_fresh_replicates_and_is_valid() {
     }
 
     // The pre-registration record, written once in the run directory.
-    let record = store.read_json(&store.run_dir(&id).join("preregistration.json"));
-    let manifest = store.read_json(&store.run_dir(&id).join("manifest.json"));
+    let record = read_json(&store.run_dir(&id).join("preregistration.json"));
+    let manifest = read_json(&store.run_dir(&id).join("manifest.json"));
     assert_eq!(record["hypothesis"], "dolphin_spoilers.win > baseline.win");
     assert_eq!(record["test"], "paired-permutation");
     assert_eq!(record["alpha"], 0.05);
@@ -326,9 +295,9 @@ fn confirm_preregisters_runs_fresh_replicates_and_is_valid() {
 
     // Editing the record afterwards is seen: INVALID, exit 1.
     let path = store.run_dir(&id).join("preregistration.json");
-    let mut edited = store.read_json(&path);
+    let mut edited = read_json(&path);
     edited["alpha"] = serde_json::json!(0.5);
-    store.write_json(&path, &edited);
+    write_json(&path, &edited);
     let report = store.run(&["report", &id, "--json"]);
     report.assert_code(1);
     let summary = report.json();
@@ -340,12 +309,12 @@ fn confirm_preregisters_runs_fresh_replicates_and_is_valid() {
 
 #[test]
 fn too_few_replicates_are_refused_and_force_never_makes_it_valid() {
-    let store = Store::new();
+    let store = new_store();
     let refused = store.run(&["confirm", "dolphin.win < baseline.win", "--replicates", "3"]);
     refused.assert_code(2);
     refused.assert_stderr_contains("n: 3 replicates per condition, but 5 are needed");
     refused.assert_stderr_contains("--force");
-    store.check_eq_runs(0);
+    check_eq_runs(&store, 0);
 
     let forced = store.run(&["confirm", "dolphin.win < baseline.win", "--replicates", "3", "--force", "--json"]);
     forced.assert_code(1);
@@ -357,8 +326,8 @@ fn too_few_replicates_are_refused_and_force_never_makes_it_valid() {
 
 #[test]
 fn plan_then_confirm_from_the_exploratory_run() {
-    let store = Store::new();
-    let exploration = store.explore("30");
+    let store = new_store();
+    let exploration = explore(&store, "30");
     let plan =
         store.run(&["plan", "dolphin_spoilers.win > baseline.win", "--from", &exploration, "--power", "0.8", "--json"]);
     plan.assert_code(0);
@@ -417,23 +386,23 @@ fn plan_then_confirm_from_the_exploratory_run() {
 
 #[test]
 fn confirm_from_an_exploration_made_before_a_step_changed_names_that_step() {
-    let store = Store::new();
-    let exploration = store.explore("30");
+    let store = new_store();
+    let exploration = explore(&store, "30");
     // The store format is public: make the exploratory run look as if `game::play` had other code
     // then (exactly what an edit of that step between the two runs leaves in the store).
     let path = store.run_dir(&exploration).join("manifest.json");
-    let mut manifest = store.read_json(&path);
+    let mut manifest = read_json(&path);
     let key = "step social_deception::game::play";
     assert!(manifest["config"]["fingerprints"][key].is_string(), "{}", manifest["config"]["fingerprints"]);
     manifest["config"]["fingerprints"][key] = serde_json::json!("0123456789abcdef");
-    store.write_json(&path, &manifest);
+    write_json(&path, &manifest);
 
     let args = ["confirm", "dolphin_spoilers.win > baseline.win", "--replicates", "30", "--from", exploration.as_str()];
     let refused = store.run(&args);
     refused.assert_code(2);
     refused.assert_stderr_contains(&format!("code of {key} changed since the exploratory run {exploration}"));
     refused.check(!refused.stderr.contains("play_round"), "only the changed step is named");
-    store.check_eq_runs(1);
+    check_eq_runs(&store, 1);
 
     let mut forced_args = args.to_vec();
     forced_args.extend(["--force", "--json"]);

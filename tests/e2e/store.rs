@@ -2,84 +2,35 @@
 //! guard, `stream` into a closed pipe, `runs`, `report`, artifacts, and `debug --run`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crystallize_tests::{Command, Output};
+use crystallize_tests::Store;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
 
-/// A store in a temporary directory, and commands run against it.
-struct Store {
-    dir: tempfile::TempDir,
+/// An empty store for the example.
+fn new_store() -> Store {
+    Store::new(BIN)
 }
 
-impl Store {
-    fn new() -> Store {
-        Store { dir: tempfile::tempdir().expect("temporary directory") }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        Command::new(BIN).args(args).env("CRYSTALLIZE_STORE", self.path()).current_dir(self.path())
-    }
-
-    #[track_caller]
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).timeout(Duration::from_secs(120)).run()
-    }
-
-    /// Starts the binary without waiting for it.
-    fn spawn(&self, args: &[&str]) -> Child {
-        std::process::Command::new(BIN)
-            .args(args)
-            .env("CRYSTALLIZE_STORE", self.path())
-            .current_dir(self.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the example binary")
-    }
-
-    fn runs(&self) -> Vec<Value> {
-        let out = self.run(&["runs", "--json"]);
-        out.assert_code(0);
-        out.json().as_array().cloned().unwrap_or_default()
-    }
-
-    fn only_run(&self) -> Value {
-        let runs = self.runs();
-        assert_eq!(runs.len(), 1, "expected exactly one run: {runs:?}");
-        runs[0].clone()
-    }
-
-    fn run_dir(&self, id: &str) -> PathBuf {
-        self.path().join("runs").join(id)
-    }
-
-    /// Every journal record of a run, from its files (the store format is public).
-    fn journal_records(&self, id: &str) -> Vec<Value> {
-        let mut records = Vec::new();
-        for entry in std::fs::read_dir(self.run_dir(id)).expect("run directory") {
-            let path = entry.expect("entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-            if name.starts_with("journal-") {
-                let text = std::fs::read_to_string(&path).expect("journal");
-                for line in text.lines().filter(|l| l.ends_with('}')) {
-                    if let Ok(value) = serde_json::from_str::<Value>(line) {
-                        records.push(value);
-                    }
+/// Every journal record of a run, from its files (the store format is public).
+fn journal_records(store: &Store, id: &str) -> Vec<Value> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(store.run_dir(id)).expect("run directory") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.starts_with("journal-") {
+            let text = std::fs::read_to_string(&path).expect("journal");
+            for line in text.lines().filter(|l| l.ends_with('}')) {
+                if let Ok(value) = serde_json::from_str::<Value>(line) {
+                    records.push(value);
                 }
             }
         }
-        records
     }
+    records
 }
 
 /// `(condition, replicate) -> (seed, metrics)` of every unit in a `run --json`/`report --json`.
@@ -111,7 +62,7 @@ const CRASH_ARGS: [&str; 9] = ["run", "--replicates", "6", "--seed", "7", "--job
 
 #[test]
 fn sigkill_at_random_instants_then_resume_records_exactly_the_uninterrupted_metrics() {
-    let reference = Store::new();
+    let reference = new_store();
     let mut args = CRASH_ARGS.to_vec();
     args.push("--json");
     let expected = reference.run(&args);
@@ -119,7 +70,7 @@ fn sigkill_at_random_instants_then_resume_records_exactly_the_uninterrupted_metr
     let expected = units_by_key(&expected.json());
     assert_eq!(expected.len(), 18);
 
-    let store = Store::new();
+    let store = new_store();
     let mut lcg = Lcg(2026);
     let mut kills = 0;
     let mut saw_incomplete = false;
@@ -165,7 +116,7 @@ fn sigkill_at_random_instants_then_resume_records_exactly_the_uninterrupted_metr
 
     // No unit has two successful records.
     let mut ok_records: BTreeMap<(String, u64), usize> = BTreeMap::new();
-    for record in store.journal_records(&id) {
+    for record in journal_records(&store, &id) {
         if record["status"] == "ok" {
             let key = (
                 record["condition"].as_str().unwrap_or_default().to_owned(),
@@ -180,7 +131,7 @@ fn sigkill_at_random_instants_then_resume_records_exactly_the_uninterrupted_metr
 
 #[test]
 fn report_recomputes_exactly_what_run_printed() {
-    let store = Store::new();
+    let store = new_store();
     let table = store.run(&["run", "--replicates", "3"]);
     table.assert_code(0);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
@@ -202,7 +153,7 @@ fn report_recomputes_exactly_what_run_printed() {
 
 #[test]
 fn a_torn_last_line_is_ignored_with_a_warning_and_its_unit_runs_again() {
-    let store = Store::new();
+    let store = new_store();
     store.run(&["run", "--replicates", "2", "--seed", "3"]).assert_code(0);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
     let journal = std::fs::read_dir(store.run_dir(&id))
@@ -227,7 +178,7 @@ fn a_torn_last_line_is_ignored_with_a_warning_and_its_unit_runs_again() {
 
 #[test]
 fn a_corrupted_line_is_reported_with_file_and_line_and_its_unit_runs_again() {
-    let store = Store::new();
+    let store = new_store();
     store.run(&["run", "--replicates", "2"]).assert_code(0);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
     let journal = std::fs::read_dir(store.run_dir(&id))
@@ -251,7 +202,7 @@ fn a_corrupted_line_is_reported_with_file_and_line_and_its_unit_runs_again() {
 
 #[test]
 fn the_drift_guard_refuses_a_changed_configuration_and_force_records_it() {
-    let store = Store::new();
+    let store = new_store();
     store.run(&["run", "--replicates", "2", "--set", "temperature=0.9"]).assert_code(0);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
 
@@ -287,7 +238,7 @@ fn the_drift_guard_refuses_a_changed_configuration_and_force_records_it() {
 
 #[test]
 fn stream_into_a_closed_pipe_stops_cleanly_and_can_be_resumed() {
-    let store = Store::new();
+    let store = new_store();
     let mut child = std::process::Command::new(BIN)
         .args(["stream", "--replicates", "10", "--jobs", "1", "--set", "think_ms=20"])
         .env("CRYSTALLIZE_STORE", store.path())
@@ -335,7 +286,7 @@ fn stream_into_a_closed_pipe_stops_cleanly_and_can_be_resumed() {
 
 #[test]
 fn stream_prints_one_unit_line_per_unit_then_a_summary() {
-    let store = Store::new();
+    let store = new_store();
     let out = store.run(&["stream", "--replicates", "3", "--events"]);
     out.assert_code(0);
     let lines = out.json_lines();
@@ -357,7 +308,7 @@ fn stream_prints_one_unit_line_per_unit_then_a_summary() {
 
 #[test]
 fn artifacts_land_under_the_run_by_condition_and_replicate() {
-    let store = Store::new();
+    let store = new_store();
     store.run(&["run", "--replicates", "2", "--set", "transcript=true"]).assert_code(0);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
     for condition in ["baseline", "dolphin", "dolphin_spoilers"] {
@@ -372,7 +323,7 @@ fn artifacts_land_under_the_run_by_condition_and_replicate() {
 
 #[test]
 fn debug_run_reproduces_a_stored_unit_bit_for_bit() {
-    let store = Store::new();
+    let store = new_store();
     store.run(&["run", "--replicates", "3", "--seed", "11"]).assert_code(0);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
     let out = store.run(&["debug", "dolphin", "--replicate", "2", "--run", &id]);
@@ -386,7 +337,7 @@ fn debug_run_reproduces_a_stored_unit_bit_for_bit() {
 
 #[test]
 fn resume_without_anything_to_resume_says_so() {
-    let store = Store::new();
+    let store = new_store();
     let out = store.run(&["run", "--resume"]);
     out.assert_code(2);
     out.assert_stderr_contains("no unfinished run of experiment 'social_deception'");

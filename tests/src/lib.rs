@@ -459,6 +459,76 @@ impl Drop for TempDir {
     }
 }
 
+/// A run store in a temporary directory, and an example binary run against it: every command
+/// gets `CRYSTALLIZE_STORE` set to the store and runs in its directory.
+pub struct Store {
+    program: PathBuf,
+    dir: TempDir,
+}
+
+impl Store {
+    /// An empty store for `program` (e.g. `env!("CARGO_BIN_EXE_social_deception")`).
+    pub fn new(program: impl AsRef<Path>) -> Store {
+        Store { program: program.as_ref().to_path_buf(), dir: TempDir::new() }
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `program ARGS` against this store, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        Command::new(&self.program).args(args).env("CRYSTALLIZE_STORE", self.path()).current_dir(self.path())
+    }
+
+    /// Runs `program ARGS` against this store (a 2-minute timeout).
+    #[track_caller]
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).timeout(Duration::from_secs(120)).run()
+    }
+
+    /// Starts `program ARGS` against this store without waiting for it (stdio discarded).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(&self.program)
+            .args(args)
+            .env("CRYSTALLIZE_STORE", self.path())
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", self.program.display()))
+    }
+
+    /// `runs --json`: the stored runs.
+    #[track_caller]
+    pub fn runs(&self) -> Vec<Value> {
+        let out = self.run(&["runs", "--json"]);
+        out.assert_code(0);
+        out.json().as_array().cloned().unwrap_or_else(|| out.fail("`runs --json` is not a list"))
+    }
+
+    /// The one stored run; fails unless there is exactly one.
+    #[track_caller]
+    pub fn only_run(&self) -> Value {
+        let runs = self.runs();
+        assert_eq!(runs.len(), 1, "expected exactly one run: {runs:?}");
+        runs[0].clone()
+    }
+
+    /// The ids of the stored runs.
+    #[track_caller]
+    pub fn run_ids(&self) -> Vec<String> {
+        self.runs().iter().map(|r| r["id"].as_str().expect("a run id").to_owned()).collect()
+    }
+
+    /// The directory of run `id`.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.path().join("runs").join(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
