@@ -262,11 +262,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     for line in &failed {
         eprintln!("warning: running with --force although this check fails: {line}");
     }
-    let format = match (args.json, args.md) {
-        (true, _) => Format::Json,
-        (_, true) => Format::Markdown,
-        _ => Format::Text,
-    };
+    let format = Format::from_flags(args.json, args.md);
     let execution = Execution {
         jobs: args.jobs,
         fail_fast: args.fail_fast,

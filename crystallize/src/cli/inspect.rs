@@ -174,6 +174,17 @@ pub(super) enum Format {
     Markdown,
 }
 
+impl Format {
+    /// The format `--json` and `--md` ask for (`--json` wins; clap keeps them apart anyway).
+    pub(super) fn from_flags(json: bool, md: bool) -> Format {
+        match (json, md) {
+            (true, _) => Format::Json,
+            (_, true) => Format::Markdown,
+            _ => Format::Text,
+        }
+    }
+}
+
 /// Prints the report of a stored run — what `run` prints at its end and `report` prints later —
 /// with the hypotheses recorded in the run and `extra` ones; returns it. Hypotheses that could
 /// not be decided are also printed on stderr as errors.
@@ -238,11 +249,7 @@ pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
     for text in &args.hypotheses {
         checked_hypothesis(text, "in --hypothesis", &run.manifest.experiment, &names)?;
     }
-    let format = match (args.json, args.md) {
-        (true, _) => Format::Json,
-        (_, true) => Format::Markdown,
-        _ => Format::Text,
-    };
+    let format = Format::from_flags(args.json, args.md);
     let options = EvalOptions {
         alpha: args.alpha,
         correction: args.correction,

@@ -261,11 +261,7 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
     let outcome = Registry::collect().and_then(|registry| match cli.command {
         Command::List { json } => inspect::list(&registry, json),
         Command::Run(args) => {
-            let output = match (args.json, args.md) {
-                (true, _) => run::Output::Report(inspect::Format::Json),
-                (_, true) => run::Output::Report(inspect::Format::Markdown),
-                _ => run::Output::Report(inspect::Format::Text),
-            };
+            let output = run::Output::Report(inspect::Format::from_flags(args.json, args.md));
             run::run(&registry, &args.run, &context, output)
         }
         Command::Stream(args) => run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }),
