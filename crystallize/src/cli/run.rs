@@ -169,8 +169,9 @@ pub(super) fn execute(
     if let Some(error) = journal_error {
         eprintln!("error: {error}");
     }
-    let state = run_dir.scan();
-    if state.status() == Status::Incomplete && (stopped_early || runner::interrupted()) {
+    // Only a run that stopped early needs its journal read again, to say how to resume it.
+    let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
+    if let Some(state) = stopped.filter(|state| state.status() == Status::Incomplete) {
         eprintln!(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
             state.done(),
