@@ -522,6 +522,13 @@ fn sample_sd(values: &[f64]) -> Option<f64> {
     })
 }
 
+/// The replicates per condition a confirmation needs: what the power asks for, but never fewer
+/// than the test's floor (below which it cannot reach p ≤ alpha at all). `None` when either is
+/// unknown: no power estimate, or a test that cannot reach alpha with any number of replicates.
+pub fn required_replicates(for_power: Option<usize>, min_possible: Option<usize>) -> Option<usize> {
+    Some(for_power?.max(min_possible?))
+}
+
 /// Plans the replicates per condition `hypothesis` needs to be decided with `options.power` at
 /// `options.alpha`, from the effect and the spread it has in `units` (a t-test approximation of
 /// the test that would decide it, which is also never below the test's floor). Errors are those
@@ -579,7 +586,16 @@ pub fn sample_size(
         },
     };
     let min_possible = hypothesis::min_replicates(result.test, result.alternative, options.alpha, &options.permutation);
-    let required = for_power.map(|n| n.max(min_possible.unwrap_or(2)));
+    let required = required_replicates(for_power, min_possible);
+    let why_not = why_not.or_else(|| {
+        min_possible.is_none().then(|| {
+            format!(
+                "the {} test cannot reach p ≤ {} with up to 200 replicates per condition; choose a larger alpha or \
+                 another test",
+                result.test, options.alpha
+            )
+        })
+    });
     Ok(SampleSize {
         hypothesis: result.hypothesis,
         test: result.test,
@@ -907,6 +923,13 @@ mod tests {
         let plan = sample_size(&h, &units, true, &EvalOptions::default()).unwrap();
         assert_eq!((plan.for_power, plan.required), (None, None));
         assert!(plan.why_not.unwrap().contains("not in the direction"));
+        // An alpha the test cannot reach with any number of replicates: no sample size, and why.
+        let h: Hypothesis = "treated.win > baseline.win".parse().unwrap();
+        let tiny = EvalOptions { alpha: 1e-9, ..EvalOptions::default() };
+        let plan = sample_size(&h, &units, true, &tiny).unwrap();
+        assert_eq!((plan.min_possible, plan.required), (None, None), "{plan:?}");
+        assert!(plan.for_power.is_some());
+        assert!(plan.why_not.unwrap().contains("cannot reach p ≤ 0.000000001"));
         // Unpaired without shared seeds.
         let plan = sample_size(&"treated.win > baseline.win".parse().unwrap(), &units, false, &EvalOptions::default())
             .unwrap();

@@ -314,6 +314,11 @@ fn too_few_replicates_are_refused_and_force_never_makes_it_valid() {
     refused.assert_code(2);
     refused.assert_stderr_contains("n: 3 replicates per condition, but 5 are needed");
     refused.assert_stderr_contains("--force");
+    // An alpha the test can never reach: said so, not an impossible number of replicates.
+    let unreachable = store.run(&["confirm", "dolphin.win < baseline.win", "--replicates", "9", "--alpha", "1e-9"]);
+    unreachable.assert_code(2);
+    unreachable.assert_stderr_contains("no number of replicates is enough: choose a larger --alpha or another --test");
+    unreachable.check(!unreachable.stderr.contains("18446744073709551615"), "no impossible count");
     check_eq_runs(&store, 0);
 
     let forced = store.run(&["confirm", "dolphin.win < baseline.win", "--replicates", "3", "--force", "--json"]);
@@ -347,6 +352,14 @@ fn plan_then_confirm_from_the_exploratory_run() {
     ]);
     more_power
         .check(more_power.u64_at(&more_power.json(), "/for_power") > for_power, "more power needs more replicates");
+    // The command the plan suggests is planned for the same alpha and power, so confirm takes it.
+    let suggested = more_power.str_at(&more_power.json(), "/confirm").to_owned();
+    more_power.check(suggested.contains("--alpha 0.05 --power 0.95"), &suggested);
+    let words = crystallize_tests::shell_split(&suggested).unwrap_or_else(|| more_power.fail("unquotable command"));
+    let args: Vec<&str> = words[1..].iter().map(String::as_str).chain(["--json"]).collect();
+    let confirmed = store.run(&args);
+    confirmed.assert_code(0);
+    confirmed.check_eq(confirmed.str_at(&confirmed.json(), "/integrity/status"), "VALID", "the suggested confirm");
     let text = store.run(&["plan", "dolphin_spoilers.win > baseline.win", "--from", &exploration]);
     text.assert_stdout_contains(&format!("--replicates {required} --from {exploration}"));
 

@@ -85,6 +85,18 @@ pub(super) fn probability(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Refuses a `--power` that does not exceed `--alpha` (no test is planned to be that weak).
+pub(super) fn check_power(power: f64, alpha: f64) -> Result<(), Error> {
+    if power <= alpha {
+        return Err(Error::BadOption {
+            option: "--power".into(),
+            value: power.to_string(),
+            why: format!("the power must exceed alpha ({alpha})"),
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn test_kind(text: &str) -> Result<TestKind, String> {
     text.parse()
 }
@@ -142,13 +154,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     let (experiment, text) = experiment_and_hypothesis(registry, &args.args)?;
     let entry = experiment.entry;
     let hypothesis = inspect::checked_hypothesis(text, "to confirm", experiment.name(), &experiment.condition_names())?;
-    if args.power <= args.alpha {
-        return Err(Error::BadOption {
-            option: "--power".into(),
-            value: args.power.to_string(),
-            why: format!("the power must exceed alpha ({})", args.alpha),
-        });
-    }
+    check_power(args.power, args.alpha)?;
     let store = Store::locate(args.store.store.as_deref());
     let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
     let options = EvalOptions { alpha: args.alpha, power: args.power, test: args.test, ..EvalOptions::default() };
@@ -185,7 +191,12 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     let min_possible = hypothesis::min_replicates(test, alternative, args.alpha, &options.permutation);
     let adequacy = adequacy(test, min_possible, planned.as_ref(), &options);
     let mut failed = Vec::new();
-    if replicates < adequacy.required {
+    if min_possible.is_none() {
+        failed.push(format!(
+            "n: {}; no number of replicates is enough: choose a larger --alpha or another --test",
+            adequacy.reason
+        ));
+    } else if replicates < adequacy.required {
         failed.push(format!(
             "n: {replicates} replicates per condition, but {} are needed ({})",
             adequacy.required, adequacy.reason
@@ -282,6 +293,7 @@ fn adequacy(
     planned: Option<&SampleSize>,
     options: &EvalOptions,
 ) -> Adequacy {
+    // A test that cannot reach alpha at all needs more than any n (`confirm` refuses it apart).
     let floor = min_possible.unwrap_or(usize::MAX);
     let floor_reason = match min_possible {
         Some(n) => format!("the {test} test can reach p ≤ {} from {n} replicates per condition on", options.alpha),

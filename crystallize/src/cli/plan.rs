@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::confirm::{experiment_and_hypothesis, exploratory_run, plan_from, probability};
+use super::confirm::{check_power, experiment_and_hypothesis, exploratory_run, plan_from, probability, test_kind};
 use super::{inspect, StoreArgs};
 use crate::error::Error;
 use crate::hypothesis::{EvalOptions, TestKind};
@@ -33,7 +33,7 @@ pub(super) struct PlanArgs {
     #[arg(long, default_value_t = 0.05, value_parser = probability)]
     alpha: f64,
     /// The test that will decide (default: the paired permutation test with shared seeds).
-    #[arg(long, value_name = "TEST", value_parser = |t: &str| t.parse::<TestKind>())]
+    #[arg(long, value_name = "TEST", value_parser = test_kind)]
     test: Option<TestKind>,
     /// Print one JSON object.
     #[arg(long)]
@@ -49,23 +49,19 @@ pub(super) fn plan(registry: &Registry, args: &PlanArgs) -> Result<ExitCode, Err
     let conditions = run.conditions();
     let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
     let hypothesis = inspect::checked_hypothesis(text, "to plan", experiment.name(), &names)?;
-    if args.power <= args.alpha {
-        return Err(Error::BadOption {
-            option: "--power".into(),
-            value: args.power.to_string(),
-            why: format!("the power must exceed alpha ({})", args.alpha),
-        });
-    }
+    check_power(args.power, args.alpha)?;
     let options = EvalOptions { alpha: args.alpha, power: args.power, test: args.test, ..EvalOptions::default() };
     let planned = plan_from(&run, &hypothesis, &options)?;
     let confirm = planned.required.map(|n| {
         let program = std::env::args().next().unwrap_or_else(|| "crystallize".into());
         format!(
-            "{} confirm {} {} --replicates {n} --from {}{}{}",
+            "{} confirm {} {} --replicates {n} --from {}{}{}{}",
             super::debug::shell_quote(&program),
             experiment.name(),
             super::debug::shell_quote(&planned.hypothesis),
             run.manifest.run,
+            // What N was planned for, so that `confirm` plans the same N.
+            format_args!(" --alpha {} --power {}", args.alpha, args.power),
             args.test.map(|t| format!(" --test {t}")).unwrap_or_default(),
             super::run::store_flag(&args.store)
         )
