@@ -249,15 +249,17 @@ pub struct StepGuard {
 }
 
 impl StepGuard {
-    /// Reports the start of `step` to the current unit, if any.
+    /// Reports the start of `step` to the current unit, if any and if its observers read steps.
     pub fn enter(step: &'static StepInfo) -> StepGuard {
         let span = tracing::info_span!("step", name = step.name).entered();
+        // Timed only when an observer of the run reads steps: `started` is `None` otherwise.
         let started = with_current(|sink| {
-            if sink.interest.steps {
+            sink.interest.steps.then(|| {
                 sink.send(Message::StepStarted(sink.unit.clone(), step));
-            }
-            (Instant::now(), step)
-        });
+                (Instant::now(), step)
+            })
+        })
+        .flatten();
         StepGuard { started, _span: span }
     }
 }
@@ -265,11 +267,7 @@ impl StepGuard {
 impl Drop for StepGuard {
     fn drop(&mut self) {
         if let Some((started, step)) = self.started {
-            with_current(|sink| {
-                if sink.interest.steps {
-                    sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed()))
-                }
-            });
+            with_current(|sink| sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed())));
         }
     }
 }

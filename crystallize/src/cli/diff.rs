@@ -311,7 +311,8 @@ fn manifest_rows(run: &RunDir) -> Value {
     let config = &manifest.config;
     let document = json!({
         "experiment": manifest.experiment,
-        "replicates": run.state().replicates,
+        // From the manifest and sessions: the journals are read once, for the metrics.
+        "replicates": run.planned_replicates().0,
         "seed": config.get("seed"),
         "seed_policy": config.get("seed_policy"),
         "treatments": manifest.request.treatments,

@@ -126,6 +126,9 @@ impl JournalWriter {
         if let (None, Err(error)) = (&self.error, written) {
             self.error = Some(error);
         }
+        // Lines that could not be written are not written again on drop: part of them may be in
+        // the file already, and a second attempt would follow it with duplicates.
+        self.pending.clear();
         match self.error.take() {
             Some(error) => Err(format!("could not write the journal {}: {error}", self.path.display())),
             None => Ok(()),

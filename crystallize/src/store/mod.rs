@@ -351,8 +351,9 @@ impl RunDir {
             .unwrap_or_default()
     }
 
-    /// Replicates per condition, the most any session planned, and the sessions' warnings.
-    fn planned_replicates(&self) -> (u64, Vec<String>) {
+    /// Replicates per condition, the most any session planned, and the sessions' warnings: from
+    /// the manifest and sessions only, without reading the journals.
+    pub fn planned_replicates(&self) -> (u64, Vec<String>) {
         let (sessions, warnings) = self.sessions();
         let replicates =
             sessions.iter().map(|s| s.replicates).chain(std::iter::once(self.manifest.replicates)).max().unwrap_or(0);
