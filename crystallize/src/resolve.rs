@@ -535,9 +535,7 @@ pub fn manifest_input(entry: &ExperimentEntry, condition: &Condition, seed: u64,
             if text.len() <= MANIFEST_INPUT_LIMIT {
                 Some(value)
             } else {
-                let digest = text
-                    .bytes()
-                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+                let digest = crate::seed::fnv1a(text.as_bytes());
                 Some(serde_json::json!({"bytes": text.len(), "digest": format!("{digest:016x}")}))
             }
         }

@@ -43,8 +43,10 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
+/// FNV-1a, 64 bits: a small, stable hash of bytes (condition names, hypothesis texts, records),
+/// the same on every machine and in every version.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The seed of unit (`condition`, `replicate`) in a run seeded with `run_seed`.
@@ -52,7 +54,7 @@ pub fn unit_seed(run_seed: u64, replicate: u64, condition: &str, policy: SeedPol
     let shared = mix(mix(run_seed).wrapping_add(replicate));
     match policy {
         SeedPolicy::Shared => shared,
-        SeedPolicy::PerCondition => mix(shared ^ fnv1a(condition)),
+        SeedPolicy::PerCondition => mix(shared ^ fnv1a(condition.as_bytes())),
     }
 }
 

@@ -477,10 +477,6 @@ fn pairing(left: &Values, right: &Values, seeds_shared: bool) -> (bool, String) 
     (true, format!("paired: both conditions ran replicates with the same seeds ({} pairs)", l.len()))
 }
 
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
 /// The smallest p-value the test can produce with these sizes, for tests whose null
 /// distribution is discrete (`None` for t tests and asymptotic rank tests).
 fn floor_p(
@@ -730,8 +726,10 @@ fn evaluate_one(
     };
     let (x, y) = (left.values(), right.values());
     let alternative = hypothesis.op.alternative();
-    let permutation =
-        PermutationOptions { seed: crate::seed::mix(options.permutation.seed ^ fnv1a(&text)), ..options.permutation };
+    let permutation = PermutationOptions {
+        seed: crate::seed::mix(options.permutation.seed ^ crate::seed::fnv1a(text.as_bytes())),
+        ..options.permutation
+    };
     let outcome = run_test(kind, &x, &y, hypothesis.margin, alternative, &permutation);
     if let Err(error @ StatsError::NotBinary { .. }) = &outcome.p {
         return Err(HypothesisError::TestNotApplicable { hypothesis: text, test: kind, why: error.to_string() });

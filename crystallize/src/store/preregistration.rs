@@ -138,7 +138,7 @@ pub fn digest_of(value: &mut Value) -> String {
     }
     let mut text = String::new();
     canonical(value, &mut text);
-    format!("{:016x}", fnv1a(text.as_bytes()))
+    format!("{:016x}", crate::seed::fnv1a(text.as_bytes()))
 }
 
 fn canonical(value: &Value, out: &mut String) {
@@ -169,10 +169,6 @@ fn canonical(value: &Value, out: &mut String) {
         }
         other => out.push_str(&other.to_string()),
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// What reading a run's pre-registration found.
