@@ -62,18 +62,6 @@ pub enum Error {
         /// `EXP/COND` spellings that would be unambiguous.
         candidates: String,
     },
-    /// `--set` named a param the experiment does not declare.
-    #[error("unknown param '{key}' in --set{} params of '{experiment}': {valid}", did_you_mean(suggestion))]
-    UnknownParam {
-        /// The experiment.
-        experiment: String,
-        /// What the user wrote.
-        key: String,
-        /// The closest valid name.
-        suggestion: Option<String>,
-        /// Every valid name.
-        valid: String,
-    },
     /// `--set` (or the config file) gave a param a value of the wrong type.
     #[error("bad value for param '{key}' (type {rust_type}) in {origin}: {problem}")]
     BadParamValue {

@@ -302,9 +302,19 @@ impl DoneUnits {
 
 impl<S: AsRef<str>> FromIterator<(S, u64)> for DoneUnits {
     fn from_iter<I: IntoIterator<Item = (S, u64)>>(units: I) -> DoneUnits {
-        let mut done = DoneUnits::default();
+        // Gathered per condition first and sorted once each: inserting one by one would sort a
+        // condition's list again at every replicate that comes out of order.
+        let mut gathered: Vec<(String, Vec<u64>)> = Vec::new();
         for (condition, replicate) in units {
-            done.insert(condition.as_ref(), replicate);
+            let condition = condition.as_ref();
+            match gathered.iter_mut().find(|(name, _)| name == condition) {
+                Some((_, list)) => list.push(replicate),
+                None => gathered.push((condition.to_owned(), vec![replicate])),
+            }
+        }
+        let mut done = DoneUnits::default();
+        for (condition, list) in gathered {
+            done.extend(&condition, list);
         }
         done
     }
