@@ -375,11 +375,6 @@ impl Reader<'_> {
     }
 }
 
-/// The config file of an experiment crate, for the CLI: which file, if any, and what it says.
-pub fn describe(settings: &Settings) -> Option<String> {
-    settings.path.as_ref().map(|path| display_path(path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

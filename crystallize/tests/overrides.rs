@@ -139,6 +139,7 @@ fn overrides_apply_in_order_and_say_where_values_came_from() {
 
     // The units get the same input.
     let results = crystallize::runner::execute(&plan, &Default::default(), &mut []);
+    assert_eq!(results.units.len(), 4, "2 conditions x 2 replicates");
     for unit in &results.units {
         let expected = if unit.condition == "hot" { 2.0 } else { 6.0 };
         assert_eq!(unit.metrics["rounds"], expected, "{unit:?}");

@@ -54,10 +54,10 @@ fn an_unknown_condition_is_a_clear_failure() {
 #[test]
 fn every_condition_has_a_generated_test() {
     // The generated tests are ordinary functions of this crate; naming them proves they exist.
-    let generated: [fn(); 4] = [
+    // (`fragile` has no baseline test: it opted out with `smoke_test = false`.)
+    let generated: [fn(); 3] = [
         crystallize_smoke__healthy__baseline,
         crystallize_smoke__healthy__one_more,
-        crystallize_smoke__fragile__broken,
         crystallize_smoke__fragile__broken,
     ];
     generated[0]();

@@ -148,6 +148,8 @@ fn colour_follows_the_terminal_no_color_and_clicolor_force() {
         .env("CLICOLOR_FORCE", "1")
         .env("NO_COLOR", "1")
         .run();
+    no_color.assert_code(0);
+    no_color.assert_stdout_contains("- datasource: llama_table");
     no_color.check(!no_color.stdout.contains('\x1b'), "NO_COLOR wins");
 }
 
@@ -391,7 +393,9 @@ fn the_config_file_sets_replicates_seed_params_and_treatments() {
     let value = out.json();
     out.check_eq(out.u64_at(&value, "/replicates"), 2, "replicates from the file");
     out.check_eq(out.u64_at(&value, "/seed"), 7, "seed from the file");
-    for unit in out.at(&value, "/units").as_array().cloned().unwrap_or_default() {
+    let units = out.at(&value, "/units").as_array().cloned().unwrap_or_default();
+    out.check_eq(units.len(), 6, "3 conditions x 2 replicates");
+    for unit in units {
         out.check_eq(unit["metrics"]["rounds"].as_f64(), Some(1.0), "max_rounds = 1 from the file");
     }
 
