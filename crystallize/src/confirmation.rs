@@ -423,10 +423,10 @@ pub fn earlier_use(store: &Store, experiment: &str, before: Option<&str>, except
         let mut end = first + planned;
         let mut start = first;
         if before.is_none() {
-            let state = run.state();
-            for (_, replicate) in state.units.keys() {
-                start = start.min(*replicate);
-                end = end.max(replicate + 1);
+            // Which replicates have records, not the results: the light scan resume uses.
+            if let Some(recorded) = run.scan().recorded_range() {
+                start = start.min(recorded.start);
+                end = end.max(recorded.end);
             }
         }
         if end > start {

@@ -269,6 +269,15 @@ impl RunScan {
         self.first_replicate..self.first_replicate + self.replicates
     }
 
+    /// The replicate indices that have any record, from the lowest to one past the highest;
+    /// `None` before the first record.
+    pub fn recorded_range(&self) -> Option<std::ops::Range<u64>> {
+        // Each condition's list is sorted: its ends are its lowest and highest.
+        let low = self.units.iter().filter_map(|units| units.first()).map(|(r, _)| *r).min()?;
+        let high = self.units.iter().filter_map(|units| units.last()).map(|(r, _)| *r).max()?;
+        Some(low..high + 1)
+    }
+
     /// The run's status: the same as [`RunState::status`].
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
@@ -504,6 +513,9 @@ mod tests {
         assert_eq!(scan.status(), state.status());
         assert_eq!(scan.done_set(), state.done_set());
         assert_eq!(scan.warnings, state.warnings);
+        let recorded: Vec<u64> = state.units.keys().map(|(_, replicate)| *replicate).collect();
+        let expected = recorded.iter().min().map(|low| *low..recorded.iter().max().unwrap() + 1);
+        assert_eq!(scan.recorded_range(), expected);
         scan
     }
 
