@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::confirmation::{self, Integrity};
-use crate::hypothesis::{self, EvalOptions, Hypothesis, HypothesisError, HypothesisResult, Verdict};
+use crate::hypothesis::{self, EvalOptions, Hypothesis, HypothesisError, HypothesisResult};
 use crate::runner::{RunInfo, RunResults};
 use crate::stats::Correction;
 use crate::store::preregistration::Read;
@@ -370,7 +370,7 @@ impl Report {
             }
             rows.push([
                 hypothesis,
-                verdict_text(&r.verdict),
+                r.verdict.to_string(),
                 r.test.to_string(),
                 number(r.effect),
                 r.ci.as_ref().map(summary::interval_text).unwrap_or_else(|| "-".into()),
@@ -387,11 +387,6 @@ fn integrity_line(integrity: &Integrity) -> String {
         Some(h) => format!("integrity of the confirmation of '{h}': {}", integrity.summary),
         None => format!("integrity of the confirmation: {}", integrity.summary),
     }
-}
-
-/// A verdict in a table: `supported`, `not supported`, `inconclusive`, `within noise`.
-pub fn verdict_text(verdict: &Verdict) -> String {
-    verdict.to_string()
 }
 
 /// A p-value in a table: 4 decimals, or 2 significant digits below 0.001 (never a bare 0).

@@ -117,7 +117,7 @@ pub(super) fn experiment_and_hypothesis<'a>(
 pub(super) fn bare_conditions(hypothesis: &Hypothesis, experiment: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for condition in hypothesis.conditions() {
-        let bare = condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')).unwrap_or(condition);
+        let bare = hypothesis::bare_condition(condition, experiment);
         if !names.iter().any(|n| n == bare) {
             names.push(bare.to_owned());
         }

@@ -228,9 +228,7 @@ pub(super) fn checked_hypothesis(
         .map_err(|error| Error::BadHypothesis { origin: origin.to_owned(), message: error.to_string() })?;
     let mut bare = hypothesis.clone();
     for operand in [&mut bare.left, &mut bare.right] {
-        if let Some(name) = operand.condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')) {
-            operand.condition = name.to_owned();
-        }
+        operand.condition = hypothesis::bare_condition(&operand.condition, experiment).to_owned();
     }
     hypothesis::validate_conditions(&bare, conditions).map_err(|source| Error::InHypothesis {
         hypothesis: text.to_owned(),

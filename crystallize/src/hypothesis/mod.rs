@@ -12,6 +12,12 @@ pub use evaluate::{
 };
 pub use parse::{parse, Hypothesis, Op, Operand, ParseError};
 
+/// `condition` without the `EXPERIMENT/` prefix a hypothesis may write it with (`exp/dolphin` is
+/// `dolphin` of experiment `exp`); any other name as it is.
+pub fn bare_condition<'a>(condition: &'a str, experiment: &str) -> &'a str {
+    condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')).unwrap_or(condition)
+}
+
 /// Parses `text` and decides it from `units` with the default options (seeds shared per
 /// replicate, as the default seed policy gives): the one-call form behind
 /// [`crate::QuickResults::hypothesis`] and [`crate::testing::TestResults::assert_hypothesis`].

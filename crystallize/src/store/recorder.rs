@@ -32,7 +32,7 @@ pub fn create_run(store: &Store, plan: &Plan, request: Request, origin: &Origin)
 pub fn applicable_hypotheses(plan: &Plan) -> Vec<String> {
     let experiment = plan.experiment.name;
     let in_plan = |condition: &str| {
-        let bare = condition.strip_prefix(experiment).and_then(|rest| rest.strip_prefix('/')).unwrap_or(condition);
+        let bare = crate::hypothesis::bare_condition(condition, experiment);
         plan.conditions.iter().any(|c| *c.name == *bare)
     };
     plan.experiment
