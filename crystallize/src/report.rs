@@ -230,7 +230,15 @@ impl Report {
     /// rest of [`HypothesisResult`]), `hypothesis_errors` when some could not be decided
     /// (`hypothesis`, `error`), and `integrity` for a confirmation.
     pub fn to_json(&self) -> Value {
-        let mut value = summary::to_json(self.run.as_deref(), &self.results);
+        self.with_hypotheses(summary::to_json(self.run.as_deref(), &self.results))
+    }
+
+    /// [`Report::to_json`] without `units`: what the last line of `stream` holds.
+    pub fn to_json_without_units(&self) -> Value {
+        self.with_hypotheses(summary::aggregates_json(self.run.as_deref(), &self.results))
+    }
+
+    fn with_hypotheses(&self, mut value: Value) -> Value {
         if let Value::Object(object) = &mut value {
             object.insert("hypotheses".into(), serde_json::to_value(&self.hypotheses).unwrap_or(Value::Null));
             if !self.undecided.is_empty() {

@@ -115,6 +115,16 @@ pub fn summarize(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSu
 /// `conditions` (condition → metric → n, mean, sd, ci, min, max; `ci` is `{low, high, level}`
 /// or null), `failed`, `skipped`.
 pub fn to_json(run_id: Option<&str>, results: &RunResults) -> Value {
+    json_object(run_id, results, true)
+}
+
+/// [`to_json`] without `units`: the aggregates of a run whose units were already printed one by
+/// one (the summary line of `stream`), without building a JSON object per unit to drop.
+pub fn aggregates_json(run_id: Option<&str>, results: &RunResults) -> Value {
+    json_object(run_id, results, false)
+}
+
+fn json_object(run_id: Option<&str>, results: &RunResults, with_units: bool) -> Value {
     let summaries = summarize(&results.info.conditions, &results.units);
     let mut conditions = Map::new();
     for summary in &summaries {
@@ -127,16 +137,18 @@ pub fn to_json(run_id: Option<&str>, results: &RunResults) -> Value {
             .collect();
         conditions.insert(summary.condition.clone(), Value::Object(metrics));
     }
-    json!({
-        "run": run_id,
-        "experiment": results.info.experiment,
-        "seed": results.info.seed,
-        "replicates": results.info.replicates.len(),
-        "units": results.units.iter().map(|u| unit_json(run_id, u)).collect::<Vec<_>>(),
-        "conditions": conditions,
-        "failed": results.failed(),
-        "skipped": results.skipped,
-    })
+    let mut object = Map::new();
+    object.insert("run".into(), json!(run_id));
+    object.insert("experiment".into(), json!(results.info.experiment));
+    object.insert("seed".into(), json!(results.info.seed));
+    object.insert("replicates".into(), json!(results.info.replicates.len()));
+    if with_units {
+        object.insert("units".into(), results.units.iter().map(|u| unit_json(run_id, u)).collect());
+    }
+    object.insert("conditions".into(), Value::Object(conditions));
+    object.insert("failed".into(), json!(results.failed()));
+    object.insert("skipped".into(), json!(results.skipped));
+    Value::Object(object)
 }
 
 /// One unit as a JSON object of type `unit` (CLI.md).

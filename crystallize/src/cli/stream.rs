@@ -44,8 +44,8 @@ impl StreamWriter {
     pub(super) fn summary(&mut self, report: &Report) {
         let mut object = serde_json::Map::new();
         object.insert("type".into(), json!("summary"));
-        if let serde_json::Value::Object(fields) = report.to_json() {
-            object.extend(fields.into_iter().filter(|(key, _)| key != "units"));
+        if let serde_json::Value::Object(fields) = report.to_json_without_units() {
+            object.extend(fields);
         }
         self.line(&serde_json::Value::Object(object));
     }
