@@ -186,7 +186,27 @@ pub fn n_per_side(
         });
     }
     const LIMIT: usize = 1 << 40;
-    let reaches = |n: usize| t_test_power(n, effect, sd, alpha, alternative, design).map(|p| p >= power);
+    let too_many = || StatsError::InvalidArgument {
+        name: "effect",
+        value: effect.to_string(),
+        why: "the difference is so small against the noise that more than 2^40 replicates would be needed",
+    };
+    // A t test needs 2 per side: fewer never reaches the power.
+    let reaches = |n: usize| -> Result<bool, StatsError> {
+        Ok(n >= 2 && t_test_power(n, effect, sd, alpha, alternative, design)? >= power)
+    };
+    // The smallest n in (low, high] that reaches the power, given that `high` does.
+    let bisect = |mut low: usize, mut high: usize| -> Result<usize, StatsError> {
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            if reaches(middle)? {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        Ok(high)
+    };
     // Start from the normal approximation, n₀ = k · ((z_α + z_β) · sd / effect)² with k = 2 for
     // two samples: the t test needs at least about that many, and rarely more than a few more.
     let z_alpha = if alternative == Alternative::TwoSided { -norm_ppf(alpha / 2.0) } else { -norm_ppf(alpha) };
@@ -194,50 +214,24 @@ pub fn n_per_side(
     let k = if design == Design::Independent { 2.0 } else { 1.0 };
     let guess = k * ((z_alpha + z_beta) * sd / effect).powi(2);
     if !(guess < LIMIT as f64) {
-        return Err(StatsError::InvalidArgument {
-            name: "effect",
-            value: effect.to_string(),
-            why: "the difference is so small against the noise that more than 2^40 replicates would be needed",
-        });
+        return Err(too_many());
     }
     let start = (guess.floor() as usize).saturating_sub(1).max(2);
     if reaches(start)? {
         // Rare (large effects, where n is tiny): bisect down to the smallest n.
-        let (mut low, mut high) = (1, start);
-        while high - low > 1 {
-            let middle = low + (high - low) / 2;
-            if middle >= 2 && reaches(middle)? {
-                high = middle;
-            } else {
-                low = middle;
-            }
-        }
-        return Ok(high);
+        return bisect(1, start);
     }
     // Step up, doubling the stride, then bisect the last stride.
     let (mut low, mut stride) = (start, 1);
     loop {
         let candidate = low + stride;
         if reaches(candidate)? {
-            let mut high = candidate;
-            while high - low > 1 {
-                let middle = low + (high - low) / 2;
-                if reaches(middle)? {
-                    high = middle;
-                } else {
-                    low = middle;
-                }
-            }
-            return Ok(high);
+            return bisect(low, candidate);
         }
         low = candidate;
         stride *= 2;
         if low > LIMIT {
-            return Err(StatsError::InvalidArgument {
-                name: "effect",
-                value: effect.to_string(),
-                why: "the difference is so small against the noise that more than 2^40 replicates would be needed",
-            });
+            return Err(too_many());
         }
     }
 }
