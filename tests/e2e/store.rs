@@ -239,11 +239,8 @@ fn the_drift_guard_refuses_a_changed_configuration_and_force_records_it() {
 #[test]
 fn stream_into_a_closed_pipe_stops_cleanly_and_can_be_resumed() {
     let store = new_store();
-    let mut child = std::process::Command::new(BIN)
-        .args(["stream", "--replicates", "10", "--jobs", "1", "--set", "think_ms=20"])
-        .env("CRYSTALLIZE_STORE", store.path())
-        .current_dir(store.path())
-        .stdin(Stdio::null())
+    let mut child = store
+        .process(&["stream", "--replicates", "10", "--jobs", "1", "--set", "think_ms=20"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -488,13 +488,17 @@ impl Store {
         self.command(args).timeout(Duration::from_secs(120)).run()
     }
 
+    /// `program ARGS` against this store as a process to start by hand (empty stdin; set stdout
+    /// and stderr as the test needs), for tests that read or signal it while it runs.
+    pub fn process(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.program);
+        command.args(args).env("CRYSTALLIZE_STORE", self.path()).current_dir(self.path()).stdin(Stdio::null());
+        command
+    }
+
     /// Starts `program ARGS` against this store without waiting for it (stdio discarded).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        std::process::Command::new(&self.program)
-            .args(args)
-            .env("CRYSTALLIZE_STORE", self.path())
-            .current_dir(self.path())
-            .stdin(Stdio::null())
+        self.process(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
