@@ -3,8 +3,17 @@
 
 use thiserror::Error;
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// Bad input to a command, or an inconsistent registry.
-#[derive(Debug, Error)]
+///
+/// Its `Debug` is its message, so that `fn main() -> Result<(), crystallize::Error>` prints what
+/// went wrong and how to fix it rather than the variant's name.
+#[derive(Error)]
 pub enum Error {
     /// Nothing registered an experiment in this binary.
     #[error(

@@ -4,7 +4,7 @@
 //! needs no locks.
 //!
 //! Observers reach a run three ways:
-//! - passed to [`runner::execute`](crate::runner::execute) or [`runner::stream`](crate::runner::stream)
+//! - passed to [`runner::execute`](crate::runner::execute) or [`Session`](crate::session::Session)
 //!   (the command line passes its journal, events log, progress display or printer this way);
 //! - attached to an experiment: `#[experiment(observers = [EventsOf("dolphin")])]`, built afresh
 //!   for every run of that experiment;
@@ -82,7 +82,7 @@ pub enum Message {
 
 /// The messages an observer reads besides results ([`Observer::interest`]). Workers never send a
 /// message that no observer of the run reads: a run whose observers all store results only (the
-/// journal, [`runner::stream`](crate::runner::stream)) costs one message per unit, not four.
+/// journal, [`Session`](crate::session::Session)) costs one message per unit, not four.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interest {
     /// `unit_started`.

@@ -61,11 +61,13 @@ pub mod resolve;
 pub mod results;
 pub mod runner;
 pub mod seed;
+pub mod session;
 pub mod source;
 pub mod stats;
 pub mod store;
 pub mod summary;
 pub mod testing;
+pub mod verbose;
 
 #[doc(hidden)]
 pub mod __private;

@@ -32,10 +32,9 @@ use crate::events::Observer;
 use crate::params::Params;
 use crate::plan::{Condition, Plan, UnitFn};
 use crate::registry::{ExperimentEntry, Location};
-use crate::runner::{self, ExperimentVTable, RunOptions, RunResults};
-use crate::store::manifest::Request;
-use crate::store::recorder::{self, Origin};
-use crate::store::Store;
+use crate::runner::{self, ExperimentVTable, RunResults};
+use crate::session::Session;
+use crate::store::recorder::Origin;
 use crate::summary;
 
 /// Runs `f` on every config for `replicates` replicates (seed 0, all cores, nothing stored) and
@@ -195,27 +194,19 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             policy: Default::default(),
             done: Default::default(),
         };
-        let options = RunOptions { jobs: self.jobs, ..RunOptions::default() };
-        let mut observers = self.observers;
-        let mut run_id = None;
-        if let Some(dir) = &self.store {
-            let store = Store::locate(Some(dir));
-            let origin = Origin {
-                crate_name: self.name.to_owned(),
-                crate_version: String::new(),
-                command: std::env::args().collect(),
-            };
-            let run = recorder::create_run(&store, &plan, Request::default(), &origin)?;
-            let journal = recorder::begin_session(&run, &plan, &origin, Vec::new(), options.cancel.clone())?;
-            let events = crate::store::events::EventLog::beside(&journal)
-                .map_err(|e| Error::Store(format!("cannot create the events log in {}: {e}", run.path().display())))?;
-            observers.push(Box::new(journal));
-            observers.push(Box::new(events));
-            run_id = Some(run.manifest.run.clone());
+        let mut session = Session::from_plan(plan).jobs(self.jobs).origin(Origin {
+            crate_name: self.name.to_owned(),
+            crate_version: String::new(),
+            command: std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect(),
+        });
+        if let Some(dir) = self.store {
+            session = session.store(dir);
         }
-        let mut refs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| &mut **o as &mut dyn Observer).collect();
-        let results = runner::execute(&plan, &options, &mut refs);
-        Ok(QuickResults { run_id, results })
+        for observer in self.observers {
+            session = session.boxed_observer(observer);
+        }
+        let finished = session.run()?;
+        Ok(QuickResults { run_id: finished.run, results: finished.results })
     }
 }
 

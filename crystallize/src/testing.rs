@@ -34,9 +34,8 @@ use crate::context::Ctx;
 use crate::error::Error;
 use crate::events::UnitKey;
 use crate::params::{Origin, ParamKind, ParamValue, Params, ResolvedParam};
-use crate::plan::{Override, Plan};
-use crate::registry::Registry;
-use crate::runner::{self, RunOptions, RunResults, UnitResult};
+use crate::runner::{RunResults, UnitResult};
+use crate::session::Session;
 use crate::summary;
 
 /// Builds a [`Ctx`] outside any run, for unit tests of steps and datasources.
@@ -195,18 +194,14 @@ impl TestRun {
 
     /// Runs it. Names and overrides are checked before any unit runs.
     pub fn run(self) -> Result<TestResults, Error> {
-        let registry = Registry::collect()?;
-        let experiment = registry.experiment(Some(&self.experiment))?;
-        let sets = self.sets.iter().map(|s| Override::parse(s)).collect::<Result<Vec<_>, _>>()?;
-        let plan = Plan::new(
-            experiment,
-            &self.treatments,
-            self.replicates.unwrap_or(experiment.entry.replicates),
-            self.seed.unwrap_or(experiment.entry.seed),
-            &sets,
-        )?;
-        let results = runner::execute(&plan, &RunOptions { jobs: self.jobs, ..RunOptions::default() }, &mut []);
-        Ok(TestResults { results })
+        let mut session = Session::named(self.experiment).treatments(self.treatments).sets(self.sets).jobs(self.jobs);
+        if let Some(replicates) = self.replicates {
+            session = session.replicates(replicates);
+        }
+        if let Some(seed) = self.seed {
+            session = session.seed(seed);
+        }
+        Ok(TestResults { results: session.run()?.results })
     }
 }
 
@@ -291,20 +286,12 @@ fn describe_failure(unit: &UnitResult) -> String {
 /// failure. This is the body of the smoke tests the attributes generate.
 #[track_caller]
 pub fn smoke(experiment: &str, condition: &str) {
-    let registry = match Registry::collect() {
-        Ok(registry) => registry,
+    let treatments = if condition == crate::plan::BASELINE { Vec::new() } else { vec![condition.to_owned()] };
+    let session = Session::named(experiment).treatments(treatments).only_condition(condition).replicates(1).jobs(1);
+    let results = match session.run() {
+        Ok(finished) => finished.results,
         Err(error) => panic!("smoke test of {experiment}/{condition}: {error}"),
     };
-    let found = registry.experiment(Some(experiment)).and_then(|e| {
-        let treatments = if condition == crate::plan::BASELINE { Vec::new() } else { vec![condition.to_owned()] };
-        Plan::new(e, &treatments, 1, e.entry.seed, &[])
-    });
-    let mut plan = match found {
-        Ok(plan) => plan,
-        Err(error) => panic!("smoke test of {experiment}/{condition}: {error}"),
-    };
-    plan.conditions.retain(|c| &*c.name == condition);
-    let results = runner::execute(&plan, &RunOptions { jobs: 1, ..RunOptions::default() }, &mut []);
     if let Some(unit) = results.units.iter().find(|u| !u.is_ok()) {
         let (message, location) = match &unit.error {
             Some(error) => {

@@ -1,13 +1,12 @@
-//! The library API without the command line: plan, run, stream, store.
+//! The library API without the command line: a `Session` runs, streams, stores and resumes.
 
 use std::time::Duration;
 
-use crystallize::plan::Plan;
+use std::collections::BTreeMap;
+
 use crystallize::prelude::*;
-use crystallize::registry::Registry;
-use crystallize::runner::{self, RunOptions};
-use crystallize::store::manifest::Request;
-use crystallize::store::recorder::{self, Origin};
+use crystallize::results::UnitResult;
+use crystallize::session::Session;
 use crystallize::store::Store;
 
 #[datasource]
@@ -34,21 +33,27 @@ fn doubled(values: &mut Vec<u64>) {
     values.iter_mut().for_each(|v| *v *= 2);
 }
 
-fn plan(replicates: u64, pause_ms: u64) -> Plan {
-    let registry = Registry::collect().expect("registry");
-    let experiment = registry.experiment(Some("sums")).expect("experiment");
-    let sets = [crystallize::plan::Override::parse(&format!("pause_ms={pause_ms}")).expect("set")];
-    Plan::new(experiment, &[], replicates, 5, &sets).expect("plan")
+/// The metrics of every unit, by (condition, replicate), as bits: equal means equal to the last bit.
+fn metric_bits(units: &[UnitResult]) -> BTreeMap<(String, u64), Vec<(String, u64)>> {
+    units
+        .iter()
+        .map(|u| {
+            let metrics = u.metrics.iter().map(|(name, value)| (name.clone(), value.to_bits())).collect();
+            ((u.condition.clone(), u.replicate), metrics)
+        })
+        .collect()
 }
 
 #[test]
 fn a_stream_yields_every_unit_and_finishes_with_the_whole_run() {
-    let mut stream = runner::stream(plan(4, 0), RunOptions { jobs: 2, ..RunOptions::default() }, Vec::new());
+    let mut stream = Session::of::<sums>().replicates(4).jobs(2).stream().expect("valid session");
     let first: Vec<_> = stream.by_ref().take(3).collect();
     assert_eq!(first.len(), 3);
     let rest: Vec<_> = stream.by_ref().collect();
     assert_eq!(first.len() + rest.len(), 8);
-    let results = stream.finish();
+    let finished = stream.finish().expect("finished");
+    assert_eq!(finished.run, None, "a session without a store stores nothing");
+    let results = finished.results;
     assert_eq!(results.units.len(), 8);
     // The treatment doubles every input, and both conditions share seeds per replicate.
     for replicate in 0..4 {
@@ -61,19 +66,53 @@ fn a_stream_yields_every_unit_and_finishes_with_the_whole_run() {
 }
 
 #[test]
-fn dropping_a_stream_cancels_the_rest_and_stores_what_finished() {
+fn a_stored_stream_broken_off_after_3_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let session = || Session::of::<sums>().replicates(10).set("pause_ms", 5).jobs(1).store(dir.path());
+    for (index, _unit) in session().stream().expect("valid session").enumerate() {
+        if index == 2 {
+            break; // dropping the stream cancels the rest; what finished is stored
+        }
+    }
     let store = Store::locate(Some(dir.path()));
-    let plan = plan(20, 30);
-    let origin = Origin { crate_name: "library-test".into(), crate_version: "0".into(), command: vec!["test".into()] };
-    let run = recorder::create_run(&store, &plan, Request::default(), &origin).expect("run");
-    let options = RunOptions { jobs: 1, ..RunOptions::default() };
-    let journal = recorder::begin_session(&run, &plan, &origin, Vec::new(), options.cancel.clone()).expect("journal");
-    let mut stream = runner::stream(plan, options, vec![Box::new(journal)]);
-    let seen: Vec<_> = stream.by_ref().take(2).collect();
-    assert_eq!(seen.len(), 2);
-    drop(stream);
-    let state = run.state();
-    assert!(state.done() >= 2, "finished units are stored ({} done)", state.done());
-    assert!(state.done() < 40, "units not yet started were cancelled ({} done)", state.done());
+    let (runs, _) = store.runs();
+    assert_eq!(runs.len(), 1, "the stream stored one run");
+    let state = runs[0].scan();
+    assert!(state.done() >= 3 && state.done() < 20, "3 units stored, the rest cancelled ({} done)", state.done());
+
+    let resumed = session().resume(runs[0].manifest.run.clone()).run().expect("resumed");
+    assert_eq!(resumed.run.as_deref(), Some(runs[0].manifest.run.as_str()));
+    assert_eq!(resumed.results.units.len(), 20 - state.done(), "the resume runs only what is missing");
+    let stored = runs[0].state();
+    assert_eq!(stored.done(), 20);
+
+    let uninterrupted = Session::of::<sums>().replicates(10).jobs(2).run().expect("run");
+    assert_eq!(metric_bits(&stored.results()), metric_bits(&uninterrupted.results.units));
+}
+
+#[test]
+fn resuming_latest_of_a_complete_store_says_there_is_nothing_to_resume() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    Session::of::<sums>().replicates(2).store(dir.path()).run().expect("run");
+    let error = Session::of::<sums>().store(dir.path()).resume_latest().run().expect_err("nothing to resume");
+    assert!(error.to_string().contains("sums"), "{error}");
+}
+
+#[test]
+fn bad_names_are_refused_before_anything_is_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let error = Session::named("sumz").store(dir.path()).run().expect_err("unknown experiment");
+    assert!(error.to_string().contains("did you mean 'sums'"), "{error}");
+    let error = Session::of::<sums>().treatment("double").store(dir.path()).run().expect_err("unknown treatment");
+    assert!(error.to_string().contains("did you mean 'doubled'"), "{error}");
+    let error = Session::of::<sums>().set("pause_ms", "soon").store(dir.path()).run().expect_err("bad value");
+    assert!(error.to_string().contains("pause_ms"), "{error}");
+    assert!(Store::locate(Some(dir.path())).runs().0.is_empty(), "nothing was stored");
+}
+
+#[test]
+fn errors_print_their_message_when_main_returns_them() {
+    // `fn main() -> Result<(), crystallize::Error>` prints the error with `Debug`.
+    let error = Session::named("sumz").run().expect_err("unknown experiment");
+    assert_eq!(format!("{error:?}"), error.to_string());
 }

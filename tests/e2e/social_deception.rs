@@ -683,6 +683,33 @@ fn debug_a_replicate_reproduces_that_unit_of_a_run() {
     check_debug_unit(&out7, &recorded7[&("dolphin".to_owned(), 1)]);
 }
 
+#[test]
+fn run_once_with_the_experiments_name_and_verbose_debugs_its_baseline() {
+    let expected = sd(&["debug", "baseline"]);
+    expected.assert_code(0);
+    let out = sd(&["run-once", EXPERIMENT, "--verbose"]);
+    out.assert_code(0);
+    out.check_eq(labelled(&out, "seed"), labelled(&expected, "seed"), "run-once EXP runs the baseline's replicate 0");
+    out.check(labelled(&out, "datasource").contains("llama_table"), "the baseline's datasource");
+    out.check_eq(debug_metrics(&out), debug_metrics(&expected), "the same unit as debug baseline");
+}
+
+#[test]
+fn debug_steps_off_hides_step_lines_but_keeps_events_and_metrics() {
+    let all = sd(&["debug", "dolphin", "--steps", "all"]);
+    all.assert_code(0);
+    let off = sd(&["debug", "dolphin", "--steps", "off"]);
+    off.assert_code(0);
+    let steps =
+        |out: &Output| out.stdout_lines().iter().filter(|l| l.contains("> step ") || l.contains("< step ")).count();
+    all.check(steps(&all) > 0, "--steps all prints the step lines");
+    off.check_eq(steps(&off), 0, "--steps off prints no step line");
+    off.check_eq(round_events(&off).len(), round_events(&all).len(), "events are still printed");
+    off.check_eq(debug_metrics(&off), debug_metrics(&all), "metrics are still printed");
+    let bad = sd(&["debug", "dolphin", "--steps", "some"]);
+    bad.assert_code(2).assert_stderr_contains("off, summary, all");
+}
+
 // ---------------------------------------------------------------------------------------------
 // bad input
 

@@ -12,18 +12,18 @@ use clap::Args;
 
 use super::inspect::{self, Format};
 use super::run::{self, Execution, Invocation, Output};
-use super::{overrides, StoreArgs};
+use super::StoreArgs;
 use crate::confirmation::{self, SampleSize};
 use crate::error::Error;
 use crate::hypothesis::{self, EvalOptions, Hypothesis, TestKind};
-use crate::plan::{Plan, BASELINE};
+use crate::plan::BASELINE;
 use crate::registry::{Experiment, Registry};
 use crate::report;
 use crate::seed::SeedPolicy;
+use crate::session::Session;
 use crate::stats::Correction;
-use crate::store::manifest::Request;
 use crate::store::preregistration::{Adequacy, Exploration, Preregistration};
-use crate::store::{recorder, RunDir, Store};
+use crate::store::{RunDir, Store};
 
 /// Arguments of `confirm`.
 #[derive(Args, Debug)]
@@ -176,11 +176,27 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
         .replicates
         .or_else(|| planned.as_ref().and_then(|p| p.required).map(|n| n as u64))
         .unwrap_or_else(|| settings.replicates(None, entry.replicates).value);
-    let mut plan = Plan::new(experiment, &treatments, replicates, seed, &overrides(&settings, &sets)?)?;
     let earlier = confirmation::earlier_use(&store, experiment.name(), None, None);
-    let first = earlier.highest.map_or(0, |highest| highest + 1);
-    plan.replicates = (first..first + replicates).collect();
-
+    let first = earlier.highest.map_or(0, |highest| highest.saturating_add(1));
+    let origin = run::origin(invocation);
+    let mut session = Session::named(experiment.name());
+    if let Some(jobs) = args.jobs {
+        session = session.jobs(jobs as usize);
+    }
+    if args.fail_fast {
+        session = session.fail_fast();
+    }
+    let mut prepared = session
+        .treatments(treatments.iter().cloned())
+        .sets(sets.iter().cloned())
+        .settings(settings)
+        .origin(origin.clone())
+        .store(store.root())
+        .seed(seed)
+        .replicates(replicates)
+        .first_replicate(first)
+        .prepare()?;
+    let plan = &prepared.plan;
     // Is n enough? The test must be able to reach p ≤ alpha, and, with an exploratory run, have
     // the power asked for against the effect it showed.
     let test = options.test.unwrap_or(match plan.policy {
@@ -206,9 +222,13 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
         failed.push(format!("n: the replicates needed cannot be planned from the exploratory run: {why}"));
     }
 
-    let origin = run::origin(invocation);
-    let request = Request { treatments: treatments.clone(), sets };
-    let mut manifest = recorder::new_manifest(&plan, request, &origin, vec![hypothesis.to_string()])?;
+    let policy = plan.policy;
+    let condition_names: Vec<String> = plan.conditions.iter().map(|c| c.name.to_string()).collect();
+    let Some(manifest) = prepared.manifest_mut() else {
+        return Err(Error::Store("a confirmation is a new stored run".into()));
+    };
+    // The report of a confirmation decides the registered hypothesis, not the declared ones.
+    manifest.hypotheses = vec![hypothesis.to_string()];
     let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
     let exploration = from.as_ref().zip(planned.as_ref()).map(|(run, planned)| Exploration {
         run: run.manifest.run.clone(),
@@ -247,8 +267,8 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
         replicates,
         first_replicate: first,
         seed,
-        seed_policy: plan.policy,
-        conditions: plan.conditions.iter().map(|c| c.name.to_string()).collect(),
+        seed_policy: policy,
+        conditions: condition_names,
         fingerprints,
         earlier,
         adequacy,
@@ -259,15 +279,17 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     };
     let digest = record.seal();
     manifest.preregistration = Some(digest.clone());
-    let run_dir = store.create_run(&manifest)?;
-    run_dir.write_preregistration(&record)?;
+    let opened = prepared.open()?;
+    if let Some(run_dir) = opened.run_dir() {
+        run_dir.write_preregistration(&record)?;
+    }
     eprintln!(
         "pre-registered '{}' as run {} (digest {digest}): {test}, alpha {}, {replicates} replicates per condition at \
          fresh indices {first}..={}{}",
         record.hypothesis,
         record.run,
         args.alpha,
-        first + replicates - 1,
+        first.saturating_add(replicates - 1),
         record.from.as_ref().map(|f| format!(", from exploratory run {}", f.run)).unwrap_or_default()
     );
     for line in &failed {
@@ -275,14 +297,12 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     }
     let format = Format::from_flags(args.json, args.md);
     let execution = Execution {
-        jobs: args.jobs,
         fail_fast: args.fail_fast,
         output: Output::Report(format),
         store: &store,
         store_flag: run::store_flag(&args.store),
-        forced_drift: Vec::new(),
     };
-    run::execute(&plan, &run_dir, &origin, invocation, execution)
+    run::execute(opened, invocation, execution)
 }
 
 /// How many replicates are needed, and why: at least what lets `test` reach p ≤ alpha, and

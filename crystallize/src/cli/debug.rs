@@ -3,73 +3,59 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use super::{overrides, DebugArgs};
+use super::DebugArgs;
 use crate::config_file::Settings;
 use crate::error::Error;
-use crate::events::{Event, InputView, MetricRecord, Observer, UnitKey};
-use crate::plan::{resolve_condition, Condition, Plan, BASELINE};
-use crate::registry::{Experiment, Registry, StepInfo};
-use crate::runner::{self, RunInfo, RunOptions, UnitResult};
+use crate::plan::Plan;
+use crate::registry::{Experiment, Registry};
+use crate::runner::UnitResult;
+use crate::session::Session;
 use crate::store::{manifest, RunDir, Store};
 use crate::summary;
 
 pub(super) fn debug(registry: &Registry, args: &DebugArgs, app: &super::App) -> Result<ExitCode, Error> {
-    let (experiment, condition_name) = registry.condition(&args.condition)?;
-    let entry = experiment.entry;
+    // An experiment's name stands for its baseline (`run-once social_deception --verbose`).
+    let (experiment, condition_name) = match registry.experiments().iter().find(|e| e.name() == args.condition) {
+        Some(experiment) => (experiment, crate::plan::BASELINE),
+        None => registry.condition(&args.condition)?,
+    };
     let settings = crate::config_file::settings(app.manifest_dir, registry, experiment)?;
     let stored = match &args.run {
         Some(id) => Some(Store::locate(args.store.store.as_deref()).run(id)?),
         None => None,
     };
-    let (condition, seed) = match &stored {
-        Some(run) => stored_condition(experiment, condition_name, run, &settings)?,
+    let session = Session::named(experiment.name());
+    let session = match &stored {
+        // The stored unit's configuration: its run's seed and overrides, nothing from the flags.
+        Some(run) => {
+            let seed = stored_seed(experiment, condition_name, run, &settings)?;
+            session.seed(seed).sets(run.manifest.request.sets.iter().cloned())
+        }
         None => {
-            let treatment = match condition_name {
-                BASELINE => None,
-                name => Some(experiment.treatment(name)?),
-            };
-            let condition = resolve_condition(entry, treatment, &overrides(&settings, &args.sets)?)?;
-            let seed = settings.seed(args.seed, entry.seed).value;
-            crate::resolve::check_input_overrides(entry, std::slice::from_ref(&condition), seed, Default::default())?;
-            (condition, seed)
+            let session = session.sets(args.sets.iter().cloned());
+            match args.seed {
+                Some(seed) => session.seed(seed),
+                None => session,
+            }
         }
     };
-    let plan = Plan {
-        experiment: std::borrow::Cow::Borrowed(entry),
-        conditions: vec![condition.clone()],
-        replicates: vec![args.replicate],
-        seed,
-        policy: Default::default(),
-        done: Default::default(),
-    };
-    let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, ..RunOptions::default() };
-    let mut printer = VerbosePrinter::new(std::io::stdout(), &condition, experiment);
-    let results = runner::execute(&plan, &options, &mut [&mut printer]);
-    let Some(unit) = results.units.first() else {
-        return Ok(ExitCode::from(1));
-    };
+    let unit = session.settings(settings).steps(args.steps).debug_replicate(condition_name, args.replicate)?;
     // Exit 1 when the unit failed, even if it failed exactly as stored: `debug --run R && echo
     // fixed` must not say "fixed" for a unit that still fails.
-    let matches = stored.as_ref().is_none_or(|run| compare_with_stored(unit, run));
+    let matches = stored.as_ref().is_none_or(|run| compare_with_stored(&unit, run));
     Ok(if unit.is_ok() && matches { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// The condition and run seed of a stored run, as its manifest recorded them; warns about code or
-/// configuration that changed since.
-fn stored_condition(
-    experiment: &Experiment,
-    name: &str,
-    run: &RunDir,
-    settings: &Settings,
-) -> Result<(Condition, u64), Error> {
+/// The run seed of a stored run, as its manifest recorded it, after checking that it has the
+/// condition; warns about code or configuration that changed since.
+fn stored_seed(experiment: &Experiment, name: &str, run: &RunDir, settings: &Settings) -> Result<u64, Error> {
     let manifest = &run.manifest;
     if manifest.experiment != experiment.name() {
         return Err(Error::Store(format!("run {} is a run of experiment '{}'", manifest.run, manifest.experiment)));
     }
     let seed = manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(experiment.entry.seed);
-    let overrides = overrides(settings, &manifest.request.sets)?;
+    let overrides = settings.overrides_with(&manifest.request.sets)?;
     let plan = Plan::new(experiment, &manifest.request.treatments, 1, seed, &overrides)?;
     let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
     if !drift.is_empty() {
@@ -81,14 +67,14 @@ fn stored_condition(
             eprintln!("  {line}");
         }
     }
-    let condition = plan.conditions.into_iter().find(|c| &*c.name == name).ok_or_else(|| {
-        Error::Store(format!(
+    if !plan.conditions.iter().any(|c| &*c.name == name) {
+        return Err(Error::Store(format!(
             "run {} has no condition '{name}'; its conditions: {}",
             manifest.run,
             run.conditions().join(", ")
-        ))
-    })?;
-    Ok((condition, seed))
+        )));
+    }
+    Ok(seed)
 }
 
 /// Compares a re-run unit with its stored record, bit for bit; says whether they match.
@@ -163,108 +149,5 @@ pub(super) fn report_failures(units: &[UnitResult], program: &str, run: &RunDir)
             unit.replicate,
             run.manifest.run
         );
-    }
-}
-
-/// The `debug` printer: every step, event and metric of a unit as it happens.
-pub struct VerbosePrinter<W: Write + Send> {
-    out: W,
-    header: Vec<String>,
-    unit_started: Instant,
-    depth: usize,
-}
-
-impl<W: Write + Send> VerbosePrinter<W> {
-    fn new(out: W, condition: &Condition, experiment: &Experiment) -> Self {
-        let entry = experiment.entry;
-        let mut header = Vec::new();
-        let datasource = condition.treatment.and_then(|t| t.datasource.as_ref().map(|d| d.info)).or(entry.datasource);
-        if let Some(datasource) = datasource {
-            header.push(format!("datasource  {}  ({})", datasource.name, datasource.location));
-        }
-        if let Some(treatment) = condition.treatment {
-            let mutation = if treatment.mutate.is_some() { ", mutates the input" } else { "" };
-            header.push(format!("treatment   {}{mutation}  ({})", treatment.name, treatment.location));
-        }
-        let params: Vec<String> =
-            condition.params.0.iter().map(|p| format!("{} = {} ({})", p.name, p.value, p.origin)).collect();
-        header.push(format!("params      {}", if params.is_empty() { "(none)".into() } else { params.join(", ") }));
-        VerbosePrinter { out, header, unit_started: Instant::now(), depth: 0 }
-    }
-
-    fn line(&mut self, text: &str) {
-        let _ = writeln!(self.out, "{text}");
-        let _ = self.out.flush();
-    }
-
-    fn timed(&mut self, text: &str) {
-        let elapsed = millis(self.unit_started.elapsed());
-        let indent = "  ".repeat(self.depth);
-        self.line(&format!("{elapsed:>10}  {indent}{text}"));
-    }
-}
-
-fn millis(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
-}
-
-impl<W: Write + Send> Observer for VerbosePrinter<W> {
-    fn run_started(&mut self, run: &RunInfo) {
-        let conditions = run.conditions.join(", ");
-        self.line(&format!(
-            "debug {}/{conditions}  replicate {:?}  run seed {}",
-            run.experiment, run.replicates, run.seed
-        ));
-        for line in std::mem::take(&mut self.header) {
-            self.line(&line);
-        }
-    }
-
-    fn unit_started(&mut self, unit: &UnitKey) {
-        self.unit_started = Instant::now();
-        self.line(&format!("seed        {}", unit.seed));
-    }
-
-    fn input_ready(&mut self, _unit: &UnitKey, input: &InputView) {
-        let text = match input {
-            InputView::Json(value) => value.to_string(),
-            InputView::Debug(text) => text.clone(),
-            InputView::Opaque => "(not Serialize or Debug)".into(),
-        };
-        self.line(&format!("input       {text}"));
-    }
-
-    fn step_started(&mut self, _unit: &UnitKey, step: &StepInfo) {
-        self.timed(&format!("> step {}", step.name));
-        self.depth += 1;
-    }
-
-    fn step_finished(&mut self, _unit: &UnitKey, step: &StepInfo, elapsed: Duration) {
-        self.depth = self.depth.saturating_sub(1);
-        self.timed(&format!("< step {} ({})", step.name, millis(elapsed)));
-    }
-
-    fn event(&mut self, _unit: &UnitKey, event: &Event) {
-        self.timed(&format!("* {} {}", event.name, event.payload));
-    }
-
-    fn metric(&mut self, _unit: &UnitKey, metric: &MetricRecord) {
-        let tags: Vec<String> = metric.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let tags = if tags.is_empty() { String::new() } else { format!(" [{}]", tags.join(", ")) };
-        self.timed(&format!("= {} = {}{tags}", metric.name, summary::number(metric.value)));
-    }
-
-    fn unit_finished(&mut self, result: &UnitResult) {
-        let took = format!("{:.2} ms", result.duration_ms);
-        match &result.error {
-            None => self.line(&format!("ok in {took}")),
-            Some(error) => {
-                let location = error.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
-                self.line(&format!("FAILED after {took}: {}{location}", error.message));
-            }
-        }
-        let metrics: Vec<String> =
-            result.metrics.iter().map(|(name, value)| format!("{name} = {}", summary::number(*value))).collect();
-        self.line(&format!("metrics     {}", if metrics.is_empty() { "(none)".into() } else { metrics.join(", ") }));
     }
 }

@@ -218,7 +218,7 @@ pub(super) fn print_report(
 /// checks that its conditions are among `conditions` (`COND`, or `EXPERIMENT/COND` of
 /// `experiment`; an unknown one is exit code 2, with a "did you mean"). `origin` says where the
 /// hypothesis was written, for the message.
-pub(super) fn checked_hypothesis(
+pub(crate) fn checked_hypothesis(
     text: &str,
     origin: &str,
     experiment: &str,

@@ -19,13 +19,11 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::error::Error;
 use crate::hypothesis::TestKind;
-use crate::plan::Override;
 use crate::registry::Registry;
 use crate::stats::Correction;
 
-pub use debug::VerbosePrinter;
+pub(crate) use inspect::checked_hypothesis;
 pub use progress::Progress;
 
 /// The experiments crate, as `crystallize::main!` sees it.
@@ -142,8 +140,17 @@ struct StreamArgs {
 
 #[derive(Args, Debug)]
 struct DebugArgs {
-    /// The condition: `baseline`, a treatment, or EXP/COND.
+    /// The condition: `baseline`, a treatment, EXP/COND, or an experiment's name for its
+    /// baseline (default: the baseline of the only experiment).
+    #[arg(default_value = "baseline")]
     condition: String,
+    /// Which step lines to print: off, summary (the first 40, then each step's calls and time),
+    /// or all.
+    #[arg(long, value_name = "off|summary|all", default_value = "summary", value_parser = crate::verbose::StepLines::parse)]
+    steps: crate::verbose::StepLines,
+    /// Accepted for `run-once EXP --verbose`: debug output is always verbose.
+    #[arg(long, short = 'v', hide = true)]
+    verbose: bool,
     /// The replicate index to run.
     #[arg(long, default_value_t = 0)]
     replicate: u64,
@@ -281,9 +288,4 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
-}
-
-/// A command's overrides: the config file's (see [`crate::config_file`]), then `--set`'s.
-fn overrides(settings: &crate::config_file::Settings, sets: &[String]) -> Result<Vec<Override>, Error> {
-    settings.overrides_with(sets)
 }

@@ -1,25 +1,22 @@
-//! `run` and `stream`: plan (or re-plan a stored run to resume it), guard against drift, store
-//! the manifest and a session record, run the units with the journal as an observer, and print
-//! the report recomputed from the store.
+//! `run` and `stream`: a [`Session`] from the command line's flags (a new run, or a stored one
+//! to resume), run with a progress display or a stream printer, then the report recomputed from
+//! the store, the failures with the commands that reproduce them, and how to resume a run that
+//! stopped early.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use super::progress::Progress;
 use super::stream::StreamWriter;
-use super::{inspect, overrides, RunArgs};
-use crate::config_file::Settings;
+use super::{inspect, RunArgs};
 use crate::error::Error;
 use crate::events::Observer;
 use crate::hypothesis::EvalOptions;
-use crate::plan::Plan;
-use crate::registry::{Experiment, Registry};
+use crate::registry::Registry;
 use crate::report::Report;
-use crate::runner::{self, Cancel, RunOptions};
-use crate::store::events::EventLog;
-use crate::store::manifest::{self, Request};
-use crate::store::recorder::{self, Origin};
-use crate::store::{RunDir, Status, Store};
+use crate::runner::{self, Cancel};
+use crate::session::{Opened, Session};
+use crate::store::recorder::Origin;
+use crate::store::{Status, Store};
 
 /// Who is running: the experiments crate and how this process was invoked.
 pub(super) struct Invocation {
@@ -35,10 +32,8 @@ pub(super) enum Output {
     Stream { events: bool },
 }
 
-/// How to run the units of a planned, stored run, and what to print.
+/// What to print of a run, and where it is stored.
 pub(super) struct Execution<'a> {
-    /// Units in parallel (default: available cores).
-    pub jobs: Option<u64>,
     /// Stop scheduling new units after the first failure.
     pub fail_fast: bool,
     /// What to print.
@@ -47,8 +42,6 @@ pub(super) struct Execution<'a> {
     pub store: &'a Store,
     /// ` --store DIR` when one was given, for the resume command printed on an interruption.
     pub store_flag: String,
-    /// What changed when a resume was forced (recorded in the session).
-    pub forced_drift: Vec<String>,
 }
 
 pub(super) fn run(
@@ -58,28 +51,38 @@ pub(super) fn run(
     output: Output,
 ) -> Result<ExitCode, Error> {
     let experiment = registry.experiment(args.experiment.as_deref())?;
-    // The declared hypotheses are checked before anything runs: a bad one is exit code 2.
-    let conditions = experiment.condition_names();
-    for text in experiment.entry.hypotheses {
-        let origin = format!("declared in #[experiment] at {}", experiment.entry.location);
-        inspect::checked_hypothesis(text, &origin, experiment.name(), &conditions)?;
-    }
     let store = Store::locate(args.store.store.as_deref());
-    let origin = origin(invocation);
     let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
-    let (plan, run_dir, forced_drift) = match &args.resume {
-        None => start(experiment, args, &settings, &store, &origin)?,
-        Some(id) => resume(experiment, args, &settings, &store, id)?,
-    };
-    let execution = Execution {
-        jobs: args.jobs,
-        fail_fast: args.fail_fast,
-        output,
-        store: &store,
-        store_flag: store_flag(&args.store),
-        forced_drift,
-    };
-    execute(&plan, &run_dir, &origin, invocation, execution)
+    let mut session = Session::named(experiment.name())
+        .treatments(args.treatments.iter().cloned())
+        .sets(args.sets.iter().cloned())
+        .settings(settings)
+        .origin(origin(invocation))
+        .store(store.root());
+    if let Some(replicates) = args.replicates {
+        session = session.replicates(replicates);
+    }
+    if let Some(seed) = args.seed {
+        session = session.seed(seed);
+    }
+    if let Some(jobs) = args.jobs {
+        session = session.jobs(jobs as usize);
+    }
+    if let Some(id) = &args.resume {
+        session = session.resume(id.clone());
+    }
+    if args.force {
+        session = session.force();
+    }
+    if args.fail_fast {
+        session = session.fail_fast();
+    }
+    let prepared = session.prepare()?;
+    for note in &prepared.notes {
+        eprintln!("{note}");
+    }
+    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag: store_flag(&args.store) };
+    execute(prepared.open()?, invocation, execution)
 }
 
 /// The crate and command line, for the records of a run.
@@ -87,69 +90,38 @@ pub(super) fn origin(invocation: &Invocation) -> Origin {
     Origin {
         crate_name: invocation.app.name.to_owned(),
         crate_version: invocation.app.version.to_owned(),
-        command: std::env::args().collect(),
+        command: std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect(),
     }
 }
 
-/// Runs the units of `plan` into the stored run `run_dir` (a session record, its journal and
-/// events log), prints the report recomputed from the store (or streams), and says how it went:
-/// exit code 0, 1 when a unit failed or the report has problems (a hypothesis that could not be
-/// decided, a confirmation that is not valid), 130 when interrupted.
-pub(super) fn execute(
-    plan: &Plan,
-    run_dir: &RunDir,
-    origin: &Origin,
-    invocation: &Invocation,
-    execution: Execution<'_>,
-) -> Result<ExitCode, Error> {
-    let Execution { jobs, fail_fast, output, store, store_flag, forced_drift } = execution;
+/// Runs the units of an opened, stored run, prints the report recomputed from the store (or
+/// streams), and says how it went: exit code 0, 1 when a unit failed or the report has problems
+/// (a hypothesis that could not be decided, a confirmation that is not valid), 130 when
+/// interrupted.
+pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execution<'_>) -> Result<ExitCode, Error> {
+    let Execution { fail_fast, output, store, store_flag } = execution;
+    let Some(run_dir) = opened.run_dir().cloned() else {
+        return Err(Error::Store("the command line stores every run".into()));
+    };
+    let experiment = opened.plan().experiment.name.to_owned();
     let cancel = Cancel::default();
     install_interrupt_handler();
-    let mut journal = recorder::begin_session(run_dir, plan, origin, forced_drift, cancel.clone())?;
-    // Beside the journal, the events log: what `watch` follows, and a replay of the run.
-    let mut events_log = match EventLog::beside(&journal) {
-        Ok(log) => Some(log),
-        Err(error) => {
-            eprintln!(
-                "warning: cannot create the events log of {}: {error}; the run goes on without it",
-                run_dir.manifest.run
-            );
-            None
-        }
-    };
-    let options = RunOptions {
-        jobs: jobs.map(|j| j as usize).unwrap_or_else(runner::default_jobs),
-        fail_fast,
-        live_metrics: true,
-        describe_input: false,
-        cancel: cancel.clone(),
-        artifacts: Some(Arc::new(run_dir.artifacts_dir())),
-    };
     let run_id = run_dir.manifest.run.clone();
-    let results = match output {
+    let finished = match output {
         Output::Stream { events } => {
             let mut stream = StreamWriter::new(run_id.clone(), events, cancel.clone());
-            let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
-            observers.extend(events_log.as_mut().map(|log| log as &mut dyn Observer));
-            observers.push(&mut stream);
-            let results = runner::execute(plan, &options, &mut observers);
+            let finished = opened.execute(cancel, &mut [&mut stream as &mut dyn Observer])?;
             if !stream.closed() {
-                stream.summary(&Report::from_store(store, run_dir, &[]));
+                stream.summary(&Report::from_store(store, &run_dir, &[]));
             }
-            results
+            finished
         }
         Output::Report(_) => {
             let mut progress = Progress::new();
-            let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
-            observers.extend(events_log.as_mut().map(|log| log as &mut dyn Observer));
-            observers.push(&mut progress);
-            runner::execute(plan, &options, &mut observers)
+            opened.execute(cancel, &mut [&mut progress as &mut dyn Observer])?
         }
     };
-    let journal_error = journal.finish().err();
-    if let Some(Err(error)) = events_log.map(EventLog::finish) {
-        eprintln!("warning: {error}");
-    }
+    let results = &finished.results;
     eprintln!(
         "ran {} units in {:.2} s with {} jobs; stored in {}",
         results.units.len(),
@@ -159,15 +131,15 @@ pub(super) fn execute(
     );
     let report_problems = match output {
         Output::Report(format) => {
-            inspect::print_report(store, run_dir, format, &[], &EvalOptions::default()).has_problems()
+            inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()
         }
         Output::Stream { .. } => false,
     };
-    super::debug::report_failures(&results.units, &invocation.program, run_dir);
+    super::debug::report_failures(&results.units, &invocation.program, &run_dir);
 
     let stopped_early = results.skipped > 0 && !fail_fast;
-    if let Some(error) = journal_error {
-        eprintln!("error: {error}");
+    for warning in &finished.warnings {
+        eprintln!("error: {warning}");
     }
     // Only a run that stopped early needs its journal read again, to say how to resume it.
     let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
@@ -177,7 +149,7 @@ pub(super) fn execute(
             state.done(),
             state.planned(),
             super::debug::shell_quote(&invocation.program),
-            run_dir.manifest.experiment,
+            experiment,
             run_id,
             store_flag
         );
@@ -190,102 +162,6 @@ pub(super) fn execute(
 pub(super) fn store_flag(store: &super::StoreArgs) -> String {
     let quote = |dir: &std::path::Path| super::debug::shell_quote(&dir.display().to_string());
     store.store.as_ref().map(|dir| format!(" --store {}", quote(dir))).unwrap_or_default()
-}
-
-/// Plans a new run and writes its manifest.
-fn start(
-    experiment: &Experiment,
-    args: &RunArgs,
-    settings: &Settings,
-    store: &Store,
-    origin: &Origin,
-) -> Result<(Plan, RunDir, Vec<String>), Error> {
-    let entry = experiment.entry;
-    let plan = Plan::new(
-        experiment,
-        &args.treatments,
-        settings.replicates(args.replicates, entry.replicates).value,
-        settings.seed(args.seed, entry.seed).value,
-        &overrides(settings, &args.sets)?,
-    )?;
-    let request = Request { treatments: args.treatments.clone(), sets: args.sets.clone() };
-    let run_dir = recorder::create_run(store, &plan, request, origin)?;
-    Ok((plan, run_dir, Vec::new()))
-}
-
-/// Re-plans a stored run with what it was asked for (flags given now take precedence), refuses
-/// if its configuration or code drifted (unless `--force`), and skips the units already done.
-fn resume(
-    experiment: &Experiment,
-    args: &RunArgs,
-    settings: &Settings,
-    store: &Store,
-    id: &str,
-) -> Result<(Plan, RunDir, Vec<String>), Error> {
-    let run_dir = if id.is_empty() { latest_unfinished(experiment, store)? } else { store.run(id)? };
-    let manifest = &run_dir.manifest;
-    if manifest.experiment != experiment.name() {
-        return Err(Error::Store(format!(
-            "run {} is a run of experiment '{}', not '{}'",
-            manifest.run,
-            manifest.experiment,
-            experiment.name()
-        )));
-    }
-    // Only which units are done matters here, not their results: the scan reads no more.
-    let state = run_dir.scan();
-    for warning in &state.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let treatments = if args.treatments.is_empty() { &manifest.request.treatments } else { &args.treatments };
-    let sets = if args.sets.is_empty() { &manifest.request.sets } else { &args.sets };
-    let seed = args.seed.or_else(|| manifest.config.get("seed").and_then(|s| s.as_u64())).unwrap_or(0);
-    let replicates = args.replicates.unwrap_or(state.replicates).max(1);
-    let mut plan = Plan::new(experiment, treatments, replicates, seed, &overrides(settings, sets)?)?;
-    // A confirmation runs replicate indices from its first one on, not from 0.
-    let first = manifest.first_replicate;
-    plan.replicates = (first..first + replicates).collect();
-    let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
-    if !drift.is_empty() && !args.force {
-        return Err(Error::Drift {
-            run: manifest.run.clone(),
-            changes: drift.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n"),
-        });
-    }
-    if !drift.is_empty() {
-        eprintln!("warning: resuming {} with --force although it changed:", manifest.run);
-        for line in &drift {
-            eprintln!("  {line}");
-        }
-    }
-    plan.done = state.done_set();
-    eprintln!(
-        "resuming run {}: {} of {} units already done",
-        manifest.run,
-        state.done(),
-        plan.conditions.len() * plan.replicates.len()
-    );
-    Ok((plan, run_dir, drift))
-}
-
-fn latest_unfinished(experiment: &Experiment, store: &Store) -> Result<RunDir, Error> {
-    let (runs, _) = store.runs();
-    let mine: Vec<(RunDir, Status)> = runs
-        .into_iter()
-        .filter(|r| r.manifest.experiment == experiment.name())
-        .map(|r| {
-            let status = r.scan().status();
-            (r, status)
-        })
-        .collect();
-    let known = mine.iter().map(|(r, s)| format!("{} ({s})", r.manifest.run)).collect::<Vec<_>>().join(", ");
-    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).ok_or_else(|| {
-        Error::NothingToResume {
-            experiment: experiment.name().to_owned(),
-            store: store.root().display().to_string(),
-            known: if known.is_empty() { "none".into() } else { known },
-        }
-    })
 }
 
 /// First Ctrl-C (or SIGTERM): stop scheduling and let the units in flight finish. Second: abort

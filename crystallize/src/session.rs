@@ -1,0 +1,728 @@
+//! One run, put together in one place: a [`Session`] plans the units, opens the store (a new run,
+//! or a stored one to resume), records the session with its journal and events log, attaches the
+//! observers and runs the units — all of them ([`Session::run`]), one result at a time as they
+//! finish ([`Session::stream`]), or one replicate verbosely ([`Session::debug`]).
+//!
+//! The command line's `run`, `stream`, `debug` and `confirm`, [`crate::quick()`] and
+//! [`crate::testing::TestRun`] are thin callers of it, so a library caller gets exactly what the
+//! command line does: the same plan, seeds, store records and resume.
+//!
+//! ```no_run
+//! use crystallize::session::Session;
+//! # #[crystallize::experiment(replicates = 10)]
+//! # fn social_deception(ctx: &mut crystallize::Ctx) {}
+//!
+//! # fn demo() -> Result<(), crystallize::Error> {
+//! // A stored run, read as it goes; breaking out of the loop cancels the rest (resumable).
+//! for unit in Session::of::<social_deception>().replicates(10).store(".crystallize").stream()? {
+//!     println!("{} #{}: {:?}", unit.condition, unit.replicate, unit.metrics);
+//! }
+//! // Later, from any process: continue it where it stopped.
+//! let finished = Session::of::<social_deception>().store(".crystallize").resume_latest().run()?;
+//! println!("{} units, {} failed", finished.results.units.len(), finished.results.failed());
+//! # Ok(()) }
+//! ```
+//!
+//! An experiment defined in a library crate is reached from another binary by its marker type,
+//! which also makes the linker keep the library's registrations:
+//! `Session::of::<my_experiments::social_deception>().run()?`.
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+
+use crate::config_file::Settings;
+use crate::error::Error;
+use crate::events::{Interest, Observer};
+use crate::plan::{resolve_condition, Plan, BASELINE};
+use crate::registry::{Experiment, Registry};
+use crate::results::UnitResult;
+use crate::runner::{self, Cancel, RunOptions, RunResults};
+use crate::store::events::EventLog;
+use crate::store::journal::JournalWriter;
+use crate::store::manifest::{self, Manifest, Request};
+use crate::store::recorder::{self, Origin};
+use crate::store::{RunDir, Status, Store};
+use crate::verbose::{StepLines, VerbosePrinter};
+
+/// A run to put together: which experiment and conditions, how many replicates, the seed,
+/// overrides, where it is stored (if anywhere), and how it runs. Every name and value is checked
+/// when the run starts, before any unit runs.
+pub struct Session {
+    source: Source,
+    treatments: Vec<String>,
+    replicates: Option<u64>,
+    seed: Option<u64>,
+    sets: Vec<String>,
+    store: Option<PathBuf>,
+    resume: Option<String>,
+    force: bool,
+    jobs: Option<usize>,
+    fail_fast: bool,
+    observers: Vec<Box<dyn Observer>>,
+    settings: Settings,
+    origin: Option<Origin>,
+    only_condition: Option<String>,
+    first_replicate: u64,
+    steps: StepLines,
+}
+
+/// Where the plan comes from.
+enum Source {
+    /// A registered experiment by name; `None`: the only one of the binary.
+    Registered(Option<String>),
+    /// A plan built by the caller ([`crate::quick()`]'s unregistered experiments).
+    Built(Box<Plan>),
+}
+
+impl Session {
+    fn with_source(source: Source) -> Session {
+        Session {
+            source,
+            treatments: Vec::new(),
+            replicates: None,
+            seed: None,
+            sets: Vec::new(),
+            store: None,
+            resume: None,
+            force: false,
+            jobs: None,
+            fail_fast: false,
+            observers: Vec::new(),
+            settings: Settings::default(),
+            origin: None,
+            only_condition: None,
+            first_replicate: 0,
+            steps: StepLines::default(),
+        }
+    }
+
+    /// A run of the experiment `E`: the marker type `#[experiment]` puts beside the function
+    /// (`Session::of::<social_deception>()`). Naming the type also keeps a library crate's
+    /// experiments linked into the binary that runs them.
+    pub fn of<E: crate::__private::Experiment>() -> Session {
+        Session::named(E::NAME)
+    }
+
+    /// A run of the registered experiment called `name` (checked when the run starts, with a
+    /// "did you mean").
+    pub fn named(name: impl Into<String>) -> Session {
+        Session::with_source(Source::Registered(Some(name.into())))
+    }
+
+    /// A run of the only experiment registered in this binary (an error names them all when
+    /// there are several).
+    pub fn only() -> Session {
+        Session::with_source(Source::Registered(None))
+    }
+
+    /// A run of a plan built by the caller (the conditions carry their own unit functions).
+    pub(crate) fn from_plan(plan: Plan) -> Session {
+        Session::with_source(Source::Built(Box::new(plan)))
+    }
+
+    /// Runs this treatment besides the baseline (repeatable); without any, every treatment runs.
+    pub fn treatment(mut self, name: impl Into<String>) -> Self {
+        self.treatments.push(name.into());
+        self
+    }
+
+    /// Runs these treatments besides the baseline; without any, every treatment runs.
+    pub fn treatments<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.treatments.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replicates per condition (default: `crystallize.toml`'s, else the experiment's; when
+    /// resuming, the stored run's).
+    pub fn replicates(mut self, replicates: u64) -> Self {
+        self.replicates = Some(replicates);
+        self
+    }
+
+    /// The run's seed (default: `crystallize.toml`'s, else the experiment's; when resuming, the
+    /// stored run's).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Overrides a param or an input field (`players[2].model`) in every condition, exactly as
+    /// `--set KEY=VALUE` does; checked against its type when the run starts.
+    pub fn set(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.sets.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Overrides given as `KEY=VALUE` text, as the command line has them.
+    pub(crate) fn sets(mut self, sets: impl IntoIterator<Item = String>) -> Self {
+        self.sets.extend(sets);
+        self
+    }
+
+    /// Stores the run in the store at `dir` (a new run, or the one resumed), as `--store DIR`
+    /// does. Without a store nothing is written, and the run cannot be resumed.
+    pub fn store(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store = Some(dir.into());
+        self
+    }
+
+    /// Continues the stored run `id` (a unique prefix is enough) instead of starting one: the
+    /// units already done are not run again. Needs [`Session::store`].
+    pub fn resume(mut self, id: impl Into<String>) -> Self {
+        self.resume = Some(id.into());
+        self
+    }
+
+    /// Continues the latest unfinished run of the experiment in the store.
+    pub fn resume_latest(self) -> Self {
+        self.resume("")
+    }
+
+    /// Resumes even though the configuration or code changed since the run started (the session
+    /// record keeps what changed).
+    pub fn force(mut self) -> Self {
+        self.force = true;
+        self
+    }
+
+    /// Units in parallel (default: the available cores); 1 runs them serially on the calling
+    /// thread.
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = Some(jobs.max(1));
+        self
+    }
+
+    /// Stops scheduling new units after the first failure.
+    pub fn fail_fast(mut self) -> Self {
+        self.fail_fast = true;
+        self
+    }
+
+    /// Adds an observer of the run (see [`crate::events::Observer`]).
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Which step lines [`Session::debug`] prints (default: [`StepLines::Summary`]).
+    pub fn steps(mut self, steps: StepLines) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// Adds an observer already boxed.
+    pub(crate) fn boxed_observer(mut self, observer: Box<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// What `crystallize.toml` says about the experiment (the command line loads it).
+    pub(crate) fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Who runs it, for the store's records (default: the experiment's crate and this process's
+    /// command line).
+    pub(crate) fn origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// Runs replicate indices from `first` on (a confirmation's fresh ones) instead of from 0.
+    pub(crate) fn first_replicate(mut self, first: u64) -> Self {
+        self.first_replicate = first;
+        self
+    }
+
+    /// Runs only this condition of the plan (a smoke test's).
+    pub(crate) fn only_condition(mut self, condition: impl Into<String>) -> Self {
+        self.only_condition = Some(condition.into());
+        self
+    }
+
+    /// Runs every unit (the remaining ones of a resumed run) and returns their results in plan
+    /// order. A unit that fails is a result, not an error: errors are bad input found before any
+    /// unit ran, or a store that cannot be written.
+    pub fn run(self) -> Result<Finished, Error> {
+        self.prepare()?.open()?.execute(Cancel::default(), &mut [])
+    }
+
+    /// Runs the units in the background and yields each unit's result as it finishes. A stored
+    /// run is stored and resumable exactly as with [`Session::run`]; dropping the stream cancels
+    /// the units not yet started and waits for those in flight, which are stored.
+    pub fn stream(self) -> Result<SessionStream, Error> {
+        Ok(self.prepare()?.open()?.stream())
+    }
+
+    /// Runs replicate 0 of `condition` (`baseline`, a treatment, or `EXP/COND`) serially,
+    /// printing its params, seed, input, steps, events and metrics to stdout as they happen.
+    /// Stores nothing.
+    pub fn debug(self, condition: &str) -> Result<UnitResult, Error> {
+        self.debug_replicate(condition, 0)
+    }
+
+    /// Like [`Session::debug`], for replicate `replicate`: the unit a run reported as failed.
+    pub fn debug_replicate(self, condition: &str, replicate: u64) -> Result<UnitResult, Error> {
+        let registry = Registry::collect()?;
+        // An experiment's name stands for its baseline (`run-once social_deception`).
+        let named_experiment = registry.experiments().iter().find(|e| e.name() == condition);
+        let (experiment, condition_name) = match (&self.source, named_experiment) {
+            (Source::Registered(_), Some(experiment)) => (experiment, BASELINE),
+            (Source::Registered(Some(name)), None) if !condition.contains('/') => {
+                registry.condition(&format!("{name}/{condition}"))?
+            }
+            (Source::Registered(_), None) => registry.condition(condition)?,
+            (Source::Built(_), _) => return Err(Error::InvalidQuick("debug runs registered experiments only".into())),
+        };
+        let entry = experiment.entry;
+        let treatment = match condition_name {
+            BASELINE => None,
+            name => Some(experiment.treatment(name)?),
+        };
+        let condition = resolve_condition(entry, treatment, &self.settings.overrides_with(&self.sets)?)?;
+        let seed = self.settings.seed(self.seed, entry.seed).value;
+        crate::resolve::check_input_overrides(entry, std::slice::from_ref(&condition), seed, Default::default())?;
+        let plan = Plan {
+            experiment: std::borrow::Cow::Borrowed(entry),
+            conditions: vec![condition.clone()],
+            replicates: vec![replicate],
+            seed,
+            policy: Default::default(),
+            done: Default::default(),
+        };
+        let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, ..RunOptions::default() };
+        let mut printer = VerbosePrinter::new(std::io::stdout(), &condition, experiment, self.steps);
+        let mut observers: Vec<&mut dyn Observer> = vec![&mut printer];
+        let mut own = self.observers;
+        observers.extend(own.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+        let results = runner::execute(&plan, &options, &mut observers);
+        results.units.into_iter().next().ok_or_else(|| Error::Store("the unit did not run (interrupted)".into()))
+    }
+
+    /// Builds the plan and decides where it is stored, checking every name and value; writes
+    /// nothing yet.
+    pub(crate) fn prepare(self) -> Result<Prepared, Error> {
+        let Session {
+            source,
+            treatments,
+            replicates,
+            seed,
+            sets,
+            store,
+            resume,
+            force,
+            jobs,
+            fail_fast,
+            observers,
+            settings,
+            origin,
+            only_condition,
+            first_replicate,
+            steps: _,
+        } = self;
+        let store = store.map(|dir| Store::locate(Some(&dir)));
+        let mut notes = Vec::new();
+        let (mut plan, target, origin) = match source {
+            Source::Built(plan) => {
+                let origin = origin.unwrap_or_else(|| default_origin(plan.experiment.name));
+                let target = match &store {
+                    None => Target::Memory,
+                    Some(store) => {
+                        let manifest = recorder::new_manifest(&plan, Request::default(), &origin, Vec::new())?;
+                        Target::New { store: store.clone(), manifest }
+                    }
+                };
+                (*plan, target, origin)
+            }
+            Source::Registered(name) => {
+                let registry = Registry::collect()?;
+                let experiment = registry.experiment(name.as_deref())?;
+                check_declared_hypotheses(experiment)?;
+                let origin = origin.unwrap_or_else(|| default_origin(experiment.entry.location.module_path));
+                let wanted = Wanted { treatments: &treatments, replicates, seed, sets: &sets, settings: &settings };
+                match (resume, &store) {
+                    (Some(_), None) => {
+                        return Err(Error::Store("resuming a run needs the store it is in: add .store(dir)".into()))
+                    }
+                    (Some(id), Some(store)) => {
+                        let (plan, run_dir, drift) = resume_plan(experiment, &wanted, store, &id, force, &mut notes)?;
+                        (plan, Target::Resumed { run_dir, drift }, origin)
+                    }
+                    (None, store) => {
+                        let entry = experiment.entry;
+                        let replicates = settings.replicates(replicates, entry.replicates).value;
+                        let seed = settings.seed(seed, entry.seed).value;
+                        let overrides = settings.overrides_with(&sets)?;
+                        let mut plan = Plan::new(experiment, &treatments, replicates, seed, &overrides)?;
+                        if first_replicate > 0 {
+                            let last = first_replicate.checked_add(replicates).ok_or_else(|| {
+                                Error::Store(format!("replicates {first_replicate} + {replicates} overflow"))
+                            })?;
+                            plan.replicates = (first_replicate..last).collect();
+                        }
+                        let target = match store {
+                            None => Target::Memory,
+                            Some(store) => {
+                                let request = Request { treatments: treatments.clone(), sets: sets.clone() };
+                                let manifest = recorder::new_manifest(
+                                    &plan,
+                                    request,
+                                    &origin,
+                                    recorder::applicable_hypotheses(&plan),
+                                )?;
+                                Target::New { store: store.clone(), manifest }
+                            }
+                        };
+                        (plan, target, origin)
+                    }
+                }
+            }
+        };
+        if let Some(only) = only_condition {
+            plan.conditions.retain(|c| *c.name == *only);
+        }
+        Ok(Prepared {
+            plan,
+            target,
+            origin,
+            notes,
+            running: Running { jobs: jobs.unwrap_or_else(runner::default_jobs), fail_fast, observers },
+        })
+    }
+}
+
+/// What the caller asked for, for planning a new or a resumed run.
+struct Wanted<'a> {
+    treatments: &'a [String],
+    replicates: Option<u64>,
+    seed: Option<u64>,
+    sets: &'a [String],
+    settings: &'a Settings,
+}
+
+/// The experiment's declared hypotheses, checked before anything runs: a bad one is exit code 2.
+fn check_declared_hypotheses(experiment: &Experiment) -> Result<(), Error> {
+    let conditions = experiment.condition_names();
+    for text in experiment.entry.hypotheses {
+        let origin = format!("declared in #[experiment] at {}", experiment.entry.location);
+        crate::cli::checked_hypothesis(text, &origin, experiment.name(), &conditions)?;
+    }
+    Ok(())
+}
+
+/// The records' origin when the caller gives none: the crate the experiment is in, this
+/// process's command line.
+fn default_origin(module_path: &str) -> Origin {
+    Origin {
+        crate_name: module_path.split("::").next().unwrap_or(module_path).to_owned(),
+        crate_version: String::new(),
+        command: std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect(),
+    }
+}
+
+/// Re-plans a stored run with what it was asked for (what is asked now takes precedence),
+/// refuses if its configuration or code drifted (unless `force`), and marks the units already
+/// done so that they are skipped.
+fn resume_plan(
+    experiment: &Experiment,
+    wanted: &Wanted<'_>,
+    store: &Store,
+    id: &str,
+    force: bool,
+    notes: &mut Vec<String>,
+) -> Result<(Plan, RunDir, Vec<String>), Error> {
+    let run_dir = if id.is_empty() { latest_unfinished(experiment, store)? } else { store.run(id)? };
+    let manifest = &run_dir.manifest;
+    if manifest.experiment != experiment.name() {
+        return Err(Error::Store(format!(
+            "run {} is a run of experiment '{}', not '{}'",
+            manifest.run,
+            manifest.experiment,
+            experiment.name()
+        )));
+    }
+    // Only which units are done matters here, not their results: the scan reads no more.
+    let state = run_dir.scan();
+    notes.extend(state.warnings.iter().map(|warning| format!("warning: {warning}")));
+    let treatments = if wanted.treatments.is_empty() { &manifest.request.treatments } else { wanted.treatments };
+    let sets = if wanted.sets.is_empty() { &manifest.request.sets } else { wanted.sets };
+    let seed = wanted.seed.or_else(|| manifest.config.get("seed").and_then(|s| s.as_u64())).unwrap_or(0);
+    let replicates = wanted.replicates.unwrap_or(state.replicates).max(1);
+    let mut plan = Plan::new(experiment, treatments, replicates, seed, &wanted.settings.overrides_with(sets)?)?;
+    // A confirmation runs replicate indices from its first one on, not from 0.
+    let first = manifest.first_replicate;
+    let last = first
+        .checked_add(replicates)
+        .ok_or_else(|| Error::Store(format!("run {}: replicates {first} + {replicates} overflow", manifest.run)))?;
+    plan.replicates = (first..last).collect();
+    let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
+    if !drift.is_empty() && !force {
+        return Err(Error::Drift {
+            run: manifest.run.clone(),
+            changes: drift.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n"),
+        });
+    }
+    if !drift.is_empty() {
+        notes.push(format!("warning: resuming {} with --force although it changed:", manifest.run));
+        notes.extend(drift.iter().map(|line| format!("  {line}")));
+    }
+    plan.done = state.done_set();
+    notes.push(format!(
+        "resuming run {}: {} of {} units already done",
+        manifest.run,
+        state.done(),
+        plan.conditions.len() * plan.replicates.len()
+    ));
+    Ok((plan, run_dir, drift))
+}
+
+/// The latest run of `experiment` in `store` that is not complete.
+fn latest_unfinished(experiment: &Experiment, store: &Store) -> Result<RunDir, Error> {
+    let (runs, _) = store.runs();
+    let mine: Vec<(RunDir, Status)> = runs
+        .into_iter()
+        .filter(|r| r.manifest.experiment == experiment.name())
+        .map(|r| {
+            let status = r.scan().status();
+            (r, status)
+        })
+        .collect();
+    let known = mine.iter().map(|(r, s)| format!("{} ({s})", r.manifest.run)).collect::<Vec<_>>().join(", ");
+    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).ok_or_else(|| {
+        Error::NothingToResume {
+            experiment: experiment.name().to_owned(),
+            store: store.root().display().to_string(),
+            known: if known.is_empty() { "none".into() } else { known },
+        }
+    })
+}
+
+/// How the units run, once planned.
+struct Running {
+    jobs: usize,
+    fail_fast: bool,
+    observers: Vec<Box<dyn Observer>>,
+}
+
+/// Where a planned run is recorded.
+pub(crate) enum Target {
+    /// Nowhere: the results are only returned.
+    Memory,
+    /// A new run of the store, with the manifest it will be created with.
+    New { store: Store, manifest: Manifest },
+    /// A stored run, resumed (with what changed when it was forced through a drift).
+    Resumed { run_dir: RunDir, drift: Vec<String> },
+}
+
+/// A planned run, checked and not yet written: a caller may still refuse it or add to its
+/// manifest (a confirmation's pre-registration digest).
+pub(crate) struct Prepared {
+    /// The units to run.
+    pub(crate) plan: Plan,
+    /// Where they are recorded.
+    pub(crate) target: Target,
+    /// Who runs them.
+    pub(crate) origin: Origin,
+    /// Diagnostics for the user (warnings of the resume scan, the forced drift, "resuming").
+    pub(crate) notes: Vec<String>,
+    running: Running,
+}
+
+impl Prepared {
+    /// The manifest of a new stored run, before it is written.
+    pub(crate) fn manifest_mut(&mut self) -> Option<&mut Manifest> {
+        match &mut self.target {
+            Target::New { manifest, .. } => Some(manifest),
+            _ => None,
+        }
+    }
+
+    /// Creates the run in the store (its directory and manifest) when it is new.
+    pub(crate) fn open(self) -> Result<Opened, Error> {
+        let Prepared { plan, target, origin, running, .. } = self;
+        let (run_dir, drift) = match target {
+            Target::Memory => (None, Vec::new()),
+            Target::New { store, manifest } => (Some(store.create_run(&manifest)?), Vec::new()),
+            Target::Resumed { run_dir, drift } => (Some(run_dir), drift),
+        };
+        Ok(Opened { plan, run_dir, drift, origin, running })
+    }
+}
+
+/// A run ready to go: planned, and created in the store when it is stored.
+pub(crate) struct Opened {
+    plan: Plan,
+    run_dir: Option<RunDir>,
+    drift: Vec<String>,
+    origin: Origin,
+    running: Running,
+}
+
+impl Opened {
+    /// The stored run, when the run is stored.
+    pub(crate) fn run_dir(&self) -> Option<&RunDir> {
+        self.run_dir.as_ref()
+    }
+
+    /// The plan.
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Records this process's session (its journal and events log beside it, when stored) and
+    /// runs the remaining units, reporting to the session's observers and then `extra`.
+    pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
+        let Opened { plan, run_dir, drift, origin, running } = self;
+        let Running { jobs, fail_fast, mut observers } = running;
+        let mut recording = match &run_dir {
+            Some(dir) => Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone())?),
+            None => None,
+        };
+        let options = RunOptions {
+            jobs,
+            fail_fast,
+            live_metrics: true,
+            describe_input: false,
+            cancel,
+            artifacts: run_dir.as_ref().map(|dir| Arc::new(dir.artifacts_dir())),
+        };
+        let mut all: Vec<&mut dyn Observer> = Vec::new();
+        if let Some(recording) = recording.as_mut() {
+            all.push(&mut recording.journal);
+            all.extend(recording.events.as_mut().map(|log| log as &mut dyn Observer));
+        }
+        all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+        all.extend(extra.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+        let results = runner::execute(&plan, &options, &mut all);
+        let mut warnings = Vec::new();
+        if let Some(recording) = recording {
+            warnings.extend(recording.finish());
+        }
+        Ok(Finished { run: run_dir.as_ref().map(|dir| dir.manifest.run.clone()), results, warnings, run_dir })
+    }
+
+    /// Runs on a thread of its own; each result is yielded as it finishes.
+    pub(crate) fn stream(self) -> SessionStream {
+        /// Sends each finished unit to the stream's reader.
+        struct Forward(mpsc::Sender<UnitResult>);
+        impl Observer for Forward {
+            fn unit_finished(&mut self, result: &UnitResult) {
+                let _ = self.0.send(result.clone());
+            }
+            fn interest(&self) -> Interest {
+                Interest::RESULTS
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let cancel = Cancel::default();
+        let run_cancel = cancel.clone();
+        let run = std::thread::spawn(move || self.execute(run_cancel, &mut [&mut Forward(tx)]));
+        SessionStream { results: rx, cancel, run: Some(run) }
+    }
+}
+
+/// What this process writes of a stored run: its journal and its events log.
+struct Recording {
+    journal: JournalWriter,
+    events: Option<EventLog>,
+}
+
+impl Recording {
+    fn begin(
+        run: &RunDir,
+        plan: &Plan,
+        origin: &Origin,
+        drift: Vec<String>,
+        cancel: Cancel,
+    ) -> Result<Recording, Error> {
+        let journal = recorder::begin_session(run, plan, origin, drift, cancel)?;
+        // Beside the journal, the events log: what `watch` follows, and a replay of the run. A
+        // run goes on without it rather than not at all.
+        let events = match EventLog::beside(&journal) {
+            Ok(log) => Some(log),
+            Err(error) => {
+                eprintln!(
+                    "warning: cannot create the events log of {}: {error}; the run goes on without it",
+                    run.manifest.run
+                );
+                None
+            }
+        };
+        Ok(Recording { journal, events })
+    }
+
+    /// Flushes both files; says what could not be written.
+    fn finish(self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(error) = self.journal.finish() {
+            problems.push(error);
+        }
+        if let Some(Err(error)) = self.events.map(EventLog::finish) {
+            problems.push(error);
+        }
+        problems
+    }
+}
+
+/// What a [`Session`] ran.
+#[derive(Debug)]
+pub struct Finished {
+    /// The stored run's id, when the run is stored.
+    pub run: Option<String>,
+    /// Every unit this session ran, in plan order.
+    pub results: RunResults,
+    /// What could not be written to the store (the units whose records are missing run again
+    /// on resume).
+    pub warnings: Vec<String>,
+    pub(crate) run_dir: Option<RunDir>,
+}
+
+impl Finished {
+    /// The stored run's directory, when the run is stored.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.run_dir.as_ref().map(RunDir::path)
+    }
+}
+
+/// Unit results in completion order, from a [`Session`] running in the background.
+///
+/// Dropping it cancels the units not yet started and waits for the ones in flight, which are
+/// stored; [`SessionStream::finish`] waits for every unit instead.
+pub struct SessionStream {
+    results: mpsc::Receiver<UnitResult>,
+    cancel: Cancel,
+    run: Option<std::thread::JoinHandle<Result<Finished, Error>>>,
+}
+
+impl SessionStream {
+    /// Waits for every remaining unit and returns what the session ran.
+    pub fn finish(mut self) -> Result<Finished, Error> {
+        match self.run.take() {
+            Some(run) => run.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => Err(Error::Store("the stream was already finished".into())),
+        }
+    }
+
+    /// Stops scheduling new units; those in flight finish (and are yielded and stored).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Iterator for SessionStream {
+    type Item = UnitResult;
+
+    fn next(&mut self) -> Option<UnitResult> {
+        self.results.recv().ok()
+    }
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.cancel.cancel();
+            let _ = run.join();
+        }
+    }
+}
