@@ -4,11 +4,12 @@
 pub use crate::cli::main as cli_main;
 pub use crate::events::InputView;
 pub use crate::params::{ParamDecl, ParamKind, ParamValue};
+pub use crate::registry::ExperimentVTable;
 pub use crate::registry::{
     DatasourceEntry, DatasourceInfo, ExperimentEntry, Location, StepEntry, StepInfo, TreatmentDatasource,
     TreatmentEntry,
 };
-pub use crate::runner::{ExperimentVTable, StepGuard, UnitOutcome};
+pub use crate::runner::{StepGuard, UnitOutcome};
 pub use inventory;
 pub use serde_json::Value as JsonValue;
 

@@ -19,6 +19,10 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
+use crate::error::Error;
+use crate::events::InputView;
+use crate::params::Origin;
+
 /// One step of a [`KeyPath`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Segment {
@@ -591,4 +595,104 @@ mod tests {
             ]
         );
     }
+}
+
+/// When an input override applies, relative to the treatment's mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Before the mutation (the config file's `[params]`, which act like new defaults).
+    BeforeMutation,
+    /// After the mutation (per-treatment config and `--set`).
+    AfterMutation,
+}
+
+/// An override of a field of the input.
+#[derive(Clone, Debug)]
+pub struct InputOverride {
+    /// The key as written (for messages).
+    pub key: String,
+    /// The path into the input.
+    pub path: KeyPath,
+    /// Whether the last field may be new (`+key=value`).
+    pub add: bool,
+    /// The value.
+    pub value: OverrideValue,
+    /// Where it came from.
+    pub origin: Origin,
+    /// When it applies.
+    pub stage: Stage,
+}
+
+impl InputOverride {
+    /// An override of the input at `key` (already known not to be a param).
+    pub fn new(key: &str, add: bool, value: OverrideValue, origin: Origin, stage: Stage) -> Result<Self, Error> {
+        let path = KeyPath::parse(key).map_err(|problem| Error::BadKey {
+            key: key.to_owned(),
+            origin: origin.to_string(),
+            problem,
+        })?;
+        Ok(InputOverride { key: key.to_owned(), path, add, value, origin, stage })
+    }
+}
+
+/// Why an input could not be built.
+#[derive(Clone, Debug)]
+pub enum BuildError {
+    /// An override does not fit the input.
+    Override {
+        /// The key as written.
+        key: String,
+        /// Where the override came from.
+        origin: Origin,
+        /// What is wrong.
+        problem: OverrideProblem,
+    },
+    /// The datasource or the mutation failed.
+    Failed(String),
+}
+
+/// What is wrong with an input override.
+#[derive(Clone, Debug)]
+pub enum OverrideProblem {
+    /// The input has no such field.
+    UnknownField {
+        /// Every path of the input, for "did you mean".
+        paths: Vec<String>,
+        /// The settable keys, for the message.
+        settable: Vec<String>,
+    },
+    /// The input cannot round-trip through JSON.
+    NotSettable(&'static str),
+    /// The value does not fit the field.
+    BadValue(String),
+}
+
+impl BuildError {
+    /// A one-line description, for a unit that fails with it.
+    pub fn message(&self) -> String {
+        match self {
+            BuildError::Failed(message) => message.clone(),
+            BuildError::Override { key, origin, problem } => {
+                let problem = match problem {
+                    OverrideProblem::UnknownField { .. } => "the input has no such field".to_owned(),
+                    OverrideProblem::NotSettable(why) => (*why).to_owned(),
+                    OverrideProblem::BadValue(why) => why.clone(),
+                };
+                format!("cannot apply '{key}' from {origin}: {problem}")
+            }
+        }
+    }
+}
+
+/// The stages of one input as an override-aware build saw them.
+#[derive(Clone, Debug)]
+pub struct Traced {
+    /// The final input.
+    pub view: InputView,
+    /// JSON before the treatment's mutation (after the overrides that precede it).
+    pub before_mutation: Option<Value>,
+    /// JSON after the treatment's mutation.
+    pub after_mutation: Option<Value>,
+    /// Each applied override: the path as the input spells it, its origin and stage.
+    pub marks: Vec<(String, Origin, Stage)>,
 }

@@ -5,34 +5,16 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::context::Ctx;
-use crate::results::UnitOutcome;
 
 use crate::error::Error;
 use crate::overrides::OverrideValue;
+use crate::overrides::{InputOverride, Stage};
 use crate::params::{Origin, Params, ResolvedParam};
 use crate::registry::{Experiment, ExperimentEntry, TreatmentEntry};
-use crate::resolve::{InputOverride, Stage};
+use crate::resolve::{Condition, UnitFn};
 use crate::seed::{unit_seed, SeedPolicy};
 
 pub use crate::registry::BASELINE;
-
-/// Runs one unit of a condition: produces its input and runs the experiment on it.
-pub type UnitFn = Arc<dyn Fn(&mut Ctx) -> UnitOutcome + Send + Sync>;
-
-/// One condition of a run: the baseline or a treatment, with its resolved params.
-#[derive(Clone)]
-pub struct Condition {
-    /// `baseline` or the treatment's name.
-    pub name: Arc<str>,
-    /// The treatment, or `None` for the baseline (and for the conditions of [`crate::quick()`]).
-    pub treatment: Option<&'static TreatmentEntry>,
-    /// Every param with its value in this condition and where that value came from.
-    pub params: Arc<Params>,
-    /// What a unit of this condition runs.
-    pub run: UnitFn,
-    /// Overrides of the input's fields, in the order they apply (see [`crate::resolve`]).
-    pub input_overrides: Arc<[InputOverride]>,
-}
 
 /// An override of a param or of a field of the input: `--set KEY=VALUE`, or a key of
 /// `crystallize.toml`. Checked against the param's or the field's type when the plan is made.

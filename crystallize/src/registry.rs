@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::context::Ctx;
 use crate::error::{suggest, Error};
+use crate::overrides::{BuildError, InputOverride, Traced};
 use crate::params::{ParamDecl, ParamValue};
-use crate::runner::ExperimentVTable;
+use crate::results::UnitOutcome;
 pub use crate::source::{Location, StepInfo};
 
 /// The name of the untreated condition.
@@ -115,6 +116,50 @@ impl Experiment {
                 valid: valid.join(", "),
             }
         })
+    }
+}
+
+/// Produces a condition's input and records its stages (see [`crate::resolve`]).
+pub(crate) type TraceInput = fn(Option<&'static TreatmentEntry>, &[InputOverride], &Ctx) -> Result<Traced, BuildError>;
+
+/// Runs one unit of a condition: its input, then the experiment's body.
+pub(crate) type RunUnit = fn(Option<&'static TreatmentEntry>, &[InputOverride], &mut Ctx) -> UnitOutcome;
+
+/// How to run an experiment's units without knowing its types; built by the `#[experiment]`
+/// macro with `ExperimentVTable::of` (in [`crate::resolve`], which builds inputs).
+#[derive(Clone, Copy)]
+pub struct ExperimentVTable {
+    pub(crate) run_unit: RunUnit,
+    pub(crate) trace_input: TraceInput,
+    pub(crate) input_type: fn() -> &'static str,
+}
+
+impl ExperimentVTable {
+    /// The Rust type of the experiment's input.
+    pub fn input_type(&self) -> &'static str {
+        (self.input_type)()
+    }
+
+    /// Runs one unit of the condition that `treatment` defines (`None`: the baseline), with
+    /// `overrides` of the input's fields.
+    pub fn run_unit(
+        &self,
+        treatment: Option<&'static TreatmentEntry>,
+        overrides: &[InputOverride],
+        ctx: &mut Ctx,
+    ) -> UnitOutcome {
+        (self.run_unit)(treatment, overrides, ctx)
+    }
+
+    /// Produces the input of a condition as a unit would, recording each stage (for `show`,
+    /// `diff`, the manifest and the checks of `--set` before a run).
+    pub fn trace_input(
+        &self,
+        treatment: Option<&'static TreatmentEntry>,
+        overrides: &[InputOverride],
+        ctx: &Ctx,
+    ) -> Result<Traced, BuildError> {
+        (self.trace_input)(treatment, overrides, ctx)
     }
 }
 

@@ -33,111 +33,73 @@ use serde_json::Value;
 use crate::__private::Experiment;
 use crate::context::Ctx;
 use crate::error::{suggest, Error};
-use crate::events::{InputView, UnitKey};
-use crate::overrides::{all_paths, settable_keys, KeyPath, OverrideValue, PathError, Segment};
-use crate::params::{Origin, ParamValue};
-use crate::plan::Condition;
-use crate::registry::{ExperimentEntry, Location, TreatmentEntry};
+use crate::events::{InputView, Message, UnitKey};
+use crate::overrides::{
+    all_paths, settable_keys, BuildError, InputOverride, KeyPath, OverrideProblem, PathError, Segment, Stage, Traced,
+};
+use crate::params::{Origin, ParamValue, Params};
+use crate::registry::{ExperimentEntry, ExperimentVTable, Location, TreatmentEntry};
+use crate::results::UnitOutcome;
 use crate::seed::{unit_seed, SeedPolicy};
 
-/// When an input override applies, relative to the treatment's mutation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// Before the mutation (the config file's `[params]`, which act like new defaults).
-    BeforeMutation,
-    /// After the mutation (per-treatment config and `--set`).
-    AfterMutation,
+/// Runs one unit of a condition: produces its input and runs the experiment on it.
+pub type UnitFn = Arc<dyn Fn(&mut Ctx) -> UnitOutcome + Send + Sync>;
+
+/// One condition of a run: the baseline or a treatment, with its resolved params.
+#[derive(Clone)]
+pub struct Condition {
+    /// `baseline` or the treatment's name.
+    pub name: Arc<str>,
+    /// The treatment, or `None` for the baseline (and for the conditions of [`crate::quick()`]).
+    pub treatment: Option<&'static TreatmentEntry>,
+    /// Every param with its value in this condition and where that value came from.
+    pub params: Arc<Params>,
+    /// What a unit of this condition runs.
+    pub run: UnitFn,
+    /// Overrides of the input's fields, in the order they apply (see the table above).
+    pub input_overrides: Arc<[InputOverride]>,
 }
 
-/// An override of a field of the input.
-#[derive(Clone, Debug)]
-pub struct InputOverride {
-    /// The key as written (for messages).
-    pub key: String,
-    /// The path into the input.
-    pub path: KeyPath,
-    /// Whether the last field may be new (`+key=value`).
-    pub add: bool,
-    /// The value.
-    pub value: OverrideValue,
-    /// Where it came from.
-    pub origin: Origin,
-    /// When it applies.
-    pub stage: Stage,
-}
-
-impl InputOverride {
-    /// An override of the input at `key` (already known not to be a param).
-    pub fn new(key: &str, add: bool, value: OverrideValue, origin: Origin, stage: Stage) -> Result<Self, Error> {
-        let path = KeyPath::parse(key).map_err(|problem| Error::BadKey {
-            key: key.to_owned(),
-            origin: origin.to_string(),
-            problem,
-        })?;
-        Ok(InputOverride { key: key.to_owned(), path, add, value, origin, stage })
+impl ExperimentVTable {
+    /// The vtable of experiment `E`.
+    pub const fn of<E: Experiment>() -> ExperimentVTable {
+        ExperimentVTable {
+            run_unit: run_unit::<E>,
+            trace_input: trace_input::<E>,
+            input_type: std::any::type_name::<E::Input>,
+        }
     }
-}
 
-/// Why an input could not be built.
-#[derive(Clone, Debug)]
-pub enum BuildError {
-    /// An override does not fit the input.
-    Override {
-        /// The key as written.
-        key: String,
-        /// Where the override came from.
-        origin: Origin,
-        /// What is wrong.
-        problem: OverrideProblem,
-    },
-    /// The datasource or the mutation failed.
-    Failed(String),
-}
-
-/// What is wrong with an input override.
-#[derive(Clone, Debug)]
-pub enum OverrideProblem {
-    /// The input has no such field.
-    UnknownField {
-        /// Every path of the input, for "did you mean".
-        paths: Vec<String>,
-        /// The settable keys, for the message.
-        settable: Vec<String>,
-    },
-    /// The input cannot round-trip through JSON.
-    NotSettable(&'static str),
-    /// The value does not fit the field.
-    BadValue(String),
-}
-
-impl BuildError {
-    /// A one-line description, for a unit that fails with it.
-    pub fn message(&self) -> String {
-        match self {
-            BuildError::Failed(message) => message.clone(),
-            BuildError::Override { key, origin, problem } => {
-                let problem = match problem {
-                    OverrideProblem::UnknownField { .. } => "the input has no such field".to_owned(),
-                    OverrideProblem::NotSettable(why) => (*why).to_owned(),
-                    OverrideProblem::BadValue(why) => why.clone(),
-                };
-                format!("cannot apply '{key}' from {origin}: {problem}")
-            }
+    /// The vtable of an experiment that is not registered (the [`crate::quick`] on-ramp): its
+    /// conditions carry their own unit functions, so the registered path is never taken.
+    pub(crate) fn unregistered<Input: 'static>() -> ExperimentVTable {
+        const UNREGISTERED: &str = "this experiment is not registered; its conditions run their own functions";
+        fn no_registered_units(_: Option<&'static TreatmentEntry>, _: &[InputOverride], _: &mut Ctx) -> UnitOutcome {
+            Err(UNREGISTERED.into())
+        }
+        fn no_input(_: Option<&'static TreatmentEntry>, _: &[InputOverride], _: &Ctx) -> Result<Traced, BuildError> {
+            Err(BuildError::Failed(UNREGISTERED.into()))
+        }
+        ExperimentVTable {
+            run_unit: no_registered_units,
+            trace_input: no_input,
+            input_type: std::any::type_name::<Input>,
         }
     }
 }
 
-/// The stages of one input as an override-aware build saw them.
-#[derive(Clone, Debug)]
-pub struct Traced {
-    /// The final input.
-    pub view: InputView,
-    /// JSON before the treatment's mutation (after the overrides that precede it).
-    pub before_mutation: Option<Value>,
-    /// JSON after the treatment's mutation.
-    pub after_mutation: Option<Value>,
-    /// Each applied override: the path as the input spells it, its origin and stage.
-    pub marks: Vec<(String, Origin, Stage)>,
+/// Produces the input of the unit's condition (datasource, the treatment's mutation, input
+/// overrides: [`prepare_input`]) and runs the body.
+fn run_unit<E: Experiment>(
+    treatment: Option<&'static TreatmentEntry>,
+    overrides: &[InputOverride],
+    ctx: &mut Ctx,
+) -> UnitOutcome {
+    let input = prepare_input::<E>(treatment, overrides, ctx).map_err(|e| e.message())?;
+    if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
+        sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
+    }
+    E::run(input, ctx)
 }
 
 /// Produces the input of a unit: the condition's datasource, the overrides that precede the

@@ -13,95 +13,12 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::__private::Experiment;
 use crate::context::{Ctx, Outbox, UnitSink};
 use crate::events::{self, Interest, Message, MetricRecord, Observer, UnitKey};
 pub use crate::metrics::Metrics;
 use crate::plan::{Plan, Unit};
-use crate::registry::{StepInfo, TreatmentEntry};
-use crate::resolve::{BuildError, InputOverride, Traced};
+use crate::registry::StepInfo;
 pub use crate::results::{RunInfo, UnitError, UnitOutcome, UnitResult, UnitStatus};
-
-/// Produces a condition's input and records its stages (see [`crate::resolve::trace_input`]).
-type TraceInput = fn(Option<&'static TreatmentEntry>, &[InputOverride], &Ctx) -> Result<Traced, BuildError>;
-
-/// How to run an experiment's units without knowing its types; built by the `#[experiment]`
-/// macro with [`ExperimentVTable::of`].
-#[derive(Clone, Copy)]
-pub struct ExperimentVTable {
-    run_unit: fn(Option<&'static TreatmentEntry>, &[InputOverride], &mut Ctx) -> UnitOutcome,
-    trace_input: TraceInput,
-    input_type: fn() -> &'static str,
-}
-
-impl ExperimentVTable {
-    /// The vtable of experiment `E`.
-    pub const fn of<E: Experiment>() -> ExperimentVTable {
-        ExperimentVTable {
-            run_unit: run_unit::<E>,
-            trace_input: crate::resolve::trace_input::<E>,
-            input_type: std::any::type_name::<E::Input>,
-        }
-    }
-
-    /// The vtable of an experiment that is not registered (the [`crate::quick`] on-ramp): its
-    /// conditions carry their own unit functions, so the registered path is never taken.
-    pub(crate) fn unregistered<Input: 'static>() -> ExperimentVTable {
-        const UNREGISTERED: &str = "this experiment is not registered; its conditions run their own functions";
-        fn no_registered_units(_: Option<&'static TreatmentEntry>, _: &[InputOverride], _: &mut Ctx) -> UnitOutcome {
-            Err(UNREGISTERED.into())
-        }
-        fn no_input(_: Option<&'static TreatmentEntry>, _: &[InputOverride], _: &Ctx) -> Result<Traced, BuildError> {
-            Err(BuildError::Failed(UNREGISTERED.into()))
-        }
-        ExperimentVTable {
-            run_unit: no_registered_units,
-            trace_input: no_input,
-            input_type: std::any::type_name::<Input>,
-        }
-    }
-
-    /// The Rust type of the experiment's input.
-    pub fn input_type(&self) -> &'static str {
-        (self.input_type)()
-    }
-
-    /// Runs one unit of the condition that `treatment` defines (`None`: the baseline), with
-    /// `overrides` of the input's fields (see [`crate::resolve`]).
-    pub fn run_unit(
-        &self,
-        treatment: Option<&'static TreatmentEntry>,
-        overrides: &[InputOverride],
-        ctx: &mut Ctx,
-    ) -> UnitOutcome {
-        (self.run_unit)(treatment, overrides, ctx)
-    }
-
-    /// Produces the input of a condition as a unit would, recording each stage (for `show`,
-    /// `diff`, the manifest and the checks of `--set` before a run).
-    pub fn trace_input(
-        &self,
-        treatment: Option<&'static TreatmentEntry>,
-        overrides: &[InputOverride],
-        ctx: &Ctx,
-    ) -> Result<Traced, BuildError> {
-        (self.trace_input)(treatment, overrides, ctx)
-    }
-}
-
-/// Produces the input of the unit's condition (datasource, the treatment's mutation, input
-/// overrides: [`crate::resolve::prepare_input`]) and runs the body.
-fn run_unit<E: Experiment>(
-    treatment: Option<&'static TreatmentEntry>,
-    overrides: &[InputOverride],
-    ctx: &mut Ctx,
-) -> UnitOutcome {
-    let input = crate::resolve::prepare_input::<E>(treatment, overrides, ctx).map_err(|e| e.message())?;
-    if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
-        sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
-    }
-    E::run(input, ctx)
-}
 
 /// A cancellation flag shared by the runner, observers and the Ctrl-C handler: once cancelled,
 /// no new unit starts; units in flight finish.

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::events::{Event, InputView, MetricRecord, Observer, UnitKey};
-use crate::plan::Condition;
 use crate::registry::{Experiment, StepInfo};
+use crate::resolve::Condition;
 use crate::results::{RunInfo, UnitResult};
 use crate::summary;
 
