@@ -37,6 +37,15 @@ pub trait Experiment: 'static {
     fn produce_input(ctx: &Ctx) -> Self::Input;
     /// Runs one replicate.
     fn run(input: Self::Input, ctx: &mut Ctx) -> UnitOutcome;
+    /// Whether the experiment is an `async fn`: its units run on the runner's tokio runtime
+    /// through [`Experiment::run_async`].
+    const ASYNC: bool = false;
+    /// Runs one replicate of an async experiment; the context comes back with the outcome.
+    fn run_async(input: Self::Input, ctx: Ctx) -> crate::registry::UnitFuture {
+        let mut ctx = ctx;
+        let outcome = Self::run(input, &mut ctx);
+        Box::pin(std::future::ready((ctx, outcome)))
+    }
     /// The input, for display (`debug`, `show`).
     fn describe_input(input: &Self::Input) -> InputView;
     /// The input rebuilt from JSON, for overrides of its fields (`--set players[2].model=x`):

@@ -11,7 +11,7 @@ use crate::overrides::OverrideValue;
 use crate::overrides::{InputOverride, Stage};
 use crate::params::{Origin, Params, ResolvedParam};
 use crate::registry::{Experiment, ExperimentEntry, TreatmentEntry};
-use crate::resolve::{Condition, UnitFn};
+use crate::resolve::{AsyncUnitFn, Condition, UnitFn};
 use crate::seed::{unit_seed, SeedPolicy};
 
 pub use crate::registry::BASELINE;
@@ -127,7 +127,11 @@ pub fn resolve_condition(
     let input_overrides: Arc<[InputOverride]> = inputs.into();
     let captured = input_overrides.clone();
     let run: UnitFn = Arc::new(move |ctx: &mut Ctx| vtable.run_unit(treatment, &captured, ctx));
-    Ok(Condition { name, treatment, params: Arc::new(Params(params)), run, input_overrides })
+    let run_async: Option<AsyncUnitFn> = vtable.run_unit_async.map(|run_unit_async| {
+        let overrides = input_overrides.clone();
+        Arc::new(move |ctx: Ctx| run_unit_async(treatment, overrides.clone(), ctx)) as AsyncUnitFn
+    });
+    Ok(Condition { name, treatment, params: Arc::new(Params(params)), run, run_async, input_overrides })
 }
 
 /// What one invocation runs.

@@ -184,6 +184,7 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
                     treatment: None,
                     params: Arc::new(Params::default()),
                     run,
+                    run_async: None,
                     input_overrides: Arc::new([]),
                 }
             })

@@ -125,11 +125,19 @@ pub(crate) type TraceInput = fn(Option<&'static TreatmentEntry>, &[InputOverride
 /// Runs one unit of a condition: its input, then the experiment's body.
 pub(crate) type RunUnit = fn(Option<&'static TreatmentEntry>, &[InputOverride], &mut Ctx) -> UnitOutcome;
 
+/// The future of one async unit: it owns the unit's context and gives it back with the outcome,
+/// so the runner can read what the unit recorded.
+pub type UnitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (Ctx, UnitOutcome)> + Send>>;
+
+/// Runs one async unit of a condition (see [`RunUnit`]).
+pub(crate) type RunUnitAsync = fn(Option<&'static TreatmentEntry>, std::sync::Arc<[InputOverride]>, Ctx) -> UnitFuture;
+
 /// How to run an experiment's units without knowing its types; built by the `#[experiment]`
 /// macro with `ExperimentVTable::of` (in [`crate::resolve`], which builds inputs).
 #[derive(Clone, Copy)]
 pub struct ExperimentVTable {
     pub(crate) run_unit: RunUnit,
+    pub(crate) run_unit_async: Option<RunUnitAsync>,
     pub(crate) trace_input: TraceInput,
     pub(crate) input_type: fn() -> &'static str,
 }

@@ -38,12 +38,15 @@ use crate::overrides::{
     all_paths, settable_keys, BuildError, InputOverride, KeyPath, OverrideProblem, PathError, Segment, Stage, Traced,
 };
 use crate::params::{Origin, ParamValue, Params};
-use crate::registry::{ExperimentEntry, ExperimentVTable, Location, TreatmentEntry};
+use crate::registry::{ExperimentEntry, ExperimentVTable, Location, TreatmentEntry, UnitFuture};
 use crate::results::UnitOutcome;
 use crate::seed::{unit_seed, SeedPolicy};
 
 /// Runs one unit of a condition: produces its input and runs the experiment on it.
 pub type UnitFn = Arc<dyn Fn(&mut Ctx) -> UnitOutcome + Send + Sync>;
+
+/// Runs one async unit of a condition: produces its input and awaits the experiment on it.
+pub type AsyncUnitFn = Arc<dyn Fn(Ctx) -> UnitFuture + Send + Sync>;
 
 /// One condition of a run: the baseline or a treatment, with its resolved params.
 #[derive(Clone)]
@@ -56,6 +59,9 @@ pub struct Condition {
     pub params: Arc<Params>,
     /// What a unit of this condition runs.
     pub run: UnitFn,
+    /// What an async unit of this condition awaits (an `async fn` experiment), run on the
+    /// runner's tokio runtime instead of `run`.
+    pub run_async: Option<AsyncUnitFn>,
     /// Overrides of the input's fields, in the order they apply (see the table above).
     pub input_overrides: Arc<[InputOverride]>,
 }
@@ -65,6 +71,7 @@ impl ExperimentVTable {
     pub const fn of<E: Experiment>() -> ExperimentVTable {
         ExperimentVTable {
             run_unit: run_unit::<E>,
+            run_unit_async: if E::ASYNC { Some(run_unit_async::<E>) } else { None },
             trace_input: trace_input::<E>,
             input_type: std::any::type_name::<E::Input>,
         }
@@ -82,6 +89,7 @@ impl ExperimentVTable {
         }
         ExperimentVTable {
             run_unit: no_registered_units,
+            run_unit_async: None,
             trace_input: no_input,
             input_type: std::any::type_name::<Input>,
         }
@@ -100,6 +108,35 @@ fn run_unit<E: Experiment>(
         sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
     }
     E::run(input, ctx)
+}
+
+/// Like [`run_unit`], for an async experiment: the input is produced first (datasources and
+/// mutations are sync), then the body is awaited.
+fn run_unit_async<E: Experiment>(
+    treatment: Option<&'static TreatmentEntry>,
+    overrides: Arc<[InputOverride]>,
+    ctx: Ctx,
+) -> UnitFuture {
+    // The input is produced when the task is first polled (inside the unit's time), in a plain
+    // function: the input then never lives across an await of this future, so it need not be
+    // `Send` for the experiment to be async.
+    Box::pin(async move { start_async::<E>(treatment, &overrides, ctx).await })
+}
+
+/// Produces the input and starts the async body on it.
+fn start_async<E: Experiment>(
+    treatment: Option<&'static TreatmentEntry>,
+    overrides: &[InputOverride],
+    ctx: Ctx,
+) -> UnitFuture {
+    let input = match prepare_input::<E>(treatment, overrides, &ctx) {
+        Ok(input) => input,
+        Err(error) => return Box::pin(std::future::ready((ctx, Err(error.message())))),
+    };
+    if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
+        sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));
+    }
+    E::run_async(input, ctx)
 }
 
 /// Produces the input of a unit: the condition's datasource, the overrides that precede the

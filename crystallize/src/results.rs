@@ -91,3 +91,19 @@ pub struct RunInfo {
     /// How many run at once.
     pub jobs: usize,
 }
+
+/// A duration as a person reads it: `250 ms`, `1.5 s`, `2 min 5 s`.
+pub(crate) fn human_duration(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds < 1.0 {
+        format!("{} ms", duration.as_millis())
+    } else if seconds < 60.0 {
+        format!("{} s", (seconds * 10.0).round() / 10.0)
+    } else {
+        let whole = duration.as_secs();
+        match whole % 60 {
+            0 => format!("{} min", whole / 60),
+            rest => format!("{} min {rest} s", whole / 60),
+        }
+    }
+}

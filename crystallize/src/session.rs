@@ -586,6 +586,7 @@ impl Opened {
             describe_input: false,
             cancel,
             artifacts: run_dir.as_ref().map(|dir| Arc::new(dir.artifacts_dir())),
+            timeout: None,
         };
         let mut all: Vec<&mut dyn Observer> = Vec::new();
         if let Some(recording) = recording.as_mut() {

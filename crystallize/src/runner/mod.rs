@@ -2,14 +2,19 @@
 //! isolated: a panic or an error fails that unit alone, with its message and location, and the
 //! others go on. Workers send everything to one output thread, which alone calls observers.
 
-use std::any::Any;
-use std::cell::RefCell;
+mod isolation;
+mod output;
+#[cfg(feature = "async")]
+mod tasks;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use output::{output_thread, PlanOrder, CHANNEL_CAPACITY};
 
 use rayon::prelude::*;
 
@@ -67,6 +72,9 @@ pub struct RunOptions {
     pub cancel: Cancel,
     /// Where units write artifacts: `<dir>/<condition>/<replicate>/<name>`.
     pub artifacts: Option<Arc<std::path::PathBuf>>,
+    /// A unit still running after this long fails as timed out (async units are cancelled at
+    /// their deadline).
+    pub timeout: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -78,6 +86,7 @@ impl Default for RunOptions {
             describe_input: false,
             cancel: Cancel::default(),
             artifacts: None,
+            timeout: None,
         }
     }
 }
@@ -116,48 +125,6 @@ impl RunResults {
     }
 }
 
-thread_local! {
-    /// The unit running on this thread, so that steps (which get no context) can report to it.
-    static CURRENT: RefCell<Option<UnitSink>> = const { RefCell::new(None) };
-    /// What the panic hook saw of the last panic in a unit on this thread.
-    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
-}
-
-/// Installs, once per process, a panic hook that keeps panics inside units off the terminal (the
-/// output thread reports them) and records their message and location. Panics elsewhere go to
-/// the previous hook.
-fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let in_unit = CURRENT.with(|current| current.try_borrow().map(|c| c.is_some()).unwrap_or(false));
-            let in_observer = IN_OBSERVER.with(|flag| flag.get());
-            if in_unit || in_observer {
-                let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-                let message = payload_message(info.payload());
-                LAST_PANIC.with(|last| {
-                    if let Ok(mut last) = last.try_borrow_mut() {
-                        *last = Some((message, location));
-                    }
-                });
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-fn payload_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
 /// Marks a step's extent inside the unit running on this thread; created by `#[step]`. The step is
 /// also a `tracing` span (`step{name}`), inside the unit's.
 pub struct StepGuard {
@@ -170,7 +137,7 @@ impl StepGuard {
     pub fn enter(step: &'static StepInfo) -> StepGuard {
         let span = tracing::info_span!("step", name = step.name).entered();
         // Timed only when an observer of the run reads steps: `started` is `None` otherwise.
-        let started = with_current(|sink| {
+        let started = isolation::with_current(|sink| {
             sink.interest.steps.then(|| {
                 sink.send(Message::StepStarted(sink.unit.clone(), step));
                 (Instant::now(), step)
@@ -184,18 +151,16 @@ impl StepGuard {
 impl Drop for StepGuard {
     fn drop(&mut self) {
         if let Some((started, step)) = self.started {
-            with_current(|sink| sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed())));
+            isolation::with_current(|sink| {
+                sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed()))
+            });
         }
     }
 }
 
-fn with_current<T>(f: impl FnOnce(&UnitSink) -> T) -> Option<T> {
-    CURRENT.with(|current| current.try_borrow().ok().and_then(|c| c.as_ref().map(f)))
-}
-
 /// Runs every unit of `plan`, reporting to `observers` from one output thread.
 pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Observer]) -> RunResults {
-    install_panic_hook();
+    isolation::install_panic_hook();
     let units = plan.units();
     let jobs = options.jobs.max(1);
     let info = RunInfo {
@@ -244,10 +209,19 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             }
             crate::context::send_to_run(&tx, Message::UnitFinished(result));
         };
-        let pool = if jobs > 1 { rayon::ThreadPoolBuilder::new().num_threads(jobs).build().ok() } else { None };
-        match pool {
-            Some(pool) => pool.install(|| units.par_iter().for_each(work)),
-            None => units.iter().for_each(work),
+        #[cfg(feature = "async")]
+        let run_async = plan.conditions.iter().any(|c| c.run_async.is_some());
+        #[cfg(not(feature = "async"))]
+        let run_async = false;
+        if run_async {
+            #[cfg(feature = "async")]
+            tasks::run_all(plan, &units, jobs, &tx, options, interest);
+        } else {
+            let pool = if jobs > 1 { rayon::ThreadPoolBuilder::new().num_threads(jobs).build().ok() } else { None };
+            match pool {
+                Some(pool) => pool.install(|| units.par_iter().for_each(work)),
+                None => units.iter().for_each(work),
+            }
         }
         drop(tx);
         output.join()
@@ -258,138 +232,16 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     RunResults { info, units: finished, skipped, elapsed: started.elapsed() }
 }
 
-/// Most messages delivered before observers get a [`Observer::flush`], even when the workers keep
-/// the channel full.
-const MAX_BATCH: usize = 1024;
-
-/// Messages queued between the workers and the output thread before a worker waits.
-const CHANNEL_CAPACITY: usize = 4 * MAX_BATCH;
-
-/// Delivers every message to the observers, collects the finished units, and ends with
-/// `run_finished` (units in plan order). Messages are taken in batches: whatever
-/// arrived while the last batch was delivered, then every observer gets a `flush`. An observer
-/// that panics is reported and detached; the run and its results go on.
-fn output_thread(
-    rx: mpsc::Receiver<Message>,
-    info: &RunInfo,
-    observers: &mut [&mut dyn Observer],
-    order: &PlanOrder,
-) -> Vec<UnitResult> {
-    let mut alive = vec![true; observers.len()];
-    for (index, observer) in observers.iter_mut().enumerate() {
-        guard_observer(&mut alive[index], &mut **observer, "run_started", |o| o.run_started(info));
-    }
-    let mut finished = order.collector(info.units_planned);
-    let mut deliver = |message: Message, observers: &mut [&mut dyn Observer], alive: &mut [bool]| {
-        for (index, observer) in observers.iter_mut().enumerate() {
-            if alive[index] {
-                guard_observer(&mut alive[index], &mut **observer, message.hook(), |o| events::dispatch(o, &message));
-            }
-        }
-        if let Message::UnitFinished(result) = message {
-            finished.push(result);
-        }
-    };
-    while let Ok(first) = rx.recv() {
-        deliver(first, observers, &mut alive);
-        for message in rx.try_iter().take(MAX_BATCH - 1) {
-            deliver(message, observers, &mut alive);
-        }
-        for (index, observer) in observers.iter_mut().enumerate() {
-            if alive[index] {
-                guard_observer(&mut alive[index], &mut **observer, "flush", |o| o.flush());
-            }
-        }
-    }
-    let finished = finished.finish();
-    for (index, observer) in observers.iter_mut().enumerate() {
-        if alive[index] {
-            guard_observer(&mut alive[index], &mut **observer, "run_finished", |o| o.run_finished(&finished));
-        }
-    }
-    finished
+/// A unit about to run: its context, and its sink and span, which outlive the context.
+struct Started {
+    ctx: Ctx,
+    sink: UnitSink,
+    span: tracing::Span,
 }
 
-/// Where each unit goes in plan order (condition, then replicate).
-struct PlanOrder<'a> {
-    /// Conditions × replicates.
-    slots: usize,
-    /// A unit's index in plan order; `None` for a unit the plan does not have.
-    place: &'a (dyn Fn(&UnitResult) -> Option<usize> + Sync),
-}
-
-impl<'a> PlanOrder<'a> {
-    /// A collector of the results of `planned` units.
-    fn collector(&'a self, planned: usize) -> InPlanOrder<'a> {
-        // A table of the whole plan when most of it runs; a resumed run with few units left
-        // sorts them instead.
-        let mut table = Vec::new();
-        if planned.saturating_mul(4) >= self.slots {
-            table.resize_with(self.slots, || None);
-        }
-        let rest = Vec::with_capacity(if table.is_empty() { planned } else { 0 });
-        InPlanOrder { order: self, table, rest }
-    }
-}
-
-/// Finished units, put in plan order as they arrive: each goes straight to its place in a table
-/// of the plan, so a million results are moved once rather than sorted at the end (which was a
-/// tenth of a run of cheap units).
-struct InPlanOrder<'a> {
-    order: &'a PlanOrder<'a>,
-    /// A slot per unit of the plan, or empty (see [`PlanOrder::collector`]).
-    table: Vec<Option<UnitResult>>,
-    /// Units not in the table: all of them without one; otherwise those the plan does not have,
-    /// or a unit finished twice (neither of which the runner does).
-    rest: Vec<UnitResult>,
-}
-
-impl InPlanOrder<'_> {
-    fn push(&mut self, unit: UnitResult) {
-        match (self.order.place)(&unit) {
-            Some(index) if self.table.get(index).is_some_and(Option::is_none) => self.table[index] = Some(unit),
-            _ => self.rest.push(unit),
-        }
-    }
-
-    /// Every unit in plan order; units the plan does not have go last.
-    fn finish(self) -> Vec<UnitResult> {
-        // `filter_map` over a vector's own iterator collects in place: no second table.
-        #[allow(clippy::filter_map_identity)]
-        let mut units: Vec<UnitResult> = self.table.into_iter().filter_map(|slot| slot).collect();
-        if !self.rest.is_empty() {
-            units.extend(self.rest);
-            units.sort_by_cached_key(|unit| (self.order.place)(unit).unwrap_or(usize::MAX));
-        }
-        units
-    }
-}
-
-thread_local! {
-    /// Set while an observer's hook runs, so the panic hook keeps its panic off the terminal.
-    static IN_OBSERVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Calls an observer's hook; if it panics, reports that (through [`crate::console`], so a progress
-/// display stays intact) and detaches the observer.
-fn guard_observer(alive: &mut bool, observer: &mut dyn Observer, hook: &str, call: impl FnOnce(&mut dyn Observer)) {
-    IN_OBSERVER.with(|flag| flag.set(true));
-    let outcome = catch_unwind(AssertUnwindSafe(|| call(&mut *observer)));
-    IN_OBSERVER.with(|flag| flag.set(false));
-    if outcome.is_err() {
-        *alive = false;
-        let (message, location) =
-            LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| ("(no message)".into(), None));
-        let location = location.map(|l| format!(" at {l}")).unwrap_or_default();
-        crate::console::line(format!(
-            "crystallize: observer {} panicked in {hook}: {message}{location}; it is detached and the run goes on",
-            observer.name()
-        ));
-    }
-}
-
-/// Runs one unit on this thread.
-fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOptions, interest: Interest) -> UnitResult {
+/// Sets up one unit of `plan`: its key, `tracing` span, sink to the output thread and context;
+/// announces its start to the observers that read it.
+fn start_unit(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOptions, interest: Interest) -> Started {
     let condition = &plan.conditions[unit.condition];
     let key = Arc::new(UnitKey {
         experiment: plan.experiment.name,
@@ -408,7 +260,6 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOpti
         replicate = key.replicate,
         seed = key.seed
     );
-    let _entered = span.enter();
     let sink = UnitSink::new(key.clone(), Outbox::Run(tx.clone()), options.live_metrics, options.describe_input)
         .with_span(span.clone())
         .with_interest(interest);
@@ -416,43 +267,70 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOpti
         sink.send(Message::UnitStarted(key.clone()));
     }
     let artifacts = options.artifacts.as_ref().map(|root| root.join(&*condition.name).join(unit.replicate.to_string()));
-    let mut ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
+    let ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
+    Started { ctx, sink, span }
+}
 
-    // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
-    let started = sink.started;
-    // Restore what was current before: a unit can run nested on this thread when user code inside
-    // another unit waits on rayon and this worker steals work meanwhile.
-    let previous = CURRENT.with(|current| current.replace(Some(sink)));
-    let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
-    let duration = started.elapsed();
-    CURRENT.with(|current| current.replace(previous));
-    // Threads the unit spawned may still hold emitters: from here on, their events are dropped.
-    ctx.close_events();
+/// How a unit's body ended.
+enum Ended {
+    /// It returned (`Err`: the error it returned).
+    Returned(UnitOutcome),
+    /// It panicked: the message and location.
+    Panicked(String, Option<String>),
+    /// Its deadline passed first.
+    TimedOut(Duration),
+}
 
-    let error = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(message)) => Some(UnitError { message, location: None }),
-        Err(payload) => {
-            let (message, location) = LAST_PANIC
-                .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| (payload_message(payload.as_ref()), None));
-            Some(UnitError { message, location })
-        }
+/// The result of a unit from how it ended and what its context recorded (none, when the
+/// context went down with a unit that timed out).
+fn finish_unit(key: &UnitKey, ctx: Option<Ctx>, ended: Ended, duration: Duration) -> UnitResult {
+    let error = match ended {
+        Ended::Returned(Ok(())) => None,
+        Ended::Returned(Err(message)) => Some(UnitError { message, location: None }),
+        Ended::Panicked(message, location) => Some(UnitError { message, location }),
+        Ended::TimedOut(limit) => Some(UnitError {
+            message: format!("timed out after {} (the unit's deadline)", crate::results::human_duration(limit)),
+            location: None,
+        }),
     };
-    let records = ctx.take_records();
+    let records = ctx.map(|ctx| ctx.take_records()).unwrap_or_default();
     let (metrics, records) = summarize_records(records);
     UnitResult {
-        experiment: plan.experiment.name.to_owned(),
+        experiment: key.experiment.to_owned(),
         // Not `to_string`, which goes through `Display` formatting.
-        condition: String::from(&*condition.name),
-        replicate: unit.replicate,
-        seed: unit.seed,
+        condition: String::from(&*key.condition),
+        replicate: key.replicate,
+        seed: key.seed,
         status: if error.is_none() { UnitStatus::Ok } else { UnitStatus::Error },
         error,
         metrics,
         records,
         duration_ms: duration.as_secs_f64() * 1e3,
     }
+}
+
+/// Runs one sync unit on this thread.
+fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOptions, interest: Interest) -> UnitResult {
+    let Started { mut ctx, sink, span } = start_unit(plan, unit, tx, options, interest);
+    let _entered = span.enter();
+    let condition = &plan.conditions[unit.condition];
+    // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
+    let started = sink.started;
+    let key = sink.unit.clone();
+    let previous = isolation::enter_current(sink);
+    let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
+    let duration = started.elapsed();
+    isolation::restore_current(previous);
+    // Threads the unit spawned may still hold emitters: from here on, their events are dropped.
+    ctx.close_events();
+    let ended = match outcome {
+        Ok(outcome) => Ended::Returned(outcome),
+        Err(payload) => {
+            let (message, location) = isolation::caught_panic(payload.as_ref());
+            Ended::Panicked(message, location)
+        }
+    };
+    finish_unit(&key, Some(ctx), ended, duration)
 }
 
 /// Each metric's mean over its records; the records themselves are kept only when they say more

@@ -1,0 +1,281 @@
+//! Async units: `async fn` experiments run as tasks on one tokio runtime owned by the runner,
+//! `--jobs` of them in flight (a semaphore), each isolated like a sync unit (a panic fails that
+//! unit alone) and cancelled at its deadline. Seeds, results and the output thread are the same
+//! as for sync units: only how a unit waits differs.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::isolation::{self, TASK_UNIT};
+use super::{finish_unit, start_unit, Ended, RunOptions, Started};
+use crate::events::{Interest, Message};
+use crate::plan::{Plan, Unit};
+use crate::results::UnitOutcome;
+
+/// The runtime every async run of this process shares: built on first use, with a worker thread
+/// per core (units mostly wait, so they need few threads; a user's own CPU-bound work in a unit
+/// belongs in `spawn_blocking`).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .thread_name("crystallize-async")
+                .enable_all()
+                .build()
+                .map_err(|error| format!("cannot start the async runtime: {error}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Runs the async units of `plan`, at most `jobs` at once, each sending its result to the output
+/// thread as it finishes. Returns when every started unit has finished.
+pub(super) fn run_all(
+    plan: &Plan,
+    units: &[Unit],
+    jobs: usize,
+    tx: &SyncSender<Message>,
+    options: &RunOptions,
+    interest: Interest,
+) {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(problem) => {
+            // Every unit fails with the reason rather than the run vanishing.
+            for unit in units {
+                let Started { ctx, sink, .. } = start_unit(plan, unit, tx, options, interest);
+                let result = finish_unit(&sink.unit, Some(ctx), Ended::Returned(Err(problem.clone())), Duration::ZERO);
+                crate::context::send_to_run(tx, Message::UnitFinished(result));
+            }
+            return;
+        }
+    };
+    // Not `block_on` inside a runtime: a caller that is itself async (a user's `#[tokio::main]`)
+    // would panic. The driver waits on its own thread instead.
+    let driver = async {
+        let in_flight = Arc::new(Semaphore::new(jobs));
+        let mut tasks = JoinSet::new();
+        for unit in units {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+            if options.cancel.is_cancelled() {
+                break;
+            }
+            let Some(body) = plan.conditions[unit.condition].run_async.clone() else { continue };
+            let Started { ctx, sink, span } = start_unit(plan, unit, tx, options, interest);
+            let tx = tx.clone();
+            let cancel = options.cancel.clone();
+            let fail_fast = options.fail_fast;
+            let timeout = options.timeout;
+            tasks.spawn(
+                async move {
+                    let started = sink.started;
+                    let key = sink.unit.clone();
+                    let unit_future = TASK_UNIT.scope(sink.clone(), CatchPanic(body(ctx)));
+                    let outcome = match timeout {
+                        Some(limit) => tokio::time::timeout(limit, unit_future).await.ok(),
+                        None => Some(unit_future.await),
+                    };
+                    let duration = started.elapsed();
+                    // Tasks the unit spawned may still hold emitters: their events end here.
+                    sink.close();
+                    let result = match outcome {
+                        Some(Ok((ctx, outcome))) => finish_unit(&key, Some(ctx), Ended::Returned(outcome), duration),
+                        Some(Err((message, location))) => {
+                            finish_unit(&key, None, Ended::Panicked(message, location), duration)
+                        }
+                        None => finish_unit(&key, None, Ended::TimedOut(timeout.unwrap_or_default()), duration),
+                    };
+                    if !result.is_ok() && fail_fast {
+                        cancel.cancel();
+                    }
+                    crate::context::send_to_run(&tx, Message::UnitFinished(result));
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+            // Finished tasks are reaped as the loop goes, so a long run holds only those in flight.
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+    };
+    std::thread::scope(|scope| {
+        let waited = scope.spawn(|| runtime.block_on(driver));
+        let _ = waited.join();
+    });
+}
+
+/// Polls a unit's future with panics caught: a panic ends the unit with the panic's message and
+/// location instead of tearing down the task (and the hook keeps it off the terminal, since the
+/// unit is current while it is polled).
+struct CatchPanic<F>(F);
+
+impl<F: Future<Output = (crate::context::Ctx, UnitOutcome)> + Unpin> Future for CatchPanic<F> {
+    type Output = Result<(crate::context::Ctx, UnitOutcome), (String, Option<String>)>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(isolation::caught_panic(payload.as_ref()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rand::Rng;
+
+    use crate::context::Ctx;
+    use crate::params::Params;
+    use crate::plan::Plan;
+    use crate::registry::{ExperimentEntry, ExperimentVTable, UnitFuture};
+    use crate::resolve::{AsyncUnitFn, Condition, UnitFn};
+    use crate::results::{UnitResult, UnitStatus};
+    use crate::runner::{execute, RunOptions};
+    use crate::source::Location;
+
+    /// A plan of `replicates` units of one condition whose unit is `body`, async or sync.
+    fn plan(replicates: u64, run: UnitFn, run_async: Option<AsyncUnitFn>) -> Plan {
+        let entry = ExperimentEntry {
+            name: "tasks",
+            location: Location { module_path: "tasks", file: file!(), line: line!() },
+            datasource: None,
+            replicates,
+            seed: 3,
+            params: &[],
+            hypotheses: &[],
+            fingerprint: 0,
+            vtable: ExperimentVTable::unregistered::<()>(),
+        };
+        let condition = Condition {
+            name: Arc::from("baseline"),
+            treatment: None,
+            params: Arc::new(Params::default()),
+            run,
+            run_async,
+            input_overrides: Arc::new([]),
+        };
+        Plan {
+            experiment: Cow::Owned(entry),
+            conditions: vec![condition],
+            replicates: (0..replicates).collect(),
+            seed: 3,
+            policy: Default::default(),
+            done: Default::default(),
+        }
+    }
+
+    fn sync_never() -> UnitFn {
+        Arc::new(|_: &mut Ctx| Err("the sync path must not run for an async plan".into()))
+    }
+
+    /// An async unit: draws from the unit's rng, waits `wait`, records the draw, counting how
+    /// many units are in flight at once.
+    fn drawing(wait: Duration, in_flight: Arc<AtomicUsize>, most: Arc<AtomicUsize>) -> AsyncUnitFn {
+        Arc::new(move |ctx: Ctx| -> UnitFuture {
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            Box::pin(async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let draw: u32 = ctx.rng().random_range(0..1_000_000);
+                tokio::time::sleep(wait).await;
+                ctx.record("draw", draw);
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                (ctx, Ok(()))
+            })
+        })
+    }
+
+    fn metrics(units: &[UnitResult]) -> Vec<(u64, u64)> {
+        let mut pairs: Vec<(u64, u64)> = units.iter().map(|u| (u.replicate, u.metrics["draw"].to_bits())).collect();
+        pairs.sort_unstable();
+        pairs
+    }
+
+    #[test]
+    fn async_units_give_the_sync_units_results_whatever_the_jobs_and_never_exceed_them() {
+        let sync: UnitFn = Arc::new(|ctx: &mut Ctx| {
+            let draw: u32 = ctx.rng().random_range(0..1_000_000);
+            ctx.record("draw", draw);
+            Ok(())
+        });
+        let expected = execute(&plan(12, sync, None), &RunOptions { jobs: 1, ..RunOptions::default() }, &mut []);
+        for jobs in [1, 4, 12] {
+            let (in_flight, most) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+            let body = drawing(Duration::from_millis(20), in_flight, most.clone());
+            let results =
+                execute(&plan(12, sync_never(), Some(body)), &RunOptions { jobs, ..RunOptions::default() }, &mut []);
+            assert_eq!(results.units.len(), 12, "every unit ran with --jobs {jobs}");
+            assert_eq!(metrics(&results.units), metrics(&expected.units), "same seeds, same draws with --jobs {jobs}");
+            assert!(
+                most.load(Ordering::SeqCst) <= jobs,
+                "at most {jobs} in flight, saw {}",
+                most.load(Ordering::SeqCst)
+            );
+            if jobs > 1 {
+                assert!(most.load(Ordering::SeqCst) > 1, "units overlap with --jobs {jobs}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_unit_past_its_deadline_fails_as_timed_out_and_the_others_finish() {
+        let body: AsyncUnitFn = Arc::new(|ctx: Ctx| -> UnitFuture {
+            Box::pin(async move {
+                let wait = if ctx.replicate() == 1 { Duration::from_secs(600) } else { Duration::from_millis(5) };
+                tokio::time::sleep(wait).await;
+                ctx.record("done", true);
+                (ctx, Ok(()))
+            })
+        });
+        let options = RunOptions { jobs: 4, timeout: Some(Duration::from_millis(300)), ..RunOptions::default() };
+        let results = execute(&plan(4, sync_never(), Some(body)), &options, &mut []);
+        assert_eq!(results.units.len(), 4);
+        for unit in &results.units {
+            if unit.replicate == 1 {
+                assert_eq!(unit.status, UnitStatus::Error);
+                let message = &unit.error.as_ref().expect("an error").message;
+                assert!(message.contains("timed out after 300 ms"), "{message}");
+            } else {
+                assert!(unit.is_ok(), "replicate {} finished: {:?}", unit.replicate, unit.error);
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_async_unit_fails_alone_with_its_message_and_location() {
+        let body: AsyncUnitFn = Arc::new(|ctx: Ctx| -> UnitFuture {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                if ctx.replicate() == 2 {
+                    panic!("replicate two breaks");
+                }
+                ctx.record("ok", true);
+                (ctx, Ok(()))
+            })
+        });
+        let results =
+            execute(&plan(3, sync_never(), Some(body)), &RunOptions { jobs: 3, ..RunOptions::default() }, &mut []);
+        let failed: Vec<&UnitResult> = results.units.iter().filter(|u| !u.is_ok()).collect();
+        assert_eq!(failed.len(), 1);
+        let error = failed[0].error.as_ref().expect("an error");
+        assert_eq!((failed[0].replicate, error.message.as_str()), (2, "replicate two breaks"));
+        assert!(error.location.as_deref().is_some_and(|l| l.contains("tasks.rs")), "{error:?}");
+    }
+}
