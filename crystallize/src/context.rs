@@ -82,6 +82,9 @@ pub(crate) struct UnitSink {
     span: tracing::Span,
     /// Closed when the unit ends, so that threads it spawned cannot emit after its end.
     gate: Arc<Gate>,
+    /// The run's named resource limits.
+    #[cfg(feature = "async")]
+    pub(crate) limits: Option<Arc<crate::limits::Limits>>,
 }
 
 /// Keeps events from [`Emitter`]s (other threads) out of the output once the unit has finished,
@@ -104,7 +107,16 @@ impl UnitSink {
             interest: Interest::ALL,
             span: tracing::Span::none(),
             gate: Arc::new(Gate { open: AtomicBool::new(true), in_flight: AtomicUsize::new(0) }),
+            #[cfg(feature = "async")]
+            limits: None,
         }
+    }
+
+    /// The same sink, in a run with these limits.
+    #[cfg(feature = "async")]
+    pub(crate) fn with_limits(mut self, limits: Option<Arc<crate::limits::Limits>>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same sink, with the unit's `tracing` span.

@@ -50,6 +50,8 @@ pub mod diff;
 pub mod error;
 pub mod events;
 pub mod hypothesis;
+#[cfg(feature = "async")]
+pub mod limits;
 pub mod metrics;
 pub mod overrides;
 pub mod params;

@@ -29,6 +29,7 @@
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use crate::config_file::Settings;
 use crate::error::Error;
@@ -64,6 +65,8 @@ pub struct Session {
     only_condition: Option<String>,
     first_replicate: u64,
     steps: StepLines,
+    timeout: Option<Duration>,
+    limits: Vec<(String, usize)>,
 }
 
 /// Where the plan comes from.
@@ -93,6 +96,8 @@ impl Session {
             only_condition: None,
             first_replicate: 0,
             steps: StepLines::default(),
+            timeout: None,
+            limits: Vec::new(),
         }
     }
 
@@ -201,6 +206,22 @@ impl Session {
     /// Adds an observer of the run (see [`crate::events::Observer`]).
     pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
         self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Fails a unit still running after `timeout` as timed out; an async unit is cancelled at
+    /// its deadline (it is re-run by a resume, like any failed unit).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Lets at most `capacity` units hold the limit `name` at once (see [`crate::limits`]); a
+    /// later call for the same name replaces the earlier one.
+    pub fn limit(mut self, name: impl Into<String>, capacity: usize) -> Self {
+        let name = name.into();
+        self.limits.retain(|(existing, _)| *existing != name);
+        self.limits.push((name, capacity.max(1)));
         self
     }
 
@@ -320,6 +341,8 @@ impl Session {
             only_condition,
             first_replicate,
             steps: _,
+            timeout,
+            limits,
         } = self;
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
@@ -387,7 +410,7 @@ impl Session {
             target,
             origin,
             notes,
-            running: Running { jobs: jobs.unwrap_or_else(runner::default_jobs), fail_fast, observers },
+            running: Running { jobs: jobs.unwrap_or_else(runner::default_jobs), fail_fast, observers, timeout, limits },
         })
     }
 }
@@ -503,6 +526,8 @@ struct Running {
     jobs: usize,
     fail_fast: bool,
     observers: Vec<Box<dyn Observer>>,
+    timeout: Option<Duration>,
+    limits: Vec<(String, usize)>,
 }
 
 /// Where a planned run is recorded.
@@ -574,7 +599,7 @@ impl Opened {
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
         let Opened { plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers } = running;
+        let Running { jobs, fail_fast, mut observers, timeout, limits } = running;
         let mut recording = match &run_dir {
             Some(dir) => Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone())?),
             None => None,
@@ -586,8 +611,12 @@ impl Opened {
             describe_input: false,
             cancel,
             artifacts: run_dir.as_ref().map(|dir| Arc::new(dir.artifacts_dir())),
-            timeout: None,
+            timeout,
+            #[cfg(feature = "async")]
+            limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
         };
+        #[cfg(not(feature = "async"))]
+        let _ = limits;
         let mut all: Vec<&mut dyn Observer> = Vec::new();
         if let Some(recording) = recording.as_mut() {
             all.push(&mut recording.journal);

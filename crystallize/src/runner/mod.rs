@@ -7,6 +7,9 @@ mod output;
 #[cfg(feature = "async")]
 mod tasks;
 
+#[cfg(feature = "async")]
+pub(crate) use tasks::block_on;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +78,9 @@ pub struct RunOptions {
     /// A unit still running after this long fails as timed out (async units are cancelled at
     /// their deadline).
     pub timeout: Option<Duration>,
+    /// The run's named resource limits (see [`crate::limits`]).
+    #[cfg(feature = "async")]
+    pub(crate) limits: Option<Arc<crate::limits::Limits>>,
 }
 
 impl Default for RunOptions {
@@ -87,6 +93,8 @@ impl Default for RunOptions {
             cancel: Cancel::default(),
             artifacts: None,
             timeout: None,
+            #[cfg(feature = "async")]
+            limits: None,
         }
     }
 }
@@ -263,6 +271,8 @@ fn start_unit(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunO
     let sink = UnitSink::new(key.clone(), Outbox::Run(tx.clone()), options.live_metrics, options.describe_input)
         .with_span(span.clone())
         .with_interest(interest);
+    #[cfg(feature = "async")]
+    let sink = sink.with_limits(options.limits.clone());
     if interest.unit_started {
         sink.send(Message::UnitStarted(key.clone()));
     }

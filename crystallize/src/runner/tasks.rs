@@ -38,6 +38,12 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
         .map_err(Clone::clone)
 }
 
+/// Runs `future` to its end on the shared runtime, from a thread that is not one of its own;
+/// `None` when the runtime cannot start.
+pub(crate) fn block_on<F: Future>(future: F) -> Option<F::Output> {
+    runtime().ok().map(|runtime| runtime.block_on(future))
+}
+
 /// Runs the async units of `plan`, at most `jobs` at once, each sending its result to the output
 /// thread as it finishes. Returns when every started unit has finished.
 pub(super) fn run_all(
@@ -277,5 +283,43 @@ mod tests {
         let error = failed[0].error.as_ref().expect("an error");
         assert_eq!((failed[0].replicate, error.message.as_str()), (2, "replicate two breaks"));
         assert!(error.location.as_deref().is_some_and(|l| l.contains("tasks.rs")), "{error:?}");
+    }
+
+    #[test]
+    fn a_limit_lets_no_more_units_than_its_capacity_use_the_resource_at_once() {
+        let (in_flight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (inside, most_inside) = (in_flight.clone(), most.clone());
+        let body: AsyncUnitFn = Arc::new(move |ctx: Ctx| -> UnitFuture {
+            let (inside, most_inside) = (inside.clone(), most_inside.clone());
+            Box::pin(async move {
+                let guard = ctx.limit("server").await;
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most_inside.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                drop(guard);
+                (ctx, Ok(()))
+            })
+        });
+        let limits = crate::limits::Limits::new([("server", 2)]);
+        let options = RunOptions { jobs: 8, limits: Some(Arc::new(limits)), ..RunOptions::default() };
+        let results = execute(&plan(12, sync_never(), Some(body)), &options, &mut []);
+        assert_eq!(results.failed(), 0, "{:?}", results.units.iter().find(|u| !u.is_ok()));
+        assert_eq!(most.load(Ordering::SeqCst), 2, "the limit's capacity, not --jobs, bounds the resource");
+    }
+
+    #[test]
+    fn an_undeclared_limit_fails_the_unit_naming_the_declared_ones() {
+        let body: AsyncUnitFn = Arc::new(|ctx: Ctx| -> UnitFuture {
+            Box::pin(async move {
+                let _guard = ctx.limit("olama").await;
+                (ctx, Ok(()))
+            })
+        });
+        let limits = crate::limits::Limits::new([("ollama", 2)]);
+        let options = RunOptions { jobs: 2, limits: Some(Arc::new(limits)), ..RunOptions::default() };
+        let results = execute(&plan(1, sync_never(), Some(body)), &options, &mut []);
+        let message = &results.units[0].error.as_ref().expect("failed").message;
+        assert!(message.contains("'olama' is not declared") && message.contains("ollama"), "{message}");
     }
 }
