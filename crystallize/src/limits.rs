@@ -12,15 +12,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::context::Ctx;
 
-/// The limits of one run: a semaphore per declared name.
+/// The limits of one run: a semaphore per declared name, each with its capacity.
 #[derive(Debug, Default)]
-pub(crate) struct Limits {
+pub struct Limits {
     by_name: BTreeMap<String, Arc<Semaphore>>,
 }
 
 impl Limits {
     /// Limits with these capacities (each at least 1: checked where they are given).
-    pub(crate) fn new<'a>(capacities: impl IntoIterator<Item = (&'a str, usize)>) -> Limits {
+    pub fn new<'a>(capacities: impl IntoIterator<Item = (&'a str, usize)>) -> Limits {
         let by_name = capacities
             .into_iter()
             .map(|(name, capacity)| (name.to_owned(), Arc::new(Semaphore::new(capacity.max(1)))))

@@ -80,7 +80,7 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// The run's named resource limits (see [`crate::limits`]).
     #[cfg(feature = "async")]
-    pub(crate) limits: Option<Arc<crate::limits::Limits>>,
+    pub limits: Option<Arc<crate::limits::Limits>>,
 }
 
 impl Default for RunOptions {
