@@ -34,7 +34,7 @@ pub(super) struct ConfirmArgs {
     args: Vec<String>,
     /// Replicates per condition (default: what --from RUN's effect needs for --power, else the
     /// experiment's replicates).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = super::replicates)]
     replicates: Option<u64>,
     /// The exploratory run the hypothesis came from: plans the replicates from its effect, and
     /// names every part of the code or configuration that changed since.
@@ -179,7 +179,13 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     let mut plan = Plan::new(experiment, &treatments, replicates, seed, &overrides(&settings, &sets)?)?;
     let earlier = confirmation::earlier_use(&store, experiment.name(), None, None);
     let first = earlier.highest.map_or(0, |highest| highest + 1);
-    plan.replicates = (first..first + replicates).collect();
+    let end = first.checked_add(replicates).ok_or_else(|| {
+        Error::Store(format!(
+            "no {replicates} fresh replicate indices are left after {first} (the largest is {})",
+            u64::MAX
+        ))
+    })?;
+    plan.replicates = (first..end).collect();
 
     // Is n enough? The test must be able to reach p ≤ alpha, and, with an exploratory run, have
     // the power asked for against the effect it showed.

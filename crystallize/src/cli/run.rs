@@ -87,7 +87,7 @@ pub(super) fn origin(invocation: &Invocation) -> Origin {
     Origin {
         crate_name: invocation.app.name.to_owned(),
         crate_version: invocation.app.version.to_owned(),
-        command: std::env::args().collect(),
+        command: super::command_line(),
     }
 }
 
@@ -244,7 +244,10 @@ fn resume(
     let mut plan = Plan::new(experiment, treatments, replicates, seed, &overrides(settings, sets)?)?;
     // A confirmation runs replicate indices from its first one on, not from 0.
     let first = manifest.first_replicate;
-    plan.replicates = (first..first + replicates).collect();
+    let end = first.checked_add(replicates).ok_or_else(|| {
+        Error::Store(format!("run {}: replicates {first} + {replicates} are past the largest index", manifest.run))
+    })?;
+    plan.replicates = (first..end).collect();
     let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));
     if !drift.is_empty() && !args.force {
         return Err(Error::Drift {
