@@ -334,3 +334,27 @@ fn an_ambiguous_run_id_prefix_lists_the_candidates() {
     }
     out.check(!out.stderr.contains("no run"), "not reported as missing");
 }
+
+#[test]
+fn no_color_removes_colour_not_the_progress_display() {
+    // The display is drawn only on a terminal: `script` gives the command one.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed, and it provides the terminal");
+        return;
+    }
+    let store = Store::new(BIN);
+    let line = format!(
+        "{} run --replicates 4 --jobs 1 --set think_ms=60 --store {}",
+        BIN,
+        crystallize_tests::shell_quote(&store.path().display().to_string())
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .timeout(Duration::from_secs(120))
+        .run();
+    out.assert_code(0);
+    // The total bar: "<experiment> [00:00:01] ===> 5/12 units ...".
+    out.check(out.stdout.contains("/12 units"), "the progress display was drawn with NO_COLOR set");
+}
