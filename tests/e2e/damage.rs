@@ -336,6 +336,18 @@ fn an_ambiguous_run_id_prefix_lists_the_candidates() {
 }
 
 #[test]
+fn a_unit_calling_process_exit_ends_the_run_with_a_failure_and_the_resume_command() {
+    let store = Store::new(BIN);
+    // crash_on_replicate = -2: the example's unit calls std::process::exit(0).
+    let out = store.run(&["run", "--replicates", "3", "--jobs", "1", "--set", "crash_on_replicate=-2"]);
+    out.assert_code(1);
+    let id = store.only_run()["id"].as_str().expect("id").to_owned();
+    out.assert_stderr_contains(&format!("std::process::exit while run {id} was running, so the run is incomplete"));
+    out.assert_stderr_contains(&format!("--resume {id} --store {}", store.path().display()));
+    assert_eq!(store.only_run()["status"], "incomplete");
+}
+
+#[test]
 fn no_color_removes_colour_not_the_progress_display() {
     // The display is drawn only on a terminal: `script` gives the command one.
     if std::process::Command::new("script").arg("--version").output().is_err() {

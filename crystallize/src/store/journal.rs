@@ -98,6 +98,8 @@ pub struct JournalWriter {
     last_sync: Instant,
     error: Option<io::Error>,
     cancel: Cancel,
+    /// Armed while units are being journaled: see [`super::exit_guard`]. Dropped with the writer.
+    exit_guard: Option<super::exit_guard::ExitGuard>,
 }
 
 impl JournalWriter {
@@ -112,7 +114,14 @@ impl JournalWriter {
             last_sync: Instant::now(),
             error: None,
             cancel,
+            exit_guard: None,
         })
+    }
+
+    /// Keeps `guard` armed until this writer is finished or dropped.
+    pub fn with_exit_guard(mut self, guard: super::exit_guard::ExitGuard) -> JournalWriter {
+        self.exit_guard = Some(guard);
+        self
     }
 
     /// The journal's path.

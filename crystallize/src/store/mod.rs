@@ -13,6 +13,7 @@
 //! Every file has a single writer. A run's status is derived from what is on disk, never stored.
 
 pub mod events;
+pub mod exit_guard;
 pub mod journal;
 pub mod manifest;
 pub mod preregistration;
