@@ -20,7 +20,7 @@ pub mod preregistration;
 pub mod recorder;
 pub mod time;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -557,41 +557,60 @@ impl RunDir {
         let expect = self.expectation(&conditions, replicates);
         let scanned = journal::scan_all(&self.path, &conditions);
         warnings.extend(scanned.warnings);
-        let mut units = vec![Vec::new(); conditions.len()];
-        // The first success of each unit, to compare later successes with.
-        let mut first_success: HashMap<(usize, u64), (u64, LineAt)> = HashMap::new();
-        for unit in scanned.units {
-            let name = match &unit.condition {
+        fn name<'a>(conditions: &'a [String], unit: &'a journal::ScannedUnit) -> &'a str {
+            match &unit.condition {
                 Ok(index) => conditions[*index].as_str(),
                 Err(name) => name.as_str(),
-            };
-            let at = || journal::describe(&scanned.files, unit.at);
-            let index = match expect.check(unit.condition.as_ref().ok().copied(), name, unit.replicate, unit.seed) {
-                Ok(index) => index,
-                Err(reason) => {
-                    warnings.push(rejected(&at(), &reason));
-                    continue;
-                }
-            };
-            if unit.ok {
-                match first_success.get(&(index, unit.replicate)) {
-                    Some((digest, first)) if *digest != unit.digest => {
-                        warnings.push(disagree(&at(), &journal::describe(&scanned.files, *first), name, unit.replicate))
-                    }
-                    Some(_) => {}
-                    None => {
-                        first_success.insert((index, unit.replicate), (unit.digest, unit.at));
-                    }
-                }
             }
-            units[index].push((unit.replicate, unit.ok));
         }
-        for units in &mut units {
+        let check = |unit: &journal::ScannedUnit| {
+            expect.check(unit.condition.as_ref().ok().copied(), name(&conditions, unit), unit.replicate, unit.seed)
+        };
+        // Warnings about records, with the record's index: merged below in journal order, the
+        // order in which `state` gives the same warnings.
+        let mut notes: Vec<(usize, String)> = Vec::new();
+        let mut units = vec![Vec::new(); conditions.len()];
+        for (seq, unit) in scanned.units.iter().enumerate() {
+            match check(unit) {
+                Ok(index) => units[index].push((unit.replicate, unit.ok)),
+                Err(reason) => notes.push((seq, rejected(&journal::describe(&scanned.files, unit.at), &reason))),
+            }
+        }
+        // Units with more than one success: rare (two processes resuming at once), so their
+        // metrics are compared in a second pass over only them rather than a map of every unit.
+        let mut repeated: HashSet<(usize, u64)> = HashSet::new();
+        for (index, units) in units.iter_mut().enumerate() {
             // A success sorts before the failures of its unit, and the first record of each unit
             // is kept: a unit is done if any of its records is a success, as in `state`.
             units.sort_unstable_by_key(|&(replicate, ok)| (replicate, !ok));
+            repeated.extend(units.windows(2).filter(|w| w[0] == w[1] && w[0].1).map(|w| (index, w[0].0)));
             units.dedup_by_key(|(replicate, _)| *replicate);
         }
+        if !repeated.is_empty() {
+            let mut first: HashMap<(usize, u64), (u64, LineAt)> = HashMap::new();
+            for (seq, unit) in scanned.units.iter().enumerate() {
+                let Ok(index) = unit.condition else { continue };
+                if !unit.ok || !repeated.contains(&(index, unit.replicate)) {
+                    continue;
+                }
+                if check(unit).is_err() {
+                    continue;
+                }
+                match first.get(&(index, unit.replicate)) {
+                    None => {
+                        first.insert((index, unit.replicate), (unit.digest, unit.at));
+                    }
+                    Some((digest, at)) if *digest != unit.digest => {
+                        let (here, there) =
+                            (journal::describe(&scanned.files, unit.at), journal::describe(&scanned.files, *at));
+                        notes.push((seq, disagree(&here, &there, name(&conditions, unit), unit.replicate)));
+                    }
+                    Some(_) => {}
+                }
+            }
+            notes.sort_by_key(|(seq, _)| *seq);
+        }
+        warnings.extend(notes.into_iter().map(|(_, note)| note));
         RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings }
     }
 
@@ -607,8 +626,8 @@ impl RunDir {
         let expect = self.expectation(&conditions, replicates);
         let loaded = journal::read_all(&self.path);
         warnings.extend(loaded.warnings);
-        let mut units: BTreeMap<(usize, u64), UnitResult> = BTreeMap::new();
-        let mut first_success: HashMap<(usize, u64), LineAt> = HashMap::new();
+        // Each unit's record with where it was read, for a warning about a later one.
+        let mut kept: BTreeMap<(usize, u64), (UnitResult, LineAt)> = BTreeMap::new();
         let mut rejected_units = Vec::new();
         for (unit, line_at) in loaded.units.into_iter().zip(loaded.at) {
             let at = || journal::describe(&loaded.files, line_at);
@@ -622,23 +641,22 @@ impl RunDir {
                 }
             };
             let key = (index, unit.replicate);
-            match units.get(&key) {
+            match kept.get(&key) {
                 // The first success stands; a later success of the same unit is a duplicate, and
                 // one with other metrics says the unit is not reproducible (or a journal was edited).
-                Some(existing) if existing.status == UnitStatus::Ok => {
+                Some((existing, first)) if existing.status == UnitStatus::Ok => {
                     if unit.status == UnitStatus::Ok && !same_metrics(existing, &unit) {
-                        let first = first_success.get(&key).map(|at| journal::describe(&loaded.files, *at));
-                        warnings.push(disagree(&at(), &first.unwrap_or_default(), &unit.condition, unit.replicate));
+                        let first = journal::describe(&loaded.files, *first);
+                        warnings.push(disagree(&at(), &first, &unit.condition, unit.replicate));
                     }
                 }
                 _ => {
-                    if unit.status == UnitStatus::Ok {
-                        first_success.insert(key, line_at);
-                    }
-                    units.insert(key, unit);
+                    kept.insert(key, (unit, line_at));
                 }
             }
         }
+        // Sorted already: collecting rebuilds the map in one linear pass.
+        let units: BTreeMap<(usize, u64), UnitResult> = kept.into_iter().map(|(key, (unit, _))| (key, unit)).collect();
         RunState {
             conditions,
             replicates,
@@ -877,17 +895,22 @@ mod tests {
             (0..4).flat_map(|r| [line(&seeded(b, r, true)), line(&seeded(l, r, true))]).collect();
         // An identical duplicate is silent; one with other metrics is not.
         lines.push(line(&seeded(b, 0, true)));
+        // Rejected records before and after: the scan gives its warnings in the same order.
+        lines.push(line(&seeded(b, 7, true)));
         let mut other = seeded(l, 3, true);
         other.metrics.insert("win".into(), 0.0);
         lines.push(line(&other));
+        lines.push(line(&seeded("gone", 1, true)));
         let (_dir, run) = seeded_run(&lines);
         let state = run.state();
         assert_scan_agrees(&run);
         assert_eq!(state.status(), Status::Complete);
-        assert_eq!(state.warnings.len(), 1, "{:?}", state.warnings);
-        let warning = &state.warnings[0];
+        assert_eq!(state.warnings.len(), 3, "{:?}", state.warnings);
+        assert!(state.warnings[0].contains("baseline #7"), "{:?}", state.warnings);
+        assert!(state.warnings[2].contains("'gone'"), "{:?}", state.warnings);
+        let warning = &state.warnings[1];
         assert!(
-            warning.contains("journal-1.jsonl:10: a second successful record of loaded #3 whose metrics differ"),
+            warning.contains("journal-1.jsonl:11: a second successful record of loaded #3 whose metrics differ"),
             "{warning}"
         );
         assert!(warning.contains("journal-1.jsonl:8; the first is kept"), "{warning}");
