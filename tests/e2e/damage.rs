@@ -159,6 +159,19 @@ fn replicate_counts_too_large_to_plan_are_refused_with_exit_code_2() {
 }
 
 #[test]
+fn a_config_file_asking_for_too_many_replicates_is_refused_naming_file_line_and_maximum() {
+    let store = Store::new(BIN);
+    let config = store.path().join("too-many.toml");
+    std::fs::write(&config, "seed = 3\nreplicates = 1000000000000\n").expect("config");
+    let out = store.command(&["run"]).env("CRYSTALLIZE_CONFIG", &config).run();
+    no_panic(&out);
+    out.assert_code(2);
+    // The file is named relative to the working directory, as config errors do.
+    out.assert_stderr_contains("too-many.toml:2: 'replicates' is 1000000000000, more than the maximum of 100000000");
+    assert!(store.runs().is_empty(), "nothing was started");
+}
+
+#[test]
 fn a_run_whose_files_claim_too_many_replicates_is_shown_damaged_and_the_others_normally() {
     let (store, good) = store_with_run("1");
     store.run(&["run", "--replicates", "1"]).assert_code(0);
