@@ -289,6 +289,13 @@ impl Reader<'_> {
                             if name == "replicates" { "a positive integer" } else { "a non-negative integer" };
                         return Err(self.error(offset, format!("'{prefix}{name}' must be {expected}")));
                     };
+                    let max = crate::plan::MAX_REPLICATES;
+                    if name == "replicates" && number > max {
+                        return Err(self.error(
+                            offset,
+                            format!("'{prefix}{name}' is {number}, more than the maximum of {max} per condition"),
+                        ));
+                    }
                     let setting = Some((number, (self.at)(offset)));
                     if name == "replicates" {
                         section.replicates = setting;
@@ -424,6 +431,11 @@ mod tests {
         );
         let error = parse("replicates = 0\n").unwrap_err().to_string();
         assert_eq!(error, "/nowhere/crystallize.toml:1: 'replicates' must be a positive integer");
+        let error = parse("seed = 1\nreplicates = 1000000000000\n").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "/nowhere/crystallize.toml:2: 'replicates' is 1000000000000, more than the maximum of 100000000 per condition"
+        );
         let error = parse("[params]\nx = 1\n\n[params]\n").unwrap_err().to_string();
         assert!(error.starts_with("/nowhere/crystallize.toml:4: not valid TOML"), "{error}");
         let error = parse("params = 3\n").unwrap_err().to_string();

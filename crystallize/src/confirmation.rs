@@ -461,7 +461,13 @@ pub fn assess_run(
         manifest: &run.manifest,
         preregistration: &read,
         sessions: &sessions,
-        replicates_recorded: state.units.keys().map(|(_, r)| *r).collect(),
+        // Records the store ignores as outside the plan still show which indices the run used.
+        replicates_recorded: state
+            .units
+            .keys()
+            .map(|(_, r)| *r)
+            .chain(state.rejected.iter().map(|(_, r)| *r))
+            .collect(),
         earlier: &earlier,
         result,
     };

@@ -16,6 +16,12 @@ use crate::seed::{unit_seed, SeedPolicy};
 
 pub use crate::registry::BASELINE;
 
+/// The most replicates per condition a run may plan (`--replicates`, `crystallize.toml`, a
+/// stored manifest or session): far more than any experiment needs, and small enough that the
+/// plan's list of replicate indices (8 bytes each) and every count derived from it stay sane.
+/// Larger values are refused before anything is allocated.
+pub const MAX_REPLICATES: u64 = 100_000_000;
+
 /// An override of a param or of a field of the input: `--set KEY=VALUE`, or a key of
 /// `crystallize.toml`. Checked against the param's or the field's type when the plan is made.
 #[derive(Clone, Debug)]
@@ -172,6 +178,13 @@ impl Plan {
         seed: u64,
         overrides: &[Override],
     ) -> Result<Plan, Error> {
+        if replicates > MAX_REPLICATES {
+            return Err(Error::BadOption {
+                option: "replicates".into(),
+                value: replicates.to_string(),
+                why: format!("at most {MAX_REPLICATES} replicates per condition"),
+            });
+        }
         let mut selected: Vec<&'static TreatmentEntry> = Vec::new();
         for name in treatments {
             let treatment = experiment.treatment(name)?;

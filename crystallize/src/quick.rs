@@ -200,7 +200,7 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
         let mut session = Session::from_plan(plan).jobs(self.jobs).origin(Origin {
             crate_name: self.name.to_owned(),
             crate_version: String::new(),
-            command: std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect(),
+            command: crate::store::recorder::command_line(),
         });
         if let Some(dir) = self.store {
             session = session.store(dir);

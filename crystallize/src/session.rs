@@ -440,7 +440,7 @@ fn default_origin(module_path: &str) -> Origin {
     Origin {
         crate_name: module_path.split("::").next().unwrap_or(module_path).to_owned(),
         crate_version: String::new(),
-        command: std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect(),
+        command: recorder::command_line(),
     }
 }
 

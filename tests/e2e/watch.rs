@@ -20,11 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
 fn spawn(dir: &Path, args: &[&str]) -> Child {
     let mut command = std::process::Command::new(BIN);
     command.args(args).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CRYSTALLIZE_") {
-            command.env_remove(key);
-        }
-    }
+    crystallize_tests::clear_environment(&mut command);
     command.spawn().unwrap_or_else(|error| panic!("could not start {BIN} {args:?}: {error}"))
 }
 
@@ -112,6 +108,7 @@ fn watch_sees_counts_grow_while_a_run_proceeds_in_another_process() {
     wait_for(dir.path(), "session-", 1);
 
     let mut watch = std::process::Command::new(BIN);
+    crystallize_tests::clear_environment(&mut watch);
     watch
         .args(["watch", "--interval", "50", "--timeout", "120"])
         .current_dir(dir.path())
@@ -268,7 +265,10 @@ fn in_terminal(dir: &Path, command: &str) -> Option<String> {
     if !probe.status.success() || !String::from_utf8_lossy(&probe.stdout).contains("util-linux") {
         return None;
     }
-    let output = std::process::Command::new("script")
+    let mut script = std::process::Command::new("script");
+    // The caller's CRYSTALLIZE_STORE, NO_COLOR... would reach the command through `script`.
+    crystallize_tests::clear_environment(&mut script);
+    let output = script
         .args(["-qec", command, "/dev/null"])
         .current_dir(dir)
         .env("TERM", "xterm")
@@ -305,6 +305,7 @@ fn a_run_in_a_terminal_shows_a_live_bar_with_counts_per_condition_and_an_eta() {
 fn debug_prints_each_round_while_the_game_plays() {
     let dir = TempDir::new();
     let mut debug = std::process::Command::new(BIN);
+    crystallize_tests::clear_environment(&mut debug);
     debug
         .args(["debug", "dolphin", "--set", "think_ms=150"])
         .current_dir(dir.path())

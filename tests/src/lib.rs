@@ -14,8 +14,10 @@
 //! - Every command runs in a fresh temporary working directory (a run may write a `.crystallize/`
 //!   store into its cwd), removed when its [`Output`] is dropped; [`Command::current_dir`] reuses
 //!   a directory instead, e.g. to run a second command against the store of a first.
-//! - The inherited environment is kept, except `CRYSTALLIZE_*` variables (so a developer's
-//!   `CRYSTALLIZE_STORE` cannot leak into a test); [`Command::env`] sets variables explicitly.
+//! - The inherited environment is kept, except the variables that change what the binaries do
+//!   or print ([`clear_environment`]: every `CRYSTALLIZE_*`, `NO_COLOR`, `CLICOLOR`,
+//!   `CLICOLOR_FORCE`, ...), so that `NO_COLOR=1 cargo test` or a developer's
+//!   `CRYSTALLIZE_STORE` cannot change a test's outcome; [`Command::env`] sets what a test needs.
 //! - stdin is empty, stdout and stderr are captured (so neither is a terminal), and a command
 //!   that runs longer than its timeout is killed and fails the test instead of hanging CI.
 //! - Every assertion on an [`Output`] fails with the command, its directory, its exit code, its
@@ -127,11 +129,7 @@ impl Command {
         };
         let mut command = std::process::Command::new(&self.program);
         command.args(&self.args).current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CRYSTALLIZE_") {
-                command.env_remove(key);
-            }
-        }
+        clear_environment(&mut command);
         command.envs(&self.env);
 
         let started = Instant::now();
@@ -167,6 +165,28 @@ impl Command {
             output.fail(format!("timed out after {:?} and was killed", self.timeout));
         }
         output
+    }
+}
+
+/// Variables that change what crystallize or the example print or do, besides every
+/// `CRYSTALLIZE_*` one: colour (`NO_COLOR`, `CLICOLOR`, `CLICOLOR_FORCE`, `FORCE_COLOR`), the
+/// terminal's size (`COLUMNS`, `LINES`) and the example's observer (`FOLLOW_CONDITION`).
+pub const CLEARED_VARIABLES: &[&str] =
+    &["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "COLUMNS", "LINES", "FOLLOW_CONDITION"];
+
+/// Removes from `command`'s environment every variable of the caller's that could change a test's
+/// outcome: every `CRYSTALLIZE_*` and the [`CLEARED_VARIABLES`]. A test sets what it needs after.
+pub fn clear_environment(command: &mut std::process::Command) {
+    clear_variables(command, std::env::vars_os().map(|(key, _)| key));
+}
+
+/// Removes those of the caller's variables `names` that [`clear_environment`] removes.
+fn clear_variables(command: &mut std::process::Command, names: impl IntoIterator<Item = OsString>) {
+    for key in names {
+        let name = key.to_string_lossy();
+        if name.starts_with("CRYSTALLIZE_") || CLEARED_VARIABLES.contains(&name.as_ref()) {
+            command.env_remove(&key);
+        }
     }
 }
 
@@ -492,6 +512,7 @@ impl Store {
     /// and stderr as the test needs), for tests that read or signal it while it runs.
     pub fn process(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(&self.program);
+        clear_environment(&mut command);
         command.args(args).env("CRYSTALLIZE_STORE", self.path()).current_dir(self.path()).stdin(Stdio::null());
         command
     }
@@ -554,6 +575,20 @@ mod tests {
         std::fs::write(path.join("f"), "x").unwrap();
         drop(a);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_callers_colour_and_store_variables_do_not_reach_the_child() {
+        let caller = ["PATH", "NO_COLOR", "CRYSTALLIZE_STORE", "HOME", "CLICOLOR_FORCE", "CRYSTALLIZE_CONFIG", "TERM"];
+        let mut command = std::process::Command::new("env");
+        clear_variables(&mut command, caller.iter().map(OsString::from));
+        // `env_remove` is what hides a caller's variable; `get_envs` lists every removal.
+        let removed: Vec<String> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(key, _)| key.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed, ["CLICOLOR_FORCE", "CRYSTALLIZE_CONFIG", "CRYSTALLIZE_STORE", "NO_COLOR"]);
     }
 
     #[test]

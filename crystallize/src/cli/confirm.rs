@@ -34,7 +34,7 @@ pub(super) struct ConfirmArgs {
     args: Vec<String>,
     /// Replicates per condition (default: what --from RUN's effect needs for --power, else the
     /// experiment's replicates).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = super::replicates)]
     replicates: Option<u64>,
     /// The exploratory run the hypothesis came from: plans the replicates from its effect, and
     /// names every part of the code or configuration that changed since.

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::hypothesis::{self, EvalOptions, Hypothesis};
 use crate::registry::{Experiment, Registry};
 use crate::report::Report;
-use crate::store::{RunDir, RunState, Store};
+use crate::store::{Listing, RunDir, RunState, Store};
 use crate::summary;
 
 pub(super) fn list(registry: &Registry, json: bool) -> Result<ExitCode, Error> {
@@ -105,9 +105,12 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
         registry.experiment(Some(name))?;
     }
     let store = Store::locate(args.store.store.as_deref());
-    let (runs, warnings) = store.runs();
-    for warning in warnings {
-        eprintln!("warning: {warning}");
+    // A store that is not a directory, or cannot be read, is an error: "no runs" would hide it.
+    let Listing { runs, damaged } = store.list()?;
+    // A damaged run is listed as such (its reason on stderr), so one bad directory neither hides
+    // the others nor disappears; with an experiment filter, the experiment it was is unknown.
+    for run in &damaged {
+        eprintln!("warning: run {} is damaged: {}", run.id, run.reason);
     }
     let rows: Vec<(RunDir, RunState)> = runs
         .into_iter()
@@ -130,14 +133,20 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
                     "units_done": state.done(),
                     "units_planned": state.planned(),
                     "units_failed": state.failed(),
-                    "path": run.path(),
+                    // Lossily: a path that is not UTF-8 cannot be a JSON string (serializing it fails).
+                    "path": run.path().to_string_lossy(),
                 })
             })
+            .chain(
+                damaged
+                    .iter()
+                    .map(|run| json!({"id": run.id, "status": "damaged", "reason": run.reason, "path": run.path.to_string_lossy()})),
+            )
             .collect();
         let _ = writeln!(out, "{}", serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }
-    if rows.is_empty() {
+    if rows.is_empty() && damaged.is_empty() {
         eprintln!("no runs in {}", store.root().display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -158,6 +167,9 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
             state.failed().to_string(),
             state.status().to_string(),
         ]);
+    }
+    for run in &damaged {
+        table.push([run.id.clone(), "?".into(), "?".into(), "-".into(), "-".into(), "damaged".into()]);
     }
     let _ = write!(out, "{}", summary::align(&table, 3));
     Ok(ExitCode::SUCCESS)

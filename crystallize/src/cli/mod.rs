@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::hypothesis::TestKind;
+use crate::plan::MAX_REPLICATES;
 use crate::registry::Registry;
 use crate::stats::Correction;
 
@@ -91,8 +92,9 @@ struct RunArgs {
     /// Run only these treatments (repeatable); the baseline always runs.
     #[arg(long = "treatment", value_name = "NAME")]
     treatments: Vec<String>,
-    /// Replicates per condition (default: the experiment's, or the resumed run's).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Replicates per condition (default: the experiment's, or the resumed run's); at most
+    /// 100000000 (`crystallize::plan::MAX_REPLICATES`).
+    #[arg(long, value_parser = replicates)]
     replicates: Option<u64>,
     /// The run's seed (default: the experiment's, or the resumed run's).
     #[arg(long)]
@@ -213,6 +215,16 @@ struct ReportArgs {
     store: StoreArgs,
 }
 
+/// Parses `--replicates`: 1 to [`MAX_REPLICATES`], checked before anything is planned (the plan
+/// holds every replicate index).
+pub(crate) fn replicates(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_REPLICATES).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} replicates per condition is out of range: 1 to {MAX_REPLICATES}")),
+        Err(_) => Err(format!("'{text}' is not a number of replicates: a whole number from 1 to {MAX_REPLICATES}")),
+    }
+}
+
 /// Parses `--correction`.
 fn correction(text: &str) -> Result<Correction, String> {
     match text.to_ascii_lowercase().as_str() {
@@ -257,8 +269,18 @@ pub fn main(app: App) -> ExitCode {
 pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
     let program = args.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| app.name.into());
     let command = Cli::command().name(app.name).bin_name(app.name).version(app.version);
+    let not_utf8 = non_utf8_arguments(&args);
     let cli = match command.try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
+        Err(error) if error.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+            // clap does not say which argument; paths (`--store`) may be any bytes, nothing else.
+            eprintln!(
+                "error: {} not valid UTF-8: {}; only a path (--store DIR) may hold such bytes",
+                if not_utf8.len() == 1 { "this argument is" } else { "these arguments are" },
+                not_utf8.join(", ")
+            );
+            return ExitCode::from(2);
+        }
         Err(error) => {
             let _ = error.print();
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
@@ -288,4 +310,17 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+/// The arguments of `args` (after the program) that are not UTF-8 and not the value of
+/// `--store`, each as `argument N ('lossy text')`, for the error that refuses them.
+fn non_utf8_arguments(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (index, arg) in args.iter().enumerate().skip(1) {
+        let is_path = args[index - 1] == "--store" || arg.as_encoded_bytes().starts_with(b"--store=");
+        if arg.to_str().is_none() && !is_path {
+            found.push(format!("argument {index} ('{}')", arg.to_string_lossy()));
+        }
+    }
+    found
 }

@@ -53,7 +53,7 @@ pub(super) fn plan(registry: &Registry, args: &PlanArgs) -> Result<ExitCode, Err
     let options = EvalOptions { alpha: args.alpha, power: args.power, test: args.test, ..EvalOptions::default() };
     let planned = plan_from(&run, &hypothesis, &options)?;
     let confirm = planned.required.map(|n| {
-        let program = std::env::args().next().unwrap_or_else(|| "crystallize".into());
+        let program = crate::store::recorder::command_line().into_iter().next().unwrap_or_else(|| "crystallize".into());
         format!(
             "{} confirm {} {} --replicates {n} --from {}{}{}{}",
             super::debug::shell_quote(&program),

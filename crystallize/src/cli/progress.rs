@@ -64,11 +64,12 @@ impl Default for Progress {
 }
 
 impl Progress {
-    /// A display on stderr, hidden when stderr is not a terminal (or `TERM=dumb`). While it is
-    /// shown, [`crate::console::line`] prints above it.
+    /// A display on stderr, hidden when stderr is not a terminal (or `TERM=dumb`). `NO_COLOR`
+    /// does not hide it: the display has no colour to remove. While it is shown,
+    /// [`crate::console::line`] prints above it.
     pub fn new() -> Progress {
         let terminal = std::io::stderr().is_terminal() && !matches!(std::env::var_os("TERM"), Some(t) if t == "dumb");
-        let target = if terminal { ProgressDrawTarget::stderr_with_hz(10) } else { ProgressDrawTarget::hidden() };
+        let target = if terminal { terminal_target() } else { ProgressDrawTarget::hidden() };
         let mut progress = Progress::to_target(target);
         progress.owns_console = progress.visible;
         progress
@@ -98,6 +99,13 @@ impl Progress {
             total.set_message(if self.failed > 0 { format!("{} failed", self.failed) } else { String::new() });
         }
     }
+}
+
+/// What the display draws on when stderr is a terminal: stderr as a plain [`indicatif::TermLike`].
+/// indicatif's own terminal target (`ProgressDrawTarget::stderr`) hides everything when
+/// `NO_COLOR` is set or `TERM` is unset, which would make `NO_COLOR` mean "no progress".
+fn terminal_target() -> ProgressDrawTarget {
+    ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 10)
 }
 
 fn total_style() -> ProgressStyle {
@@ -240,6 +248,14 @@ impl Drop for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_terminal_target_is_drawn_whatever_no_color_and_the_colour_support_say() {
+        // indicatif's terminal target would be hidden here (stderr is not a terminal in tests,
+        // and would be with NO_COLOR set); the one `new` uses on a terminal never is.
+        assert!(!terminal_target().is_hidden());
+        assert!(Progress::to_target(terminal_target()).is_visible());
+    }
 
     #[test]
     fn durations_rates_and_etas_read_well() {

@@ -90,7 +90,7 @@ pub(super) fn origin(invocation: &Invocation) -> Origin {
     Origin {
         crate_name: invocation.app.name.to_owned(),
         crate_version: invocation.app.version.to_owned(),
-        command: std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect(),
+        command: crate::store::recorder::command_line(),
     }
 }
 

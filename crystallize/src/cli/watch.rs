@@ -82,7 +82,8 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
 
 /// The latest run that is not complete, of any experiment.
 fn latest_in_progress(store: &Store) -> Result<RunDir, Error> {
-    let (runs, _) = store.runs();
+    // A store that cannot be read is an error, not "no runs".
+    let runs = store.list()?.runs;
     let mut latest = None;
     for run in runs.into_iter().rev() {
         let status = run.state().status();
@@ -234,6 +235,19 @@ impl Watcher {
                 }
             };
             let Some(index) = self.condition_index(&record.condition) else { continue };
+            // As the store reads it: a record outside the plan, or with another seed than its
+            // replicate derives, does not count.
+            if !self.planned(record.replicate)
+                || !self.run.seed_matches(&record.condition, record.replicate, record.seed)
+            {
+                changes.warnings.push(format!(
+                    "{}: a record of {} #{} that is not part of the run's plan; ignored",
+                    line.position(),
+                    record.condition,
+                    record.replicate
+                ));
+                continue;
+            }
             let key = (index, record.replicate);
             self.running.remove(&key);
             // As the store reads it: the first success stands; a later success is a duplicate.
@@ -272,7 +286,7 @@ impl Watcher {
     /// Whether `replicate` is one of the run's planned replicate indices.
     fn planned(&self, replicate: u64) -> bool {
         let first = self.run.manifest.first_replicate;
-        (first..first + self.replicates).contains(&replicate)
+        (first..first.saturating_add(self.replicates)).contains(&replicate)
     }
 
     fn manifest_replicates(&self) -> u64 {
@@ -285,6 +299,7 @@ impl Watcher {
             replicates: self.replicates,
             first_replicate: self.run.manifest.first_replicate,
             units: self.units.clone(),
+            rejected: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -340,7 +340,9 @@ impl Tail {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if name.starts_with(&self.prefix) && name.ends_with(".jsonl") {
+                // Only regular files: opening a FIFO would wait for a writer forever.
+                let regular = || std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
+                if name.starts_with(&self.prefix) && name.ends_with(".jsonl") && regular() {
                     self.files.entry(entry.path()).or_default();
                 }
             }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::manifest::SCHEMA;
 use crate::events::{Interest, Observer};
 use crate::runner::{Cancel, UnitResult, UnitStatus};
+use crate::seed::{fnv1a, mix};
 
 /// One line of a journal, as read: the unit's fields as `T` (a [`UnitResult`], or the
 /// [`UnitShape`] of a scan).
@@ -97,6 +98,8 @@ pub struct JournalWriter {
     last_sync: Instant,
     error: Option<io::Error>,
     cancel: Cancel,
+    /// Armed while units are being journaled: see [`super::exit_guard`]. Dropped with the writer.
+    exit_guard: Option<super::exit_guard::ExitGuard>,
 }
 
 impl JournalWriter {
@@ -111,7 +114,14 @@ impl JournalWriter {
             last_sync: Instant::now(),
             error: None,
             cancel,
+            exit_guard: None,
         })
+    }
+
+    /// Keeps `guard` armed until this writer is finished or dropped.
+    pub fn with_exit_guard(mut self, guard: super::exit_guard::ExitGuard) -> JournalWriter {
+        self.exit_guard = Some(guard);
+        self
     }
 
     /// The journal's path.
@@ -202,76 +212,126 @@ impl Drop for JournalWriter {
     }
 }
 
+/// Where a record was read: a journal (an index into [`Loaded::files`] or [`Scanned::files`])
+/// and a line number (from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineAt {
+    /// The journal, as an index into the reader's `files`.
+    pub file: u32,
+    /// The line number in it, from 1.
+    pub line: u64,
+}
+
+/// `path:line` of `at`, for warnings.
+pub fn describe(files: &[PathBuf], at: LineAt) -> String {
+    let path = files.get(at.file as usize).map(|p| p.display().to_string()).unwrap_or_else(|| "?".into());
+    format!("{path}:{}", at.line)
+}
+
 /// What reading the journals of a run found.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Every well-formed record, journal by journal (oldest writer first), line by line.
     pub units: Vec<UnitResult>,
+    /// Where each of [`Loaded::units`] was read, in the same order: what a reader that rejects a
+    /// record names in its warning.
+    pub at: Vec<LineAt>,
+    /// The journals read, in order; [`LineAt::file`] indexes them.
+    pub files: Vec<PathBuf>,
     /// What was skipped and why: torn last lines, unparsable lines, unreadable files.
     pub warnings: Vec<String>,
 }
 
 /// Reads every `journal-*.jsonl` in `dir`. Never fails: damage becomes warnings, and the units of
-/// damaged lines count as not done, so they run again on resume.
+/// damaged lines count as not done, so they run again on resume. Whether a record belongs to
+/// the run (its condition, replicate and seed) is for the caller to check: see
+/// [`crate::store::RunDir::state`].
 pub fn read_all(dir: &Path) -> Loaded {
     let mut loaded = Loaded::default();
-    for path in journals(dir, &mut loaded.warnings) {
-        let units = &mut loaded.units;
-        read_one(&path, &mut loaded.warnings, |line| parse_line::<UnitResult>(line), |unit| units.push(unit));
+    loaded.files = journals(dir, &mut loaded.warnings);
+    for (file, path) in loaded.files.iter().enumerate() {
+        let (units, at) = (&mut loaded.units, &mut loaded.at);
+        read_one(
+            path,
+            &mut loaded.warnings,
+            |line| parse_line::<UnitResult>(line),
+            |unit, line| {
+                units.push(unit);
+                at.push(LineAt { file: file as u32, line });
+            },
+        );
     }
     loaded
 }
 
-/// One unit as a scan sees it: which unit, and whether it succeeded.
-struct UnitKey {
+/// One record as a scan sees it: which unit, its seed, whether it succeeded, a digest of its
+/// metrics, and where it was read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScannedUnit {
     /// The condition: its index in the conditions the scan was given, or its name when it is
     /// not one of them.
-    condition: Result<usize, String>,
-    replicate: u64,
-    ok: bool,
+    pub condition: Result<usize, String>,
+    /// The replicate index.
+    pub replicate: u64,
+    /// The seed the record says the unit ran with.
+    pub seed: u64,
+    /// Whether the unit succeeded.
+    pub ok: bool,
+    /// [`metrics_digest`] of its metrics: two records of a unit with different metrics have
+    /// different digests (but for a 2^-64 chance).
+    pub digest: u64,
+    /// Where it was read.
+    pub at: LineAt,
 }
 
 /// What scanning the journals of a run found.
 #[derive(Debug, Default)]
 pub struct Scanned {
-    /// Per condition the scan was given, in its order: `(replicate, success)` of each of its
-    /// well-formed records, in the order of [`Loaded::units`].
-    pub units: Vec<Vec<(u64, bool)>>,
-    /// The condition of each well-formed record of a condition the scan was not given, in order.
-    pub other_conditions: Vec<String>,
+    /// Every well-formed record, in the order of [`Loaded::units`].
+    pub units: Vec<ScannedUnit>,
+    /// The journals read, in order; [`LineAt::file`] indexes them.
+    pub files: Vec<PathBuf>,
     /// The same warnings as [`read_all`]'s.
     pub warnings: Vec<String>,
 }
 
 /// Reads every `journal-*.jsonl` in `dir` as [`read_all`] does, accepting and rejecting exactly
-/// the same lines with the same warnings, but keeps only which unit each record is and whether
-/// it succeeded: what resuming a run needs. Nothing of a line is copied (its condition becomes
-/// an index into `conditions`), which makes it several times faster than [`read_all`] on a big
-/// run.
+/// the same lines with the same warnings, but keeps only which unit each record is, its seed,
+/// whether it succeeded and a digest of its metrics: what resuming a run needs. Nothing of a
+/// line is copied (its condition becomes an index into `conditions`), which makes it several
+/// times faster than [`read_all`] on a big run.
 pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
-    let mut scanned =
-        Scanned { units: vec![Vec::new(); conditions.len()], other_conditions: Vec::new(), warnings: Vec::new() };
+    let mut scanned = Scanned::default();
     let parse = |line: &[u8]| match parse_line::<UnitShape>(line) {
-        Parsed::Unit(unit) => Parsed::Unit(UnitKey {
-            condition: conditions
-                .iter()
-                .position(|c| **c == *unit.condition)
-                .ok_or_else(|| unit.condition.into_owned()),
-            replicate: unit.replicate,
-            ok: unit.status == UnitStatus::Ok,
-        }),
+        Parsed::Unit(unit) => Parsed::Unit((
+            conditions.iter().position(|c| **c == *unit.condition).ok_or_else(|| unit.condition.into_owned()),
+            unit.replicate,
+            unit.seed,
+            unit.status == UnitStatus::Ok,
+            unit.metrics.0,
+        )),
         Parsed::Blank => Parsed::Blank,
         Parsed::Foreign { schema, kind } => Parsed::Foreign { schema, kind },
         Parsed::Invalid(error) => Parsed::Invalid(error),
     };
-    for path in journals(dir, &mut scanned.warnings) {
-        let (units, others) = (&mut scanned.units, &mut scanned.other_conditions);
-        read_one(&path, &mut scanned.warnings, parse, |unit| match unit.condition {
-            Ok(index) => units[index].push((unit.replicate, unit.ok)),
-            Err(name) => others.push(name),
+    scanned.files = journals(dir, &mut scanned.warnings);
+    for (file, path) in scanned.files.iter().enumerate() {
+        let units = &mut scanned.units;
+        read_one(path, &mut scanned.warnings, parse, |(condition, replicate, seed, ok, digest), line| {
+            units.push(ScannedUnit { condition, replicate, seed, ok, digest, at: LineAt { file: file as u32, line } })
         });
     }
     scanned
+}
+
+/// A digest of a unit's metrics, the same whatever the order of their keys in the line: each
+/// metric's name and the bits of its value are hashed, and the hashes added.
+pub fn metrics_digest<'a>(metrics: impl IntoIterator<Item = (&'a str, f64)>) -> u64 {
+    metrics.into_iter().fold(0u64, |sum, (name, value)| sum.wrapping_add(metric_hash(name, value)))
+}
+
+fn metric_hash(name: &str, value: f64) -> u64 {
+    mix(fnv1a(name.as_bytes()) ^ mix(value.to_bits()))
 }
 
 /// The `journal-*.jsonl` files of `dir`, in the order their writers began.
@@ -283,6 +343,19 @@ fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
                 p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with("journal-") && n.ends_with(".jsonl"))
+            })
+            // Only regular files (symlinks to them too): reading a FIFO would wait for a writer
+            // forever, and a device or a directory is no journal.
+            .filter(|p| match std::fs::metadata(p) {
+                Ok(meta) if meta.is_file() => true,
+                Ok(_) => {
+                    warnings.push(format!("{} is not a regular file; ignored", p.display()));
+                    false
+                }
+                Err(error) => {
+                    warnings.push(format!("cannot read {}: {error}; its units will run again", p.display()));
+                    false
+                }
             })
             .collect(),
         Err(error) => {
@@ -339,7 +412,7 @@ fn read_one<T: Send>(
     path: &Path,
     warnings: &mut Vec<String>,
     parse: impl Fn(&[u8]) -> Parsed<T> + Sync,
-    mut take: impl FnMut(T),
+    mut take: impl FnMut(T, u64),
 ) {
     let cannot_read = |error: io::Error| format!("cannot read {}: {error}; its units will run again", path.display());
     let mut file = match File::open(path) {
@@ -380,7 +453,7 @@ fn read_one<T: Send>(
             let at = || format!("{}:{}", path.display(), line + index + 1);
             match parsed {
                 Parsed::Blank => {}
-                Parsed::Unit(unit) => take(unit),
+                Parsed::Unit(unit) => take(unit, (line + index + 1) as u64),
                 Parsed::Foreign { schema, kind } => warnings.push(format!(
                     "{}: record of schema {schema} type '{kind}' is not understood by this version (schema {SCHEMA}); ignored",
                     at()
@@ -461,6 +534,31 @@ struct RecordShape {
     tags: Seq<(AnyStr, AnyStr)>,
 }
 
+/// A metric's name, checked as [`AnyStr`] is and kept as its FNV-1a hash (not copied).
+struct NameHash(u64);
+
+impl<'de> Deserialize<'de> for NameHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<NameHash, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = NameHash;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<NameHash, E> {
+                Ok(NameHash(fnv1a(name.as_bytes())))
+            }
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<NameHash, E> {
+                match std::str::from_utf8(bytes) {
+                    Ok(name) => self.visit_str(name),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Bytes(bytes), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
 /// A string, checked and dropped.
 struct AnyStr;
 
@@ -513,8 +611,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Seq<T> {
     }
 }
 
-/// A [`crate::metrics::Metrics`] (an object of names and numbers), checked and dropped.
-struct MetricsShape;
+/// A [`crate::metrics::Metrics`] (an object of names and numbers), checked and kept as its
+/// [`metrics_digest`].
+struct MetricsShape(u64);
 
 impl<'de> Deserialize<'de> for MetricsShape {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<MetricsShape, D::Error> {
@@ -525,8 +624,11 @@ impl<'de> Deserialize<'de> for MetricsShape {
                 formatter.write_str("an object of metric names and numbers")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<MetricsShape, A::Error> {
-                while access.next_entry::<AnyStr, f64>()?.is_some() {}
-                Ok(MetricsShape)
+                let mut digest = 0u64;
+                while let Some((NameHash(name), value)) = access.next_entry::<NameHash, f64>()? {
+                    digest = digest.wrapping_add(mix(name ^ mix(value.to_bits())));
+                }
+                Ok(MetricsShape(digest))
             }
         }
         deserializer.deserialize_map(Visit)
@@ -616,6 +718,36 @@ mod tests {
     }
 
     #[test]
+    fn float_metrics_read_back_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        // Values whose shortest decimal form needs all 17 digits: without serde_json's
+        // `float_roundtrip`, some of them parsed back 1 ULP off.
+        let mut values = vec![0.1 + 0.2, 1.0 / 3.0, 2.0 / 3.0, std::f64::consts::PI, 1e-300 / 7.0, f64::MAX, 5e-324];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        values.extend((0..2000).map(|_| rng.random::<f64>() * 10f64.powi(rng.random_range(-20..20))));
+        let units: Vec<UnitResult> = values
+            .iter()
+            .enumerate()
+            .map(|(r, value)| {
+                let mut u = unit("a", r as u64);
+                u.metrics.insert("x".into(), *value);
+                u.duration_ms = *value;
+                u
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_units(dir.path(), "1", &units);
+        let loaded = read_all(dir.path());
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.units.len(), values.len());
+        for (read, value) in loaded.units.iter().zip(&values) {
+            let got = read.metrics.get("x").copied().unwrap();
+            assert_eq!(got.to_bits(), value.to_bits(), "{value:e} came back as {got:e}");
+            assert_eq!(read.duration_ms.to_bits(), value.to_bits());
+        }
+    }
+
+    #[test]
     fn lines_of_other_writers_with_reordered_keys_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let line = r#"{"type":"unit","experiment":"e","schema":1,"condition":"a","replicate":4,"seed":7,"status":"ok","metrics":{"win":1.0},"duration_ms":0.5}"#;
@@ -664,17 +796,22 @@ mod tests {
         assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);
     }
 
-    /// What a scan keeps of what [`read_all`] read: the units per condition, in order.
-    fn keys_of(loaded: &Loaded, conditions: &[String]) -> (Vec<Vec<(u64, bool)>>, Vec<String>) {
-        let mut units = vec![Vec::new(); conditions.len()];
-        let mut others = Vec::new();
-        for u in &loaded.units {
-            match conditions.iter().position(|c| *c == u.condition) {
-                Some(index) => units[index].push((u.replicate, u.is_ok())),
-                None => others.push(u.condition.clone()),
-            }
-        }
-        (units, others)
+    /// What a scan keeps of what [`read_all`] read: every record's unit, seed, success, metrics
+    /// digest and place, in order.
+    fn keys_of(loaded: &Loaded, conditions: &[String]) -> Vec<ScannedUnit> {
+        loaded
+            .units
+            .iter()
+            .zip(&loaded.at)
+            .map(|(u, at)| ScannedUnit {
+                condition: conditions.iter().position(|c| *c == u.condition).ok_or_else(|| u.condition.clone()),
+                replicate: u.replicate,
+                seed: u.seed,
+                ok: u.is_ok(),
+                digest: metrics_digest(u.metrics.iter().map(|(name, value)| (name.as_str(), *value))),
+                at: *at,
+            })
+            .collect()
     }
 
     #[test]
@@ -720,10 +857,20 @@ mod tests {
         assert_eq!(loaded.units.len(), 5, "{:?}", loaded.warnings);
         assert_eq!(scanned.warnings, loaded.warnings);
         assert_eq!(scanned.warnings.len(), lines.len() - 7 + 1, "{:#?}", scanned.warnings);
-        let (units, others) = keys_of(&loaded, &conditions);
-        assert_eq!(scanned.units, units);
-        assert_eq!(scanned.other_conditions, others);
-        assert_eq!(scanned.units, [vec![(0, true), (1, false), (3, true)], vec![(2, true)]]);
+        assert_eq!(scanned.units, keys_of(&loaded, &conditions));
+        assert_eq!(scanned.files, loaded.files);
+        let keys: Vec<(Result<usize, String>, u64, bool, u64)> =
+            scanned.units.iter().map(|u| (u.condition.clone(), u.replicate, u.ok, u.at.line)).collect();
+        let zzz = Err("zzz".to_owned());
+        assert_eq!(
+            keys,
+            [(Ok(0), 0, true, 1), (Ok(0), 1, false, 2), (Ok(1), 2, true, 3), (Ok(0), 3, true, 4), (zzz, 4, true, 5)]
+        );
+        // The digest does not depend on the order of the metrics' keys, only on names and values.
+        let digest = |pairs: &[(&'static str, f64)]| metrics_digest(pairs.iter().copied());
+        assert_eq!(digest(&[("a", 1.0), ("b", 2.0)]), digest(&[("b", 2.0), ("a", 1.0)]));
+        assert_ne!(digest(&[("a", 1.0), ("b", 2.0)]), digest(&[("a", 2.0), ("b", 1.0)]));
+        assert_ne!(digest(&[("a", 0.1 + 0.2)]), digest(&[("a", 0.3)]));
     }
 
     #[test]
@@ -750,6 +897,6 @@ mod tests {
         let conditions: Vec<String> = ["a".into(), "b".into()].into();
         let scanned = scan_all(dir.path(), &conditions);
         assert_eq!(scanned.warnings, loaded.warnings);
-        assert_eq!((scanned.units, scanned.other_conditions), keys_of(&loaded, &conditions));
+        assert_eq!(scanned.units, keys_of(&loaded, &conditions));
     }
 }

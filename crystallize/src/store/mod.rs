@@ -13,21 +13,24 @@
 //! Every file has a single writer. A run's status is derived from what is on disk, never stored.
 
 pub mod events;
+pub mod exit_guard;
 pub mod journal;
 pub mod manifest;
 pub mod preregistration;
 pub mod recorder;
 pub mod time;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::error::{suggest, Error};
-use crate::plan::DoneUnits;
+use crate::plan::{DoneUnits, MAX_REPLICATES};
 use crate::runner::{UnitResult, UnitStatus};
-use manifest::{Manifest, Session};
+use crate::seed::SeedPolicy;
+use journal::LineAt;
+use manifest::{Manifest, Session, SCHEMA};
 
 /// The environment variable naming the store directory.
 pub const STORE_ENV: &str = "CRYSTALLIZE_STORE";
@@ -69,37 +72,91 @@ impl Store {
         Ok(RunDir { path, manifest: manifest.clone() })
     }
 
-    /// Every run in the store, oldest first. Directories without a readable manifest are
-    /// reported in the returned warnings, not silently skipped.
-    pub fn runs(&self) -> (Vec<RunDir>, Vec<String>) {
-        let mut runs = Vec::new();
-        let mut warnings = Vec::new();
-        let entries = match std::fs::read_dir(self.runs_dir()) {
+    /// Every run in the store, oldest first, and the run directories that cannot be read, each
+    /// with why. A store directory that does not exist yet has no runs; one that is not a
+    /// directory or cannot be read is an error (exit code 2), not an empty store.
+    pub fn list(&self) -> Result<Listing, Error> {
+        let mut listing = Listing::default();
+        match std::fs::metadata(&self.root) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+            Err(error) => return Err(io_error(&self.root, "read the store", error)),
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::Store(format!(
+                    "the store {} is not a directory; --store and CRYSTALLIZE_STORE must name a directory \
+                     (it is created by the first run)",
+                    self.root.display()
+                )))
+            }
+            Ok(_) => {}
+        }
+        let runs_dir = self.runs_dir();
+        let entries = match std::fs::read_dir(&runs_dir) {
             Ok(entries) => entries,
-            Err(_) => return (runs, warnings),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+            Err(error) => return Err(io_error(&runs_dir, "read the store's runs in", error)),
         };
-        for entry in entries.flatten() {
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&runs_dir, "read the store's runs in", e))?;
             let path = entry.path();
             if !path.is_dir() {
                 continue;
             }
             match RunDir::open(&path) {
-                Ok(run) => runs.push(run),
-                Err(error) => warnings.push(error.to_string()),
+                Ok(run) => listing.runs.push(run),
+                Err(error) => listing.damaged.push(DamagedRun {
+                    id: entry.file_name().to_string_lossy().into_owned(),
+                    path,
+                    reason: match error {
+                        Error::Store(reason) => reason,
+                        other => other.to_string(),
+                    },
+                }),
             }
         }
-        runs.sort_by(|a, b| (&a.manifest.created, &a.manifest.run).cmp(&(&b.manifest.created, &b.manifest.run)));
-        (runs, warnings)
+        listing
+            .runs
+            .sort_by(|a, b| (&a.manifest.created, &a.manifest.run).cmp(&(&b.manifest.created, &b.manifest.run)));
+        listing.damaged.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(listing)
     }
 
-    /// The run with this id (a unique prefix is enough).
+    /// Every run in the store, oldest first. Run directories that cannot be read, and a store
+    /// that cannot be read at all, are reported in the returned warnings, not silently skipped.
+    pub fn runs(&self) -> (Vec<RunDir>, Vec<String>) {
+        match self.list() {
+            Ok(listing) => (listing.runs, listing.damaged.into_iter().map(|d| d.reason).collect()),
+            Err(error) => (Vec::new(), vec![error.to_string()]),
+        }
+    }
+
+    /// The run with this id; a prefix is enough when exactly one run's id starts with it. An
+    /// ambiguous prefix is an error listing the candidates, and a damaged run is an error saying
+    /// what is wrong with it (not "no run").
     pub fn run(&self, id: &str) -> Result<RunDir, Error> {
-        let (runs, _) = self.runs();
+        let Listing { runs, damaged } = self.list()?;
         let exact = runs.iter().position(|r| r.manifest.run == id);
+        let damaged_exact = damaged.iter().find(|d| d.id == id);
+        if exact.is_none() {
+            if let Some(damaged) = damaged_exact {
+                return Err(damaged.error());
+            }
+        }
         let prefixed: Vec<usize> =
             runs.iter().enumerate().filter(|(_, r)| r.manifest.run.starts_with(id)).map(|(i, _)| i).collect();
-        let index = match (exact, prefixed.as_slice()) {
-            (Some(index), _) | (None, &[index]) => index,
+        let damaged_prefixed: Vec<&DamagedRun> = damaged.iter().filter(|d| d.id.starts_with(id)).collect();
+        let index = match (exact, prefixed.as_slice(), damaged_prefixed.as_slice()) {
+            (Some(index), _, _) | (None, &[index], &[]) => index,
+            (None, &[], &[damaged]) => return Err(damaged.error()),
+            (None, _, _) if prefixed.len() + damaged_prefixed.len() > 1 => {
+                let mut candidates: Vec<&str> = prefixed.iter().map(|i| runs[*i].manifest.run.as_str()).collect();
+                candidates.extend(damaged_prefixed.iter().map(|d| d.id.as_str()));
+                return Err(Error::Store(format!(
+                    "the run id prefix '{id}' is ambiguous in {}: it starts {} runs: {}; write more of the id",
+                    self.root.display(),
+                    candidates.len(),
+                    candidates.join(", ")
+                )));
+            }
             _ => {
                 let ids: Vec<&str> = runs.iter().map(|r| r.manifest.run.as_str()).collect();
                 return Err(Error::UnknownRun {
@@ -112,6 +169,75 @@ impl Store {
         };
         Ok(runs.into_iter().nth(index).expect("index comes from this list"))
     }
+}
+
+/// What [`Store::list`] found: the readable runs, and the directories that are not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every readable run, oldest first.
+    pub runs: Vec<RunDir>,
+    /// Every run directory whose manifest cannot be read or is not valid, by name.
+    pub damaged: Vec<DamagedRun>,
+}
+
+/// A run directory whose manifest cannot be read, does not parse, has an unknown schema or
+/// impossible values: `runs` shows it as damaged, with the reason, beside the others.
+#[derive(Clone, Debug)]
+pub struct DamagedRun {
+    /// The directory's name (the run id it would have).
+    pub id: String,
+    /// The directory.
+    pub path: PathBuf,
+    /// What is wrong, naming the file.
+    pub reason: String,
+}
+
+impl DamagedRun {
+    fn error(&self) -> Error {
+        Error::Store(format!("run {} cannot be read: {}", self.id, self.reason))
+    }
+}
+
+/// Reads `path` if it is a regular file (following symlinks): a FIFO or a device in the store
+/// would block or never end a read, and a directory is not a record.
+pub(crate) fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        Ok(_) => Err(format!("{} is not a regular file", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The `schema` of a record read as JSON: `Err` (naming `path` and the schema this version reads)
+/// unless it is [`SCHEMA`], so that a record of a newer format is refused, not misread.
+fn check_schema(path: &Path, value: &serde_json::Value, what: &str) -> Result<(), String> {
+    match value.get("schema").and_then(serde_json::Value::as_u64) {
+        Some(schema) if schema == u64::from(SCHEMA) => Ok(()),
+        Some(schema) => Err(format!(
+            "{} is a {what} of schema {schema}, which this version of crystallize cannot read (it reads schema {SCHEMA})",
+            path.display()
+        )),
+        None => Err(format!("{} is not a valid {what}: it has no \"schema\" number (expected {SCHEMA})", path.display())),
+    }
+}
+
+/// Checks a replicate count read from `path` (`key`): at most [`MAX_REPLICATES`], and, from
+/// `first`, indices that fit in a `u64`.
+fn check_replicates(path: &Path, first: u64, replicates: u64) -> Result<(), String> {
+    if replicates > MAX_REPLICATES {
+        return Err(format!(
+            "{} is not valid: \"replicates\" is {replicates}, more than the maximum of {MAX_REPLICATES} per condition",
+            path.display()
+        ));
+    }
+    if first.checked_add(replicates).is_none() {
+        return Err(format!(
+            "{} is not valid: \"first_replicate\" {first} plus \"replicates\" {replicates} is past the largest replicate index ({})",
+            path.display(),
+            u64::MAX
+        ));
+    }
+    Ok(())
 }
 
 /// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so readers see
@@ -183,14 +309,23 @@ pub struct RunState {
     pub first_replicate: u64,
     /// Per unit (condition, replicate): its first successful record, or else its latest failure.
     pub units: BTreeMap<(usize, u64), UnitResult>,
+    /// `(condition, replicate)` of every well-formed record that does not belong to the run's
+    /// plan (see [`RunDir::state`]), in journal order: none of them counts.
+    pub rejected: Vec<(String, u64)>,
     /// Damage found while reading.
     pub warnings: Vec<String>,
+}
+
+/// `conditions` times `replicates`, saturating: the count is only compared with counts of
+/// records, which can never reach it.
+fn planned_units(conditions: usize, replicates: u64) -> usize {
+    conditions.saturating_mul(usize::try_from(replicates).unwrap_or(usize::MAX))
 }
 
 impl RunState {
     /// Units planned.
     pub fn planned(&self) -> usize {
-        self.conditions.len() * self.replicates as usize
+        planned_units(self.conditions.len(), self.replicates)
     }
 
     /// Units with a successful record.
@@ -205,7 +340,7 @@ impl RunState {
 
     /// The planned replicate indices.
     pub fn replicate_range(&self) -> std::ops::Range<u64> {
-        self.first_replicate..self.first_replicate + self.replicates
+        self.first_replicate..self.first_replicate.saturating_add(self.replicates)
     }
 
     /// The run's status.
@@ -251,7 +386,7 @@ pub struct RunScan {
 impl RunScan {
     /// Units planned.
     pub fn planned(&self) -> usize {
-        self.conditions.len() * self.replicates as usize
+        planned_units(self.conditions.len(), self.replicates)
     }
 
     /// Units with a successful record.
@@ -266,7 +401,7 @@ impl RunScan {
 
     /// The planned replicate indices.
     pub fn replicate_range(&self) -> std::ops::Range<u64> {
-        self.first_replicate..self.first_replicate + self.replicates
+        self.first_replicate..self.first_replicate.saturating_add(self.replicates)
     }
 
     /// The replicate indices that have any record, from the lowest to one past the highest;
@@ -275,7 +410,7 @@ impl RunScan {
         // Each condition's list is sorted: its ends are its lowest and highest.
         let low = self.units.iter().filter_map(|units| units.first()).map(|(r, _)| *r).min()?;
         let high = self.units.iter().filter_map(|units| units.last()).map(|(r, _)| *r).max()?;
-        Some(low..high + 1)
+        Some(low..high.saturating_add(1))
     }
 
     /// The run's status: the same as [`RunState::status`].
@@ -297,12 +432,17 @@ impl RunScan {
 }
 
 impl RunDir {
-    /// Opens the run directory at `path`.
+    /// Opens the run directory at `path`: its manifest must be a regular file of this schema,
+    /// with at most [`MAX_REPLICATES`] replicates whose indices fit in a `u64`.
     pub fn open(path: &Path) -> Result<RunDir, Error> {
         let manifest_path = path.join("manifest.json");
-        let text = std::fs::read(&manifest_path).map_err(|e| io_error(&manifest_path, "read", e))?;
-        let manifest: Manifest = serde_json::from_slice(&text)
-            .map_err(|e| Error::Store(format!("{} is not a valid manifest: {e}", manifest_path.display())))?;
+        let text = read_regular(&manifest_path).map_err(Error::Store)?;
+        let invalid =
+            |e: serde_json::Error| Error::Store(format!("{} is not a valid manifest: {e}", manifest_path.display()));
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(invalid)?;
+        check_schema(&manifest_path, &value, "manifest").map_err(Error::Store)?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(invalid)?;
+        check_replicates(&manifest_path, manifest.first_replicate, manifest.replicates).map_err(Error::Store)?;
         Ok(RunDir { path: path.to_path_buf(), manifest })
     }
 
@@ -342,12 +482,51 @@ impl RunDir {
             .collect();
         paths.sort();
         for path in paths {
-            match std::fs::read(&path).ok().and_then(|t| serde_json::from_slice::<Session>(&t).ok()) {
-                Some(session) => sessions.push(session),
-                None => warnings.push(format!("{} is not a valid session record; ignored", path.display())),
+            match self.read_session(&path) {
+                Ok(session) => sessions.push(session),
+                Err(reason) => warnings.push(format!("{reason}; the session record is ignored")),
             }
         }
         (sessions, warnings)
+    }
+
+    /// One session record: a regular file of this schema, planning at most [`MAX_REPLICATES`]
+    /// replicates whose indices fit in a `u64` from the run's first.
+    fn read_session(&self, path: &Path) -> Result<Session, String> {
+        let text = read_regular(path)?;
+        let invalid = |e: serde_json::Error| format!("{} is not a valid session record: {e}", path.display());
+        let value: serde_json::Value = serde_json::from_slice(&text).map_err(invalid)?;
+        check_schema(path, &value, "session record")?;
+        let session: Session = serde_json::from_value(value).map_err(invalid)?;
+        check_replicates(path, self.manifest.first_replicate, session.replicates)?;
+        Ok(session)
+    }
+
+    /// What a record must be to count in this run: of one of its conditions, a planned
+    /// replicate, with the seed that replicate derives.
+    fn expectation(&self, conditions: &[String], replicates: u64) -> Expectation {
+        let config = &self.manifest.config;
+        let seed = config.get("seed").and_then(serde_json::Value::as_u64);
+        let policy = config
+            .get("seed_policy")
+            .and_then(|p| serde_json::from_value::<SeedPolicy>(p.clone()).ok())
+            .unwrap_or_default();
+        let first = self.manifest.first_replicate;
+        Expectation {
+            run: self.manifest.run.clone(),
+            conditions: conditions.join(", "),
+            range: first..first.saturating_add(replicates),
+            seed: seed.map(|seed| (seed, policy)),
+        }
+    }
+
+    /// Whether `seed` is the seed of (`condition`, `replicate`) in this run, derived from the
+    /// manifest's seed and policy (true when the manifest has no seed to check against).
+    pub fn seed_matches(&self, condition: &str, replicate: u64, seed: u64) -> bool {
+        match self.expectation(&[], 0).seed {
+            Some((run_seed, policy)) => crate::seed::unit_seed(run_seed, replicate, condition, policy) == seed,
+            None => true,
+        }
     }
 
     /// The conditions of the run, in manifest order.
@@ -375,47 +554,180 @@ impl RunDir {
     pub fn scan(&self) -> RunScan {
         let conditions = self.conditions();
         let (replicates, mut warnings) = self.planned_replicates();
+        let expect = self.expectation(&conditions, replicates);
         let scanned = journal::scan_all(&self.path, &conditions);
         warnings.extend(scanned.warnings);
-        for name in scanned.other_conditions {
-            warnings.push(format!("a record of condition '{name}' is not part of run {}; ignored", self.manifest.run));
+        fn name<'a>(conditions: &'a [String], unit: &'a journal::ScannedUnit) -> &'a str {
+            match &unit.condition {
+                Ok(index) => conditions[*index].as_str(),
+                Err(name) => name.as_str(),
+            }
         }
-        let mut units = scanned.units;
-        for units in &mut units {
+        let check = |unit: &journal::ScannedUnit| {
+            expect.check(unit.condition.as_ref().ok().copied(), name(&conditions, unit), unit.replicate, unit.seed)
+        };
+        // Warnings about records, with the record's index: merged below in journal order, the
+        // order in which `state` gives the same warnings.
+        let mut notes: Vec<(usize, String)> = Vec::new();
+        let mut units = vec![Vec::new(); conditions.len()];
+        for (seq, unit) in scanned.units.iter().enumerate() {
+            match check(unit) {
+                Ok(index) => units[index].push((unit.replicate, unit.ok)),
+                Err(reason) => notes.push((seq, rejected(&journal::describe(&scanned.files, unit.at), &reason))),
+            }
+        }
+        // Units with more than one success: rare (two processes resuming at once), so their
+        // metrics are compared in a second pass over only them rather than a map of every unit.
+        let mut repeated: HashSet<(usize, u64)> = HashSet::new();
+        for (index, units) in units.iter_mut().enumerate() {
             // A success sorts before the failures of its unit, and the first record of each unit
             // is kept: a unit is done if any of its records is a success, as in `state`.
             units.sort_unstable_by_key(|&(replicate, ok)| (replicate, !ok));
+            repeated.extend(units.windows(2).filter(|w| w[0] == w[1] && w[0].1).map(|w| (index, w[0].0)));
             units.dedup_by_key(|(replicate, _)| *replicate);
         }
+        if !repeated.is_empty() {
+            let mut first: HashMap<(usize, u64), (u64, LineAt)> = HashMap::new();
+            for (seq, unit) in scanned.units.iter().enumerate() {
+                let Ok(index) = unit.condition else { continue };
+                if !unit.ok || !repeated.contains(&(index, unit.replicate)) {
+                    continue;
+                }
+                if check(unit).is_err() {
+                    continue;
+                }
+                match first.get(&(index, unit.replicate)) {
+                    None => {
+                        first.insert((index, unit.replicate), (unit.digest, unit.at));
+                    }
+                    Some((digest, at)) if *digest != unit.digest => {
+                        let (here, there) =
+                            (journal::describe(&scanned.files, unit.at), journal::describe(&scanned.files, *at));
+                        notes.push((seq, disagree(&here, &there, name(&conditions, unit), unit.replicate)));
+                    }
+                    Some(_) => {}
+                }
+            }
+            notes.sort_by_key(|(seq, _)| *seq);
+        }
+        warnings.extend(notes.into_iter().map(|(_, note)| note));
         RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings }
     }
 
-    /// Reads the journals and derives the state of every unit.
+    /// Reads the journals and derives the state of every unit. Only records that belong to the
+    /// run's plan count: of one of its conditions, of a planned replicate, with the seed that
+    /// replicate derives from the manifest's seed and policy. Any other record is ignored with a
+    /// warning naming its file and line (its unit, if planned, is not done and runs again on
+    /// resume). A second success of a unit with other metrics than the first is a warning naming
+    /// both lines; the first stands.
     pub fn state(&self) -> RunState {
         let conditions = self.conditions();
         let (replicates, mut warnings) = self.planned_replicates();
+        let expect = self.expectation(&conditions, replicates);
         let loaded = journal::read_all(&self.path);
         warnings.extend(loaded.warnings);
-        let mut units: BTreeMap<(usize, u64), UnitResult> = BTreeMap::new();
-        for unit in loaded.units {
-            let Some(index) = conditions.iter().position(|c| *c == unit.condition) else {
-                warnings.push(format!(
-                    "a record of condition '{}' is not part of run {}; ignored",
-                    unit.condition, self.manifest.run
-                ));
-                continue;
+        // Each unit's record with where it was read, for a warning about a later one.
+        let mut kept: BTreeMap<(usize, u64), (UnitResult, LineAt)> = BTreeMap::new();
+        let mut rejected_units = Vec::new();
+        for (unit, line_at) in loaded.units.into_iter().zip(loaded.at) {
+            let at = || journal::describe(&loaded.files, line_at);
+            let known = conditions.iter().position(|c| *c == unit.condition);
+            let index = match expect.check(known, &unit.condition, unit.replicate, unit.seed) {
+                Ok(index) => index,
+                Err(reason) => {
+                    warnings.push(rejected(&at(), &reason));
+                    rejected_units.push((unit.condition, unit.replicate));
+                    continue;
+                }
             };
             let key = (index, unit.replicate);
-            match units.get(&key) {
-                // The first success stands; a later success of the same unit is a duplicate.
-                Some(existing) if existing.status == UnitStatus::Ok => {}
+            match kept.get(&key) {
+                // The first success stands; a later success of the same unit is a duplicate, and
+                // one with other metrics says the unit is not reproducible (or a journal was edited).
+                Some((existing, first)) if existing.status == UnitStatus::Ok => {
+                    if unit.status == UnitStatus::Ok && !same_metrics(existing, &unit) {
+                        let first = journal::describe(&loaded.files, *first);
+                        warnings.push(disagree(&at(), &first, &unit.condition, unit.replicate));
+                    }
+                }
                 _ => {
-                    units.insert(key, unit);
+                    kept.insert(key, (unit, line_at));
                 }
             }
         }
-        RunState { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings }
+        // Sorted already: collecting rebuilds the map in one linear pass.
+        let units: BTreeMap<(usize, u64), UnitResult> = kept.into_iter().map(|(key, (unit, _))| (key, unit)).collect();
+        RunState {
+            conditions,
+            replicates,
+            first_replicate: self.manifest.first_replicate,
+            units,
+            rejected: rejected_units,
+            warnings,
+        }
     }
+}
+
+/// What a record must be to count in a run (see [`RunDir::state`]).
+struct Expectation {
+    run: String,
+    /// The run's conditions, for messages.
+    conditions: String,
+    range: std::ops::Range<u64>,
+    /// The run's seed and policy; `None` when the manifest has no seed (then seeds are not checked).
+    seed: Option<(u64, SeedPolicy)>,
+}
+
+impl Expectation {
+    /// The condition's index if a record of (`condition`: its index if known, and `name`),
+    /// `replicate` and `seed` belongs to the run; else why not.
+    fn check(&self, condition: Option<usize>, name: &str, replicate: u64, seed: u64) -> Result<usize, String> {
+        let Some(index) = condition else {
+            return Err(format!(
+                "a record of condition '{name}', which is not part of run {} (conditions: {})",
+                self.run, self.conditions
+            ));
+        };
+        if !self.range.contains(&replicate) {
+            return Err(format!(
+                "a record of {name} #{replicate}, a replicate outside the plan of run {} (replicates {}..{})",
+                self.run, self.range.start, self.range.end
+            ));
+        }
+        if let Some((run_seed, policy)) = self.seed {
+            let expected = crate::seed::unit_seed(run_seed, replicate, name, policy);
+            if seed != expected {
+                return Err(format!(
+                    "a record of {name} #{replicate} with seed {seed}, but that replicate's seed is {expected} \
+                     (run seed {run_seed}, policy {})",
+                    match policy {
+                        SeedPolicy::Shared => "shared",
+                        SeedPolicy::PerCondition => "per_condition",
+                    }
+                ));
+            }
+        }
+        Ok(index)
+    }
+}
+
+/// The warning for a record that does not count.
+fn rejected(at: &str, reason: &str) -> String {
+    format!("{at}: {reason}; ignored, it does not count as done")
+}
+
+/// The warning for a second success of a unit whose metrics differ from the first's.
+fn disagree(at: &str, first: &str, condition: &str, replicate: u64) -> String {
+    format!(
+        "{at}: a second successful record of {condition} #{replicate} whose metrics differ from the first one, at \
+         {first}; the first is kept (is the unit not deterministic, or was a journal edited?)"
+    )
+}
+
+/// Whether two records have the same metrics, bit for bit (NaN equals NaN).
+fn same_metrics(a: &UnitResult, b: &UnitResult) -> bool {
+    a.metrics.len() == b.metrics.len()
+        && a.metrics.iter().zip(b.metrics.iter()).all(|((n, x), (m, y))| n == m && x.to_bits() == y.to_bits())
 }
 
 /// A writer id: start time first, so that ids sort chronologically, then the process id.
@@ -519,6 +831,92 @@ mod tests {
         scan
     }
 
+    fn seeded(condition: &str, replicate: u64, ok: bool) -> UnitResult {
+        UnitResult {
+            seed: crate::seed::unit_seed(42, replicate, condition, SeedPolicy::Shared),
+            ..unit(condition, replicate, ok)
+        }
+    }
+
+    /// A run of conditions `baseline` and `loaded`, replicates 0..4 and seed 42, with `lines`
+    /// (JSON objects of unit records, or anything) as its one journal.
+    fn seeded_run(lines: &[String]) -> (tempfile::TempDir, RunDir) {
+        let (dir, run) = run_with(&[], 0);
+        let mut manifest = run.manifest.clone();
+        manifest.config["seed"] = 42.into();
+        manifest.config["seed_policy"] = "shared".into();
+        std::fs::write(run.path().join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+        std::fs::write(run.journal_path("1"), lines.join("\n") + "\n").unwrap();
+        let run = RunDir::open(run.path()).unwrap();
+        (dir, run)
+    }
+
+    fn line(unit: &UnitResult) -> String {
+        let mut value = serde_json::to_value(unit).unwrap();
+        value["schema"] = 1.into();
+        value["type"] = "unit".into();
+        value.to_string()
+    }
+
+    #[test]
+    fn records_outside_the_plan_or_with_another_seed_do_not_count_and_are_named_by_line() {
+        let (b, l) = ("baseline", "loaded");
+        let mut lines: Vec<String> =
+            (0..4).flat_map(|r| [line(&seeded(b, r, true)), line(&seeded(l, r, true))]).collect();
+        // Move loaded #2 out of the plan, and give baseline #1 another seed.
+        lines[5] = line(&UnitResult { replicate: 999, ..seeded(l, 2, true) });
+        lines[2] = line(&UnitResult { seed: 1, ..seeded(b, 1, true) });
+        let (_dir, run) = seeded_run(&lines);
+        let state = run.state();
+        let scan = assert_scan_agrees(&run);
+        assert_eq!((state.done(), state.planned(), state.status()), (6, 8, Status::Incomplete));
+        assert!(!scan.done_set().contains(l, 2) && !scan.done_set().contains(b, 1));
+        assert_eq!(state.warnings.len(), 2, "{:?}", state.warnings);
+        assert!(
+            state.warnings[0]
+                .contains("journal-1.jsonl:3: a record of baseline #1 with seed 1, but that replicate's seed is"),
+            "{}",
+            state.warnings[0]
+        );
+        assert!(
+            state.warnings[1].contains(
+                "journal-1.jsonl:6: a record of loaded #999, a replicate outside the plan of run r (replicates 0..4)"
+            ),
+            "{}",
+            state.warnings[1]
+        );
+        assert_eq!(state.rejected, [(b.to_owned(), 1), (l.to_owned(), 999)]);
+    }
+
+    #[test]
+    fn two_successes_of_a_unit_with_different_metrics_are_named_by_both_lines() {
+        let (b, l) = ("baseline", "loaded");
+        let mut lines: Vec<String> =
+            (0..4).flat_map(|r| [line(&seeded(b, r, true)), line(&seeded(l, r, true))]).collect();
+        // An identical duplicate is silent; one with other metrics is not.
+        lines.push(line(&seeded(b, 0, true)));
+        // Rejected records before and after: the scan gives its warnings in the same order.
+        lines.push(line(&seeded(b, 7, true)));
+        let mut other = seeded(l, 3, true);
+        other.metrics.insert("win".into(), 0.0);
+        lines.push(line(&other));
+        lines.push(line(&seeded("gone", 1, true)));
+        let (_dir, run) = seeded_run(&lines);
+        let state = run.state();
+        assert_scan_agrees(&run);
+        assert_eq!(state.status(), Status::Complete);
+        assert_eq!(state.warnings.len(), 3, "{:?}", state.warnings);
+        assert!(state.warnings[0].contains("baseline #7"), "{:?}", state.warnings);
+        assert!(state.warnings[2].contains("'gone'"), "{:?}", state.warnings);
+        let warning = &state.warnings[1];
+        assert!(
+            warning.contains("journal-1.jsonl:11: a second successful record of loaded #3 whose metrics differ"),
+            "{warning}"
+        );
+        assert!(warning.contains("journal-1.jsonl:8; the first is kept"), "{warning}");
+        assert_eq!(state.units[&(1, 3)].metrics.get("win"), Some(&1.0), "the first stands");
+    }
+
     #[test]
     fn a_scan_derives_what_the_state_derives() {
         let (b, l) = ("baseline", "loaded");
@@ -526,10 +924,13 @@ mod tests {
         let second = [unit(b, 3, true), unit(b, 1, false), unit(l, 1, false), unit(b, 0, true), unit(l, 9, true)];
         let (_dir, run) = run_with(&[&first, &second], 0);
         let scan = assert_scan_agrees(&run);
-        assert_eq!((scan.done(), scan.failed(), scan.status()), (4, 1, Status::Incomplete));
+        assert_eq!((scan.done(), scan.failed(), scan.status()), (3, 1, Status::Incomplete));
         let done = scan.done_set();
-        assert_eq!(done.iter().collect::<Vec<_>>(), [(b, 0), (b, 3), (l, 1), (l, 9)]);
-        assert_eq!(scan.warnings.len(), 1, "{:?}", scan.warnings);
+        // `gone` is no condition of the run and replicate 9 is outside its 4 replicates.
+        assert_eq!(done.iter().collect::<Vec<_>>(), [(b, 0), (b, 3), (l, 1)]);
+        assert_eq!(scan.warnings.len(), 2, "{:?}", scan.warnings);
+        assert!(scan.warnings[0].contains("condition 'gone', which is not part of run r"), "{:?}", scan.warnings);
+        assert!(scan.warnings[1].contains("journal-1.jsonl:5: a record of loaded #9, a replicate outside the plan"));
 
         let all: Vec<UnitResult> = (0..4).flat_map(|r| [unit(b, r, r != 2), unit(l, r, true)]).collect();
         let (_dir, run) = run_with(&[&all], 0);

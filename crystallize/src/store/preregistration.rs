@@ -209,9 +209,15 @@ impl RunDir {
 }
 
 fn read(path: &Path) -> Read {
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Read::Missing,
+        Err(error) => return Read::Invalid(io_error(path, "read", error).to_string()),
+        // Only a regular file: reading a FIFO would wait for a writer forever.
+        Ok(meta) if !meta.is_file() => return Read::Invalid(format!("{} is not a regular file", path.display())),
+        Ok(_) => {}
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Read::Missing,
         Err(error) => return Read::Invalid(io_error(path, "read", error).to_string()),
     };
     let mut value: Value = match serde_json::from_slice(&bytes) {
@@ -222,6 +228,16 @@ fn read(path: &Path) -> Read {
         Ok(record) => record,
         Err(error) => return Read::Invalid(format!("{} is not a valid pre-registration: {error}", path.display())),
     };
+    // The registered indices are added up by every check of the confirmation: bound them first.
+    let max = crate::plan::MAX_REPLICATES;
+    if record.replicates > max || record.first_replicate.checked_add(record.replicates).is_none() {
+        return Read::Invalid(format!(
+            "{} is not a valid pre-registration: replicates {} from {} (at most {max}, within 64-bit indices)",
+            path.display(),
+            record.replicates,
+            record.first_replicate
+        ));
+    }
     let actual_digest = digest_of(&mut value);
     Read::Found { record: Box::new(record), actual_digest }
 }
@@ -299,5 +315,19 @@ mod tests {
         assert_ne!(actual_digest, digest);
         std::fs::write(run.preregistration_path(), "{").unwrap();
         assert!(matches!(run.read_preregistration(), Read::Invalid(_)));
+    }
+
+    #[test]
+    fn a_record_whose_indices_do_not_fit_is_invalid_not_a_panic_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        for (first, replicates) in [(u64::MAX - 1, 23), (0, u64::MAX), (30, crate::plan::MAX_REPLICATES + 1)] {
+            let record = Preregistration { first_replicate: first, replicates, ..sample() };
+            std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+            match read(&path) {
+                Read::Invalid(why) => assert!(why.contains(&format!("replicates {replicates} from {first}")), "{why}"),
+                other => panic!("{first} + {replicates} read as {other:?}"),
+            }
+        }
     }
 }

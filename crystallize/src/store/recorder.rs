@@ -1,6 +1,7 @@
 //! Starting to record: a new run (manifest) and, for every process that runs units of a run, a
 //! session record and its own journal. Used by the command line and by library callers alike.
 
+use super::exit_guard::ExitGuard;
 use super::journal::JournalWriter;
 use super::manifest::{self, Manifest, Request, Session, Versions, SCHEMA};
 use super::{git_state, host_name, new_run_id, time, writer_id, RunDir, Store};
@@ -17,6 +18,12 @@ pub struct Origin {
     pub crate_version: String,
     /// The command line (or a description of the caller).
     pub command: Vec<String>,
+}
+
+/// The process's command line, for records and messages: `std::env::args` panics on an argument
+/// that is not UTF-8 (a `--store` path may be any bytes), so such bytes are shown lossily.
+pub fn command_line() -> Vec<String> {
+    std::env::args_os().map(|arg| arg.to_string_lossy().into_owned()).collect()
 }
 
 /// Creates a new run of `plan` in `store`: its directory and manifest. The manifest records the
@@ -110,6 +117,30 @@ pub fn begin_session(
         host: host_name(),
     })?;
     let path = run.journal_path(&writer);
-    JournalWriter::create(path.clone(), cancel)
-        .map_err(|e| Error::Store(format!("cannot create the journal {}: {e}", path.display())))
+    let journal = JournalWriter::create(path.clone(), cancel)
+        .map_err(|e| Error::Store(format!("cannot create the journal {}: {e}", path.display())))?;
+    // Until the journal is finished, a unit calling `std::process::exit` must not end the
+    // process with its code (0 would say the run succeeded): see `exit_guard`.
+    let program = origin.command.first().map(String::as_str).unwrap_or(plan.experiment.name);
+    let store = run.path().parent().and_then(|runs| runs.parent()).unwrap_or(run.path());
+    let message = format!(
+        "the process was ended by a call to std::process::exit while run {id} was running, so the run is \
+         incomplete (units in flight, and finished ones not yet written, are not done); resume it with:\n  {} run {} \
+         --resume {id} --store {}",
+        shell_word(program),
+        plan.experiment.name,
+        shell_word(&store.display().to_string()),
+        id = run.manifest.run,
+    );
+    Ok(journal.with_exit_guard(ExitGuard::arm(message)))
+}
+
+/// `text` as one POSIX shell word, for a command the user may paste: unchanged when plain,
+/// single-quoted otherwise (the rule of the command line's other printed commands).
+fn shell_word(text: &str) -> String {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "_-.=/:,+@".contains(c)) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }

@@ -80,6 +80,7 @@ impl Observer for FollowCondition {
 )]
 fn social_deception(config: GameConfig, ctx: &mut Ctx) {
     let crash_on: i64 = ctx.param("crash_on_replicate");
+    (crash_on == -2).then(|| std::process::exit(0)); // -2: the unit ends the process (e2e damage.rs)
     if crash_on >= 0 && ctx.replicate() == crash_on as u64 {
         panic!("simulated crash in replicate {crash_on} (set by --set crash_on_replicate)");
     }
