@@ -263,18 +263,31 @@ impl Ctx {
 
     /// The param `name` read as `T`.
     ///
+    /// Deprecated: a misspelt name or a wrong type is found only when a unit runs. Declare the
+    /// params as a `#[derive(Params)]` struct and take `params: &MyParams` in the experiment (the
+    /// `params(...)` sugar generates one, `<PascalCaseName>Params`): the compiler then checks
+    /// every read, and steps get the struct as an ordinary argument.
+    ///
     /// # Panics
     /// If the experiment declares no such param or its value does not fit `T`: both are bugs in
     /// the experiment's code, and the panic fails this unit with a message naming the valid params.
+    #[deprecated(
+        note = "take the params struct instead: `params: &MyParams` in the experiment, `#[derive(Params)]` on it"
+    )]
     #[track_caller]
     pub fn param<T: FromParam>(&self, name: &str) -> T {
+        #[allow(deprecated)]
         match self.try_param(name) {
             Ok(value) => value,
             Err(message) => panic!("{message}"),
         }
     }
 
-    /// The param `name` read as `T`, or a message saying why it cannot be.
+    /// The param `name` read as `T`, or a message saying why it cannot be. Deprecated like
+    /// [`Ctx::param`].
+    #[deprecated(
+        note = "take the params struct instead: `params: &MyParams` in the experiment, `#[derive(Params)]` on it"
+    )]
     pub fn try_param<T: FromParam>(&self, name: &str) -> Result<T, String> {
         let Some(param) = self.params.get(name) else {
             return Err(format!(
@@ -518,6 +531,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(deprecated)]
     fn unknown_params_name_the_valid_ones() {
         let ctx = Ctx::standalone(0);
         let error = ctx.try_param::<f64>("temperature").unwrap_err();

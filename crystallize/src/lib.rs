@@ -71,14 +71,14 @@ pub mod testing;
 pub mod __private;
 
 pub use context::{ArtifactError, Ctx, Emitter, IntoMetric, Rng};
-pub use crystallize_macros::{datasource, experiment, step, treatment};
+pub use crystallize_macros::{datasource, experiment, step, treatment, Metrics, Params};
 pub use error::Error;
 pub use quick::{quick, Quick, QuickResults};
 pub use serde_json::json;
 
 /// Everything an experiment file needs: `use crystallize::prelude::*;`.
 pub mod prelude {
-    pub use crate::{datasource, experiment, json, step, treatment, Ctx};
+    pub use crate::{datasource, experiment, json, step, treatment, Ctx, Metrics, Params};
     pub use rand::Rng as _;
     pub use serde::{Deserialize, Serialize};
 }
