@@ -160,14 +160,20 @@ pub fn render_check(metrics_type: &TokenStream, expect_key: &Ident, all: &[Expec
         let target = quote_spanned!(metric.span()=> metrics.#metric);
         quote!(let _ = &#target;)
     });
-    let requires = quote_spanned!(expect_key.span()=> ::crystallize::__private::expects_metrics::<#metrics_type>());
+    let declared = quote_spanned! {expect_key.span()=>
+        <#metrics_type as ::crystallize::__private::ExpectsMetrics>::Declared
+    };
+    // The whole function is spanned at `expect`: an experiment without declared metrics is then
+    // one error there (the signature's and the type's are the same diagnostic, merged).
+    let check = quote_spanned! {expect_key.span()=>
+        #[allow(dead_code)]
+        fn __crystallize_check_expect(metrics: &#declared) {
+            #(#reads)*
+        }
+    };
     quote! {
         const _: () = {
-            #[allow(dead_code)]
-            fn __crystallize_check_expect(metrics: &#metrics_type) {
-                #requires;
-                #(#reads)*
-            }
+            #check
         };
     }
 }

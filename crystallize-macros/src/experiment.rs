@@ -237,8 +237,7 @@ fn sugar_struct(model: &Model) -> TokenStream {
         .iter()
         .map(|p| {
             // A string param's field is a `String`, whatever the attribute wrote.
-            let ty: Type =
-                if p.kind == ParamKind::Str { syn::parse_quote!(::std::string::String) } else { p.ty.clone() };
+            let ty: Type = if p.kind == ParamKind::Str { syn::parse_quote!(String) } else { p.ty.clone() };
             params::Field {
                 name: p.name.clone(),
                 ty,
@@ -373,7 +372,12 @@ fn render(model: &Model) -> TokenStream {
         syn::ReturnType::Default => ident.span(),
     };
     let finish = quote_spanned!(output_span=> ::crystallize::__private::ExperimentOutput::finish);
-    let output_trait = quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>);
+    // Both uses of the return type are spanned at it entirely, so that an experiment returning
+    // something else is one error, there.
+    let output_metrics =
+        quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::Metrics);
+    let output_names =
+        quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::METRICS);
     let outcome = Ident::new("__crystallize_outcome", output_span);
     let marker = signature::marker_struct(vis, ident);
 
@@ -385,7 +389,7 @@ fn render(model: &Model) -> TokenStream {
         impl ::crystallize::__private::Experiment for #ident {
             type Input = #input_type;
             type Params = #params_type;
-            type Metrics = #output_trait::Metrics;
+            type Metrics = #output_metrics;
             const NAME: &'static str = #name;
             const SMOKE_TEST: bool = #smoke_test;
 
@@ -425,7 +429,7 @@ fn render(model: &Model) -> TokenStream {
                 seed: #seed,
                 params: <#params_type as ::crystallize::__private::TypedParams>::DECLS,
                 hypotheses: &[#(#hypotheses,)* #(#expect_texts,)*],
-                metrics: #output_trait::METRICS,
+                metrics: #output_names,
                 fingerprint: #fingerprint,
                 vtable: ::crystallize::__private::ExperimentVTable::of::<#ident>(),
             }

@@ -47,7 +47,7 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Vec<Ident>> {
     errors.finish(fields)
 }
 
-/// The `DeclaredMetrics` impl of the struct `ident`.
+/// The `DeclaredMetrics` impl of the struct `ident`, and what `expect(...)` checks against.
 pub fn render(ident: &Ident, fields: &[Ident]) -> TokenStream {
     let names: Vec<String> = fields.iter().map(Ident::to_string).collect();
     // Each record call is spanned at its field, so a problem with one names that field.
@@ -63,6 +63,10 @@ pub fn render(ident: &Ident, fields: &[Ident]) -> TokenStream {
                 let _ = ctx;
                 #(#records)*
             }
+        }
+
+        impl ::crystallize::__private::ExpectsMetrics for #ident {
+            type Declared = #ident;
         }
     }
 }

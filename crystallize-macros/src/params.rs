@@ -90,9 +90,13 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Vec<Field>> {
     errors.finish(fields)
 }
 
-fn parse_field(name: Ident, field: &syn::Field, errors: &mut Errors) -> Option<Field> {
+fn parse_field(name: Ident, field: &syn::Field, all_errors: &mut Errors) -> Option<Field> {
     let mut default = None;
     let mut seen = Vec::new();
+    // The attribute's own errors are collected apart: when it is wrong (`defualt = 0.7`), "this
+    // field has no default" would only repeat them.
+    let mut attr_errors = Errors::default();
+    let errors = &mut attr_errors;
     for attr in field.attrs.iter().filter(|attr| attr.path().is_ident("param")) {
         let content = match &attr.meta {
             syn::Meta::List(list) => list.tokens.clone(),
@@ -126,6 +130,11 @@ fn parse_field(name: Ident, field: &syn::Field, errors: &mut Errors) -> Option<F
             }
         }
     }
+    let attribute_ok = attr_errors.is_empty();
+    if let Err(error) = attr_errors.finish(()) {
+        all_errors.push(error);
+    }
+    let errors = all_errors;
     let (inner, optional) = match option_inner(&field.ty) {
         Some(inner) => (inner, true),
         None => (&field.ty, false),
@@ -144,7 +153,7 @@ fn parse_field(name: Ident, field: &syn::Field, errors: &mut Errors) -> Option<F
     };
     let default = match default {
         Some(expr) => Some((checked_literal(&name, &field.ty, kind, &expr, errors)?, expr)),
-        None if optional => None,
+        None if optional || !attribute_ok => None,
         None => {
             errors.at(
                 name.span(),

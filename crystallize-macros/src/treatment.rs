@@ -262,15 +262,15 @@ fn render(model: &Model) -> TokenStream {
         (quote!(), quote!(::core::option::Option::None))
     };
 
-    // Each `set(name = literal)` reads the field at the user's name (an unknown one is "no field"
-    // there, with rustc's suggestion) and passes the literal as the field's literal type (a wrong
-    // one is "mismatched types" at the literal).
+    // Each `set(name = literal)` names the field at the user's name (an unknown one is "no field"
+    // there, with rustc's suggestion) and assigns the literal to a place of the field's literal
+    // type (a wrong one is "mismatched types" at the literal).
     let set_checks = model.sets.iter().map(|p| {
         let field = &p.name;
         let value = &p.value_expr;
         let span = syn::spanned::Spanned::span(value);
-        let target = quote_spanned!(field.span()=> &params.#field);
-        quote_spanned!(span=> ::crystallize::__private::check_set(#target, #value);)
+        let target = quote_spanned!(field.span()=> *::crystallize::__private::literal_slot(&mut params.#field));
+        quote_spanned!(span=> #target = #value;)
     });
     let expect_texts: Vec<String> = model.expects.iter().map(|e| e.text(&name)).collect();
     let expect_check = match &model.expect_key {

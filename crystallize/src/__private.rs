@@ -4,7 +4,7 @@
 pub use crate::cli::main as cli_main;
 pub use crate::events::InputView;
 pub use crate::metrics::DeclaredMetrics;
-pub use crate::params::{check_set, read_field, NoParams, ParamDecl, ParamKind, ParamValue, Params, TypedParams};
+pub use crate::params::{literal_slot, read_field, NoParams, ParamDecl, ParamKind, ParamValue, Params, TypedParams};
 pub use crate::registry::{
     DatasourceEntry, DatasourceInfo, ExperimentEntry, Location, StepEntry, StepInfo, TreatmentDatasource,
     TreatmentEntry,
@@ -157,11 +157,13 @@ impl<M: DeclaredMetrics, E: std::fmt::Display> ExperimentOutput for Result<M, E>
     note = "return a `#[derive(Metrics)]` struct from the experiment, or write the hypothesis as a string in \
             `#[experiment(hypotheses = [\"...\"])]`"
 )]
-pub trait ExpectsMetrics {}
-impl<M: DeclaredMetrics> ExpectsMetrics for M {}
-
-/// Type-checks that an experiment declares metrics (see [`ExpectsMetrics`]). Never called at run time.
-pub fn expects_metrics<M: ExpectsMetrics>() {}
+pub trait ExpectsMetrics {
+    /// The declared metrics (`Self`): generated code reads `expect(...)`'s metrics as fields of
+    /// it. `#[derive(Metrics)]` implements the trait itself, not a blanket impl, so that for an
+    /// experiment without declared metrics the missing impl is the one error, and the field reads
+    /// of an unknown type report nothing more.
+    type Declared;
+}
 
 /// Implemented when a treatment's `&mut T` is the experiment's input `Input`: a treatment that
 /// takes another type fails here, with a message naming the experiment's input type.

@@ -337,11 +337,14 @@ impl<T: ParamField> ParamField for Option<T> {
     type Literal = T::Literal;
 }
 
-/// Type-checks a treatment's `set(name = literal)` against the field: generated code calls it
-/// with the field and the literal, so a literal of the wrong type is rustc's own "mismatched
-/// types" at the user's literal. Never called at run time.
-pub fn check_set<T: ParamField>(field: &T, literal: T::Literal) {
-    let _ = (field, literal);
+/// The place a treatment's `set(name = literal)` is assigned to, for the compiler only: generated
+/// code writes `*literal_slot(&mut params.name) = literal;` in a function that is never called, so
+/// that a literal of the wrong type is rustc's own error at the user's literal ("expected `f64`,
+/// found `&str`", "cannot apply unary operator `-` to type `u64`"), as the same assignment in
+/// their own code would be.
+pub fn literal_slot<T: ParamField>(field: &mut T) -> &mut T::Literal {
+    let _ = field;
+    unreachable!("literal_slot is only type-checked: generated code never calls it")
 }
 
 #[cfg(test)]
