@@ -14,7 +14,7 @@ use rand_chacha::ChaCha12Rng;
 use serde::Serialize;
 
 use crate::events::{Event, Interest, Message, MetricRecord, UnitKey};
-use crate::params::{FromParam, ParamValue, Params};
+use crate::params::{FromParam, ParamValue, Params, TypedParams};
 
 /// The random generator [`Ctx::rng`] returns: ChaCha with 12 rounds, portable and reproducible on
 /// every platform.
@@ -298,6 +298,13 @@ impl Ctx {
         };
         T::from_param(&param.value)
             .ok_or_else(|| format!("param '{name}' = {} cannot be read as {}", param.value, T::TYPE_NAME))
+    }
+
+    /// This condition's params as the struct `P`, for code that is not handed the struct as an
+    /// argument, like a datasource (`let params: GameParams = ctx.typed_params()?;`). An error
+    /// names a field of `P` that the experiment does not declare, or whose value does not fit.
+    pub fn typed_params<P: TypedParams>(&self) -> Result<P, String> {
+        P::from_params(&self.params)
     }
 
     /// Every param of this condition with its value.

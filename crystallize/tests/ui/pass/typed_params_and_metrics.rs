@@ -16,9 +16,11 @@ pub struct Config {
     pub players: u32,
 }
 
+/// A datasource reads the condition's params as the struct too.
 #[datasource]
-fn table() -> Config {
-    Config { players: 6 }
+fn table(ctx: &Ctx) -> Config {
+    let params: GameParams = ctx.typed_params().unwrap_or_else(|error| panic!("{error}"));
+    Config { players: if params.model == "dolphin" { 7 } else { 6 } }
 }
 
 #[derive(Clone, Debug, Params)]
@@ -114,7 +116,7 @@ fn main() {
     };
     assert_eq!((mean("baseline", "win"), mean("hot", "win")), (0.0, 1.0));
     assert_eq!((mean("baseline", "temperature"), mean("hot", "temperature")), (0.7, 1.5));
-    assert_eq!((mean("baseline", "rounds"), mean("generous", "rounds")), (8.0, 11.0));
+    assert_eq!((mean("baseline", "rounds"), mean("hot", "rounds"), mean("generous", "rounds")), (8.0, 9.0, 11.0));
 
     // `--set` reaches an optional param: replicate 1 crashes, in every condition.
     let crashing = TestRun::new("game").set("crash_on_replicate=1").run().unwrap_or_else(|error| panic!("{error}"));
