@@ -101,6 +101,15 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                         ),
                     },
                     "expect" => args::wrong_shape(&arg, "as a list: `expect(dolphin.win < baseline.win)`", &mut errors),
+                    // `params = MyParams` is the natural guess for a params struct: say where it goes.
+                    _ if matches!(value, syn::Expr::Path(_)) => {
+                        let ty = value.to_token_stream().to_string().replace(' ', "");
+                        let expected = format!(
+                            "as a list: `params(name = value, ...)`; for a `#[derive(Params)]` struct, \
+                             take it in the function instead: `params: &{ty}`"
+                        );
+                        args::wrong_shape(&arg, &expected, &mut errors)
+                    }
                     _ => args::wrong_shape(&arg, "as a list: `params(name = value, ...)`", &mut errors),
                 }
             }

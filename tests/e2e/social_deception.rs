@@ -387,6 +387,7 @@ fn list_names_the_experiment_its_datasource_treatments_params_hypothesis_and_loc
     let spoilers = line_with(&["dolphin_spoilers", "dolphin_table", "temperature", "1.2"]);
     located(spoilers, "dolphin_spoilers");
     line_with(&["dolphin.win < baseline.win"]);
+    line_with(&["metrics", "win, rounds, hallucinations"]);
 }
 
 #[test]
