@@ -80,9 +80,8 @@ fn loaded_chatty() {}
 
 /// Burns `work` rounds of a 64-bit mixer: about a millisecond at the default on a 2020s core.
 #[experiment(datasource = fair_coin, replicates = 10, seed = 7, params(work: u64 = 300_000))]
-fn spin(coin: Coin, ctx: &mut Ctx) {
-    let rounds: u64 = ctx.param("work");
-    ctx.record("value", burn(ctx.seed(), rounds) as f64 * coin.bias);
+fn spin(coin: Coin, params: &SpinParams, ctx: &mut Ctx) {
+    ctx.record("value", burn(ctx.seed(), params.work) as f64 * coin.bias);
 }
 
 #[treatment(spin, datasource = loaded_coin)]

@@ -174,7 +174,7 @@ impl ParamKind {
     }
 
     /// Whether `value` is a valid literal for a param of this kind.
-    fn accepts(self, value: &ParamLiteral) -> bool {
+    pub fn accepts(self, value: &ParamLiteral) -> bool {
         matches!(
             (self, value),
             (ParamKind::Bool, ParamLiteral::Bool(_))
@@ -195,7 +195,7 @@ impl ParamKind {
         }
     }
 
-    fn of_type(ty: &Type) -> Option<ParamKind> {
+    pub fn of_type(ty: &Type) -> Option<ParamKind> {
         let text = ty.to_token_stream().to_string().replace(' ', "");
         Some(match text.as_str() {
             "bool" => ParamKind::Bool,
@@ -217,17 +217,6 @@ pub struct ParamEntry {
     pub value: ParamLiteral,
     /// The literal as written, for the compile-time type check and error spans.
     pub value_expr: Expr,
-}
-
-impl ParamEntry {
-    /// The type a literal of this param is checked against at compile time: the declared type,
-    /// except that a string param is checked as `&'static str`, the type of its literal.
-    pub fn check_type(&self) -> Type {
-        match self.kind {
-            ParamKind::Str => syn::parse_quote!(&'static str),
-            _ => self.ty.clone(),
-        }
-    }
 }
 
 struct RawParam {
@@ -331,7 +320,7 @@ pub fn parse_params(content: TokenStream, allow_types: bool, errors: &mut Errors
     entries
 }
 
-fn literal_value(expr: &Expr) -> Option<ParamLiteral> {
+pub fn literal_value(expr: &Expr) -> Option<ParamLiteral> {
     match expr {
         Expr::Lit(ExprLit { lit, .. }) => match lit {
             Lit::Bool(b) => Some(ParamLiteral::Bool(b.value)),
@@ -439,8 +428,8 @@ mod tests {
         assert!(error.unwrap().contains("a string literal"));
         let (entries, error) = params(quote!(label: String = "x", name: &'static str = "y", n: i8 = -1), true);
         assert!(error.is_none(), "{error:?}");
-        let check_types: Vec<String> = entries.iter().map(|e| e.check_type().to_token_stream().to_string()).collect();
-        assert_eq!(check_types, ["& 'static str", "& 'static str", "i8"]);
+        let kinds: Vec<ParamKind> = entries.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [ParamKind::Str, ParamKind::Str, ParamKind::Int]);
     }
 
     #[test]

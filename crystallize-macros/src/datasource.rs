@@ -41,7 +41,7 @@ fn validate(attr: TokenStream, function: &ItemFn) -> syn::Result<bool> {
             errors.spanned(
                 &function.sig.inputs,
                 "a datasource takes the context or nothing: `fn name(ctx: &Ctx) -> Input` or `fn name() -> Input`; \
-                 read settings with `ctx.param(..)`",
+                 read params with `ctx.typed_params::<MyParams>()`",
             );
             false
         }

@@ -4,11 +4,14 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, ItemFn, LitStr, Path, Type};
 
-use crate::args::{self, Arg, Errors, ParamEntry, ParamLiteral};
+use crate::args::{self, Arg, Errors, ParamEntry, ParamKind, ParamLiteral};
+use crate::expect::{self, Expectation};
 use crate::fingerprint;
+use crate::params;
 use crate::signature::{self, is_ctx, location, with_errors};
 
-const KEYS: &[&str] = &["datasource", "replicates", "seed", "params", "hypotheses", "observers", "smoke_test"];
+const KEYS: &[&str] =
+    &["datasource", "replicates", "seed", "params", "hypotheses", "expect", "observers", "smoke_test"];
 
 /// What an `#[experiment]` says, after parsing and validation.
 pub struct Model {
@@ -16,8 +19,14 @@ pub struct Model {
     pub datasource: Option<Path>,
     pub replicates: u64,
     pub seed: u64,
+    /// The `params(...)` sugar's entries (empty without it).
     pub params: Vec<ParamEntry>,
+    /// The params struct the function takes (`params: &MyParams`), if it takes one.
+    pub params_arg: Option<Type>,
     pub hypotheses: Vec<LitStr>,
+    /// `expect(...)`, with the key's token for errors about the experiment's metrics.
+    pub expects: Vec<Expectation>,
+    pub expect_key: Option<Ident>,
     /// Expressions building the observers attached to every run of this experiment.
     pub observers: Vec<syn::Expr>,
     /// Whether to generate a `#[test]` that runs one replicate of the baseline (treatments
@@ -49,7 +58,10 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         replicates: 10,
         seed: 0,
         params: Vec::new(),
+        params_arg: None,
         hypotheses: Vec::new(),
+        expects: Vec::new(),
+        expect_key: None,
         observers: Vec::new(),
         smoke_test: true,
         input: None,
@@ -88,6 +100,16 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                             "`observers` takes a list of observers: `observers = [MyObserver::new(), ...]`",
                         ),
                     },
+                    "expect" => args::wrong_shape(&arg, "as a list: `expect(dolphin.win < baseline.win)`", &mut errors),
+                    // `params = MyParams` is the natural guess for a params struct: say where it goes.
+                    _ if matches!(value, syn::Expr::Path(_)) => {
+                        let ty = value.to_token_stream().to_string().replace(' ', "");
+                        let expected = format!(
+                            "as a list: `params(name = value, ...)`; for a `#[derive(Params)]` struct, \
+                             take it in the function instead: `params: &{ty}`"
+                        );
+                        args::wrong_shape(&arg, &expected, &mut errors)
+                    }
                     _ => args::wrong_shape(&arg, "as a list: `params(name = value, ...)`", &mut errors),
                 }
             }
@@ -97,6 +119,9 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 }
                 if key == "params" {
                     model.params = args::parse_params(content.clone(), true, &mut errors);
+                } else if key == "expect" {
+                    model.expects = expect::parse(content.clone(), false, &mut errors);
+                    model.expect_key = Some(key.clone());
                 } else {
                     args::wrong_shape(&arg, &format!("with a value: `{key} = ...`"), &mut errors);
                 }
@@ -152,6 +177,24 @@ fn validate_signature(model: &mut Model, datasource_intended: bool, errors: &mut
             ),
         }
     }
+    // The params struct comes next, by shared reference: an argument taken by reference that is
+    // not the context is the params (by value, it would be an input without a datasource).
+    if let Some((first, tail)) = rest.split_first() {
+        let shape = signature::shape(&first.ty);
+        if !is_ctx(&first.ty) && shape.by_ref {
+            if shape.mutable_ref {
+                let ty = shape.ty.to_token_stream().to_string();
+                errors.spanned(
+                    &first.ty,
+                    format!("an experiment reads its params: take them by shared reference, `params: &{ty}`"),
+                );
+            }
+            model.params_arg = Some(shape.ty.clone());
+            rest = tail;
+        }
+    }
+    const ORDER: &str = "an experiment takes its input, its params (`params: &MyParams`) and the context, \
+                         in this order, nothing else";
     match rest {
         [] => {}
         [ctx, extra @ ..] if is_ctx(&ctx.ty) => {
@@ -161,18 +204,73 @@ fn validate_signature(model: &mut Model, datasource_intended: bool, errors: &mut
             }
             model.takes_ctx = true;
             if let Some(first_extra) = extra.first() {
-                errors.spanned(first_extra, "an experiment takes its input and then the context, nothing else");
+                errors.spanned(first_extra, ORDER);
             }
         }
         [other, ..] => {
             let message = if datasource_intended {
-                "an experiment takes its input and then the context, nothing else"
+                ORDER
             } else {
-                "an experiment without `datasource = ...` has no input and takes only the context: \
-                 `fn name(ctx: &mut Ctx)`; to produce an input, add `datasource = my_datasource`"
+                "an experiment without `datasource = ...` has no input and takes only its params and the context: \
+                 `fn name(params: &MyParams, ctx: &mut Ctx)`; to produce an input, add `datasource = my_datasource`"
             };
             errors.spanned(other, message);
         }
+    }
+}
+
+/// The name of the struct that `params(...)` generates: the function's name in PascalCase, then
+/// `Params` (`social_deception` -> `SocialDeceptionParams`).
+pub fn sugar_struct_name(function: &Ident) -> Ident {
+    let pascal: String = function
+        .to_string()
+        .trim_start_matches("r#")
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+        })
+        .collect();
+    Ident::new(&format!("{pascal}Params"), function.span())
+}
+
+/// The struct `params(...)` generates, with its `Params` impls: the same expansion as
+/// `#[derive(Params)]` on the struct a user would write.
+fn sugar_struct(model: &Model) -> TokenStream {
+    let function = &model.function.sig.ident;
+    let ident = sugar_struct_name(function);
+    let vis = &model.function.vis;
+    let fields: Vec<params::Field> = model
+        .params
+        .iter()
+        .map(|p| {
+            // A string param's field is a `String`, whatever the attribute wrote.
+            let ty: Type = if p.kind == ParamKind::Str { syn::parse_quote!(String) } else { p.ty.clone() };
+            params::Field {
+                name: p.name.clone(),
+                ty,
+                kind: p.kind,
+                optional: false,
+                default: Some((p.value.clone(), p.value_expr.clone())),
+            }
+        })
+        .collect();
+    let doc = format!("The params of experiment `{function}`, declared in its `params(...)`.");
+    let members = fields.iter().map(|field| {
+        let name = &field.name;
+        let ty = &field.ty;
+        let doc = format!("Param `{name}`.");
+        quote!(#[doc = #doc] pub #name: #ty)
+    });
+    let impls = params::render(&ident, &fields);
+    quote! {
+        #[doc = #doc]
+        #[derive(Clone, Debug, PartialEq)]
+        #vis struct #ident {
+            #(#members,)*
+        }
+        #impls
     }
 }
 
@@ -204,33 +302,46 @@ fn render(model: &Model) -> TokenStream {
     let smoke = smoke_test(model, &name);
     let smoke_test = model.smoke_test;
 
-    // The marker type that names the experiment (see `signature::marker_struct`) also has one
-    // field per param, typed as declared: a treatment's `set(temprature = 1.2)` then fails as "no
-    // field `temprature` on type `social_deception`", at the user's tokens, with rustc's own
-    // suggestion. It is never constructed.
-    let field_names: Vec<&Ident> = model.params.iter().map(|p| &p.name).collect();
-    let field_types: Vec<Type> = model.params.iter().map(ParamEntry::check_type).collect();
-    // The defaults are assigned to the typed fields so that `ratio: u8 = 300` fails to compile at
-    // the user's literal, exactly as the same assignment would in their own code.
-    let default_checks = model.params.iter().map(|p| {
-        let field = &p.name;
-        let value = &p.value_expr;
-        quote_spanned!(syn::spanned::Spanned::span(value)=> params.#field = #value;)
-    });
-    let param_decls = model.params.iter().map(|p| {
-        let param_name = p.name.to_string();
-        let kind = format_ident!("{}", p.kind.variant());
-        let rust_type = p.ty.to_token_stream().to_string().replace(' ', "");
-        let default = param_value(&p.value, syn::spanned::Spanned::span(&p.value_expr));
-        quote! {
-            ::crystallize::__private::ParamDecl {
-                name: #param_name,
-                kind: ::crystallize::__private::ParamKind::#kind,
-                rust_type: #rust_type,
-                default: #default,
-            }
+    // The params struct: the one `params(...)` generates, else the one the function takes, else
+    // none. A treatment's `set(temprature = 1.2)` is checked against its fields, so it fails as
+    // "no field `temprature` on type `&mut GameParams`", at the user's tokens, with rustc's own
+    // suggestion.
+    let (params_type, sugar) = match (&model.params[..], &model.params_arg) {
+        ([], Some(ty)) => (quote!(#ty), quote!()),
+        ([], None) => (quote!(::crystallize::__private::NoParams), quote!()),
+        _ => {
+            let ident = sugar_struct_name(ident);
+            (quote!(#ident), sugar_struct(model))
         }
-    });
+    };
+    let (build_params, params_arg) = match &model.params_arg {
+        Some(ty) => {
+            let span = syn::spanned::Spanned::span(ty);
+            let built = Ident::new("__crystallize_params", span);
+            (
+                quote! {
+                    let #built = <#params_type as ::crystallize::__private::TypedParams>::from_params(
+                        ::crystallize::Ctx::params(ctx),
+                    )?;
+                },
+                quote_spanned!(span=> &#built,),
+            )
+        }
+        None => (quote!(), quote!()),
+    };
+    let output_type = match &function.sig.output {
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+        syn::ReturnType::Default => quote!(()),
+    };
+    let expect_texts: Vec<String> = model.expects.iter().map(|e| e.text("baseline")).collect();
+    let expect_check = match &model.expect_key {
+        Some(key) => expect::render_check(
+            &quote!(<#ident as ::crystallize::__private::Experiment>::Metrics),
+            key,
+            &model.expects,
+        ),
+        None => quote!(),
+    };
 
     let (input_type, produce, datasource_info) = match (&model.datasource, &model.input) {
         (Some(path), Some((ty, _))) => {
@@ -269,28 +380,25 @@ fn render(model: &Model) -> TokenStream {
         syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
         syn::ReturnType::Default => ident.span(),
     };
-    let into_outcome = quote_spanned!(output_span=> ::crystallize::__private::IntoUnitOutcome::into_unit_outcome);
+    let finish = quote_spanned!(output_span=> ::crystallize::__private::ExperimentOutput::finish);
+    // Both uses of the return type are spanned at it entirely, so that an experiment returning
+    // something else is one error, there.
+    let output_metrics =
+        quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::Metrics);
+    let output_names =
+        quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::METRICS);
     let outcome = Ident::new("__crystallize_outcome", output_span);
+    let marker = signature::marker_struct(vis, ident);
 
     quote! {
         #function
-
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code)]
-        #vis struct #ident {
-            #(pub #field_names: #field_types,)*
-        }
-
-        const _: () = {
-            #[allow(dead_code, unused_assignments)]
-            fn __crystallize_check_defaults(params: &mut #ident) {
-                #(#default_checks)*
-            }
-        };
+        #marker
+        #sugar
 
         impl ::crystallize::__private::Experiment for #ident {
             type Input = #input_type;
-            type Params = #ident;
+            type Params = #params_type;
+            type Metrics = #output_metrics;
             const NAME: &'static str = #name;
             const SMOKE_TEST: bool = #smoke_test;
 
@@ -301,8 +409,9 @@ fn render(model: &Model) -> TokenStream {
             fn run(input: Self::Input, ctx: &mut ::crystallize::Ctx) -> ::crystallize::__private::UnitOutcome {
                 #unused_input
                 #unused_ctx
-                let #outcome = #ident(#input_arg #ctx_arg);
-                #into_outcome(#outcome)
+                #build_params
+                let #outcome = #ident(#input_arg #params_arg #ctx_arg);
+                #finish(#outcome, ctx)
             }
 
             fn describe_input(input: &Self::Input) -> ::crystallize::__private::InputView {
@@ -327,13 +436,15 @@ fn render(model: &Model) -> TokenStream {
                 datasource: #datasource_info,
                 replicates: #replicates,
                 seed: #seed,
-                params: &[#(#param_decls),*],
-                hypotheses: &[#(#hypotheses),*],
+                params: <#params_type as ::crystallize::__private::TypedParams>::DECLS,
+                hypotheses: &[#(#hypotheses,)* #(#expect_texts,)*],
+                metrics: #output_names,
                 fingerprint: #fingerprint,
                 vtable: ::crystallize::__private::ExperimentVTable::of::<#ident>(),
             }
         }
 
+        #expect_check
         #attached_observers
         #smoke
     }

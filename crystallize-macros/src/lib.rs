@@ -8,8 +8,11 @@
 
 mod args;
 mod datasource;
+mod expect;
 mod experiment;
 mod fingerprint;
+mod metrics;
+mod params;
 mod signature;
 #[cfg(test)]
 mod snapshot_tests;
@@ -20,12 +23,20 @@ use proc_macro::TokenStream;
 
 /// Declares an experiment: a function that runs one replicate on the input its datasource produces.
 ///
+/// The function takes, in this order: the input (when there is a datasource), the params struct by
+/// shared reference (`params: &MyParams`, where `MyParams` derives `Params`; recognised by its
+/// place and its `&`), and the context. It returns `()`, a `#[derive(Metrics)]` struct, or
+/// `Result` of either.
+///
 /// ```ignore
 /// #[experiment(datasource = llama_table, replicates = 10, seed = 42,
-///              params(temperature = 0.7, think_ms: u64 = 0),
-///              hypotheses = ["dolphin.win > baseline.win"])]
-/// fn social_deception(config: GameConfig, ctx: &mut Ctx) { /* ... */ }
+///              hypotheses = ["dolphin.win > baseline.win"], expect(dolphin.rounds > baseline.rounds))]
+/// fn social_deception(config: GameConfig, params: &GameParams, ctx: &mut Ctx) -> GameMetrics { /* ... */ }
 /// ```
+///
+/// `params(temperature = 0.7, think_ms: u64 = 0)` instead declares the params in the attribute: it
+/// generates `SocialDeceptionParams` (the function's name in PascalCase, then `Params`), which the
+/// function may take as `params: &SocialDeceptionParams`.
 #[proc_macro_attribute]
 pub fn experiment(attr: TokenStream, item: TokenStream) -> TokenStream {
     experiment::expand(attr.into(), item.into()).into()
@@ -45,7 +56,8 @@ pub fn step(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Declares a treatment of an experiment: it may swap the datasource, mutate the input in place,
-/// set params, or any mix of these.
+/// set params, or any mix of these; `expect(win > baseline.win)` declares a hypothesis about it,
+/// checked against the experiment's declared metrics.
 ///
 /// ```ignore
 /// #[treatment(social_deception, datasource = dolphin_table, set(temperature = 1.2))]
@@ -54,4 +66,35 @@ pub fn step(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn treatment(attr: TokenStream, item: TokenStream) -> TokenStream {
     treatment::expand(attr.into(), item.into()).into()
+}
+
+/// Derives the params of an experiment from a struct with named fields: one param per field, its
+/// kind from the field's type (bool, an integer, a float, `String`, or `Option` of one of these),
+/// its default from `#[param(default = literal)]` (an `Option` field defaults to `None`). Also
+/// implements `Default` from those defaults, for calling steps from tests.
+///
+/// ```ignore
+/// #[derive(Params)]
+/// pub struct GameParams {
+///     #[param(default = 0.7)]
+///     pub temperature: f64,
+///     pub crash_on_replicate: Option<u64>,
+/// }
+/// ```
+#[proc_macro_derive(Params, attributes(param))]
+pub fn derive_params(item: TokenStream) -> TokenStream {
+    params::expand(item.into()).into()
+}
+
+/// Derives the declared metrics of an experiment from a struct with named fields, each a bool
+/// (recorded as 0 or 1), an integer or a float. An experiment that returns it records every
+/// field, and hypotheses about it are checked before any unit runs.
+///
+/// ```ignore
+/// #[derive(Metrics)]
+/// pub struct GameMetrics { pub win: bool, pub rounds: u32 }
+/// ```
+#[proc_macro_derive(Metrics)]
+pub fn derive_metrics(item: TokenStream) -> TokenStream {
+    metrics::expand(item.into()).into()
 }

@@ -41,6 +41,30 @@ mod experiment {
     }
 
     #[test]
+    fn typed_params_declared_metrics_and_expect() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(datasource = llama_table, expect(dolphin.win < baseline.win, dolphin.rounds >= baseline.rounds - 1)),
+            quote!(
+                fn social_deception(config: GameConfig, params: &GameParams, ctx: &mut Ctx) -> GameMetrics {
+                    play(&config, params, ctx)
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn typed_params_without_datasource_returning_a_result_of_metrics() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(),
+            quote!(
+                fn coin(params: &CoinParams) -> Result<CoinMetrics, String> {
+                    Ok(CoinMetrics { heads: params.bias > 0.5 })
+                }
+            ),
+        )));
+    }
+
+    #[test]
     fn input_by_reference() {
         insta::assert_snapshot!(pretty(expand(
             quote!(datasource = llama_table),
@@ -204,6 +228,16 @@ mod treatment {
     }
 
     #[test]
+    fn set_of_an_optional_param_and_expect_with_a_bare_left_side() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(social_deception, set(crash_on_replicate = 3), expect(win > baseline.win)),
+            quote!(
+                fn crashing() {}
+            ),
+        )));
+    }
+
+    #[test]
     fn datasource_set_and_mutation() {
         insta::assert_snapshot!(pretty(expand(
             quote!(crate::games::social_deception, datasource = dolphin_table, set(temperature = 1.2)),
@@ -213,6 +247,44 @@ mod treatment {
                 }
             ),
         )));
+    }
+}
+
+mod derive_params {
+    use super::*;
+    use crate::params::expand;
+
+    #[test]
+    fn defaults_by_attribute_and_options_default_to_none() {
+        insta::assert_snapshot!(pretty(expand(quote!(
+            pub struct GameParams {
+                #[param(default = 0.7)]
+                pub temperature: f64,
+                #[param(default = 0)]
+                pub think_ms: u64,
+                #[param(default = "llama3:8b")]
+                pub model: String,
+                pub crash_on_replicate: Option<u64>,
+                #[param(default = -1)]
+                pub offset: Option<i32>,
+            }
+        ))));
+    }
+}
+
+mod derive_metrics {
+    use super::*;
+    use crate::metrics::expand;
+
+    #[test]
+    fn every_field_is_recorded_under_its_name() {
+        insta::assert_snapshot!(pretty(expand(quote!(
+            pub struct GameMetrics {
+                pub win: bool,
+                pub rounds: u32,
+                pub score: f64,
+            }
+        ))));
     }
 }
 

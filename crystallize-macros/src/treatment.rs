@@ -2,19 +2,21 @@
 //!
 //! Everything a treatment names is checked by rustc at the user's tokens: the experiment must exist
 //! (it is a type path), the datasource must produce the experiment's input type, every `set` key
-//! must be a declared param and every value must have the param's type, and a mutating function
-//! must take `&mut` of the experiment's input.
+//! must be a declared param and every value must have the param's type, a mutating function
+//! must take `&mut` of the experiment's input, and every metric `expect(...)` names must be a
+//! field of the experiment's `#[derive(Metrics)]` struct.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{ItemFn, Path};
 
 use crate::args::{self, Arg, Errors, ParamEntry};
+use crate::expect::{self, Expectation};
 use crate::experiment::param_value;
 use crate::fingerprint;
 use crate::signature::{self, is_ctx, location, with_errors};
 
-const KEYS: &[&str] = &["datasource", "set"];
+const KEYS: &[&str] = &["datasource", "set", "expect"];
 
 /// What a `#[treatment]` says, after parsing and validation.
 pub struct Model {
@@ -22,6 +24,9 @@ pub struct Model {
     pub experiment: Path,
     pub datasource: Option<Path>,
     pub sets: Vec<ParamEntry>,
+    /// `expect(...)`: hypotheses about this treatment, and the key's token.
+    pub expects: Vec<Expectation>,
+    pub expect_key: Option<syn::Ident>,
     /// Whether the function mutates the input (`fn f(input: &mut Input [, ctx: &Ctx])`).
     pub mutates: bool,
     pub takes_ctx: bool,
@@ -45,6 +50,8 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
     let mut experiment = None;
     let mut datasource = None;
     let mut sets = Vec::new();
+    let mut expects = Vec::new();
+    let mut expect_key = None;
     let mut seen = Vec::new();
     for (index, arg) in args::parse_args(attr.clone())?.into_iter().enumerate() {
         match &arg {
@@ -62,6 +69,8 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 if args::check_key(key, KEYS, &mut seen, &mut errors) {
                     if key == "datasource" {
                         datasource = args::parse_path(value, "datasource", &mut errors);
+                    } else if key == "expect" {
+                        args::wrong_shape(&arg, "as a list: `expect(win > baseline.win)`", &mut errors);
                     } else {
                         args::wrong_shape(&arg, "as a list: `set(name = value, ...)`", &mut errors);
                     }
@@ -71,6 +80,9 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 if args::check_key(key, KEYS, &mut seen, &mut errors) {
                     if key == "set" {
                         sets = args::parse_params(content.clone(), false, &mut errors);
+                    } else if key == "expect" {
+                        expects = expect::parse(content.clone(), true, &mut errors);
+                        expect_key = Some(key.clone());
                     } else {
                         args::wrong_shape(&arg, &format!("with a value: `{key} = ...`"), &mut errors);
                     }
@@ -106,7 +118,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
             "this treatment changes nothing: give it `datasource = ...`, `set(...)`, or an `input: &mut Input` parameter",
         );
     }
-    errors.finish(Model { function, experiment, datasource, sets, mutates, takes_ctx })
+    errors.finish(Model { function, experiment, datasource, sets, expects, expect_key, mutates, takes_ctx })
 }
 
 /// A treatment takes nothing, `input: &mut Input`, or `input: &mut Input, ctx: &Ctx`. Returns
@@ -167,6 +179,8 @@ fn unreachable_model() -> Model {
         experiment: syn::parse_quote!(unreachable),
         datasource: None,
         sets: Vec::new(),
+        expects: Vec::new(),
+        expect_key: None,
         mutates: false,
         takes_ctx: false,
     }
@@ -215,15 +229,26 @@ fn render(model: &Model) -> TokenStream {
         None => (quote!(), quote!(::core::option::Option::None)),
     };
 
-    let (mutate_fn, mutate_slot) = if model.mutates {
+    let (mutate_fn, mutate_slot) = if let (true, Some(mutated)) = (model.mutates, mutated_type(function)) {
         let ctx_arg = if model.takes_ctx { quote!(, ctx) } else { quote!() };
         let input_span = function.sig.inputs.first().map(syn::spanned::Spanned::span).unwrap_or_else(|| ident.span());
         let call = quote_spanned!(input_span=> #ident(typed #ctx_arg));
+        // The type the function mutates is checked against the experiment's input by a trait
+        // whose message names both, the experiment's input as the expected one; the unit
+        // downcasts to the function's own type, so a mismatch is that one error, at the type.
+        let mutated_span = syn::spanned::Spanned::span(mutated);
+        let check = quote_spanned! {mutated_span=>
+            ::crystallize::__private::mutates_input_of::<#experiment, #experiment_input, #mutated>()
+        };
         (
             quote! {
+                #[allow(dead_code)]
+                fn __crystallize_check_mutated() {
+                    #check;
+                }
                 fn __crystallize_mutate(input: &mut dyn ::core::any::Any, ctx: &::crystallize::Ctx) -> bool {
                     let _ = ctx;
-                    match input.downcast_mut::<#experiment_input>() {
+                    match input.downcast_mut::<#mutated>() {
                         ::core::option::Option::Some(typed) => { #call; true }
                         ::core::option::Option::None => false,
                     }
@@ -237,14 +262,24 @@ fn render(model: &Model) -> TokenStream {
         (quote!(), quote!(::core::option::Option::None))
     };
 
+    // Each `set(name = literal)` names the field at the user's name (an unknown one is "no field"
+    // there, with rustc's suggestion) and assigns the literal to a place of the field's literal
+    // type (a wrong one is "mismatched types" at the literal).
     let set_checks = model.sets.iter().map(|p| {
         let field = &p.name;
         let value = &p.value_expr;
         let span = syn::spanned::Spanned::span(value);
-        let field_span = field.span();
-        let target = quote_spanned!(field_span=> params.#field);
+        let target = quote_spanned!(field.span()=> *::crystallize::__private::literal_slot(&mut params.#field));
         quote_spanned!(span=> #target = #value;)
     });
+    let expect_texts: Vec<String> = model.expects.iter().map(|e| e.text(&name)).collect();
+    let expect_check = match &model.expect_key {
+        Some(key) => {
+            let metrics = quote_spanned!(experiment_span=> #experiment_type::Metrics);
+            expect::render_check(&metrics, key, &model.expects)
+        }
+        None => quote!(),
+    };
     let set_entries = model.sets.iter().map(|p| {
         let key = p.name.to_string();
         let value = param_value(&p.value, syn::spanned::Spanned::span(&p.value_expr));
@@ -273,8 +308,9 @@ fn render(model: &Model) -> TokenStream {
         #function
 
         const _: () = {
-            #[allow(dead_code, unused_assignments)]
+            #[allow(dead_code)]
             fn __crystallize_check_set(params: #experiment_params) {
+                let _ = &params;
                 #(#set_checks)*
             }
             #produce_fn
@@ -287,10 +323,20 @@ fn render(model: &Model) -> TokenStream {
                     datasource: #datasource_slot,
                     mutate: #mutate_slot,
                     sets: &[#(#set_entries),*],
+                    hypotheses: &[#(#expect_texts),*],
                     fingerprint: #fingerprint,
                 }
             }
         };
+        #expect_check
         #smoke
+    }
+}
+
+/// The type behind the `&mut` of a mutating treatment's first argument.
+fn mutated_type(function: &ItemFn) -> Option<&syn::Type> {
+    match function.sig.inputs.first()? {
+        syn::FnArg::Typed(typed) => Some(signature::shape(&typed.ty).ty),
+        syn::FnArg::Receiver(_) => None,
     }
 }

@@ -3,7 +3,8 @@
 
 pub use crate::cli::main as cli_main;
 pub use crate::events::InputView;
-pub use crate::params::{ParamDecl, ParamKind, ParamValue};
+pub use crate::metrics::DeclaredMetrics;
+pub use crate::params::{literal_slot, read_field, NoParams, ParamDecl, ParamKind, ParamValue, Params, TypedParams};
 pub use crate::registry::ExperimentVTable;
 pub use crate::registry::{
     DatasourceEntry, DatasourceInfo, ExperimentEntry, Location, StepEntry, StepInfo, TreatmentDatasource,
@@ -25,9 +26,12 @@ use crate::context::Ctx;
 pub trait Experiment: 'static {
     /// What the datasource produces and the function consumes.
     type Input: 'static;
-    /// A struct with one field per declared param; treatments' `set(...)` is type-checked
-    /// against it.
-    type Params;
+    /// The experiment's params struct (`#[derive(Params)]`, the struct the `params(...)` sugar
+    /// generates, or [`NoParams`]); treatments' `set(...)` is type-checked against its fields.
+    type Params: TypedParams;
+    /// The experiment's declared metrics (its `#[derive(Metrics)]` return type), or
+    /// [`NoMetrics`]; `expect(...)` is type-checked against its fields.
+    type Metrics;
     /// The experiment's name.
     const NAME: &'static str;
     /// Whether `cargo test` smoke-tests every condition (`#[experiment(smoke_test = false)]`
@@ -101,6 +105,89 @@ pub trait Datasource: 'static {
     /// Runs it.
     fn produce(ctx: &Ctx) -> Self::Output;
 }
+
+/// The metrics of an experiment that returns `()` or `Result<(), E>`: it records its metrics
+/// with `ctx.record`, and declares none.
+pub struct NoMetrics {}
+
+/// What an `#[experiment]` function may return: `()`, a [`DeclaredMetrics`] struct (each field is
+/// recorded), or `Result` of either, where an `Err` fails the unit.
+#[diagnostic::on_unimplemented(
+    message = "an experiment returns `()`, a `#[derive(Metrics)]` struct, or `Result` of either; not `{Self}`",
+    label = "an experiment cannot return this",
+    note = "declare what a unit measures in a `#[derive(Metrics)]` struct and return it, or record it with \
+            `ctx.record(\"name\", value)`; return `Err(..)` to fail the unit"
+)]
+pub trait ExperimentOutput {
+    /// The declared metrics ([`NoMetrics`] for `()`).
+    type Metrics;
+    /// The declared metrics' names; `None` when the experiment declares none.
+    const METRICS: Option<&'static [&'static str]>;
+    /// Records the returned metrics in `ctx` and converts to the runner's outcome.
+    fn finish(self, ctx: &Ctx) -> UnitOutcome;
+}
+
+impl ExperimentOutput for () {
+    type Metrics = NoMetrics;
+    const METRICS: Option<&'static [&'static str]> = None;
+    fn finish(self, _: &Ctx) -> UnitOutcome {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display> ExperimentOutput for Result<(), E> {
+    type Metrics = NoMetrics;
+    const METRICS: Option<&'static [&'static str]> = None;
+    fn finish(self, _: &Ctx) -> UnitOutcome {
+        self.map_err(|error| error.to_string())
+    }
+}
+
+impl<M: DeclaredMetrics> ExperimentOutput for M {
+    type Metrics = M;
+    const METRICS: Option<&'static [&'static str]> = Some(M::NAMES);
+    fn finish(self, ctx: &Ctx) -> UnitOutcome {
+        self.record(ctx);
+        Ok(())
+    }
+}
+
+impl<M: DeclaredMetrics, E: std::fmt::Display> ExperimentOutput for Result<M, E> {
+    type Metrics = M;
+    const METRICS: Option<&'static [&'static str]> = Some(M::NAMES);
+    fn finish(self, ctx: &Ctx) -> UnitOutcome {
+        self.map(|metrics| metrics.record(ctx)).map_err(|error| error.to_string())
+    }
+}
+
+/// Requires that an experiment declares its metrics, for `expect(...)`.
+#[diagnostic::on_unimplemented(
+    message = "`expect(...)` needs the experiment to declare its metrics",
+    label = "this experiment records its metrics with `ctx.record`: the compiler cannot check `expect(...)`",
+    note = "return a `#[derive(Metrics)]` struct from the experiment, or write the hypothesis as a string in \
+            `#[experiment(hypotheses = [\"...\"])]`"
+)]
+pub trait ExpectsMetrics {
+    /// The declared metrics (`Self`): generated code reads `expect(...)`'s metrics as fields of
+    /// it. `#[derive(Metrics)]` implements the trait itself, not a blanket impl, so that for an
+    /// experiment without declared metrics the missing impl is the one error, and the field reads
+    /// of an unknown type report nothing more.
+    type Declared;
+}
+
+/// Implemented when a treatment's `&mut T` is the experiment's input `Input`: a treatment that
+/// takes another type fails here, with a message naming the experiment's input type.
+#[diagnostic::on_unimplemented(
+    message = "this treatment mutates `{Self}`, but the input of experiment `{Experiment}` is `{Input}`",
+    label = "expected `&mut {Input}`, found `&mut {Self}`",
+    note = "a treatment mutates its experiment's input in place: take `input: &mut {Input}`"
+)]
+pub trait MutatesInputOf<Experiment, Input> {}
+impl<Experiment, Input> MutatesInputOf<Experiment, Input> for Input {}
+
+/// Type-checks a treatment's mutated type against the experiment's input (see
+/// [`MutatesInputOf`]). Never called at run time.
+pub fn mutates_input_of<E, Input, T: MutatesInputOf<E, Input>>() {}
 
 /// What an experiment function may return: `()`, or `Result<(), E>` where an `Err` fails the unit.
 #[diagnostic::on_unimplemented(

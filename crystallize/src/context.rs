@@ -14,7 +14,7 @@ use rand_chacha::ChaCha12Rng;
 use serde::Serialize;
 
 use crate::events::{Event, Interest, Message, MetricRecord, UnitKey};
-use crate::params::{FromParam, ParamValue, Params};
+use crate::params::{FromParam, ParamValue, Params, TypedParams};
 
 /// The random generator [`Ctx::rng`] returns: ChaCha with 12 rounds, portable and reproducible on
 /// every platform.
@@ -275,18 +275,31 @@ impl Ctx {
 
     /// The param `name` read as `T`.
     ///
+    /// Deprecated: a misspelt name or a wrong type is found only when a unit runs. Declare the
+    /// params as a `#[derive(Params)]` struct and take `params: &MyParams` in the experiment (the
+    /// `params(...)` sugar generates one, `<PascalCaseName>Params`): the compiler then checks
+    /// every read, and steps get the struct as an ordinary argument.
+    ///
     /// # Panics
     /// If the experiment declares no such param or its value does not fit `T`: both are bugs in
     /// the experiment's code, and the panic fails this unit with a message naming the valid params.
+    #[deprecated(
+        note = "take the params struct instead: `params: &MyParams` in the experiment, `#[derive(Params)]` on it"
+    )]
     #[track_caller]
     pub fn param<T: FromParam>(&self, name: &str) -> T {
+        #[allow(deprecated)]
         match self.try_param(name) {
             Ok(value) => value,
             Err(message) => panic!("{message}"),
         }
     }
 
-    /// The param `name` read as `T`, or a message saying why it cannot be.
+    /// The param `name` read as `T`, or a message saying why it cannot be. Deprecated like
+    /// [`Ctx::param`].
+    #[deprecated(
+        note = "take the params struct instead: `params: &MyParams` in the experiment, `#[derive(Params)]` on it"
+    )]
     pub fn try_param<T: FromParam>(&self, name: &str) -> Result<T, String> {
         let Some(param) = self.params.get(name) else {
             return Err(format!(
@@ -297,6 +310,13 @@ impl Ctx {
         };
         T::from_param(&param.value)
             .ok_or_else(|| format!("param '{name}' = {} cannot be read as {}", param.value, T::TYPE_NAME))
+    }
+
+    /// This condition's params as the struct `P`, for code that is not handed the struct as an
+    /// argument, like a datasource (`let params: GameParams = ctx.typed_params()?;`). An error
+    /// names a field of `P` that the experiment does not declare, or whose value does not fit.
+    pub fn typed_params<P: TypedParams>(&self) -> Result<P, String> {
+        P::from_params(&self.params)
     }
 
     /// Every param of this condition with its value.
@@ -530,6 +550,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(deprecated)]
     fn unknown_params_name_the_valid_ones() {
         let ctx = Ctx::standalone(0);
         let error = ctx.try_param::<f64>("temperature").unwrap_err();

@@ -63,6 +63,22 @@ pub enum Error {
         /// Every valid name.
         valid: String,
     },
+    /// A hypothesis names a metric that its experiment does not declare (an experiment that
+    /// returns a `#[derive(Metrics)]` struct declares its fields).
+    #[error(
+        "unknown metric '{name}' of experiment '{experiment}'{} declared metrics: {valid}",
+        did_you_mean(suggestion)
+    )]
+    UndeclaredMetric {
+        /// The experiment.
+        experiment: String,
+        /// What the user wrote.
+        name: String,
+        /// The closest declared metric.
+        suggestion: Option<String>,
+        /// Every declared metric.
+        valid: String,
+    },
     /// Several experiments have a condition of this name.
     #[error("'{name}' is a condition of several experiments; write one of: {candidates}")]
     AmbiguousCondition {

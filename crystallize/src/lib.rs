@@ -15,13 +15,18 @@
 //! #[datasource]
 //! fn dolphin_table(ctx: &Ctx) -> GameConfig { /* ... */ }
 //!
-//! #[step]
-//! fn play(config: &GameConfig, ctx: &mut Ctx) -> bool { /* ... */ }
+//! #[derive(Clone, Debug, Params)]
+//! pub struct GameParams { #[param(default = 0.7)] pub temperature: f64 }
 //!
-//! #[experiment(datasource = llama_table, replicates = 10, seed = 42, params(temperature = 0.7))]
-//! fn social_deception(config: GameConfig, ctx: &mut Ctx) {
-//!     let won = play(&config, ctx);
-//!     ctx.record("win", won);
+//! #[derive(Metrics)]
+//! pub struct GameMetrics { pub win: bool }
+//!
+//! #[step]
+//! fn play(config: &GameConfig, params: &GameParams, ctx: &mut Ctx) -> bool { /* ... */ }
+//!
+//! #[experiment(datasource = llama_table, replicates = 10, seed = 42)]
+//! fn social_deception(config: GameConfig, params: &GameParams, ctx: &mut Ctx) -> GameMetrics {
+//!     GameMetrics { win: play(&config, params, ctx) }
 //! }
 //!
 //! #[treatment(social_deception, datasource = dolphin_table, set(temperature = 1.2))]
@@ -75,14 +80,14 @@ pub mod verbose;
 pub mod __private;
 
 pub use context::{ArtifactError, Ctx, Emitter, IntoMetric, Rng};
-pub use crystallize_macros::{datasource, experiment, step, treatment};
+pub use crystallize_macros::{datasource, experiment, step, treatment, Metrics, Params};
 pub use error::Error;
 pub use quick::{quick, Quick, QuickResults};
 pub use serde_json::json;
 
 /// Everything an experiment file needs: `use crystallize::prelude::*;`.
 pub mod prelude {
-    pub use crate::{datasource, experiment, json, step, treatment, Ctx};
+    pub use crate::{datasource, experiment, json, step, treatment, Ctx, Metrics, Params};
     pub use rand::Rng as _;
     pub use serde::{Deserialize, Serialize};
 }

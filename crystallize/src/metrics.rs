@@ -1,4 +1,5 @@
-//! [`Metrics`]: the metrics of one unit, each metric's value by name.
+//! [`Metrics`]: the metrics of one unit, each metric's value by name; and [`DeclaredMetrics`],
+//! the struct of metrics an experiment returns (`#[derive(Metrics)]`).
 //!
 //! A run of a million cheap units keeps a million of these, so they are a sorted vector rather
 //! than a `BTreeMap`: one allocation of 32 bytes per metric instead of a B-tree node of about
@@ -186,6 +187,26 @@ impl<'de> Deserialize<'de> for Metrics {
 
         deserializer.deserialize_map(MetricsVisitor)
     }
+}
+
+/// A struct of metrics that an experiment returns, implemented by `#[derive(Metrics)]`: one
+/// metric per field (a bool, an integer or a float), recorded as `ctx.record` would record it
+/// (a bool as 0 or 1).
+///
+/// Declaring the metrics lets the command line reject a hypothesis about a metric the experiment
+/// does not have before any unit runs, and lets `expect(...)` in the attributes be checked by
+/// the compiler.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a struct of metrics",
+    label = "not a `#[derive(Metrics)]` struct",
+    note = "an experiment returns `()`, a `#[derive(Metrics)]` struct, or `Result` of either"
+)]
+pub trait DeclaredMetrics {
+    /// The metrics' names, in field order.
+    const NAMES: &'static [&'static str];
+
+    /// Records every field in `ctx`.
+    fn record(self, ctx: &crate::Ctx);
 }
 
 #[cfg(test)]

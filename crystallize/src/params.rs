@@ -1,5 +1,11 @@
-//! Params: named, typed values an experiment declares with defaults, that treatments and the
-//! command line override, and that steps read through [`Ctx::param`](crate::Ctx::param).
+//! Params: named, typed values an experiment declares with defaults, that treatments, the
+//! command line and `crystallize.toml` override.
+//!
+//! An experiment declares them with a `#[derive(Params)]` struct (or the `params(...)` sugar,
+//! which generates one) and takes `params: &MyParams`. The struct's [`TypedParams`] impl gives
+//! the runtime its [`ParamDecl`]s; every override goes through the one resolution of
+//! [`crate::plan::resolve_condition`], and each unit gets the struct built from its condition's
+//! resolved values ([`TypedParams::from_params`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,6 +24,8 @@ pub enum ParamValue {
     Float(f64),
     /// A string.
     Str(Cow<'static, str>),
+    /// No value: the default of an `Option<T>` param (`null` in JSON).
+    None,
 }
 
 impl fmt::Display for ParamValue {
@@ -27,6 +35,7 @@ impl fmt::Display for ParamValue {
             ParamValue::Int(i) => write!(f, "{i}"),
             ParamValue::Float(x) => write!(f, "{x:?}"),
             ParamValue::Str(s) => write!(f, "{s:?}"),
+            ParamValue::None => write!(f, "none"),
         }
     }
 }
@@ -252,6 +261,92 @@ impl FromParam for String {
     }
 }
 
+/// An optional param: `None` when nothing set it, else its value read as `T`.
+impl<T: FromParam> FromParam for Option<T> {
+    const TYPE_NAME: &'static str = T::TYPE_NAME;
+    fn from_param(value: &ParamValue) -> Option<Self> {
+        match value {
+            ParamValue::None => Some(None),
+            other => T::from_param(other).map(Some),
+        }
+    }
+}
+
+/// A struct of typed params, implemented by `#[derive(Params)]` (and by the struct the
+/// `params(...)` sugar of `#[experiment]` generates).
+///
+/// The runtime knows params only through [`TypedParams::DECLS`]: resolution (defaults, config
+/// file, treatments' `set(...)`, `--set`) is the same for every experiment, and each unit gets
+/// the struct built from the resolved values.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a params struct",
+    label = "an experiment takes its params as `params: &MyParams`, where `MyParams` derives `Params`",
+    note = "add `#[derive(Params)]` to the struct (`use crystallize::prelude::*;` brings the derive)"
+)]
+pub trait TypedParams: Sized + 'static {
+    /// One declaration per field, in field order: name, kind, Rust type, default.
+    const DECLS: &'static [ParamDecl];
+
+    /// The struct built from a condition's resolved values; an error names the param whose
+    /// value does not fit its field (`--set ratio=300` for a `u8`).
+    fn from_params(params: &Params) -> Result<Self, String>;
+}
+
+/// The params of an experiment that declares none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoParams {}
+
+impl TypedParams for NoParams {
+    const DECLS: &'static [ParamDecl] = &[];
+
+    fn from_params(_: &Params) -> Result<Self, String> {
+        Ok(NoParams {})
+    }
+}
+
+/// Reads one field of a [`TypedParams`] struct from resolved values (used by the derive).
+pub fn read_field<T: FromParam>(params: &Params, name: &str) -> Result<T, String> {
+    let Some(param) = params.get(name) else {
+        return Err(format!("param '{name}' has no resolved value; params: {}", params.names().join(", ")));
+    };
+    T::from_param(&param.value).ok_or_else(|| format!("param '{name}' = {} does not fit {}", param.value, T::TYPE_NAME))
+}
+
+/// The Rust type of a field of a params struct, and the type of a literal that sets it: what a
+/// treatment's `set(name = literal)` is checked against at compile time (a `String` param is set
+/// with a string literal, an `Option<T>` param with a literal of `T`).
+pub trait ParamField {
+    /// The type of a literal that sets this field.
+    type Literal;
+}
+
+macro_rules! param_field_is_its_literal {
+    ($($ty:ty),*) => {$(
+        impl ParamField for $ty {
+            type Literal = $ty;
+        }
+    )*};
+}
+param_field_is_its_literal!(bool, i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64);
+
+impl ParamField for String {
+    type Literal = &'static str;
+}
+
+impl<T: ParamField> ParamField for Option<T> {
+    type Literal = T::Literal;
+}
+
+/// The place a treatment's `set(name = literal)` is assigned to, for the compiler only: generated
+/// code writes `*literal_slot(&mut params.name) = literal;` in a function that is never called, so
+/// that a literal of the wrong type is rustc's own error at the user's literal ("expected `f64`,
+/// found `&str`", "cannot apply unary operator `-` to type `u64`"), as the same assignment in
+/// their own code would be.
+pub fn literal_slot<T: ParamField>(field: &mut T) -> &mut T::Literal {
+    let _ = field;
+    unreachable!("literal_slot is only type-checked: generated code never calls it")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +391,28 @@ mod tests {
         assert_eq!(u64::from_param(&ParamValue::Int(-1)), None);
         assert_eq!(f64::from_param(&ParamValue::Int(2)), Some(2.0));
         assert_eq!(String::from_param(&ParamValue::Float(1.0)), None);
+        assert_eq!(Option::<u64>::from_param(&ParamValue::None), Some(None));
+        assert_eq!(Option::<u64>::from_param(&ParamValue::Int(3)), Some(Some(3)));
+        assert_eq!(Option::<u64>::from_param(&ParamValue::Int(-3)), None);
+    }
+
+    #[test]
+    fn an_absent_optional_value_is_none_in_text_and_null_in_json() {
+        assert_eq!(ParamValue::None.to_string(), "none");
+        assert_eq!(serde_json::to_string(&ParamValue::None).unwrap(), "null");
+        assert_eq!(serde_json::from_str::<ParamValue>("null").unwrap(), ParamValue::None);
+    }
+
+    #[test]
+    fn fields_are_read_by_name_and_checked_against_their_type() {
+        let params = Params(vec![ResolvedParam {
+            name: "ratio",
+            kind: ParamKind::UInt,
+            value: ParamValue::Int(300),
+            origin: Origin::CommandLine,
+        }]);
+        assert_eq!(read_field::<u64>(&params, "ratio"), Ok(300));
+        assert_eq!(read_field::<u8>(&params, "ratio").unwrap_err(), "param 'ratio' = 300 does not fit u8");
+        assert!(read_field::<u8>(&params, "other").unwrap_err().contains("params: ratio"));
     }
 }

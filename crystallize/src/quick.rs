@@ -170,6 +170,7 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             seed: self.seed,
             params: &[],
             hypotheses: &[],
+            metrics: None,
             fingerprint: 0,
             vtable: ExperimentVTable::unregistered::<C>(),
         };

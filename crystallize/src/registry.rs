@@ -54,6 +54,9 @@ pub struct TreatmentEntry {
     pub mutate: Option<fn(&mut dyn Any, &Ctx) -> bool>,
     /// The params it sets.
     pub sets: &'static [(&'static str, ParamValue)],
+    /// The hypotheses its `expect(...)` declares, written out in full (`dolphin.win < baseline.win`):
+    /// they join the experiment's declared hypotheses ([`Registry::collect`]).
+    pub hypotheses: &'static [&'static str],
     /// A hash of its tokens.
     pub fingerprint: u64,
 }
@@ -73,8 +76,13 @@ pub struct ExperimentEntry {
     pub seed: u64,
     /// Declared params, in order.
     pub params: &'static [ParamDecl],
-    /// Declared hypotheses.
+    /// Declared hypotheses: its `hypotheses = [...]` and `expect(...)`; once collected into a
+    /// [`Registry`], also its treatments' `expect(...)`.
     pub hypotheses: &'static [&'static str],
+    /// The metrics it declares (the fields of the `#[derive(Metrics)]` struct it returns), or
+    /// `None` when it records them with `ctx.record` only. A hypothesis may name only declared
+    /// metrics, which the command line checks before any unit runs.
+    pub metrics: Option<&'static [&'static str]>,
     /// A hash of its tokens.
     pub fingerprint: u64,
     /// How to run its units.
@@ -243,6 +251,7 @@ impl Registry {
         let mut experiments: Vec<Experiment> = by_name.into_values().collect();
         for experiment in &mut experiments {
             experiment.treatments.sort_by_key(|t| (t.location.file, t.location.line, t.name));
+            experiment.entry = with_treatment_hypotheses(experiment.entry, &experiment.treatments);
         }
         experiments.sort_by_key(|e| (e.entry.location.file, e.entry.location.line));
         Ok(Registry { experiments })
@@ -310,6 +319,36 @@ impl Registry {
             }),
         }
     }
+}
+
+/// The entry with its treatments' `expect(...)` hypotheses after its own. Each `#[treatment]` is
+/// expanded on its own, so only here, once every part is known, can the experiment's list be
+/// complete; every command then reads one list (`entry.hypotheses`). The merged entry is leaked:
+/// one per experiment with such treatments, per registry collected (once per command).
+fn with_treatment_hypotheses(
+    entry: &'static ExperimentEntry,
+    treatments: &[&'static TreatmentEntry],
+) -> &'static ExperimentEntry {
+    if treatments.iter().all(|t| t.hypotheses.is_empty()) {
+        return entry;
+    }
+    let mut hypotheses: Vec<&'static str> = entry.hypotheses.to_vec();
+    for hypothesis in treatments.iter().flat_map(|t| t.hypotheses.iter()) {
+        if !hypotheses.contains(hypothesis) {
+            hypotheses.push(hypothesis);
+        }
+    }
+    let mut merged = entry.clone();
+    merged.hypotheses = Box::leak(hypotheses.into_boxed_slice());
+    Box::leak(Box::new(merged))
+}
+
+/// The metrics that the registered experiment `name` declares (see [`ExperimentEntry::metrics`]),
+/// looked up in what this binary registered; `None` for an experiment that declares none or is
+/// not registered (a [`crate::quick()`] run). Every check of a hypothesis before a run, and of a
+/// stored run's `report --hypothesis`, asks here, so they all see the same declaration.
+pub fn declared_metrics(name: &str) -> Option<&'static [&'static str]> {
+    inventory::iter::<ExperimentEntry>.into_iter().find(|entry| entry.name == name).and_then(|entry| entry.metrics)
 }
 
 fn condition_name(experiment: &Experiment, name: &str) -> Result<&'static str, Error> {

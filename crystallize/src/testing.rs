@@ -84,7 +84,8 @@ impl StandaloneCtx {
             ParamValue::Bool(_) => ParamKind::Bool,
             ParamValue::Int(_) => ParamKind::Int,
             ParamValue::Float(_) => ParamKind::Float,
-            ParamValue::Str(_) => ParamKind::Str,
+            // An absent optional value has no kind of its own; it only needs one to be shown.
+            ParamValue::Str(_) | ParamValue::None => ParamKind::Str,
         };
         self.params.retain(|p| p.name != name);
         self.params.push(ResolvedParam { name, kind, value, origin: Origin::Default });

@@ -21,8 +21,8 @@ fn total(values: &[u64]) -> u64 {
 }
 
 #[experiment(datasource = numbers, replicates = 6, seed = 5, params(pause_ms: u64 = 0))]
-fn sums(values: Vec<u64>, ctx: &mut Ctx) {
-    std::thread::sleep(Duration::from_millis(ctx.param("pause_ms")));
+fn sums(values: Vec<u64>, params: &SumsParams, ctx: &mut Ctx) {
+    std::thread::sleep(Duration::from_millis(params.pause_ms));
     ctx.record("total", total(&values));
 }
 

@@ -38,8 +38,8 @@ fn ordered(ctx: &mut Ctx) {
 
 /// Many events from the unit's thread and from a thread it spawns, interleaved.
 #[experiment(replicates = 8, seed = 2, params(events: u64 = 40))]
-fn chatty(ctx: &mut Ctx) {
-    let n: u64 = ctx.param("events");
+fn chatty(params: &ChattyParams, ctx: &mut Ctx) {
+    let n = params.events;
     let emitter = ctx.emitter();
     let helper = std::thread::spawn(move || {
         for i in 0..n {

@@ -351,8 +351,9 @@ fn an_ambiguous_run_id_prefix_lists_the_candidates() {
 #[test]
 fn a_unit_calling_process_exit_ends_the_run_with_a_failure_and_the_resume_command() {
     let store = Store::new(BIN);
-    // crash_on_replicate = -2: the example's unit calls std::process::exit(0).
-    let out = store.run(&["run", "--replicates", "3", "--jobs", "1", "--set", "crash_on_replicate=-2"]);
+    // With this variable set, the example's unit calls std::process::exit(0).
+    let out =
+        store.command(&["run", "--replicates", "3", "--jobs", "1"]).env("SOCIAL_DECEPTION_EXIT_IN_UNIT", "1").run();
     out.assert_code(1);
     let id = store.only_run()["id"].as_str().expect("id").to_owned();
     out.assert_stderr_contains(&format!("std::process::exit while run {id} was running, so the run is incomplete"));

@@ -373,7 +373,7 @@ fn list_names_the_experiment_its_datasource_treatments_params_hypothesis_and_loc
     line_with(&["seed", "42"]);
     let params = line_with(&["temperature", "think_ms", "crash_on_replicate"]);
     for (name, ty, default) in
-        [("temperature", "f64", "0.7"), ("think_ms", "u64", "0"), ("crash_on_replicate", "i64", "-1")]
+        [("temperature", "f64", "0.7"), ("think_ms", "u64", "0"), ("crash_on_replicate", "Option<u64>", "none")]
     {
         let at = params.find(name).unwrap();
         let shown = params[at..].split(',').next().unwrap();
@@ -387,6 +387,7 @@ fn list_names_the_experiment_its_datasource_treatments_params_hypothesis_and_loc
     let spoilers = line_with(&["dolphin_spoilers", "dolphin_table", "temperature", "1.2"]);
     located(spoilers, "dolphin_spoilers");
     line_with(&["dolphin.win < baseline.win"]);
+    line_with(&["metrics", "win, rounds, hallucinations"]);
 }
 
 #[test]
@@ -412,11 +413,14 @@ fn list_json_has_the_same_facts() {
     for (name, ty, default) in [
         ("temperature", "f64", Value::from(0.7)),
         ("think_ms", "u64", Value::from(0)),
-        ("crash_on_replicate", "i64", Value::from(-1)),
+        ("crash_on_replicate", "Option<u64>", Value::Null),
     ] {
         out.check_eq(out.str_at(params[name], "/type"), ty, format!("type of {name}"));
-        out.check_eq(out.f64_at(params[name], "/default"), default.as_f64().unwrap(), format!("default of {name}"));
+        out.check_eq(out.at(params[name], "/default").as_f64(), default.as_f64(), format!("default of {name}"));
+        out.check_eq(out.at(params[name], "/default").is_null(), default.is_null(), format!("default of {name}"));
     }
+    let metrics = out.at(e, "/metrics");
+    out.check_eq(metrics, &serde_json::json!(["win", "rounds", "hallucinations"]), "declared metrics");
 
     let treatments = out.at(e, "/treatments").as_array().unwrap_or_else(|| out.fail("treatments is not an array"));
     let treatments: BTreeMap<&str, &Value> = treatments.iter().map(|t| (out.str_at(t, "/name"), t)).collect();
@@ -631,7 +635,7 @@ fn debug_dolphin_shows_datasource_params_seed_input_steps_live_events_and_metric
     out.assert_code(0);
     out.check(labelled(&out, "datasource").contains("dolphin_table"), "datasource dolphin_table");
     let params = debug_params(&out);
-    for (name, value) in [("temperature", "0.7"), ("think_ms", "0"), ("crash_on_replicate", "-1")] {
+    for (name, value) in [("temperature", "0.7"), ("think_ms", "0"), ("crash_on_replicate", "none")] {
         let (shown, origin) = params.get(name).unwrap_or_else(|| out.fail(format!("param {name} is not shown")));
         out.check_eq(shown.as_str(), value, format!("value of {name}"));
         out.check(origin.contains("default"), format!("origin of {name} is the default, got {origin:?}"));

@@ -170,9 +170,17 @@ impl Command {
 
 /// Variables that change what crystallize or the example print or do, besides every
 /// `CRYSTALLIZE_*` one: colour (`NO_COLOR`, `CLICOLOR`, `CLICOLOR_FORCE`, `FORCE_COLOR`), the
-/// terminal's size (`COLUMNS`, `LINES`) and the example's observer (`FOLLOW_CONDITION`).
-pub const CLEARED_VARIABLES: &[&str] =
-    &["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "COLUMNS", "LINES", "FOLLOW_CONDITION"];
+/// terminal's size (`COLUMNS`, `LINES`) and the example's own (`FOLLOW_CONDITION`, `SOCIAL_DECEPTION_EXIT_IN_UNIT`).
+pub const CLEARED_VARIABLES: &[&str] = &[
+    "NO_COLOR",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+    "FORCE_COLOR",
+    "COLUMNS",
+    "LINES",
+    "FOLLOW_CONDITION",
+    "SOCIAL_DECEPTION_EXIT_IN_UNIT",
+];
 
 /// Removes from `command`'s environment every variable of the caller's that could change a test's
 /// outcome: every `CRYSTALLIZE_*` and the [`CLEARED_VARIABLES`]. A test sets what it needs after.

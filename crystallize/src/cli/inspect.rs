@@ -41,6 +41,9 @@ fn experiment_text(experiment: &Experiment) -> String {
     let params: Vec<String> =
         entry.params.iter().map(|p| format!("{}: {} = {}", p.name, p.rust_type, p.default)).collect();
     text += &format!("  params      {}\n", if params.is_empty() { "(none)".into() } else { params.join(", ") });
+    if let Some(metrics) = entry.metrics {
+        text += &format!("  metrics     {}\n", metrics.join(", "));
+    }
     if experiment.treatments.is_empty() {
         text += "  treatments  (none)\n";
     }
@@ -97,6 +100,7 @@ fn experiment_json(experiment: &Experiment) -> serde_json::Value {
         "params": params,
         "treatments": treatments,
         "hypotheses": entry.hypotheses,
+        "metrics": entry.metrics,
     })
 }
 
@@ -228,13 +232,26 @@ pub(super) fn print_report(
 
 /// Parses `text` (a bad one is exit code 2, with a caret under the offending character) and
 /// checks that its conditions are among `conditions` (`COND`, or `EXPERIMENT/COND` of
-/// `experiment`; an unknown one is exit code 2, with a "did you mean"). `origin` says where the
-/// hypothesis was written, for the message.
+/// `experiment`; an unknown one is exit code 2, with a "did you mean"), and, when the experiment
+/// declares its metrics ([`crate::registry::declared_metrics`]), that both metrics are declared
+/// (exit code 2, with a "did you mean"). `origin` says where the hypothesis was written, for the
+/// message.
 pub(crate) fn checked_hypothesis(
     text: &str,
     origin: &str,
     experiment: &str,
     conditions: &[&str],
+) -> Result<Hypothesis, Error> {
+    checked_hypothesis_with(text, origin, experiment, conditions, crate::registry::declared_metrics(experiment))
+}
+
+/// [`checked_hypothesis`] with the declared metrics given (`None`: undeclared, not checked).
+fn checked_hypothesis_with(
+    text: &str,
+    origin: &str,
+    experiment: &str,
+    conditions: &[&str],
+    metrics: Option<&[&str]>,
 ) -> Result<Hypothesis, Error> {
     let hypothesis = hypothesis::parse(text)
         .map_err(|error| Error::BadHypothesis { origin: origin.to_owned(), message: error.to_string() })?;
@@ -247,6 +264,22 @@ pub(crate) fn checked_hypothesis(
         origin: origin.to_owned(),
         source: Box::new(source),
     })?;
+    if let Some(metrics) = metrics {
+        for operand in [&hypothesis.left, &hypothesis.right] {
+            if !metrics.contains(&operand.metric.as_str()) {
+                return Err(Error::InHypothesis {
+                    hypothesis: text.to_owned(),
+                    origin: origin.to_owned(),
+                    source: Box::new(Error::UndeclaredMetric {
+                        experiment: experiment.to_owned(),
+                        name: operand.metric.clone(),
+                        suggestion: crate::error::suggest(&operand.metric, metrics),
+                        valid: metrics.join(", "),
+                    }),
+                });
+            }
+        }
+    }
     Ok(hypothesis)
 }
 
@@ -299,5 +332,23 @@ mod tests {
         );
         // Another experiment's condition is not this experiment's.
         assert!(checked_hypothesis("other/dolphin.win < baseline.win", origin, "exp", &conditions).is_err());
+    }
+
+    #[test]
+    fn a_metric_the_experiment_does_not_declare_is_rejected_with_a_did_you_mean() {
+        let conditions = ["baseline", "dolphin"];
+        let declared = Some(&["win", "rounds"][..]);
+        let check = |text| checked_hypothesis_with(text, "in --hypothesis", "exp", &conditions, declared);
+        assert!(check("dolphin.win < baseline.win").is_ok());
+        let error = check("dolphin.wn < baseline.win").unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert_eq!(
+            error.to_string(),
+            "in hypothesis 'dolphin.wn < baseline.win' (in --hypothesis): unknown metric 'wn' of experiment 'exp'; \
+             did you mean 'win'? declared metrics: win, rounds"
+        );
+        assert!(check("dolphin.rounds > baseline.score").unwrap_err().to_string().contains("metric 'score'"));
+        // Undeclared metrics (`ctx.record` only) are known only once units ran: not checked here.
+        assert!(checked_hypothesis_with("dolphin.x < baseline.y", "", "exp", &conditions, None).is_ok());
     }
 }

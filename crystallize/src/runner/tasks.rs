@@ -166,6 +166,7 @@ mod tests {
             seed: 3,
             params: &[],
             hypotheses: &[],
+            metrics: None,
             fingerprint: 0,
             vtable: ExperimentVTable::unregistered::<()>(),
         };

@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(budget: u64 = 18446744073709551615))]
 fn coin(ctx: &mut Ctx) {
-    let _: u64 = ctx.param("budget");
+    let _ = ctx;
 }
 
 crystallize::main!();

@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(think_ms: u64 = -1))]
 fn coin(ctx: &mut Ctx) {
-    let _: u64 = ctx.param("think_ms");
+    let _ = ctx;
 }
 
 crystallize::main!();

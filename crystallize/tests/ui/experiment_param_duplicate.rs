@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(temperature = 0.7, think_ms = 0, temperature = 1.0))]
 fn coin(ctx: &mut Ctx) {
-    let _: f64 = ctx.param("temperature");
+    let _ = ctx;
 }
 
 crystallize::main!();

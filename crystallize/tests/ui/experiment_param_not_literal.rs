@@ -4,7 +4,7 @@ const DEFAULT_TEMPERATURE: f64 = 0.7;
 
 #[experiment(params(temperature = DEFAULT_TEMPERATURE))]
 fn coin(ctx: &mut Ctx) {
-    let _: f64 = ctx.param("temperature");
+    let _ = ctx;
 }
 
 crystallize::main!();

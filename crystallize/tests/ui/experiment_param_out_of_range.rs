@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(players: u8 = 300))]
 fn coin(ctx: &mut Ctx) {
-    let _: u8 = ctx.param("players");
+    let _ = ctx;
 }
 
 crystallize::main!();

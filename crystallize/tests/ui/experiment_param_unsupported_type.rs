@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(models: Vec<String> = "llama"))]
 fn coin(ctx: &mut Ctx) {
-    let _: String = ctx.param("models");
+    let _ = ctx;
 }
 
 crystallize::main!();

@@ -7,7 +7,7 @@ pub struct Config {
 // No datasource: the experiment has no input for a treatment to mutate.
 #[experiment(params(temperature = 0.7))]
 fn game(ctx: &mut Ctx) {
-    let _: f64 = ctx.param("temperature");
+    let _ = ctx;
 }
 
 #[treatment(game)]

@@ -4,7 +4,7 @@ const HOT: f64 = 1.2;
 
 #[experiment(params(temperature = 0.7))]
 fn game(ctx: &mut Ctx) {
-    let _: f64 = ctx.param("temperature");
+    let _ = ctx;
 }
 
 #[treatment(game, set(temperature = HOT))]

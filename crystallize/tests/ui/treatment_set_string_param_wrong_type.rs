@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(model = "llama3:8b"))]
 fn game(ctx: &mut Ctx) {
-    let _: String = ctx.param("model");
+    let _ = ctx;
 }
 
 #[treatment(game, set(model = 3))]

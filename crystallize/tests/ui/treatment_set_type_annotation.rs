@@ -2,7 +2,7 @@ use crystallize::prelude::*;
 
 #[experiment(params(temperature = 0.7))]
 fn game(ctx: &mut Ctx) {
-    let _: f64 = ctx.param("temperature");
+    let _ = ctx;
 }
 
 #[treatment(game, set(temperature: f64 = 1.2))]

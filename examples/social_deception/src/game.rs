@@ -35,6 +35,24 @@ pub struct GameConfig {
     pub spoilers: bool,
 }
 
+/// The experiment's params: defaults here, overridden by treatments' `set(...)`, `--set` and
+/// `crystallize.toml`; each unit gets them resolved for its condition.
+#[derive(Clone, Debug, Params)]
+pub struct GameParams {
+    /// How much noise players add to their reading of the table.
+    #[param(default = 0.7)]
+    pub temperature: f64,
+    /// A pause per round, to watch a run live.
+    #[param(default = 0)]
+    pub think_ms: u64,
+    /// The replicate that panics on purpose (`--set crash_on_replicate=3`), to see a failure
+    /// reported and reproduced; none by default.
+    pub crash_on_replicate: Option<u64>,
+    /// Whether each unit writes its transcript as an artifact.
+    #[param(default = false)]
+    pub transcript: bool,
+}
+
 /// What happened in one game.
 #[derive(Clone, Debug, Default)]
 pub struct GameLog {
@@ -115,9 +133,8 @@ fn play_round(
 
 /// Plays one game to the end, emitting an event per round.
 #[step]
-pub fn play(config: &GameConfig, ctx: &mut Ctx) -> GameLog {
-    let temperature: f64 = ctx.param("temperature");
-    let think_ms: u64 = ctx.param("think_ms");
+pub fn play(config: &GameConfig, params: &GameParams, ctx: &mut Ctx) -> GameLog {
+    let (temperature, think_ms) = (params.temperature, params.think_ms);
     let tells = deal_tells(config, ctx);
     let mut rng = ctx.rng();
     let mut alive: Vec<usize> = (0..config.players.len()).collect();

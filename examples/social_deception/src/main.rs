@@ -18,7 +18,7 @@ mod game;
 
 use crystallize::events::{Event, Observer, UnitKey};
 use crystallize::prelude::*;
-use game::{GameConfig, GameLog, Player, Role};
+use game::{GameConfig, GameLog, GameParams, Player, Role};
 
 const LLAMA: &str = "llama3:8b";
 const DOLPHIN: &str = "dolphin-llama3:latest";
@@ -69,31 +69,42 @@ impl Observer for FollowCondition {
     }
 }
 
+/// What one game measures: the experiment's declared metrics. A hypothesis about any other
+/// metric is rejected before a unit runs.
+#[derive(Metrics)]
+pub struct GameMetrics {
+    /// Whether the aligned side won (recorded as 0 or 1).
+    pub win: bool,
+    /// Rounds played.
+    pub rounds: u32,
+    /// Accusations made at random.
+    pub hallucinations: u32,
+}
+
 /// One game: deal, then rounds of discussion and votes until a side wins.
 #[experiment(
     datasource = llama_table,
     replicates = 10,
     seed = 42,
-    params(temperature = 0.7, think_ms: u64 = 0, crash_on_replicate: i64 = -1, transcript = false),
     hypotheses = ["dolphin.win < baseline.win"],
     observers = [FollowCondition::from_env()]
 )]
-fn social_deception(config: GameConfig, ctx: &mut Ctx) {
-    let crash_on: i64 = ctx.param("crash_on_replicate");
-    (crash_on == -2).then(|| std::process::exit(0)); // -2: the unit ends the process (e2e damage.rs)
-    if crash_on >= 0 && ctx.replicate() == crash_on as u64 {
-        panic!("simulated crash in replicate {crash_on} (set by --set crash_on_replicate)");
+fn social_deception(config: GameConfig, params: &GameParams, ctx: &mut Ctx) -> GameMetrics {
+    // A unit that ends the whole process, for the store's crash tests (tests/e2e/damage.rs).
+    if std::env::var_os("SOCIAL_DECEPTION_EXIT_IN_UNIT").is_some() {
+        std::process::exit(0);
     }
-    let log: GameLog = game::play(&config, ctx);
-    ctx.record("win", log.aligned_won);
-    ctx.record("rounds", log.rounds);
-    ctx.record("hallucinations", log.hallucinations);
-    if ctx.param::<bool>("transcript") {
+    if params.crash_on_replicate == Some(ctx.replicate()) {
+        panic!("simulated crash in replicate {} (set by --set crash_on_replicate)", ctx.replicate());
+    }
+    let log: GameLog = game::play(&config, params, ctx);
+    if params.transcript {
         // Lands in <run>/artifacts/<condition>/<replicate>/transcript.txt.
         if let Err(error) = ctx.write_artifact("transcript.txt", log.transcript.join("\n") + "\n") {
             panic!("{error}");
         }
     }
+    GameMetrics { win: log.aligned_won, rounds: log.rounds, hallucinations: log.hallucinations }
 }
 
 /// Swap the table for dolphin-like players.

@@ -1,0 +1,13 @@
+use crystallize::prelude::*;
+
+#[derive(Metrics)]
+pub struct GameMetrics {
+    pub win: bool,
+}
+
+#[experiment(expect(win < baseline.win))]
+fn game(ctx: &mut Ctx) -> GameMetrics {
+    GameMetrics { win: ctx.rng().random_bool(0.5) }
+}
+
+crystallize::main!();

@@ -1,0 +1,9 @@
+use crystallize::prelude::*;
+
+#[derive(Metrics)]
+enum GameMetrics {
+    Won,
+    Lost,
+}
+
+fn main() {}

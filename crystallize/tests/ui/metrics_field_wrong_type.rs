@@ -1,0 +1,10 @@
+use crystallize::prelude::*;
+
+#[derive(Metrics)]
+struct GameMetrics {
+    win: bool,
+    winner: String,
+    scores: Vec<f64>,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use crystallize::prelude::*;
+
+#[derive(Params)]
+enum GameParams {
+    Hot,
+    Cold,
+}
+
+fn main() {}
