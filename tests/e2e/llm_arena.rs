@@ -167,3 +167,17 @@ fn an_unreachable_server_is_named_in_the_error() {
     let text = format!("{}{}", out.stdout, out.stderr);
     out.check(text.contains("could not connect") && text.contains(&url), format!("names {url}"));
 }
+
+#[test]
+fn retries_ride_out_a_flaky_server_and_are_counted_as_calls() {
+    // A fifth of the requests fail; with 5 retries a game fails only if one question fails six
+    // times in a row (the faults are fixed by the hash, so this run is the same every time).
+    let server = FakeOllama::start(Behaviour::default().failure_rate(0.2));
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["run", "--replicates", "3", "--set", "retries=5", "--json"]);
+    out.assert_code(0);
+    let units = units(&out);
+    let calls: f64 = units.values().map(|(_, metrics, _)| metrics["calls"]).sum();
+    out.check(calls > (units.len() as u64 * CALLS_PER_GAME) as f64, format!("some calls were retries ({calls})"));
+    out.check_eq(calls as u64, server.requests(), "the `calls` metric counts every request, retries included");
+}
