@@ -20,6 +20,7 @@
 //!   that runs longer than its timeout is killed and fails the test instead of hanging CI.
 //! - Every assertion on an [`Output`] fails with the command, its directory, its exit code, its
 //!   stdout and its stderr, so a failure in CI can be understood without rerunning it.
+//! - [`fake_ollama`] is a fake Ollama server on 127.0.0.1, for examples that call a model over HTTP.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

@@ -51,6 +51,8 @@ fn dolphin_pair() -> Duel {
 /// One game of `rounds` questions between `player_a` and `player_b`.
 // No smoke tests: they would run a game in `cargo test` against whatever listens at OLLAMA_HOST.
 // The e2e tests (tests/e2e/llm_arena.rs) run the binary against a fake server instead.
+// `retries` and `timeout_secs` are the game's own until the framework has step retries and
+// timeouts; `retries` counts per request, a framework retry would replay a whole step.
 #[experiment(
     datasource = llama_pair,
     replicates = 10,
@@ -60,7 +62,12 @@ fn dolphin_pair() -> Duel {
     smoke_test = false
 )]
 fn llm_arena(duel: Duel, ctx: &mut Ctx) -> Result<(), String> {
-    let timeout = Duration::from_secs(ctx.param::<u64>("timeout_secs"));
+    let timeout_secs: u64 = ctx.param("timeout_secs");
+    if timeout_secs == 0 {
+        // reqwest would time every request out at once; say so instead of failing each call.
+        return Err("param timeout_secs = 0: a request needs at least 1 second (e.g. --set timeout_secs=120)".into());
+    }
+    let timeout = Duration::from_secs(timeout_secs);
     let client = OllamaClient::from_env(timeout).map_err(|e| e.to_string())?;
     let sampling = Sampling { seed: ctx.seed(), temperature: ctx.param("temperature"), retries: ctx.param("retries") };
     // Drawn before the game so that every condition of a replicate asks the same questions.

@@ -194,6 +194,10 @@ pub fn base_url(value: &str, origin: &'static str) -> Result<String, OllamaError
                 url.set_port(Some(DEFAULT_PORT)).map_err(|()| invalid("it cannot have a port".into()))?;
             }
         }
+        // Without TLS reqwest would fail each request with a vaguer error; say it up front.
+        "https" if !cfg!(feature = "rustls") => {
+            return Err(invalid("https needs llm_arena built with `--features rustls`".into()));
+        }
         "https" => {}
         other => return Err(invalid(format!("scheme {other:?} is not http or https"))),
     }
@@ -343,7 +347,12 @@ mod tests {
         assert_eq!(base_url("127.0.0.1:11434", "t").expect("valid"), "http://127.0.0.1:11434");
         assert_eq!(base_url("localhost", "t").expect("valid"), "http://localhost:11434");
         assert_eq!(base_url("http://h:1/", "t").expect("valid"), "http://h:1");
-        assert_eq!(base_url("https://ollama.example", "t").expect("valid"), "https://ollama.example");
+        if cfg!(feature = "rustls") {
+            assert_eq!(base_url("https://ollama.example", "t").expect("valid"), "https://ollama.example");
+        } else {
+            let error = base_url("https://ollama.example", "t").expect_err("no TLS in this build");
+            assert!(error.to_string().contains("--features rustls"), "{error}");
+        }
         let error = base_url("ftp://h", "OLLAMA_HOST").expect_err("not http");
         assert!(error.to_string().contains("OLLAMA_HOST") && error.to_string().contains("ftp"), "{error}");
         assert!(base_url("  ", "t").is_err());
