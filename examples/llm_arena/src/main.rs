@@ -18,7 +18,8 @@
 //!
 //! Every request carries the unit's seed as Ollama's `seed`, so a replicate replays the same game
 //! on the same server and model versions. A game makes one request at a time, so `--jobs` is the
-//! number of requests the server sees at once. A failed request is retried `retries` times when
+//! number of requests the server sees at once: keep it at or below the server's
+//! `OLLAMA_NUM_PARALLEL`, or the queued requests count against `timeout_secs`. A failed request is retried `retries` times when
 //! worth it (connection, timeout, 5xx); a unit whose game still fails is a failed unit, with the
 //! HTTP status and URL in its message, and `run --resume` replays only the failed units.
 
