@@ -22,6 +22,7 @@
 //!   that runs longer than its timeout is killed and fails the test instead of hanging CI.
 //! - Every assertion on an [`Output`] fails with the command, its directory, its exit code, its
 //!   stdout and its stderr, so a failure in CI can be understood without rerunning it.
+//! - [`fake_ollama`] is a fake Ollama server on 127.0.0.1, for examples that call a model over HTTP.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -33,6 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+pub mod fake_ollama;
 
 /// How long a command may run before it is killed, unless [`Command::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,131 @@
+//! A quiz duel between two language models served by Ollama, run as a crystallize experiment.
+//!
+//! Each game asks both players the same multiple-choice arithmetic questions over HTTP
+//! (`POST /api/chat`), scores their replies, and records who won. The baseline pits two
+//! llama-like models against each other; the `dolphin` treatment gives player two
+//! `dolphin-llama3:latest`.
+//!
+//! Against a real Ollama (`ollama serve`, by default at http://127.0.0.1:11434; set
+//! `OLLAMA_HOST=host:port` for another):
+//!
+//! ```text
+//! ollama pull llama3:8b && ollama pull llama3.1:8b && ollama pull dolphin-llama3:latest
+//! cargo run -p llm_arena -- debug dolphin                 # one game, each round as it is played
+//! cargo run -p llm_arena -- run --replicates 5 --jobs 2   # at most 2 requests in flight
+//! cargo run -p llm_arena -- run --set player_b=mistral:7b --set rounds=10
+//! OLLAMA_HOST=gpu-box:11434 cargo run -p llm_arena -- run --set timeout_secs=600
+//! ```
+//!
+//! Every request carries the unit's seed as Ollama's `seed`, so a replicate replays the same game
+//! on the same server and model versions. A game makes one request at a time, so `--jobs` is the
+//! number of requests the server sees at once: keep it at or below the server's
+//! `OLLAMA_NUM_PARALLEL`, or the queued requests count against `timeout_secs`. A failed request is retried `retries` times when
+//! worth it (connection, timeout, 5xx); a unit whose game still fails is a failed unit, with the
+//! HTTP status and URL in its message, and `run --resume` replays only the failed units.
+
+mod game;
+mod ollama;
+
+use std::time::Duration;
+
+use crystallize::prelude::*;
+use game::{Duel, Outcome, Sampling};
+use ollama::OllamaClient;
+
+const LLAMA_A: &str = "llama3:8b";
+const LLAMA_B: &str = "llama3.1:8b";
+const DOLPHIN: &str = "dolphin-llama3:latest";
+const ROUNDS: u32 = 5;
+
+/// The baseline: two llama-like models.
+#[datasource]
+fn llama_pair() -> Duel {
+    Duel { player_a: LLAMA_A.into(), player_b: LLAMA_B.into(), rounds: ROUNDS }
+}
+
+/// Player two plays a dolphin-tuned model.
+#[datasource]
+fn dolphin_pair() -> Duel {
+    Duel { player_a: LLAMA_A.into(), player_b: DOLPHIN.into(), rounds: ROUNDS }
+}
+
+/// One game of `rounds` questions between `player_a` and `player_b`.
+// No smoke tests: they would run a game in `cargo test` against whatever listens at OLLAMA_HOST.
+// The e2e tests (tests/e2e/llm_arena.rs) run the binary against a fake server instead.
+// `retries` and `timeout_secs` are the game's own until the framework has step retries and
+// timeouts; `retries` counts per request, a framework retry would replay a whole step.
+#[experiment(
+    datasource = llama_pair,
+    replicates = 10,
+    seed = 42,
+    params(temperature = 0.7, retries: u32 = 2, timeout_secs: u64 = 120),
+    hypotheses = ["dolphin.win > baseline.win"],
+    smoke_test = false
+)]
+fn llm_arena(duel: Duel, ctx: &mut Ctx) -> Result<(), String> {
+    let timeout_secs: u64 = ctx.param("timeout_secs");
+    if timeout_secs == 0 {
+        // reqwest would time every request out at once; say so instead of failing each call.
+        return Err("param timeout_secs = 0: a request needs at least 1 second (e.g. --set timeout_secs=120)".into());
+    }
+    let timeout = Duration::from_secs(timeout_secs);
+    let client = OllamaClient::from_env(timeout).map_err(|e| e.to_string())?;
+    let sampling = Sampling { seed: ctx.seed(), temperature: ctx.param("temperature"), retries: ctx.param("retries") };
+    // Drawn before the game so that every condition of a replicate asks the same questions.
+    let mut rng = ctx.rng();
+    let questions = (1..=duel.rounds).map(|n| game::make_question(&mut rng, n)).collect();
+
+    // Until async experiments land; then this becomes `async fn llm_arena` and the body awaits
+    // `game::play` on the framework's runtime instead of building one per unit.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start a tokio runtime for the game: {e}"))?;
+    let played = runtime.block_on(game::play(&client, &duel, questions, &sampling, |round, so_far| {
+        ctx.emit(
+            "round",
+            json!({
+                "round": round.question.number,
+                "question": round.question.text,
+                "options": round.question.options,
+                "correct": letter(Some(round.question.correct)),
+                "a": { "model": duel.player_a, "reply": round.a.reply, "choice": letter(round.a.choice), "correct": round.a.correct },
+                "b": { "model": duel.player_b, "reply": round.b.reply, "choice": letter(round.b.choice), "correct": round.b.correct },
+                "score": [so_far.score_a, so_far.score_b],
+            }),
+        );
+    }));
+    let outcome: Outcome = match played {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let mut message = format!("{error} [Ollama at {}]", client.base());
+            // An unknown model is a 404: say which models the server does have.
+            if matches!(error.source, ollama::OllamaError::Status { status: 404, .. }) {
+                if let Ok(models) = runtime.block_on(client.list_models()) {
+                    message.push_str(&format!("; models on the server: {}", models.join(", ")));
+                }
+            }
+            return Err(message);
+        }
+    };
+    ctx.record("win", outcome.a_won());
+    ctx.record("score_a", outcome.score_a);
+    ctx.record("score_b", outcome.score_b);
+    ctx.record("rounds", outcome.rounds);
+    ctx.record("calls", outcome.calls);
+    Ok(())
+}
+
+/// The letter of an option index, `-` for none.
+fn letter(choice: Option<usize>) -> String {
+    match choice {
+        Some(i) if i < 4 => char::from(b'A' + i as u8).to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// Player two plays `dolphin-llama3:latest`.
+#[treatment(llm_arena, datasource = dolphin_pair)]
+fn dolphin() {}
+
+crystallize::main!();

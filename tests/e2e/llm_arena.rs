@@ -1,0 +1,183 @@
+//! End-to-end tests of the `llm_arena` example: each test starts a fake Ollama server on
+//! 127.0.0.1 (`crystallize_tests::fake_ollama`), runs the example's binary against it with
+//! `OLLAMA_HOST` and a temporary store, and checks what a user would see. Nothing leaves this
+//! machine; every server stops when its test ends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crystallize_tests::fake_ollama::{Behaviour, FakeOllama};
+use crystallize_tests::{Output, Store};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_llm_arena");
+const CONDITIONS: [&str; 2] = ["baseline", "dolphin"];
+const METRICS: [&str; 5] = ["calls", "rounds", "score_a", "score_b", "win"];
+/// The example's default rounds per game; each round asks both players once.
+const ROUNDS: u64 = 5;
+const CALLS_PER_GAME: u64 = 2 * ROUNDS;
+
+/// Runs the example against `server` and `store`.
+fn arena(store: &Store, server: &FakeOllama, args: &[&str]) -> Output {
+    store.command(args).env("OLLAMA_HOST", server.url()).timeout(Duration::from_secs(120)).run()
+}
+
+/// (condition, replicate) -> (status, metrics, error message) of every unit of a `run --json`.
+type Units = BTreeMap<(String, u64), (String, BTreeMap<String, f64>, String)>;
+
+#[track_caller]
+fn units(out: &Output) -> Units {
+    let summary = out.json();
+    let list = out.at(&summary, "/units").as_array().unwrap_or_else(|| out.fail("`units` is not an array"));
+    list.iter()
+        .map(|unit| {
+            let key = (out.str_at(unit, "/condition").to_owned(), out.u64_at(unit, "/replicate"));
+            let metrics = unit["metrics"]
+                .as_object()
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect())
+                .unwrap_or_default();
+            let error = unit.pointer("/error/message").and_then(Value::as_str).unwrap_or("").to_owned();
+            (key, (out.str_at(unit, "/status").to_owned(), metrics, error))
+        })
+        .collect()
+}
+
+#[test]
+fn run_plays_every_unit_and_records_the_metrics() {
+    let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(2)));
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["run", "--replicates", "3", "--json"]);
+    out.assert_code(0);
+    let units = units(&out);
+    out.check_eq(units.len(), CONDITIONS.len() * 3, "units in the run");
+    let mut calls = 0.0;
+    for ((condition, replicate), (status, metrics, _)) in &units {
+        out.check_eq(status.as_str(), "ok", format!("status of {condition} #{replicate}"));
+        out.check_eq(metrics.keys().map(String::as_str).collect::<Vec<_>>(), METRICS.to_vec(), "metric names");
+        out.check_eq(metrics["rounds"], ROUNDS as f64, "rounds per game");
+        out.check_eq(metrics["calls"], CALLS_PER_GAME as f64, "calls per game (no failures)");
+        out.check(metrics["score_a"] <= ROUNDS as f64 && metrics["score_b"] <= ROUNDS as f64, "scores within rounds");
+        calls += metrics["calls"];
+    }
+    // The server saw exactly the calls the games counted: units x calls per game.
+    out.check_eq(server.requests(), units.len() as u64 * CALLS_PER_GAME, "requests the server saw");
+    out.check_eq(calls as u64, server.requests(), "sum of the `calls` metric");
+}
+
+#[test]
+fn same_seed_same_metrics_with_one_or_three_jobs() {
+    // Latency makes concurrent requests overlap at the server, so `--jobs 3` is really concurrent.
+    let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(10)));
+    let serial_store = Store::new(BIN);
+    let serial = arena(&serial_store, &server, &["run", "--replicates", "3", "--seed", "7", "--jobs", "1", "--json"]);
+    serial.assert_code(0);
+    serial.check_eq(server.max_in_flight(), 1, "requests in flight at once with --jobs 1");
+
+    let parallel_store = Store::new(BIN);
+    let parallel =
+        arena(&parallel_store, &server, &["run", "--replicates", "3", "--seed", "7", "--jobs", "3", "--json"]);
+    parallel.assert_code(0);
+    parallel.check(server.max_in_flight() <= 3, format!("at most 3 in flight, saw {}", server.max_in_flight()));
+    parallel.check_eq(units(&parallel), units(&serial), "units of --jobs 3 and of --jobs 1");
+}
+
+#[test]
+fn the_dolphin_player_scores_worse_over_many_games() {
+    // The fake dolphin answers right 45% of the time, llama 80%: over 10 replicates x 5 rounds
+    // the difference shows whatever the hash draws (the fake is deterministic, so this is stable).
+    let server = FakeOllama::start(Behaviour::default());
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["run", "--replicates", "10", "--json"]);
+    out.assert_code(0);
+    let summary = out.json();
+    let baseline = out.f64_at(&summary, "/conditions/baseline/score_b/mean");
+    let dolphin = out.f64_at(&summary, "/conditions/dolphin/score_b/mean");
+    out.check(dolphin < baseline, format!("dolphin's score_b {dolphin} < baseline's {baseline}"));
+}
+
+#[test]
+fn debug_dolphin_shows_each_round_live() {
+    let server = FakeOllama::start(Behaviour::default());
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["debug", "dolphin"]);
+    out.assert_code(0);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let rounds = text.lines().filter(|l| l.contains("round") && l.contains("\"question\"")).count();
+    out.check_eq(rounds as u64, ROUNDS, "round events printed");
+    out.check(text.contains("dolphin-llama3:latest"), "the dolphin model is named");
+    out.check_eq(server.requests(), CALLS_PER_GAME, "requests of one game");
+}
+
+#[test]
+fn a_failing_server_fails_every_unit_and_resume_completes_once_it_recovers() {
+    let server = FakeOllama::start(Behaviour::default().failure_rate(1.0));
+    let store = Store::new(BIN);
+    let failed = arena(&store, &server, &["run", "--replicates", "2", "--json"]);
+    failed.assert_code(1);
+    let units_failed = units(&failed);
+    failed.check_eq(units_failed.len(), 4, "every unit recorded");
+    let url = format!("{}/api/chat", server.url());
+    for ((condition, replicate), (status, _, error)) in &units_failed {
+        failed.check_eq(status.as_str(), "error", format!("status of {condition} #{replicate}"));
+        failed.check(
+            error.contains("HTTP 500") && error.contains(&url),
+            format!("error of {condition} #{replicate} names the status and {url}: {error:?}"),
+        );
+    }
+    // The first question fails on every attempt: 1 call + 2 retries (the `retries` default) each.
+    failed.check_eq(server.requests(), 4 * 3, "requests: units x attempts of the first call");
+
+    server.set_behaviour(Behaviour::default());
+    let resumed = arena(&store, &server, &["run", "--resume", "--json"]);
+    resumed.assert_code(0);
+    let units_resumed = units(&resumed);
+    resumed.check_eq(units_resumed.len(), 4, "units after resume");
+    for ((condition, replicate), (status, metrics, _)) in &units_resumed {
+        resumed.check_eq(status.as_str(), "ok", format!("status of {condition} #{replicate} after resume"));
+        resumed.check_eq(metrics["calls"], CALLS_PER_GAME as f64, "calls per game");
+    }
+    resumed.check_eq(server.requests(), 4 * 3 + 4 * CALLS_PER_GAME, "requests: failed run, then full games");
+}
+
+#[test]
+fn a_hanging_model_times_out_instead_of_hanging_the_run() {
+    let server = FakeOllama::start(Behaviour::default().hang_model("slow-model"));
+    let store = Store::new(BIN);
+    let out = arena(
+        &store,
+        &server,
+        &["debug", "baseline", "--set", "player_b=slow-model", "--set", "timeout_secs=1", "--set", "retries=0"],
+    );
+    out.assert_code(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    out.check(text.contains("slow-model") && text.contains("no answer from"), "the timeout names the model");
+    out.check(out.elapsed < Duration::from_secs(30), "gave up after the timeout");
+}
+
+#[test]
+fn an_unreachable_server_is_named_in_the_error() {
+    // A server started and stopped: its port is closed now, so the connection is refused.
+    let url = FakeOllama::start(Behaviour::default()).url();
+    let store = Store::new(BIN);
+    let out = store
+        .command(&["debug", "baseline", "--set", "retries=0"])
+        .env("OLLAMA_HOST", url.trim_start_matches("http://"))
+        .run();
+    out.assert_code(1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    out.check(text.contains("could not connect") && text.contains(&url), format!("names {url}"));
+}
+
+#[test]
+fn retries_ride_out_a_flaky_server_and_are_counted_as_calls() {
+    // A fifth of the requests fail; with 5 retries a game fails only if one question fails six
+    // times in a row (the faults are fixed by the hash, so this run is the same every time).
+    let server = FakeOllama::start(Behaviour::default().failure_rate(0.2));
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["run", "--replicates", "3", "--set", "retries=5", "--json"]);
+    out.assert_code(0);
+    let units = units(&out);
+    let calls: f64 = units.values().map(|(_, metrics, _)| metrics["calls"]).sum();
+    out.check(calls > (units.len() as u64 * CALLS_PER_GAME) as f64, format!("some calls were retries ({calls})"));
+    out.check_eq(calls as u64, server.requests(), "the `calls` metric counts every request, retries included");
+}
