@@ -441,6 +441,7 @@ fn render(model: &Model) -> TokenStream {
                 metrics: #output_names,
                 fingerprint: #fingerprint,
                 vtable: ::crystallize::__private::ExperimentVTable::of::<#ident>(),
+                run: ::crystallize::__private::RunDefaults::NONE,
             }
         }
 

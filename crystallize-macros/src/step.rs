@@ -44,6 +44,7 @@ fn render(function: ItemFn) -> TokenStream {
             name: #name,
             location: #location,
             fingerprint: #fingerprint,
+            limit: ::core::option::Option::None,
         };
         ::crystallize::__private::inventory::submit! {
             ::crystallize::__private::StepEntry(&__CRYSTALLIZE_STEP)

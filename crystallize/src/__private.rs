@@ -5,11 +5,11 @@ pub use crate::cli::main as cli_main;
 pub use crate::events::InputView;
 pub use crate::metrics::DeclaredMetrics;
 pub use crate::params::{literal_slot, read_field, NoParams, ParamDecl, ParamKind, ParamValue, Params, TypedParams};
-pub use crate::registry::ExperimentVTable;
 pub use crate::registry::{
     DatasourceEntry, DatasourceInfo, ExperimentEntry, Location, StepEntry, StepInfo, TreatmentDatasource,
     TreatmentEntry,
 };
+pub use crate::registry::{ExperimentVTable, RunDefaults};
 pub use crate::runner::{StepGuard, UnitOutcome};
 pub use inventory;
 pub use serde_json::Value as JsonValue;
@@ -263,4 +263,31 @@ pub use crate::events::{AttachedObservers, ObserverEntry};
 /// is not an [`Observer`](crate::events::Observer) fails to compile here, at the user's tokens.
 pub fn boxed_observer<O: crate::events::Observer + 'static>(observer: O) -> Box<dyn crate::events::Observer> {
     Box::new(observer)
+}
+
+/// The body of an `#[step] async fn`: times the step from its first poll to its end, inside the
+/// step's `tracing` span, and reports both to the unit of the current task.
+#[cfg(feature = "async")]
+pub async fn step_async<F: std::future::Future>(step: &'static StepInfo, body: F) -> F::Output {
+    use tracing::Instrument;
+    let span = tracing::info_span!("step", name = step.name);
+    async move {
+        let _timing = crate::runner::AsyncStepTiming::start(step);
+        body.await
+    }
+    .instrument(span)
+    .await
+}
+
+/// What `#[step(limit = "NAME")]` on an `async fn` awaits first: a permit of the run's limit
+/// `NAME`, held for the whole step. Outside a run nothing is limited.
+#[cfg(feature = "async")]
+pub fn limit(name: &'static str) -> impl std::future::Future<Output = crate::limits::LimitGuard> + Send + 'static {
+    crate::limits::acquire(crate::runner::current_limits(), name.to_owned())
+}
+
+/// What `#[step(limit = "NAME")]` on a sync `fn` takes first (blocking this thread).
+#[cfg(feature = "async")]
+pub fn limit_blocking(name: &'static str) -> crate::limits::LimitGuard {
+    crate::limits::acquire_blocking(crate::runner::current_limits(), name)
 }

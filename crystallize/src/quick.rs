@@ -172,6 +172,7 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             hypotheses: &[],
             metrics: None,
             fingerprint: 0,
+            run: crate::registry::RunDefaults::NONE,
             vtable: ExperimentVTable::unregistered::<C>(),
         };
         let conditions = self

@@ -87,6 +87,27 @@ pub struct ExperimentEntry {
     pub fingerprint: u64,
     /// How to run its units.
     pub vtable: ExperimentVTable,
+    /// Its defaults for how a run goes (`jobs`, `timeout`, `retries`, `limits(...)`).
+    pub run: RunDefaults,
+}
+
+/// An experiment's defaults for how its runs go, from its attribute; the command line and
+/// `crystallize.toml` override each.
+#[derive(Clone, Copy, Debug)]
+pub struct RunDefaults {
+    /// Units in flight (`jobs = 16`).
+    pub jobs: Option<usize>,
+    /// A unit's deadline in milliseconds (`timeout = "120s"`).
+    pub timeout_ms: Option<u64>,
+    /// Attempts after a retryable failure (`retries = 3`).
+    pub retries: Option<u32>,
+    /// Named limits and their capacities (`limits(ollama = 2)`).
+    pub limits: &'static [(&'static str, usize)],
+}
+
+impl RunDefaults {
+    /// No defaults: the command line's, or the runner's.
+    pub const NONE: RunDefaults = RunDefaults { jobs: None, timeout_ms: None, retries: None, limits: &[] };
 }
 
 inventory::collect!(ExperimentEntry);

@@ -32,4 +32,6 @@ pub struct StepInfo {
     pub location: Location,
     /// A hash of its tokens; changes whenever its code changes.
     pub fingerprint: u64,
+    /// The limit the step holds while it runs (`#[step(limit = "ollama")]`).
+    pub limit: Option<&'static str>,
 }

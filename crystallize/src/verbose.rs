@@ -195,6 +195,7 @@ mod tests {
         name: "speak",
         location: Location { module_path: "game", file: "game.rs", line: 1 },
         fingerprint: 0,
+        limit: None,
     };
 
     /// The printer's output for a unit that calls its step `calls` times.

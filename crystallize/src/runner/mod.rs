@@ -166,6 +166,45 @@ impl Drop for StepGuard {
     }
 }
 
+/// The timing of an async step, started when its future is first polled and ended when it
+/// completes (or is dropped: a cancelled unit's step ends there). Unlike [`StepGuard`] it enters
+/// no span itself: the step's future is instrumented with its span instead, since a span
+/// entered across an await would follow the thread, not the task.
+#[cfg(feature = "async")]
+pub(crate) struct AsyncStepTiming {
+    started: Option<(Instant, &'static StepInfo, UnitSink)>,
+}
+
+#[cfg(feature = "async")]
+impl AsyncStepTiming {
+    /// Reports the start of `step` to the unit of the current task, if its observers read steps.
+    pub(crate) fn start(step: &'static StepInfo) -> AsyncStepTiming {
+        let started = isolation::with_current(|sink| {
+            sink.interest.steps.then(|| {
+                sink.send(Message::StepStarted(sink.unit.clone(), step));
+                (Instant::now(), step, sink.clone())
+            })
+        })
+        .flatten();
+        AsyncStepTiming { started }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for AsyncStepTiming {
+    fn drop(&mut self) {
+        if let Some((started, step, sink)) = self.started.take() {
+            sink.send(Message::StepFinished(sink.unit.clone(), step, started.elapsed()));
+        }
+    }
+}
+
+/// The limits of the unit current on this thread or task, for `#[step(limit = "...")]`.
+#[cfg(feature = "async")]
+pub(crate) fn current_limits() -> Option<Arc<crate::limits::Limits>> {
+    isolation::with_current(|sink| sink.limits.clone()).flatten()
+}
+
 /// Runs every unit of `plan`, reporting to `observers` from one output thread.
 pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Observer]) -> RunResults {
     isolation::install_panic_hook();

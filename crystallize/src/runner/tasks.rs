@@ -168,6 +168,7 @@ mod tests {
             hypotheses: &[],
             metrics: None,
             fingerprint: 0,
+            run: crate::registry::RunDefaults::NONE,
             vtable: ExperimentVTable::unregistered::<()>(),
         };
         let condition = Condition {
