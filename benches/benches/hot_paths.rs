@@ -60,6 +60,7 @@ fn unit(replicate: u64) -> UnitResult {
         metrics: [("value", 0.123_456_789)].into(),
         records: Vec::new(),
         duration_ms: 0.000_4,
+        attempts: Vec::new(),
     }
 }
 

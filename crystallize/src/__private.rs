@@ -135,11 +135,11 @@ impl ExperimentOutput for () {
     }
 }
 
-impl<E: std::fmt::Display> ExperimentOutput for Result<(), E> {
+impl<E: std::fmt::Display + 'static> ExperimentOutput for Result<(), E> {
     type Metrics = NoMetrics;
     const METRICS: Option<&'static [&'static str]> = None;
     fn finish(self, _: &Ctx) -> UnitOutcome {
-        self.map_err(|error| error.to_string())
+        self.map_err(crate::results::Failure::of)
     }
 }
 
@@ -152,11 +152,11 @@ impl<M: DeclaredMetrics> ExperimentOutput for M {
     }
 }
 
-impl<M: DeclaredMetrics, E: std::fmt::Display> ExperimentOutput for Result<M, E> {
+impl<M: DeclaredMetrics, E: std::fmt::Display + 'static> ExperimentOutput for Result<M, E> {
     type Metrics = M;
     const METRICS: Option<&'static [&'static str]> = Some(M::NAMES);
     fn finish(self, ctx: &Ctx) -> UnitOutcome {
-        self.map(|metrics| metrics.record(ctx)).map_err(|error| error.to_string())
+        self.map(|metrics| metrics.record(ctx)).map_err(crate::results::Failure::of)
     }
 }
 
@@ -206,9 +206,9 @@ impl IntoUnitOutcome for () {
     }
 }
 
-impl<E: std::fmt::Display> IntoUnitOutcome for Result<(), E> {
+impl<E: std::fmt::Display + 'static> IntoUnitOutcome for Result<(), E> {
     fn into_unit_outcome(self) -> UnitOutcome {
-        self.map_err(|error| error.to_string())
+        self.map_err(crate::results::Failure::of)
     }
 }
 

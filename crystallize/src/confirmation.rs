@@ -709,6 +709,7 @@ mod tests {
             metrics: [("win".to_owned(), win)].into(),
             records: Vec::new(),
             duration_ms: 1.0,
+            attempts: Vec::new(),
         }
     }
 

@@ -62,7 +62,7 @@ where
 }
 
 /// The unit function of a [`Quick`] run, shared by the conditions it builds.
-type QuickUnit<C> = Arc<dyn Fn(C, &mut Ctx) -> Result<(), String> + Send + Sync>;
+type QuickUnit<C> = Arc<dyn Fn(C, &mut Ctx) -> crate::results::UnitOutcome + Send + Sync>;
 
 /// A [`quick`] run with options: seed, jobs, a store, observers.
 pub struct Quick<C> {

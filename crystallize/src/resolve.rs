@@ -131,7 +131,7 @@ fn start_async<E: Experiment>(
 ) -> UnitFuture {
     let input = match prepare_input::<E>(treatment, overrides, &ctx) {
         Ok(input) => input,
-        Err(error) => return Box::pin(std::future::ready((ctx, Err(error.message())))),
+        Err(error) => return Box::pin(std::future::ready((ctx, Err(error.message().into())))),
     };
     if let Some(sink) = ctx.sink().filter(|sink| sink.describe_input) {
         sink.send(Message::Input(sink.unit.clone(), E::describe_input(&input)));

@@ -18,8 +18,68 @@ pub struct MetricRecord {
     pub tags: Vec<(String, String)>,
 }
 
-/// How one unit ended, as the experiment function reported it: `Err` carries the message.
-pub type UnitOutcome = Result<(), String>;
+/// How one unit ended, as the experiment function reported it.
+pub type UnitOutcome = Result<(), Failure>;
+
+/// Why a unit's code failed, as it reports it: return `Err(Failure::retryable(error))` from an
+/// experiment for a failure worth another attempt (a dropped connection, a server's 503), which
+/// `--retries N` then retries with the same seed; any other error (`Err(e)` of any `Display`
+/// type, or [`Failure::new`]) is final.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    message: String,
+    retryable: bool,
+}
+
+impl Failure {
+    /// A final failure: the unit fails with `error`'s message.
+    pub fn new(error: impl std::fmt::Display) -> Failure {
+        Failure { message: error.to_string(), retryable: false }
+    }
+
+    /// A failure worth another attempt (see `--retries`).
+    pub fn retryable(error: impl std::fmt::Display) -> Failure {
+        Failure { message: error.to_string(), retryable: true }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// `error` as a failure: itself when it is one, else a final failure with its message.
+    pub(crate) fn of<E: std::fmt::Display + 'static>(error: E) -> Failure {
+        match (&error as &dyn std::any::Any).downcast_ref::<Failure>() {
+            Some(failure) => failure.clone(),
+            None => Failure::new(error),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, retryable: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::from(message.to_owned())
+    }
+}
 
 /// Whether a unit succeeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +99,49 @@ pub struct UnitError {
     /// `file:line:column` of the panic, when it panicked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// What kind of failure: an error the code returned, a panic, a timeout. Journals before
+    /// kinds were recorded read as `error`.
+    #[serde(default, skip_serializing_if = "FailureKind::is_error")]
+    pub kind: FailureKind,
+}
+
+/// What kind of failure a unit had.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// The code returned an error.
+    #[default]
+    Error,
+    /// The code panicked.
+    Panic,
+    /// The unit was still running at its deadline.
+    Timeout,
+}
+
+impl FailureKind {
+    fn is_error(&self) -> bool {
+        *self == FailureKind::Error
+    }
+
+    /// The kind's name, as the journal and reports write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Error => "error",
+            FailureKind::Panic => "panic",
+            FailureKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// An attempt of a unit that failed and was tried again (`--retries`), as the journal keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Which attempt, from 1.
+    pub attempt: u32,
+    /// How it failed.
+    pub error: UnitError,
+    /// Its wall time in milliseconds.
+    pub duration_ms: f64,
 }
 
 /// The result of one unit.
@@ -62,8 +165,12 @@ pub struct UnitResult {
     /// Every recorded value, kept when a metric was recorded several times or with tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<MetricRecord>,
-    /// Wall time of the unit in milliseconds.
+    /// Wall time of the unit in milliseconds (its last attempt's).
     pub duration_ms: f64,
+    /// The attempts that failed before this one, when the unit was retried (`--retries`); the
+    /// seed is the same in every attempt, so the result does not depend on how often it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
 }
 
 impl UnitResult {

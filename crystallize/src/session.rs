@@ -37,7 +37,7 @@ use crate::events::{Interest, Observer};
 use crate::plan::{resolve_condition, Plan, BASELINE};
 use crate::registry::{Experiment, Registry};
 use crate::results::UnitResult;
-use crate::runner::{self, Cancel, RunOptions, RunResults};
+use crate::runner::{self, Cancel, RetryPolicy, RunOptions, RunResults};
 use crate::store::events::EventLog;
 use crate::store::journal::JournalWriter;
 use crate::store::manifest::{self, Manifest, Request};
@@ -67,6 +67,7 @@ pub struct Session {
     steps: StepLines,
     timeout: Option<Duration>,
     limits: Vec<(String, usize)>,
+    retry: RetryPolicy,
 }
 
 /// Where the plan comes from.
@@ -98,6 +99,7 @@ impl Session {
             steps: StepLines::default(),
             timeout: None,
             limits: Vec::new(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -213,6 +215,27 @@ impl Session {
     /// its deadline (it is re-run by a resume, like any failed unit).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Tries a unit that failed in a way worth it (a timeout, an error returned as
+    /// [`crate::results::Failure::retryable`]) up to `retries` more times, with the same seed,
+    /// after pauses that double each time; every failed attempt is kept in the journal.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retry.retries = retries;
+        self
+    }
+
+    /// Also retries units that panicked (off by default: a panic is usually a bug, which
+    /// another attempt repeats).
+    pub fn retry_panics(mut self) -> Self {
+        self.retry.panics = true;
+        self
+    }
+
+    /// The pause before the first retry (default 200 ms); each later one doubles.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.retry.first_delay = delay;
         self
     }
 
@@ -343,6 +366,7 @@ impl Session {
             steps: _,
             timeout,
             limits,
+            retry,
         } = self;
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
@@ -410,7 +434,14 @@ impl Session {
             target,
             origin,
             notes,
-            running: Running { jobs: jobs.unwrap_or_else(runner::default_jobs), fail_fast, observers, timeout, limits },
+            running: Running {
+                jobs: jobs.unwrap_or_else(runner::default_jobs),
+                fail_fast,
+                observers,
+                timeout,
+                limits,
+                retry,
+            },
         })
     }
 }
@@ -528,6 +559,7 @@ struct Running {
     observers: Vec<Box<dyn Observer>>,
     timeout: Option<Duration>,
     limits: Vec<(String, usize)>,
+    retry: RetryPolicy,
 }
 
 /// Where a planned run is recorded.
@@ -599,7 +631,7 @@ impl Opened {
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
         let Opened { plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers, timeout, limits } = running;
+        let Running { jobs, fail_fast, mut observers, timeout, limits, retry } = running;
         let mut recording = match &run_dir {
             Some(dir) => Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone())?),
             None => None,
@@ -612,6 +644,7 @@ impl Opened {
             cancel,
             artifacts: run_dir.as_ref().map(|dir| Arc::new(dir.artifacts_dir())),
             timeout,
+            retry,
             #[cfg(feature = "async")]
             limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
         };

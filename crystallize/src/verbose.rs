@@ -226,6 +226,7 @@ mod tests {
             metrics: Default::default(),
             records: Vec::new(),
             duration_ms: 1.0,
+            attempts: Vec::new(),
         });
         String::from_utf8(out).expect("utf-8")
     }

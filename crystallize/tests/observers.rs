@@ -436,10 +436,11 @@ fn unit(condition: &str, replicate: u64, ok: bool) -> UnitResult {
         replicate,
         seed: 1,
         status: if ok { UnitStatus::Ok } else { UnitStatus::Error },
-        error: (!ok).then(|| UnitError { message: "boom".into(), location: None }),
+        error: (!ok).then(|| UnitError { message: "boom".into(), location: None, kind: Default::default() }),
         metrics: Default::default(),
         records: Vec::new(),
         duration_ms: 1.0,
+        attempts: Vec::new(),
     }
 }
 

@@ -40,6 +40,7 @@ fn unit(condition: &str, replicate: u64, seed: u64, value: f64) -> UnitResult {
         metrics: [("score".to_string(), value)].into_iter().collect(),
         records: Vec::new(),
         duration_ms: 0.0,
+        attempts: Vec::new(),
     }
 }
 

@@ -961,6 +961,7 @@ mod tests {
             metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             records: Vec::new(),
             duration_ms: 1.0,
+            attempts: Vec::new(),
         }
     }
 

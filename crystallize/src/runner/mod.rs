@@ -26,6 +26,7 @@ use crate::events::{self, Interest, Message, MetricRecord, Observer, UnitKey};
 pub use crate::metrics::Metrics;
 use crate::plan::{Plan, Unit};
 use crate::registry::StepInfo;
+use crate::results::{Attempt, FailureKind};
 pub use crate::results::{RunInfo, UnitError, UnitOutcome, UnitResult, UnitStatus};
 
 /// A cancellation flag shared by the runner, observers and the Ctrl-C handler: once cancelled,
@@ -78,6 +79,8 @@ pub struct RunOptions {
     /// A unit still running after this long fails as timed out (async units are cancelled at
     /// their deadline).
     pub timeout: Option<Duration>,
+    /// How failed units are tried again.
+    pub retry: RetryPolicy,
     /// The run's named resource limits (see [`crate::limits`]).
     #[cfg(feature = "async")]
     pub limits: Option<Arc<crate::limits::Limits>>,
@@ -93,9 +96,29 @@ impl Default for RunOptions {
             cancel: Cancel::default(),
             artifacts: None,
             timeout: None,
+            retry: RetryPolicy::default(),
             #[cfg(feature = "async")]
             limits: None,
         }
+    }
+}
+
+/// When a failed unit is tried again: with the same seed, after a pause that doubles each time
+/// (with jitter), at most `retries` more times, and only for failures worth it (timeouts, errors
+/// the code marks retryable, panics only when `panics` is set).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts after the first (0: none).
+    pub retries: u32,
+    /// Whether a panic is worth another attempt.
+    pub panics: bool,
+    /// The pause before the first retry.
+    pub first_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { retries: 0, panics: false, first_delay: Duration::from_millis(200) }
     }
 }
 
@@ -250,7 +273,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             if options.cancel.is_cancelled() {
                 return;
             }
-            let result = run_one(plan, unit, &tx, options, interest);
+            let result = run_with_retries(plan, unit, &tx, options, interest);
             if !result.is_ok() && options.fail_fast {
                 options.cancel.cancel();
             }
@@ -286,38 +309,70 @@ struct Started {
     span: tracing::Span,
 }
 
-/// Sets up one unit of `plan`: its key, `tracing` span, sink to the output thread and context;
-/// announces its start to the observers that read it.
-fn start_unit(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOptions, interest: Interest) -> Started {
-    let condition = &plan.conditions[unit.condition];
-    let key = Arc::new(UnitKey {
-        experiment: plan.experiment.name,
-        condition: condition.name.clone(),
-        replicate: unit.replicate,
-        seed: unit.seed,
-    });
-    // The unit is a `tracing` span, so that the user's own `tracing` events inside it are
-    // attributed to it. A root span: a unit that runs nested on this thread (a rayon worker
-    // stealing work while another unit waits) belongs to no other unit.
-    let span = tracing::info_span!(
-        parent: None,
-        "unit",
-        experiment = key.experiment,
-        condition = &*key.condition,
-        replicate = key.replicate,
-        seed = key.seed
-    );
-    let sink = UnitSink::new(key.clone(), Outbox::Run(tx.clone()), options.live_metrics, options.describe_input)
-        .with_span(span.clone())
-        .with_interest(interest);
+/// What it takes to start an attempt of one unit, owned, so that an async task can start
+/// another attempt after the plan's borrow has ended.
+#[derive(Clone)]
+struct UnitStarter {
+    key: Arc<UnitKey>,
+    params: Arc<crate::params::Params>,
+    artifacts: Option<std::path::PathBuf>,
+    live_metrics: bool,
+    describe_input: bool,
+    interest: Interest,
     #[cfg(feature = "async")]
-    let sink = sink.with_limits(options.limits.clone());
-    if interest.unit_started {
-        sink.send(Message::UnitStarted(key.clone()));
+    limits: Option<Arc<crate::limits::Limits>>,
+}
+
+impl UnitStarter {
+    fn new(plan: &Plan, unit: &Unit, options: &RunOptions, interest: Interest) -> UnitStarter {
+        let condition = &plan.conditions[unit.condition];
+        let key = Arc::new(UnitKey {
+            experiment: plan.experiment.name,
+            condition: condition.name.clone(),
+            replicate: unit.replicate,
+            seed: unit.seed,
+        });
+        UnitStarter {
+            key,
+            params: condition.params.clone(),
+            artifacts: options
+                .artifacts
+                .as_ref()
+                .map(|root| root.join(&*condition.name).join(unit.replicate.to_string())),
+            live_metrics: options.live_metrics,
+            describe_input: options.describe_input,
+            interest,
+            #[cfg(feature = "async")]
+            limits: options.limits.clone(),
+        }
     }
-    let artifacts = options.artifacts.as_ref().map(|root| root.join(&*condition.name).join(unit.replicate.to_string()));
-    let ctx = Ctx::for_unit(key, condition.params.clone(), sink.clone(), artifacts);
-    Started { ctx, sink, span }
+
+    /// Sets up an attempt: the unit's `tracing` span, its sink to the output thread and a fresh
+    /// context (the same seed every time); announces its start to the observers that read it.
+    fn start(&self, tx: &SyncSender<Message>) -> Started {
+        let key = &self.key;
+        // The unit is a `tracing` span, so that the user's own `tracing` events inside it are
+        // attributed to it. A root span: a unit that runs nested on this thread (a rayon worker
+        // stealing work while another unit waits) belongs to no other unit.
+        let span = tracing::info_span!(
+            parent: None,
+            "unit",
+            experiment = key.experiment,
+            condition = &*key.condition,
+            replicate = key.replicate,
+            seed = key.seed
+        );
+        let sink = UnitSink::new(key.clone(), Outbox::Run(tx.clone()), self.live_metrics, self.describe_input)
+            .with_span(span.clone())
+            .with_interest(self.interest);
+        #[cfg(feature = "async")]
+        let sink = sink.with_limits(self.limits.clone());
+        if self.interest.unit_started {
+            sink.send(Message::UnitStarted(key.clone()));
+        }
+        let ctx = Ctx::for_unit(key.clone(), self.params.clone(), sink.clone(), self.artifacts.clone());
+        Started { ctx, sink, span }
+    }
 }
 
 /// How a unit's body ended.
@@ -335,11 +390,14 @@ enum Ended {
 fn finish_unit(key: &UnitKey, ctx: Option<Ctx>, ended: Ended, duration: Duration) -> UnitResult {
     let error = match ended {
         Ended::Returned(Ok(())) => None,
-        Ended::Returned(Err(message)) => Some(UnitError { message, location: None }),
-        Ended::Panicked(message, location) => Some(UnitError { message, location }),
+        Ended::Returned(Err(failure)) => {
+            Some(UnitError { message: failure.message().to_owned(), location: None, kind: FailureKind::Error })
+        }
+        Ended::Panicked(message, location) => Some(UnitError { message, location, kind: FailureKind::Panic }),
         Ended::TimedOut(limit) => Some(UnitError {
             message: format!("timed out after {} (the unit's deadline)", crate::results::human_duration(limit)),
             location: None,
+            kind: FailureKind::Timeout,
         }),
     };
     let records = ctx.map(|ctx| ctx.take_records()).unwrap_or_default();
@@ -355,12 +413,91 @@ fn finish_unit(key: &UnitKey, ctx: Option<Ctx>, ended: Ended, duration: Duration
         metrics,
         records,
         duration_ms: duration.as_secs_f64() * 1e3,
+        attempts: Vec::new(),
     }
 }
 
-/// Runs one sync unit on this thread.
-fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOptions, interest: Interest) -> UnitResult {
-    let Started { mut ctx, sink, span } = start_unit(plan, unit, tx, options, interest);
+/// Whether `ended` is worth another attempt under `policy`: a timeout, an error the code marked
+/// retryable ([`crate::results::Failure::retryable`]), a panic only when the policy says so.
+fn retryable(ended: &Ended, policy: &RetryPolicy) -> bool {
+    match ended {
+        Ended::Returned(Ok(())) => false,
+        Ended::Returned(Err(failure)) => failure.is_retryable(),
+        Ended::Panicked(..) => policy.panics,
+        Ended::TimedOut(_) => true,
+    }
+}
+
+/// Keeps the failed attempts of a unit and says how long to wait before the next one.
+struct Attempts {
+    failed: Vec<Attempt>,
+    backoff: backon::ExponentialBackoff,
+}
+
+impl Attempts {
+    fn new(policy: &RetryPolicy) -> Attempts {
+        use backon::BackoffBuilder;
+        // Jitter spreads retries of many units that failed together (a server restarting); it
+        // changes only when an attempt starts, never what it computes.
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(policy.first_delay)
+            .with_max_delay(policy.first_delay.saturating_mul(64).max(policy.first_delay))
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(policy.retries as usize)
+            .build();
+        Attempts { failed: Vec::new(), backoff }
+    }
+
+    /// Records a failed attempt; returns the pause before the next, or `None` when no attempt
+    /// is left.
+    fn failed(&mut self, result: &UnitResult) -> Option<Duration> {
+        let pause = self.backoff.next()?;
+        if let Some(error) = &result.error {
+            let attempt = u32::try_from(self.failed.len() + 1).unwrap_or(u32::MAX);
+            self.failed.push(Attempt { attempt, error: error.clone(), duration_ms: result.duration_ms });
+        }
+        Some(pause)
+    }
+
+    /// The final result, with the attempts that failed before it.
+    fn finish(self, mut result: UnitResult) -> UnitResult {
+        result.attempts = self.failed;
+        result
+    }
+}
+
+/// Runs one sync unit, again after a retryable failure while attempts are left (same seed, a
+/// fresh context each time).
+fn run_with_retries(
+    plan: &Plan,
+    unit: &Unit,
+    tx: &SyncSender<Message>,
+    options: &RunOptions,
+    interest: Interest,
+) -> UnitResult {
+    let mut attempts = Attempts::new(&options.retry);
+    loop {
+        let (result, worth_retrying) = run_one(plan, unit, tx, options, interest);
+        if !worth_retrying || options.cancel.is_cancelled() {
+            return attempts.finish(result);
+        }
+        match attempts.failed(&result) {
+            Some(pause) => std::thread::sleep(pause),
+            None => return attempts.finish(result),
+        }
+    }
+}
+
+/// Runs one sync unit on this thread; says whether its failure is worth another attempt.
+fn run_one(
+    plan: &Plan,
+    unit: &Unit,
+    tx: &SyncSender<Message>,
+    options: &RunOptions,
+    interest: Interest,
+) -> (UnitResult, bool) {
+    let Started { mut ctx, sink, span } = UnitStarter::new(plan, unit, options, interest).start(tx);
     let _entered = span.enter();
     let condition = &plan.conditions[unit.condition];
     // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
@@ -379,7 +516,8 @@ fn run_one(plan: &Plan, unit: &Unit, tx: &SyncSender<Message>, options: &RunOpti
             Ended::Panicked(message, location)
         }
     };
-    finish_unit(&key, Some(ctx), ended, duration)
+    let worth_retrying = retryable(&ended, &options.retry);
+    (finish_unit(&key, Some(ctx), ended, duration), worth_retrying)
 }
 
 /// Each metric's mean over its records; the records themselves are kept only when they say more
@@ -480,6 +618,7 @@ mod tests {
             metrics: Metrics::new(),
             records: Vec::new(),
             duration_ms: 0.0,
+            attempts: Vec::new(),
         }
     }
 

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::isolation::{self, TASK_UNIT};
-use super::{finish_unit, start_unit, Ended, RunOptions, Started};
+use super::{finish_unit, retryable, Attempts, Ended, RetryPolicy, RunOptions, Started, UnitStarter};
 use crate::events::{Interest, Message};
 use crate::plan::{Plan, Unit};
 use crate::results::UnitOutcome;
@@ -59,8 +59,9 @@ pub(super) fn run_all(
         Err(problem) => {
             // Every unit fails with the reason rather than the run vanishing.
             for unit in units {
-                let Started { ctx, sink, .. } = start_unit(plan, unit, tx, options, interest);
-                let result = finish_unit(&sink.unit, Some(ctx), Ended::Returned(Err(problem.clone())), Duration::ZERO);
+                let Started { ctx, sink, .. } = UnitStarter::new(plan, unit, options, interest).start(tx);
+                let result =
+                    finish_unit(&sink.unit, Some(ctx), Ended::Returned(Err(problem.as_str().into())), Duration::ZERO);
                 crate::context::send_to_run(tx, Message::UnitFinished(result));
             }
             return;
@@ -77,38 +78,34 @@ pub(super) fn run_all(
                 break;
             }
             let Some(body) = plan.conditions[unit.condition].run_async.clone() else { continue };
-            let Started { ctx, sink, span } = start_unit(plan, unit, tx, options, interest);
             let tx = tx.clone();
             let cancel = options.cancel.clone();
             let fail_fast = options.fail_fast;
             let timeout = options.timeout;
-            tasks.spawn(
-                async move {
-                    let started = sink.started;
-                    let key = sink.unit.clone();
-                    let unit_future = TASK_UNIT.scope(sink.clone(), CatchPanic(body(ctx)));
-                    let outcome = match timeout {
-                        Some(limit) => tokio::time::timeout(limit, unit_future).await.ok(),
-                        None => Some(unit_future.await),
-                    };
-                    let duration = started.elapsed();
-                    // Tasks the unit spawned may still hold emitters: their events end here.
-                    sink.close();
-                    let result = match outcome {
-                        Some(Ok((ctx, outcome))) => finish_unit(&key, Some(ctx), Ended::Returned(outcome), duration),
-                        Some(Err((message, location))) => {
-                            finish_unit(&key, None, Ended::Panicked(message, location), duration)
+            let policy = options.retry.clone();
+            let starter = UnitStarter::new(plan, unit, options, interest);
+            tasks.spawn(async move {
+                let mut attempts = Attempts::new(&policy);
+                loop {
+                    // Every attempt gets a fresh context, with the same seed.
+                    let Started { ctx, sink, span } = starter.start(&tx);
+                    let attempt = run_attempt(body.clone(), ctx, sink, timeout, &policy);
+                    let (result, worth_retrying) = attempt.instrument(span).await;
+                    if worth_retrying && !cancel.is_cancelled() {
+                        if let Some(pause) = attempts.failed(&result) {
+                            tokio::time::sleep(pause).await;
+                            continue;
                         }
-                        None => finish_unit(&key, None, Ended::TimedOut(timeout.unwrap_or_default()), duration),
-                    };
+                    }
+                    let result = attempts.finish(result);
                     if !result.is_ok() && fail_fast {
                         cancel.cancel();
                     }
                     crate::context::send_to_run(&tx, Message::UnitFinished(result));
                     drop(permit);
+                    return;
                 }
-                .instrument(span),
-            );
+            });
             // Finished tasks are reaped as the loop goes, so a long run holds only those in flight.
             while tasks.try_join_next().is_some() {}
         }
@@ -118,6 +115,34 @@ pub(super) fn run_all(
         let waited = scope.spawn(|| runtime.block_on(driver));
         let _ = waited.join();
     });
+}
+
+/// One attempt of an async unit: its body with panics caught, cut off at the deadline; says
+/// whether its failure is worth another attempt.
+async fn run_attempt(
+    body: crate::resolve::AsyncUnitFn,
+    ctx: crate::context::Ctx,
+    sink: crate::context::UnitSink,
+    timeout: Option<Duration>,
+    policy: &RetryPolicy,
+) -> (crate::results::UnitResult, bool) {
+    let started = sink.started;
+    let key = sink.unit.clone();
+    let unit_future = TASK_UNIT.scope(sink.clone(), CatchPanic(body(ctx)));
+    let outcome = match timeout {
+        Some(limit) => tokio::time::timeout(limit, unit_future).await.ok(),
+        None => Some(unit_future.await),
+    };
+    let duration = started.elapsed();
+    // Tasks the unit spawned may still hold emitters: their events end here.
+    sink.close();
+    let (ctx, ended) = match outcome {
+        Some(Ok((ctx, outcome))) => (Some(ctx), Ended::Returned(outcome)),
+        Some(Err((message, location))) => (None, Ended::Panicked(message, location)),
+        None => (None, Ended::TimedOut(timeout.unwrap_or_default())),
+    };
+    let worth_retrying = retryable(&ended, policy);
+    (finish_unit(&key, ctx, ended, duration), worth_retrying)
 }
 
 /// Polls a unit's future with panics caught: a panic ends the unit with the panic's message and
@@ -323,5 +348,86 @@ mod tests {
         let results = execute(&plan(1, sync_never(), Some(body)), &options, &mut []);
         let message = &results.units[0].error.as_ref().expect("failed").message;
         assert!(message.contains("'olama' is not declared") && message.contains("ollama"), "{message}");
+    }
+
+    /// Fails the first `failures` attempts of every unit with a retryable error, then draws.
+    fn flaky_async(failures: usize) -> AsyncUnitFn {
+        let seen = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<u64, usize>::new()));
+        Arc::new(move |ctx: Ctx| -> UnitFuture {
+            let seen = seen.clone();
+            Box::pin(async move {
+                let attempt = {
+                    let mut seen = seen.lock().expect("not poisoned");
+                    let count = seen.entry(ctx.replicate()).or_default();
+                    *count += 1;
+                    *count
+                };
+                tokio::task::yield_now().await;
+                if attempt <= failures {
+                    return (ctx, Err(crate::results::Failure::retryable(format!("attempt {attempt} dropped"))));
+                }
+                let draw: u32 = ctx.rng().random_range(0..1_000_000);
+                ctx.record("draw", draw);
+                (ctx, Ok(()))
+            })
+        })
+    }
+
+    fn retrying(retries: u32) -> RunOptions {
+        let retry = crate::runner::RetryPolicy { retries, first_delay: Duration::from_millis(1), ..Default::default() };
+        RunOptions { jobs: 4, retry, ..RunOptions::default() }
+    }
+
+    #[test]
+    fn retried_units_succeed_with_the_results_of_units_that_never_failed_and_keep_their_attempts() {
+        let healthy = execute(&plan(6, sync_never(), Some(flaky_async(0))), &retrying(0), &mut []);
+        let flaky = execute(&plan(6, sync_never(), Some(flaky_async(2))), &retrying(3), &mut []);
+        assert_eq!(flaky.failed(), 0, "{:?}", flaky.units.iter().find(|u| !u.is_ok()));
+        assert_eq!(metrics(&flaky.units), metrics(&healthy.units), "the same seed in every attempt");
+        for unit in &flaky.units {
+            let attempts: Vec<(u32, &str)> =
+                unit.attempts.iter().map(|a| (a.attempt, a.error.message.as_str())).collect();
+            assert_eq!(attempts, [(1, "attempt 1 dropped"), (2, "attempt 2 dropped")]);
+        }
+        let exhausted = execute(&plan(2, sync_never(), Some(flaky_async(5))), &retrying(2), &mut []);
+        assert_eq!(exhausted.failed(), 2, "two retries do not get past five failures");
+        assert!(exhausted.units.iter().all(|u| u.attempts.len() == 2));
+    }
+
+    #[test]
+    fn only_failures_worth_it_are_retried() {
+        let final_error: AsyncUnitFn =
+            Arc::new(|ctx: Ctx| -> UnitFuture { Box::pin(async move { (ctx, Err("a bug, not bad luck".into())) }) });
+        let results = execute(&plan(2, sync_never(), Some(final_error)), &retrying(3), &mut []);
+        assert!(results.units.iter().all(|u| !u.is_ok() && u.attempts.is_empty()), "a final error is not retried");
+        let slow: AsyncUnitFn = Arc::new(|ctx: Ctx| -> UnitFuture {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                (ctx, Ok(()))
+            })
+        });
+        let options = RunOptions { timeout: Some(Duration::from_millis(20)), ..retrying(1) };
+        let results = execute(&plan(1, sync_never(), Some(slow)), &options, &mut []);
+        let unit = &results.units[0];
+        assert_eq!(unit.attempts.len(), 1, "a timeout is retried");
+        assert_eq!(unit.attempts[0].error.kind, crate::results::FailureKind::Timeout);
+        assert_eq!(unit.error.as_ref().map(|e| e.kind), Some(crate::results::FailureKind::Timeout));
+    }
+
+    #[test]
+    fn sync_units_are_retried_too() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let flaky: UnitFn = Arc::new(move |ctx: &mut Ctx| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(crate::results::Failure::retryable("first call fails"));
+            }
+            ctx.record("ok", true);
+            Ok(())
+        });
+        let options = RunOptions { jobs: 1, ..retrying(2) };
+        let results = execute(&plan(1, flaky, None), &options, &mut []);
+        assert!(results.units[0].is_ok());
+        assert_eq!(results.units[0].attempts.len(), 1);
     }
 }

@@ -651,6 +651,7 @@ mod tests {
             metrics: [("win", 1.0)].into(),
             records: Vec::new(),
             duration_ms: 0.5,
+            attempts: Vec::new(),
         }
     }
 
@@ -668,7 +669,11 @@ mod tests {
     fn lines_are_what_serde_writes_for_the_record() {
         let mut full = unit("a \"quoted\"\n\u{e9}", 3);
         full.status = UnitStatus::Error;
-        full.error = Some(crate::runner::UnitError { message: "boom".into(), location: Some("src/x.rs:1:2".into()) });
+        full.error = Some(crate::runner::UnitError {
+            message: "boom".into(),
+            location: Some("src/x.rs:1:2".into()),
+            kind: Default::default(),
+        });
         full.metrics.insert("nan".into(), f64::NAN);
         full.metrics.insert("big".into(), 1e300);
         full.records = vec![crate::events::MetricRecord {
@@ -677,7 +682,7 @@ mod tests {
             tags: vec![("team".into(), "aligned".into())],
         }];
         let without_error = UnitResult {
-            error: Some(crate::runner::UnitError { message: "m".into(), location: None }),
+            error: Some(crate::runner::UnitError { message: "m".into(), location: None, kind: Default::default() }),
             ..unit("b", 0)
         };
         for u in [unit("a", 0), full, without_error] {

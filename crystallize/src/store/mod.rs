@@ -789,10 +789,11 @@ mod tests {
             replicate,
             seed: 7,
             status: if ok { UnitStatus::Ok } else { UnitStatus::Error },
-            error: (!ok).then(|| UnitError { message: "boom".into(), location: None }),
+            error: (!ok).then(|| UnitError { message: "boom".into(), location: None, kind: Default::default() }),
             metrics: [("win", 1.0)].into(),
             records: Vec::new(),
             duration_ms: 0.5,
+            attempts: Vec::new(),
         }
     }
 
