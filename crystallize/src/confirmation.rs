@@ -681,6 +681,7 @@ mod tests {
             from: None,
             forced: vec![],
             command: vec![],
+            policy: None,
             digest: String::new(),
         }
     }

@@ -215,6 +215,16 @@ pub enum Error {
         /// What would be valid.
         why: String,
     },
+    /// `--limit NAME=N` names a limit nothing declares.
+    #[error("unknown limit '{name}'{} limits: {valid}", did_you_mean(suggestion))]
+    UnknownLimit {
+        /// What the user wrote.
+        name: String,
+        /// The closest declared name.
+        suggestion: Option<String>,
+        /// Every declared name.
+        valid: String,
+    },
     /// The config file (`crystallize.toml`) is malformed.
     #[error("{location}: {message}")]
     ConfigFile {

@@ -8,6 +8,7 @@
 //! [`Report::from_store`] recomputes the report of a stored run from its files alone: `run`
 //! prints exactly that at its end, and `report RUN` prints it again later.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -238,8 +239,60 @@ impl Report {
         self.with_hypotheses(summary::aggregates_json(self.run.as_deref(), &self.results))
     }
 
+    /// How many units needed retries and how their attempts and the failed units failed, by
+    /// kind (error, panic, timeout): what to look at before trusting a run of flaky units.
+    fn attempts(&self) -> Attempts {
+        let mut attempts = Attempts::default();
+        for unit in &self.results.units {
+            if !unit.attempts.is_empty() {
+                attempts.retried_units += 1;
+            }
+            for attempt in &unit.attempts {
+                *attempts.failed_attempts.entry(attempt.error.kind.name()).or_default() += 1;
+            }
+            if let Some(error) = &unit.error {
+                *attempts.failed_units.entry(error.kind.name()).or_default() += 1;
+            }
+        }
+        attempts
+    }
+
+    /// `retries: 3 units needed retries (4 failed attempts: 3 timeout, 1 error)`, and the failed
+    /// units by kind; `None` when nothing failed.
+    fn attempts_line(&self) -> Option<String> {
+        let attempts = self.attempts();
+        let by_kind = |counts: &BTreeMap<&str, usize>| {
+            counts.iter().map(|(kind, n)| format!("{n} {kind}")).collect::<Vec<_>>().join(", ")
+        };
+        let mut parts = Vec::new();
+        if attempts.retried_units > 0 {
+            let failed: usize = attempts.failed_attempts.values().sum();
+            parts.push(format!(
+                "{} units needed retries ({failed} failed attempts: {})",
+                attempts.retried_units,
+                by_kind(&attempts.failed_attempts)
+            ));
+        }
+        if !attempts.failed_units.is_empty() {
+            let failed: usize = attempts.failed_units.values().sum();
+            parts.push(format!("{failed} units failed ({})", by_kind(&attempts.failed_units)));
+        }
+        (!parts.is_empty()).then(|| format!("failures: {}", parts.join("; ")))
+    }
+
     fn with_hypotheses(&self, mut value: Value) -> Value {
         if let Value::Object(object) = &mut value {
+            let attempts = self.attempts();
+            if attempts.retried_units > 0 || !attempts.failed_units.is_empty() {
+                object.insert(
+                    "failures".into(),
+                    serde_json::json!({
+                        "retried_units": attempts.retried_units,
+                        "failed_attempts": attempts.failed_attempts,
+                        "failed_units": attempts.failed_units,
+                    }),
+                );
+            }
             object.insert("hypotheses".into(), serde_json::to_value(&self.hypotheses).unwrap_or(Value::Null));
             if !self.undecided.is_empty() {
                 object.insert("hypothesis_errors".into(), serde_json::to_value(&self.undecided).unwrap_or(Value::Null));
@@ -259,6 +312,9 @@ impl Report {
             let _ = writeln!(out, "{}", summary::headline(run, &self.results));
         }
         out.push_str(&summary::to_table(&self.results));
+        if let Some(line) = self.attempts_line() {
+            let _ = writeln!(out, "{line}");
+        }
         if !self.hypotheses.is_empty() {
             let _ = writeln!(out, "\n{}", self.family_line());
             out.push_str(&summary::align(&self.hypothesis_rows(), 3));
@@ -561,4 +617,12 @@ mod tests {
         assert_eq!(p_text(1.0), "1.0000");
         assert_eq!(wrap("aaa bbb ccc", 9, "  "), "  aaa bbb\n    ccc\n");
     }
+}
+
+/// What [`Report::attempts`] counts.
+#[derive(Default)]
+struct Attempts {
+    retried_units: usize,
+    failed_attempts: BTreeMap<&'static str, usize>,
+    failed_units: BTreeMap<&'static str, usize>,
 }

@@ -67,6 +67,7 @@ pub struct Session {
     steps: StepLines,
     timeout: Option<Duration>,
     limits: Vec<(String, usize)>,
+    retries: Option<u32>,
     retry: RetryPolicy,
 }
 
@@ -99,6 +100,7 @@ impl Session {
             steps: StepLines::default(),
             timeout: None,
             limits: Vec::new(),
+            retries: None,
             retry: RetryPolicy::default(),
         }
     }
@@ -222,7 +224,7 @@ impl Session {
     /// [`crate::results::Failure::retryable`]) up to `retries` more times, with the same seed,
     /// after pauses that double each time; every failed attempt is kept in the journal.
     pub fn retries(mut self, retries: u32) -> Self {
-        self.retry.retries = retries;
+        self.retries = Some(retries);
         self
     }
 
@@ -366,10 +368,13 @@ impl Session {
             steps: _,
             timeout,
             limits,
+            retries,
             retry,
         } = self;
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
+        let mut run_defaults = crate::registry::RunDefaults::NONE;
+        let mut is_async = false;
         let (mut plan, target, origin) = match source {
             Source::Built(plan) => {
                 let origin = origin.unwrap_or_else(|| default_origin(plan.experiment.name));
@@ -386,6 +391,9 @@ impl Session {
                 let registry = Registry::collect()?;
                 let experiment = registry.experiment(name.as_deref())?;
                 check_declared_hypotheses(experiment)?;
+                run_defaults = experiment.entry.run;
+                is_async = experiment.entry.vtable.run_unit_async.is_some();
+                check_limits(&limits, run_defaults.limits)?;
                 let origin = origin.unwrap_or_else(|| default_origin(experiment.entry.location.module_path));
                 let wanted = Wanted { treatments: &treatments, replicates, seed, sets: &sets, settings: &settings };
                 match (resume, &store) {
@@ -429,21 +437,64 @@ impl Session {
         if let Some(only) = only_condition {
             plan.conditions.retain(|c| *c.name == *only);
         }
+        // What the caller asked for wins over the experiment's attribute, which wins over the
+        // runner's defaults: units in flight for async work (which mostly waits), cores for sync.
+        let jobs =
+            jobs.or(run_defaults.jobs).unwrap_or_else(|| if is_async { ASYNC_JOBS } else { runner::default_jobs() });
+        let timeout = timeout.or(run_defaults.timeout_ms.map(Duration::from_millis));
+        let retry = RetryPolicy { retries: retries.or(run_defaults.retries).unwrap_or(0), ..retry };
+        let mut capacities: Vec<(String, usize)> =
+            run_defaults.limits.iter().map(|(name, capacity)| ((*name).to_owned(), *capacity)).collect();
+        for (name, capacity) in limits {
+            capacities.retain(|(existing, _)| *existing != name);
+            capacities.push((name, capacity));
+        }
+        // A step's limit with no capacity given anywhere limits nothing beyond --jobs.
+        for name in step_limits() {
+            if !capacities.iter().any(|(existing, _)| existing == name) {
+                capacities.push((name.to_owned(), jobs));
+            }
+        }
         Ok(Prepared {
             plan,
             target,
             origin,
             notes,
-            running: Running {
-                jobs: jobs.unwrap_or_else(runner::default_jobs),
-                fail_fast,
-                observers,
-                timeout,
-                limits,
-                retry,
-            },
+            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry },
         })
     }
+}
+
+/// Units in flight of an async experiment that declares no `jobs`: they mostly wait on I/O, so
+/// many more than cores; a server's own limit belongs in a named limit.
+pub const ASYNC_JOBS: usize = 16;
+
+/// The limit names steps declare (`#[step(limit = "...")]`), in this binary.
+fn step_limits() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> =
+        inventory::iter::<crate::registry::StepEntry>.into_iter().filter_map(|step| step.0.limit).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Refuses a capacity for a limit that neither a step nor the experiment declares: a typo
+/// would otherwise limit nothing.
+fn check_limits(wanted: &[(String, usize)], declared: &[(&'static str, usize)]) -> Result<(), Error> {
+    let mut valid: Vec<&str> = step_limits();
+    valid.extend(declared.iter().map(|(name, _)| *name));
+    valid.sort_unstable();
+    valid.dedup();
+    for (name, _) in wanted {
+        if !valid.contains(&name.as_str()) {
+            return Err(Error::UnknownLimit {
+                name: name.clone(),
+                suggestion: crate::error::suggest(name, &valid),
+                valid: if valid.is_empty() { "none (no step declares a limit)".into() } else { valid.join(", ") },
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What the caller asked for, for planning a new or a resumed run.
@@ -587,6 +638,16 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The retry and timeout policy the units will run with.
+    pub(crate) fn policy(&self) -> crate::store::preregistration::RunPolicy {
+        let running = &self.running;
+        crate::store::preregistration::RunPolicy {
+            retries: running.retry.retries,
+            retry_panics: running.retry.panics,
+            timeout_ms: running.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
     /// The manifest of a new stored run, before it is written.
     pub(crate) fn manifest_mut(&mut self) -> Option<&mut Manifest> {
         match &mut self.target {

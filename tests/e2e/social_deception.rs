@@ -730,6 +730,14 @@ fn bad_input_exits_2_naming_the_value_and_what_is_valid_before_anything_runs() {
         (&["run", "--set", "think_ms=fast"], &["think_ms", "'fast'", "u64"]),
         (&["run", "--set", "temperature=hot", "--json"], &["temperature", "'hot'", "f64"]),
         (&["run", "--replicates", "0"], &["'0'", "--replicates"]),
+        (&["run", "--jobs", "0"], &["'0'", "--jobs"]),
+        (&["run", "--timeout", "5x"], &["'5x'", "500ms, 120s, 2min, 1h"]),
+        (&["run", "--timeout", "0s"], &["'0s'", "more than 0"]),
+        (&["run", "--retries", "-1"], &["-1"]),
+        (&["run", "--retries", "1000"], &["1000", "--retries"]),
+        (&["run", "--limit", "ollama=0"], &["'0'", "1 to 1000000"]),
+        (&["run", "--limit", "ollama"], &["'ollama'", "NAME=N"]),
+        (&["run", "--limit", "ollama=2"], &["unknown limit 'ollama'", "no step declares a limit"]),
     ];
     for (args, needles) in cases {
         let out = sd(args);

@@ -63,6 +63,14 @@ pub(super) struct ConfirmArgs {
     /// Stop scheduling new units after the first failure.
     #[arg(long)]
     fail_fast: bool,
+    /// Fail a unit still running after this long (500ms, 120s, 2min, 1h); recorded in the
+    /// pre-registration.
+    #[arg(long, value_name = "DURATION", value_parser = super::duration)]
+    timeout: Option<std::time::Duration>,
+    /// Retry a unit that failed in a way worth it up to N more times (same seed); recorded in
+    /// the pre-registration.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    retries: Option<u32>,
     /// Run even though a check fails before the first unit (too few replicates, changed code);
     /// the report then says INVALID or CONFOUNDED, never VALID.
     #[arg(long)]
@@ -186,6 +194,12 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     if args.fail_fast {
         session = session.fail_fast();
     }
+    if let Some(timeout) = args.timeout {
+        session = session.timeout(timeout);
+    }
+    if let Some(retries) = args.retries {
+        session = session.retries(retries);
+    }
     let mut prepared = session
         .treatments(treatments.iter().cloned())
         .sets(sets.iter().cloned())
@@ -223,6 +237,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     }
 
     let policy = plan.policy;
+    let run_policy = prepared.policy();
     let condition_names: Vec<String> = plan.conditions.iter().map(|c| c.name.to_string()).collect();
     let Some(manifest) = prepared.manifest_mut() else {
         return Err(Error::Store("a confirmation is a new stored run".into()));
@@ -275,6 +290,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
         from: exploration,
         forced: failed.clone(),
         command: origin.command.clone(),
+        policy: Some(run_policy),
         digest: String::new(),
     };
     let digest = record.seal();

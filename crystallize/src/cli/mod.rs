@@ -99,13 +99,30 @@ struct RunArgs {
     /// The run's seed (default: the experiment's, or the resumed run's).
     #[arg(long)]
     seed: Option<u64>,
-    /// Units in parallel (default: available cores).
+    /// Units in parallel, or in flight for an async experiment (default: the experiment's
+    /// `jobs`, else the available cores for a sync experiment and 16 for an async one).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
     jobs: Option<u64>,
     /// Override a param or an input field (players[2].model) for every condition: KEY=VALUE
     /// (repeatable), checked against its type before any unit runs.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Fail a unit still running after this long: 500ms, 120s, 2min, 1h (default: the
+    /// experiment's `timeout`, else none). An async unit is cancelled at its deadline.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    timeout: Option<std::time::Duration>,
+    /// Try a unit that failed in a way worth it (a timeout, an error returned as
+    /// `Failure::retryable`) up to N more times, same seed (default: the experiment's `retries`,
+    /// else 0; at most 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    retries: Option<u32>,
+    /// Also retry units that panicked.
+    #[arg(long)]
+    retry_panics: bool,
+    /// Let at most N units hold the limit NAME at once: NAME=N (repeatable; NAME declared by a
+    /// step's `limit` or the experiment's `limits(...)`).
+    #[arg(long = "limit", value_name = "NAME=N", value_parser = limit)]
+    limits: Vec<(String, usize)>,
     /// Continue RUN (default: the latest unfinished run of the experiment), skipping finished units.
     #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
     resume: Option<String>,
@@ -222,6 +239,42 @@ pub(crate) fn replicates(text: &str) -> Result<u64, String> {
         Ok(n) if (1..=MAX_REPLICATES).contains(&n) => Ok(n),
         Ok(n) => Err(format!("{n} replicates per condition is out of range: 1 to {MAX_REPLICATES}")),
         Err(_) => Err(format!("'{text}' is not a number of replicates: a whole number from 1 to {MAX_REPLICATES}")),
+    }
+}
+
+/// Parses a duration with its unit: `500ms`, `120s`, `2min`, `1h` (whole numbers, more than 0).
+pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("'{text}' is not a duration; write a whole number and a unit: 500ms, 120s, 2min, 1h");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "min" | "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(invalid()),
+    };
+    match millis {
+        Some(0) => Err(format!("'{text}' is no time at all; a deadline must be more than 0")),
+        // A deadline of more than a year is no deadline: refused rather than overflowing a timer.
+        Some(millis) if millis <= 365 * 24 * 3_600_000 => Ok(std::time::Duration::from_millis(millis)),
+        _ => Err(format!("'{text}' is longer than a year; leave --timeout out for no deadline")),
+    }
+}
+
+/// Parses `--limit NAME=N`.
+fn limit(text: &str) -> Result<(String, usize), String> {
+    let Some((name, capacity)) = text.split_once('=') else {
+        return Err(format!("'{text}' is not NAME=N (e.g. ollama=2)"));
+    };
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("'{name}' is not a limit name: letters, digits, '_' and '-' (e.g. ollama=2)"));
+    }
+    match capacity.trim().parse::<usize>() {
+        Ok(capacity) if (1..=1_000_000).contains(&capacity) => Ok((name.to_owned(), capacity)),
+        _ => Err(format!("'{capacity}' is not a capacity for limit '{name}': a whole number from 1 to 1000000")),
     }
 }
 

@@ -77,6 +77,18 @@ pub(super) fn run(
     if args.fail_fast {
         session = session.fail_fast();
     }
+    if let Some(timeout) = args.timeout {
+        session = session.timeout(timeout);
+    }
+    if let Some(retries) = args.retries {
+        session = session.retries(retries);
+    }
+    if args.retry_panics {
+        session = session.retry_panics();
+    }
+    for (name, capacity) in &args.limits {
+        session = session.limit(name.clone(), *capacity);
+    }
     let prepared = session.prepare()?;
     for note in &prepared.notes {
         eprintln!("{note}");

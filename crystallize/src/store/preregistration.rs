@@ -115,9 +115,24 @@ pub struct Preregistration {
     pub forced: Vec<String>,
     /// The command line.
     pub command: Vec<String>,
+    /// How failed units are retried and when a unit times out, frozen with the confirmation
+    /// (absent in confirmations registered before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RunPolicy>,
     /// The digest of the record without this field (see the module documentation).
     #[serde(default)]
     pub digest: String,
+}
+
+/// The retry and timeout policy of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunPolicy {
+    /// Attempts after a retryable failure.
+    pub retries: u32,
+    /// Whether panics are retried.
+    pub retry_panics: bool,
+    /// A unit's deadline in milliseconds, if any.
+    pub timeout_ms: Option<u64>,
 }
 
 impl Preregistration {
@@ -269,6 +284,7 @@ mod tests {
             from: None,
             forced: vec![],
             command: vec!["bin".into(), "confirm".into()],
+            policy: None,
             digest: String::new(),
         }
     }
