@@ -8,10 +8,11 @@
 #[allow(dead_code)]
 mod trivial;
 
-use crystallize::events::Observer;
-use crystallize::runner::{self, Cancel, RunOptions, UnitResult, UnitStatus};
-use crystallize::seed::{unit_seed, SeedPolicy};
+use crystallize::__internals::{execute, Cancel, RunOptions};
+use crystallize::observe::Observer;
+use crystallize::results::{UnitResult, UnitStatus};
 use crystallize::store::journal::{self, JournalWriter};
+use crystallize::store::{unit_seed, SeedPolicy};
 use crystallize::Ctx;
 use divan::counter::ItemsCount;
 use divan::{black_box, Bencher};
@@ -92,12 +93,12 @@ fn journal_read(bencher: Bencher, units: u64) {
 fn trivial_units_through_the_runner(bencher: Bencher, jobs: usize) {
     let plan = trivial::plan("trivial", 500, &[]);
     let options = RunOptions { jobs, ..RunOptions::default() };
-    bencher.counter(ItemsCount::new(1000usize)).bench_local(|| runner::execute(&plan, &options, &mut []).units.len());
+    bencher.counter(ItemsCount::new(1000usize)).bench_local(|| execute(&plan, &options, &mut []).units.len());
 }
 
 #[divan::bench]
 fn summary_of_10k_units(bencher: Bencher) {
     let units: Vec<UnitResult> = (0..10_000).map(unit).collect();
     let conditions = vec!["baseline".to_owned()];
-    bencher.counter(ItemsCount::new(units.len())).bench(|| crystallize::summary::summarize(&conditions, &units));
+    bencher.counter(ItemsCount::new(units.len())).bench(|| crystallize::__internals::summarize(&conditions, &units));
 }

@@ -129,7 +129,7 @@ fn report(name: &str, value: impl std::fmt::Display) {
 }
 
 fn jobs() -> usize {
-    crystallize::runner::default_jobs()
+    crystallize::__internals::default_jobs()
 }
 
 /// Scratch space under the target directory (same file system as the project, unlike `/tmp`,
@@ -368,7 +368,7 @@ fn stats_timings(data: &Path, repeat: usize) {
 #[cfg(test)]
 mod tests {
     use super::trivial::*;
-    use crystallize::runner::{self, RunOptions};
+    use crystallize::__internals::{execute, RunOptions};
 
     fn without_duration(line: &str) -> serde_json::Value {
         let mut value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
@@ -403,10 +403,10 @@ mod tests {
 
     #[test]
     fn spin_and_chatty_record_their_metric() {
-        let results = runner::execute(&plan("spin", 2, &["work=10"]), &RunOptions::default(), &mut []);
+        let results = execute(&plan("spin", 2, &["work=10"]), &RunOptions::default(), &mut []);
         assert_eq!(results.units.len(), 4);
         assert_eq!(results.failed(), 0);
-        let results = runner::execute(&plan("chatty", 2, &[]), &RunOptions::default(), &mut []);
+        let results = execute(&plan("chatty", 2, &[]), &RunOptions::default(), &mut []);
         assert_eq!(results.units.len(), 4);
         assert_eq!(results.failed(), 0);
     }

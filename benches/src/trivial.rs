@@ -13,15 +13,14 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use crystallize::events::Observer;
-use crystallize::plan::{Override, Plan};
+use crystallize::__internals::{execute, Override, Plan, Registry, RunOptions};
+use crystallize::observe::Observer;
 use crystallize::prelude::*;
-use crystallize::registry::Registry;
-use crystallize::runner::{self, RunOptions, RunResults};
-use crystallize::seed::{unit_seed, SeedPolicy};
+use crystallize::results::RunResults;
 use crystallize::store::events::EventLog;
 use crystallize::store::manifest::Request;
 use crystallize::store::recorder::{self, Origin};
+use crystallize::store::{unit_seed, SeedPolicy};
 use crystallize::store::{RunDir, Store};
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -92,7 +91,7 @@ fn loaded_spin() {}
 pub fn burn(seed: u64, rounds: u64) -> u64 {
     let mut z = seed;
     for _ in 0..rounds {
-        z = crystallize::seed::mix(z);
+        z = crystallize::__internals::mix(z);
     }
     z >> 40
 }
@@ -127,7 +126,7 @@ pub fn run_stored_with(store: &Path, plan: &Plan, jobs: usize, events_log: bool)
     let mut log = events_log.then(|| EventLog::beside(&journal).expect("an events log"));
     let mut observers: Vec<&mut dyn Observer> = vec![&mut journal];
     observers.extend(log.as_mut().map(|log| log as &mut dyn Observer));
-    let results = runner::execute(plan, &options, &mut observers);
+    let results = execute(plan, &options, &mut observers);
     let executed = started.elapsed();
     journal.finish().expect("the journal is written");
     if let Some(log) = log {

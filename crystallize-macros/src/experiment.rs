@@ -479,7 +479,7 @@ fn attached_observers(model: &Model, name: &str) -> TokenStream {
     );
     quote! {
         const _: () = {
-            fn __crystallize_observers() -> ::std::vec::Vec<::std::boxed::Box<dyn ::crystallize::events::Observer>> {
+            fn __crystallize_observers() -> ::std::vec::Vec<::std::boxed::Box<dyn ::crystallize::__private::Observer>> {
                 ::std::vec![#(#boxed),*]
             }
             ::crystallize::__private::inventory::submit! {

@@ -1,8 +1,10 @@
 //! What the macros' expansions use. Not public API: hidden, not covered by semver, and only
 //! reached by generated code as `::crystallize::__private`.
 
-pub use crate::cli::main as cli_main;
+pub use crate::cli::{main as cli_main, App};
+pub use crate::context::Ctx;
 pub use crate::events::InputView;
+pub use crate::events::Observer;
 pub use crate::metrics::DeclaredMetrics;
 pub use crate::params::{literal_slot, read_field, NoParams, ParamDecl, ParamKind, ParamValue, Params, TypedParams};
 pub use crate::registry::{
@@ -11,10 +13,9 @@ pub use crate::registry::{
 };
 pub use crate::registry::{ExperimentVTable, RunDefaults};
 pub use crate::runner::{StepGuard, UnitOutcome};
+pub use crate::testing::smoke;
 pub use inventory;
 pub use serde_json::Value as JsonValue;
-
-use crate::context::Ctx;
 
 /// Implemented by the marker type `#[experiment]` puts beside the function (same name, type
 /// namespace), so that treatments reach the experiment's types by naming it.

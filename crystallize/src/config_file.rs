@@ -91,8 +91,6 @@ pub struct ConfigFile {
 /// What the config file says about one experiment.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
-    /// The file, when there is one.
-    pub path: Option<PathBuf>,
     /// Replicates per condition.
     pub replicates: Option<Setting<u64>>,
     /// The run's seed.
@@ -201,7 +199,7 @@ impl ConfigFile {
                 });
             }
         }
-        let mut settings = Settings { path: Some(self.path.clone()), ..Settings::default() };
+        let mut settings = Settings::default();
         let own = self.experiments.iter().filter(|(name, _, _)| name == experiment.name()).map(|(_, _, s)| s);
         for (level, section) in std::iter::once(&self.top).chain(own).enumerate() {
             if let Some((value, location)) = &section.replicates {

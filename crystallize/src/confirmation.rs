@@ -87,6 +87,7 @@ pub struct Integrity {
 
 impl Integrity {
     /// The checks that failed.
+    #[cfg(test)]
     pub fn failed(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| !c.ok)
     }

@@ -7,13 +7,13 @@
 //! the terminal however it likes.
 //!
 //! A `tracing` subscriber writes through it with
-//! `tracing_subscriber::fmt().with_writer(crystallize::console::stderr)`.
+//! `tracing_subscriber::fmt().with_writer(crystallize::observe::stderr)`.
 //!
 //! ```
-//! crystallize::console::line("checkpoint written");
+//! crystallize::observe::line("checkpoint written");
 //!
 //! use std::io::Write;
-//! let mut err = crystallize::console::stderr();
+//! let mut err = crystallize::observe::stderr();
 //! writeln!(err, "round {} of {}", 3, 8).unwrap();
 //! ```
 

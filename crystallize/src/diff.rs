@@ -66,6 +66,7 @@ pub fn changes(left: &Value, right: &Value) -> Vec<Change> {
 }
 
 /// Renders changes as `-`/`+` lines under each path.
+#[cfg(test)]
 pub fn render(changes: &[Change]) -> String {
     let mut out = String::new();
     for change in changes {

@@ -123,7 +123,7 @@ impl Interest {
 /// A panic in a hook is reported on stderr and detaches that observer; the run goes on.
 ///
 /// ```
-/// use crystallize::events::{Event, Observer, UnitKey};
+/// use crystallize::observe::{Event, Observer, UnitKey};
 ///
 /// /// Prints every event of one condition.
 /// struct EventsOf(&'static str);
@@ -140,7 +140,7 @@ impl Interest {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a crystallize observer",
     label = "not an `Observer`",
-    note = "implement `crystallize::events::Observer` for it; every hook does nothing by default, so `impl Observer for {Self} {{}}` compiles and you add the hooks you need"
+    note = "implement `crystallize::observe::Observer` for it; every hook does nothing by default, so `impl Observer for {Self} {{}}` compiles and you add the hooks you need"
 )]
 pub trait Observer: Send {
     /// The run is about to start its first unit.
@@ -267,7 +267,7 @@ pub fn attached_observers(experiment: &str) -> Vec<Box<dyn Observer>> {
 /// of each run and must produce an [`Observer`] (`'static`, `Send`).
 ///
 /// ```
-/// use crystallize::events::{Event, Observer, UnitKey};
+/// use crystallize::observe::{Event, Observer, UnitKey};
 ///
 /// /// Prints every event of one condition on stderr (above the progress display).
 /// struct EventsOf(&'static str);
@@ -275,7 +275,7 @@ pub fn attached_observers(experiment: &str) -> Vec<Box<dyn Observer>> {
 /// impl Observer for EventsOf {
 ///     fn event(&mut self, unit: &UnitKey, event: &Event) {
 ///         if &*unit.condition == self.0 {
-///             crystallize::console::line(format!("{} #{}: {} {}", unit.condition, unit.replicate, event.name, event.payload));
+///             crystallize::observe::line(format!("{} #{}: {} {}", unit.condition, unit.replicate, event.name, event.payload));
 ///         }
 ///     }
 /// }
@@ -287,7 +287,7 @@ pub fn attached_observers(experiment: &str) -> Vec<Box<dyn Observer>> {
 macro_rules! observer {
     ($make:expr $(,)?) => {
         const _: () = {
-            fn __crystallize_make_observer() -> ::std::vec::Vec<::std::boxed::Box<dyn $crate::events::Observer>> {
+            fn __crystallize_make_observer() -> ::std::vec::Vec<::std::boxed::Box<dyn $crate::__private::Observer>> {
                 ::std::vec![$crate::__private::boxed_observer($make)]
             }
             $crate::__private::inventory::submit! {
@@ -330,12 +330,6 @@ pub(crate) fn dispatch(observer: &mut dyn Observer, message: &Message) {
         }
     }
 }
-
-/// The guide `docs/OBSERVERS.md`, included here so that its examples are compiled and run as
-/// doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/OBSERVERS.md")]
-pub struct ObserversGuide;
 
 fn as_millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64() * 1e3)

@@ -37,44 +37,59 @@
 //!
 //! Then `cargo run -- list`, `cargo run -- run --replicates 4`, `cargo run -- debug dolphin_spoilers`.
 //!
-//! How the parts fit: the macros register each part with `inventory` ([`registry`]); a command
-//! validates every name before any work ([`error`]), expands conditions × replicates into units
-//! with seeds that depend only on the run seed and the replicate ([`plan`], [`seed`]), runs them
-//! isolated and in parallel ([`runner`]) while one output thread reports to observers ([`events`]),
-//! and summarises the results ([`results`], [`metrics`], [`summary`]), deciding hypotheses in a report ([`report`],
-//! [`hypothesis`], [`stats`]) and the integrity of confirmations ([`confirmation`]).
+//! ## The public surface
+//!
+//! The [`prelude`] is what an experiment file needs. The rest is a few modules, each with one job:
+//!
+//! | module | for |
+//! |---|---|
+//! | [`session`] | running an experiment from code: [`session::Session`] plans, stores, resumes, streams and debugs a run, exactly as the command line does |
+//! | [`observe`] | watching a run: the [`observe::Observer`] trait, its messages, the built-in printers |
+//! | [`results`] | what a run produces: [`results::UnitResult`], [`results::RunResults`], [`results::Failure`] |
+//! | [`store`] | reading stored runs: [`store::Store`], [`store::RunDir`], their status |
+//! | [`config`] | the resolved configuration of a condition: params, their values and origins |
+//! | [`hypothesis`] | the hypothesis language and deciding hypotheses |
+//! | [`stats`] | the tests, intervals, corrections and power calculations behind reports |
+//! | [`testing`] | `cargo test` helpers: [`testing::StandaloneCtx`], [`testing::TestRun`] |
+//!
+//! At the top: [`Ctx`] (what a unit knows and how it reports), [`Error`] (bad input, found before
+//! any work), [`quick()`] (the on-ramp without attributes), and the attributes and derives.
+//! Everything else is internal; generated code reaches it through a hidden `__private` module.
 
 #![warn(missing_docs)]
 
-pub mod cli;
-pub mod config_file;
-pub mod confirmation;
-pub mod console;
-pub mod context;
-pub mod diff;
-pub mod error;
-pub mod events;
-pub mod hypothesis;
 #[cfg(feature = "async")]
-pub mod limits;
-pub mod metrics;
-pub mod overrides;
-pub mod params;
-pub mod plan;
-pub mod quick;
-pub mod registry;
-pub mod report;
-pub mod resolve;
+mod async_runtime;
+mod cli;
+mod config_file;
+mod confirmation;
+mod console;
+mod context;
+mod diff;
+mod error;
+mod events;
+#[cfg(feature = "async")]
+mod limits;
+mod metrics;
+mod overrides;
+mod params;
+mod plan;
+mod quick;
+mod registry;
+mod report;
+mod resolve;
+mod runner;
+mod seed;
+mod source;
+mod summary;
+mod verbose;
+
+pub mod hypothesis;
 pub mod results;
-pub mod runner;
-pub mod seed;
 pub mod session;
-pub mod source;
 pub mod stats;
 pub mod store;
-pub mod summary;
 pub mod testing;
-pub mod verbose;
 
 #[doc(hidden)]
 pub mod __private;
@@ -82,6 +97,8 @@ pub mod __private;
 pub use context::{ArtifactError, Ctx, Emitter, IntoMetric, Rng};
 pub use crystallize_macros::{datasource, experiment, step, treatment, Metrics, Params};
 pub use error::Error;
+#[cfg(feature = "async")]
+pub use limits::LimitGuard;
 pub use quick::{quick, Quick, QuickResults};
 pub use serde_json::json;
 
@@ -90,6 +107,42 @@ pub mod prelude {
     pub use crate::{datasource, experiment, json, step, treatment, Ctx, Metrics, Params};
     pub use rand::Rng as _;
     pub use serde::{Deserialize, Serialize};
+}
+
+/// Watching a run while it goes: implement `Observer` and attach it with
+/// `#[experiment(observers = [...])]`, [`observer!`](crate::observer), or
+/// [`Session::observer`](crate::session::Session::observer). The guide is `docs/OBSERVERS.md`.
+pub mod observe {
+    /// The guide `docs/OBSERVERS.md`, included here so that its examples are compiled and run
+    /// as doctests.
+    #[cfg(doctest)]
+    #[doc = include_str!("../../docs/OBSERVERS.md")]
+    pub struct ObserversGuide;
+
+    pub use crate::cli::Progress;
+    pub use crate::console::{line, stderr, suspend};
+    pub use crate::events::{Event, InputView, Interest, Observer, UnitKey};
+    pub use crate::source::{Location, StepInfo};
+    pub use crate::verbose::{StepLines, VerbosePrinter};
+}
+
+/// The resolved configuration of a condition: every param with its value and where the value
+/// came from (a default, a treatment, `crystallize.toml`, `--set`), as `show` prints it.
+pub mod config {
+    pub use crate::params::{Origin, ParamKind, ParamValue, Params, ResolvedParam};
+}
+
+/// Internals for this workspace's benchmarks and white-box tests; not public API, not covered
+/// by semver.
+#[doc(hidden)]
+pub mod __internals {
+    pub use crate::overrides::OverrideValue;
+    pub use crate::plan::{Override, Plan};
+    pub use crate::registry::Registry;
+    pub use crate::resolve::{input_of, resolve, InputResolution, ResolvedCondition, Setting};
+    pub use crate::runner::{default_jobs, execute, Cancel, RunOptions};
+    pub use crate::seed::mix;
+    pub use crate::summary::summarize;
 }
 
 /// Generates `fn main` for a crate of experiments: the command line of CLI.md.
@@ -105,7 +158,7 @@ macro_rules! main {
             use $krate as _;
         )*
         fn main() -> ::std::process::ExitCode {
-            $crate::__private::cli_main($crate::cli::App {
+            $crate::__private::cli_main($crate::__private::App {
                 name: ::core::env!("CARGO_PKG_NAME"),
                 version: ::core::env!("CARGO_PKG_VERSION"),
                 manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::context::Ctx;
-
 /// The limits of one run: a semaphore per declared name, each with its capacity.
 #[derive(Debug, Default)]
 pub struct Limits {
@@ -89,30 +87,7 @@ pub(crate) fn acquire_blocking(limits: Option<Arc<Limits>>, name: &str) -> Limit
         // On a runtime thread (a sync call inside an async unit), block without stalling the
         // runtime's other tasks.
         Ok(handle) => tokio::task::block_in_place(|| handle.block_on(semaphore.acquire_owned())).ok(),
-        Err(_) => crate::runner::block_on(semaphore.acquire_owned()).and_then(Result::ok),
+        Err(_) => crate::async_runtime::block_on(semaphore.acquire_owned()).and_then(Result::ok),
     };
     LimitGuard { _permit: permit, waited: started.elapsed() }
-}
-
-impl Ctx {
-    /// Waits for a permit of the limit `name` and holds it until the guard drops: at most the
-    /// limit's capacity of units hold one at once.
-    ///
-    /// ```no_run
-    /// # async fn demo(ctx: &crystallize::Ctx) {
-    /// let _ollama = ctx.limit("ollama").await;
-    /// // ... the request to the model server ...
-    /// # }
-    /// ```
-    ///
-    /// The future does not borrow the context (which is not `Sync`), so an async unit stays
-    /// `Send` while it waits.
-    pub fn limit(&self, name: &str) -> impl std::future::Future<Output = LimitGuard> + Send + 'static {
-        acquire(self.sink().and_then(|sink| sink.limits.clone()), name.to_owned())
-    }
-
-    /// Like [`Ctx::limit`], for sync code: blocks this thread until a permit is free.
-    pub fn limit_blocking(&self, name: &str) -> LimitGuard {
-        acquire_blocking(self.sink().and_then(|sink| sink.limits.clone()), name)
-    }
 }

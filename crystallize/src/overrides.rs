@@ -4,7 +4,8 @@
 //! text. This module parses both and applies a value at a path of a JSON document; it knows
 //! nothing of params or experiments (see [`crate::resolve`] for that).
 //!
-//! ```
+//! ```ignore
+//! // An internal module: the example shows the grammar (tested in this module's unit tests).
 //! use crystallize::overrides::{parse_value, KeyPath};
 //! use serde_json::json;
 //!
@@ -238,7 +239,7 @@ pub fn kind_of(value: &Value) -> &'static str {
 /// The value of an override before it meets the type it is assigned to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OverrideValue {
-    /// Text from the command line, in the override grammar (see [`parse_value`]).
+    /// Text from the command line, in the override grammar (see `parse_value`).
     Text(String),
     /// A value that is already typed (from `crystallize.toml`).
     Json(Value),

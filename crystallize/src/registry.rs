@@ -162,7 +162,7 @@ pub type UnitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (Ctx, U
 pub(crate) type RunUnitAsync = fn(Option<&'static TreatmentEntry>, std::sync::Arc<[InputOverride]>, Ctx) -> UnitFuture;
 
 /// How to run an experiment's units without knowing its types; built by the `#[experiment]`
-/// macro with `ExperimentVTable::of` (in [`crate::resolve`], which builds inputs).
+/// macro with `ExperimentVTable::of` (in `crate::resolve`, which builds inputs).
 #[derive(Clone, Copy)]
 pub struct ExperimentVTable {
     pub(crate) run_unit: RunUnit,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Metrics;
+pub use crate::metrics::Metrics;
 
 /// One value recorded with [`Ctx::record`](crate::Ctx::record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -212,5 +212,34 @@ pub(crate) fn human_duration(duration: std::time::Duration) -> String {
             0 => format!("{} min", whole / 60),
             rest => format!("{} min {rest} s", whole / 60),
         }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunResults {
+    /// What ran.
+    pub info: RunInfo,
+    /// Every finished unit, in plan order (condition, then replicate) whatever order they ran in.
+    pub units: Vec<UnitResult>,
+    /// Units never started because the run was cancelled (`--fail-fast`, Ctrl-C, a closed pipe).
+    pub skipped: usize,
+    /// Wall time of the run.
+    pub elapsed: std::time::Duration,
+}
+
+impl RunResults {
+    /// The values of `metric` in `condition`'s successful units, in replicate order.
+    pub fn values(&self, condition: &str, metric: &str) -> Vec<f64> {
+        self.units
+            .iter()
+            .filter(|u| u.condition == condition && u.is_ok())
+            .filter_map(|u| u.metrics.get(metric).copied())
+            .collect()
+    }
+
+    /// How many units failed.
+    pub fn failed(&self) -> usize {
+        self.units.iter().filter(|u| !u.is_ok()).count()
     }
 }

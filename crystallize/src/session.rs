@@ -241,7 +241,7 @@ impl Session {
         self
     }
 
-    /// Lets at most `capacity` units hold the limit `name` at once (see [`crate::limits`]); a
+    /// Lets at most `capacity` units hold the limit `name` at once (see `crate::limits`); a
     /// later call for the same name replaces the earlier one.
     pub fn limit(mut self, name: impl Into<String>, capacity: usize) -> Self {
         let name = name.into();
@@ -511,7 +511,7 @@ fn check_declared_hypotheses(experiment: &Experiment) -> Result<(), Error> {
     let conditions = experiment.condition_names();
     for text in experiment.entry.hypotheses {
         let origin = format!("declared in #[experiment] at {}", experiment.entry.location);
-        crate::cli::checked_hypothesis(text, &origin, experiment.name(), &conditions)?;
+        crate::hypothesis::checked_hypothesis(text, &origin, experiment.name(), &conditions)?;
     }
     Ok(())
 }

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crystallize::cli::Progress;
-use crystallize::events::{Event, InputView, MetricRecord, Observer, UnitKey};
-use crystallize::plan::Plan;
+use crystallize::__internals::{execute, Plan, Registry, RunOptions};
+use crystallize::observe::Progress;
+use crystallize::observe::StepInfo;
+use crystallize::observe::{Event, InputView, Observer, UnitKey};
 use crystallize::prelude::*;
-use crystallize::registry::{Registry, StepInfo};
-use crystallize::runner::{self, RunInfo, RunOptions, UnitError, UnitResult, UnitStatus};
+use crystallize::results::MetricRecord;
+use crystallize::results::{RunInfo, UnitError, UnitResult, UnitStatus};
 use crystallize::store::manifest::Request;
 use crystallize::store::recorder::{self, Origin};
 use crystallize::store::Store;
@@ -171,7 +172,7 @@ impl Observer for Recorder {
 fn hooks_of_a_unit_come_in_order() {
     let mut recorder = Recorder::default();
     let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, ..RunOptions::default() };
-    runner::execute(&plan("ordered", 1), &options, &mut [&mut recorder]);
+    execute(&plan("ordered", 1), &options, &mut [&mut recorder]);
     let expected = [
         "run_started ordered 1",
         "unit_started baseline#0",
@@ -218,7 +219,7 @@ impl Observer for PerUnit {
 fn events_keep_their_order_per_unit_under_parallel_jobs() {
     let mut per_unit = PerUnit::default();
     let options = RunOptions { jobs: 2, ..RunOptions::default() };
-    let results = runner::execute(&plan("chatty", 8), &options, &mut [&mut per_unit]);
+    let results = execute(&plan("chatty", 8), &options, &mut [&mut per_unit]);
     assert_eq!(results.units.len(), 8);
     assert!(results.units.iter().all(UnitResult::is_ok));
     assert_eq!(per_unit.lines.len(), 8);
@@ -239,7 +240,7 @@ fn events_keep_their_order_per_unit_under_parallel_jobs() {
 fn an_emitter_that_outlives_its_unit_cannot_emit_after_the_unit_ended() {
     let mut per_unit = PerUnit::default();
     let options = RunOptions { jobs: 2, ..RunOptions::default() };
-    let results = runner::execute(&plan("leaky", 3), &options, &mut [&mut per_unit]);
+    let results = execute(&plan("leaky", 3), &options, &mut [&mut per_unit]);
     assert_eq!(results.units.len(), 3);
     assert!(per_unit.after_finish.is_empty(), "events after unit_finished: {:?}", per_unit.after_finish);
     for lines in per_unit.lines.values() {
@@ -287,7 +288,7 @@ fn a_panicking_observer_is_detached_and_loses_no_unit() {
     let calls_after_panic = Arc::new(AtomicUsize::new(0));
     let mut panicky = Panicky { seen: 0, panic_at: 2, calls_after_panic: calls_after_panic.clone() };
     let mut after = Recorder::default();
-    let results = runner::execute(&plan, &options, &mut [&mut panicky, &mut journal, &mut after]);
+    let results = execute(&plan, &options, &mut [&mut panicky, &mut journal, &mut after]);
     journal.finish().expect("journal written");
 
     assert_eq!(results.units.len(), 12, "every unit ran");
@@ -303,7 +304,7 @@ fn a_panicking_observer_is_detached_and_loses_no_unit() {
 fn observers_attached_in_the_attribute_and_registered_crate_wide_see_the_run() {
     let tallied_before = TALLIED.load(Ordering::SeqCst);
     let events_before = EVENTS_SEEN_CRATE_WIDE.load(Ordering::SeqCst);
-    let results = runner::execute(&plan("attached", 5), &RunOptions { jobs: 2, ..RunOptions::default() }, &mut []);
+    let results = execute(&plan("attached", 5), &RunOptions { jobs: 2, ..RunOptions::default() }, &mut []);
     assert_eq!(results.units.len(), 5);
     // Two attached observers, five units each (other tests do not run `attached`... except a
     // smoke test, which may add more).
@@ -332,7 +333,7 @@ fn tracing_events_inside_a_step_are_attributed_to_their_unit_and_step() {
     let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).without_time().finish();
     // Serial (jobs 1): the units run on this thread, where the subscriber is the default.
     tracing::subscriber::with_default(subscriber, || {
-        runner::execute(&plan("traced", 1), &RunOptions { jobs: 1, ..RunOptions::default() }, &mut []);
+        execute(&plan("traced", 1), &RunOptions { jobs: 1, ..RunOptions::default() }, &mut []);
     });
     let text = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     let mine =
@@ -352,8 +353,8 @@ fn tracing_events_inside_a_step_are_attributed_to_their_unit_and_step() {
 #[test]
 fn console_stderr_is_a_writer_for_tracing_subscribers() {
     // It compiles as a `MakeWriter`, and writes whole lines.
-    let _subscriber = tracing_subscriber::fmt().with_writer(crystallize::console::stderr).finish();
-    let mut err = crystallize::console::stderr();
+    let _subscriber = tracing_subscriber::fmt().with_writer(crystallize::observe::stderr).finish();
+    let mut err = crystallize::observe::stderr();
     write!(err, "console: a partial line").expect("write");
     writeln!(err, " completed").expect("write");
 }
@@ -517,7 +518,7 @@ fn the_progress_display_is_hidden_when_its_target_is() {
 #[test]
 fn metrics_reach_observers_live_by_default_and_a_literal_event_name_is_not_copied() {
     let mut recorder = Recorder::default();
-    runner::execute(&plan("ordered", 1), &RunOptions { jobs: 1, ..RunOptions::default() }, &mut [&mut recorder]);
+    execute(&plan("ordered", 1), &RunOptions { jobs: 1, ..RunOptions::default() }, &mut [&mut recorder]);
     let metric = recorder.log.iter().position(|l| l == "metric baseline#0 n").expect("a metric hook");
     let finished = recorder.log.iter().position(|l| l == "unit_finished baseline#0").expect("unit_finished");
     assert!(metric < finished, "{:?}", recorder.log);

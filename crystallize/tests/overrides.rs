@@ -1,13 +1,12 @@
 //! Overrides of params and input fields through the library API: what a key means, the order in
 //! which overrides apply, the origin of every value, and the errors for inputs that cannot be set.
 
-use crystallize::error::Error;
-use crystallize::overrides::OverrideValue;
-use crystallize::params::{Origin, ParamValue};
-use crystallize::plan::{Override, Plan};
+use crystallize::__internals::{
+    resolve, InputResolution, Override, OverrideValue, Plan, Registry, ResolvedCondition, Setting,
+};
+use crystallize::config::{Origin, ParamValue};
 use crystallize::prelude::*;
-use crystallize::registry::Registry;
-use crystallize::resolve::{self, InputResolution, Setting};
+use crystallize::Error;
 use serde_json::{json, Value};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -80,13 +79,13 @@ fn plan(experiment: &str, overrides: &[Override]) -> Result<Plan, Error> {
     Plan::new(experiment, &[], 2, 1, overrides)
 }
 
-fn resolved(plan: &Plan, condition: &str) -> resolve::ResolvedCondition {
+fn resolved(plan: &Plan, condition: &str) -> ResolvedCondition {
     let condition = plan.conditions.iter().find(|c| &*c.name == condition).expect("condition");
     let default = |value| Setting { value, origin: Origin::Default };
-    resolve::resolve(&plan.experiment, condition, default(2), default(plan.seed)).expect("resolve")
+    resolve(&plan.experiment, condition, default(2), default(plan.seed)).expect("resolve")
 }
 
-fn field<'a>(resolved: &'a resolve::ResolvedCondition, path: &str) -> (&'a Value, &'a Origin) {
+fn field<'a>(resolved: &'a ResolvedCondition, path: &str) -> (&'a Value, &'a Origin) {
     match &resolved.input {
         InputResolution::Json { leaves, .. } => {
             let leaf = leaves.iter().find(|l| l.path == path).unwrap_or_else(|| panic!("no field {path}"));
@@ -122,7 +121,7 @@ fn overrides_apply_in_order_and_say_where_values_came_from() {
     let plan = plan("game", &overrides).expect("plan");
     let baseline = resolved(&plan, "baseline");
     let hot = resolved(&plan, "hot");
-    let temperature = |r: &resolve::ResolvedCondition| {
+    let temperature = |r: &ResolvedCondition| {
         let p = r.params.iter().find(|p| p.name == "temperature").expect("param");
         (p.value.clone(), p.origin.clone())
     };
@@ -138,7 +137,7 @@ fn overrides_apply_in_order_and_say_where_values_came_from() {
     assert_eq!(field(&hot, "note"), (&json!("hello"), &Origin::CommandLine), "bare text is a string where one is");
 
     // The units get the same input.
-    let results = crystallize::runner::execute(&plan, &Default::default(), &mut []);
+    let results = crystallize::__internals::execute(&plan, &Default::default(), &mut []);
     assert_eq!(results.units.len(), 4, "2 conditions x 2 replicates");
     for unit in &results.units {
         let expected = if unit.condition == "hot" { 2.0 } else { 6.0 };

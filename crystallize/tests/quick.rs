@@ -1,9 +1,7 @@
 //! The on-ramp runs on the same machinery as the attribute path: same seeds, same metrics.
 
-use crystallize::plan::Plan;
+use crystallize::__internals::{execute, Plan, Registry, RunOptions};
 use crystallize::prelude::*;
-use crystallize::registry::Registry;
-use crystallize::runner::{self, RunOptions};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
@@ -48,7 +46,7 @@ fn loaded_dice() {}
 fn quick_gives_the_metrics_of_the_equivalent_attribute_experiment() {
     let registry = Registry::collect().expect("registry");
     let plan = Plan::new(registry.experiment(Some("dice")).expect("dice"), &[], 8, 99, &[]).expect("plan");
-    let attributes = runner::execute(&plan, &RunOptions::default(), &mut []);
+    let attributes = execute(&plan, &RunOptions::default(), &mut []);
 
     let quick = crystallize::Quick::new(play_once)
         .config("baseline", fair())
@@ -59,7 +57,7 @@ fn quick_gives_the_metrics_of_the_equivalent_attribute_experiment() {
         .run()
         .expect("quick");
 
-    let key = |u: &crystallize::runner::UnitResult| (u.condition.clone(), u.replicate, u.seed, u.metrics.clone());
+    let key = |u: &crystallize::results::UnitResult| (u.condition.clone(), u.replicate, u.seed, u.metrics.clone());
     let from_attributes: Vec<_> = attributes.units.iter().map(key).collect();
     let from_quick: Vec<_> = quick.results.units.iter().map(key).collect();
     assert_eq!(from_attributes.len(), 16);

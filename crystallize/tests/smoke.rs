@@ -37,7 +37,7 @@ fn a_failing_condition_names_itself_its_seed_and_the_reproduce_command() {
     crystallize::testing::smoke("fragile", "baseline");
     let panic = std::panic::catch_unwind(|| crystallize::testing::smoke("fragile", "broken")).unwrap_err();
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
-    let seed = crystallize::seed::unit_seed(9, 0, "broken", Default::default());
+    let seed = crystallize::store::unit_seed(9, 0, "broken", Default::default());
     assert!(message.contains("fragile/broken replicate 0"), "{message}");
     assert!(message.contains(&format!("(seed {seed})")), "{message}");
     assert!(message.contains("the broken datasource was called"), "{message}");

@@ -13,7 +13,7 @@
 //! (the shared noise dominates), and fall below 4 %.
 
 use crystallize::hypothesis::{evaluate, EvalOptions, Hypothesis, TestKind, Verdict};
-use crystallize::runner::{UnitResult, UnitStatus};
+use crystallize::results::{UnitResult, UnitStatus};
 use crystallize::stats::{self, Alternative};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::inspect::{self, Format};
+use super::inspect::Format;
 use super::run::{self, Execution, Invocation, Output};
 use super::StoreArgs;
 use crate::confirmation::{self, SampleSize};
@@ -161,7 +161,8 @@ pub(super) fn plan_from(run: &RunDir, hypothesis: &Hypothesis, options: &EvalOpt
 pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invocation) -> Result<ExitCode, Error> {
     let (experiment, text) = experiment_and_hypothesis(registry, &args.args)?;
     let entry = experiment.entry;
-    let hypothesis = inspect::checked_hypothesis(text, "to confirm", experiment.name(), &experiment.condition_names())?;
+    let hypothesis =
+        crate::hypothesis::checked_hypothesis(text, "to confirm", experiment.name(), &experiment.condition_names())?;
     check_power(args.power, args.alpha)?;
     let store = Store::locate(args.store.store.as_deref());
     let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{ReportArgs, RunsArgs};
 use crate::error::Error;
-use crate::hypothesis::{self, EvalOptions, Hypothesis};
+use crate::hypothesis::{checked_hypothesis, EvalOptions};
 use crate::registry::{Experiment, Registry};
 use crate::report::Report;
 use crate::store::{Listing, RunDir, RunState, Store};
@@ -230,59 +230,6 @@ pub(super) fn print_report(
     report
 }
 
-/// Parses `text` (a bad one is exit code 2, with a caret under the offending character) and
-/// checks that its conditions are among `conditions` (`COND`, or `EXPERIMENT/COND` of
-/// `experiment`; an unknown one is exit code 2, with a "did you mean"), and, when the experiment
-/// declares its metrics ([`crate::registry::declared_metrics`]), that both metrics are declared
-/// (exit code 2, with a "did you mean"). `origin` says where the hypothesis was written, for the
-/// message.
-pub(crate) fn checked_hypothesis(
-    text: &str,
-    origin: &str,
-    experiment: &str,
-    conditions: &[&str],
-) -> Result<Hypothesis, Error> {
-    checked_hypothesis_with(text, origin, experiment, conditions, crate::registry::declared_metrics(experiment))
-}
-
-/// [`checked_hypothesis`] with the declared metrics given (`None`: undeclared, not checked).
-fn checked_hypothesis_with(
-    text: &str,
-    origin: &str,
-    experiment: &str,
-    conditions: &[&str],
-    metrics: Option<&[&str]>,
-) -> Result<Hypothesis, Error> {
-    let hypothesis = hypothesis::parse(text)
-        .map_err(|error| Error::BadHypothesis { origin: origin.to_owned(), message: error.to_string() })?;
-    let mut bare = hypothesis.clone();
-    for operand in [&mut bare.left, &mut bare.right] {
-        operand.condition = hypothesis::bare_condition(&operand.condition, experiment).to_owned();
-    }
-    hypothesis::validate_conditions(&bare, conditions).map_err(|source| Error::InHypothesis {
-        hypothesis: text.to_owned(),
-        origin: origin.to_owned(),
-        source: Box::new(source),
-    })?;
-    if let Some(metrics) = metrics {
-        for operand in [&hypothesis.left, &hypothesis.right] {
-            if !metrics.contains(&operand.metric.as_str()) {
-                return Err(Error::InHypothesis {
-                    hypothesis: text.to_owned(),
-                    origin: origin.to_owned(),
-                    source: Box::new(Error::UndeclaredMetric {
-                        experiment: experiment.to_owned(),
-                        name: operand.metric.clone(),
-                        suggestion: crate::error::suggest(&operand.metric, metrics),
-                        valid: metrics.join(", "),
-                    }),
-                });
-            }
-        }
-    }
-    Ok(hypothesis)
-}
-
 pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
     let store = Store::locate(args.store.store.as_deref());
     let run = store.run(&args.run)?;
@@ -307,6 +254,7 @@ pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hypothesis::checked_hypothesis_with;
 
     #[test]
     fn hypotheses_are_checked_with_a_caret_and_a_did_you_mean() {

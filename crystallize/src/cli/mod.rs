@@ -24,7 +24,6 @@ use crate::plan::MAX_REPLICATES;
 use crate::registry::Registry;
 use crate::stats::Correction;
 
-pub(crate) use inspect::checked_hypothesis;
 pub use progress::Progress;
 
 /// The experiments crate, as `crystallize::main!` sees it.
@@ -35,7 +34,7 @@ pub struct App {
     /// The crate's version.
     pub version: &'static str,
     /// The directory of the crate's `Cargo.toml` when it was compiled, where `crystallize.toml`
-    /// is looked for (see [`crate::config_file`]).
+    /// is looked for (see `crate::config_file`).
     pub manifest_dir: &'static str,
 }
 

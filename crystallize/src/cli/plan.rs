@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::confirm::{check_power, experiment_and_hypothesis, exploratory_run, plan_from, probability, test_kind};
-use super::{inspect, StoreArgs};
+use super::StoreArgs;
 use crate::error::Error;
 use crate::hypothesis::{EvalOptions, TestKind};
 use crate::registry::Registry;
@@ -48,7 +48,7 @@ pub(super) fn plan(registry: &Registry, args: &PlanArgs) -> Result<ExitCode, Err
     let run = exploratory_run(&store, &args.from, experiment)?;
     let conditions = run.conditions();
     let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
-    let hypothesis = inspect::checked_hypothesis(text, "to plan", experiment.name(), &names)?;
+    let hypothesis = crate::hypothesis::checked_hypothesis(text, "to plan", experiment.name(), &names)?;
     check_power(args.power, args.alpha)?;
     let options = EvalOptions { alpha: args.alpha, power: args.power, test: args.test, ..EvalOptions::default() };
     let planned = plan_from(&run, &hypothesis, &options)?;

@@ -21,12 +21,12 @@ const MAX_CONDITION_LINES: usize = 12;
 /// The progress display of `run` and `stream`: an [`Observer`] drawing with indicatif.
 ///
 /// ```no_run
-/// # fn demo(plan: &crystallize::plan::Plan) {
-/// use crystallize::{cli::Progress, runner};
+/// # fn demo() -> Result<(), crystallize::Error> {
+/// use crystallize::{observe::Progress, session::Session};
 ///
-/// let mut progress = Progress::new(); // hidden unless stderr is a terminal
-/// runner::execute(plan, &runner::RunOptions::default(), &mut [&mut progress]);
-/// # }
+/// // Hidden unless stderr is a terminal.
+/// Session::named("social_deception").observer(Progress::new()).run()?;
+/// # Ok(()) }
 /// ```
 pub struct Progress {
     display: MultiProgress,
@@ -76,7 +76,7 @@ impl Progress {
     }
 
     /// A display drawn to `target`, for instance an in-memory terminal
-    /// (`ProgressDrawTarget::term_like`). It leaves [`crate::console`] alone.
+    /// (`ProgressDrawTarget::term_like`). It leaves `crate::console` alone.
     pub fn to_target(target: ProgressDrawTarget) -> Progress {
         let visible = !target.is_hidden();
         Progress {

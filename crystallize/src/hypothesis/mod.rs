@@ -28,3 +28,56 @@ pub fn check(text: &str, units: &[crate::runner::UnitResult]) -> Result<Hypothes
         .map_err(|error| error.to_string())?;
     results.pop().ok_or_else(|| format!("hypothesis '{text}' produced no result"))
 }
+
+/// Parses `text` (a bad one is exit code 2, with a caret under the offending character) and
+/// checks that its conditions are among `conditions` (`COND`, or `EXPERIMENT/COND` of
+/// `experiment`; an unknown one is exit code 2, with a "did you mean"), and, when the experiment
+/// declares its metrics ([`crate::registry::declared_metrics`]), that both metrics are declared
+/// (exit code 2, with a "did you mean"). `origin` says where the hypothesis was written, for the
+/// message.
+pub(crate) fn checked_hypothesis(
+    text: &str,
+    origin: &str,
+    experiment: &str,
+    conditions: &[&str],
+) -> Result<Hypothesis, crate::Error> {
+    checked_hypothesis_with(text, origin, experiment, conditions, crate::registry::declared_metrics(experiment))
+}
+
+/// [`checked_hypothesis`] with the declared metrics given (`None`: undeclared, not checked).
+pub(crate) fn checked_hypothesis_with(
+    text: &str,
+    origin: &str,
+    experiment: &str,
+    conditions: &[&str],
+    metrics: Option<&[&str]>,
+) -> Result<Hypothesis, crate::Error> {
+    let hypothesis = parse(text)
+        .map_err(|error| crate::Error::BadHypothesis { origin: origin.to_owned(), message: error.to_string() })?;
+    let mut bare = hypothesis.clone();
+    for operand in [&mut bare.left, &mut bare.right] {
+        operand.condition = bare_condition(&operand.condition, experiment).to_owned();
+    }
+    validate_conditions(&bare, conditions).map_err(|source| crate::Error::InHypothesis {
+        hypothesis: text.to_owned(),
+        origin: origin.to_owned(),
+        source: Box::new(source),
+    })?;
+    if let Some(metrics) = metrics {
+        for operand in [&hypothesis.left, &hypothesis.right] {
+            if !metrics.contains(&operand.metric.as_str()) {
+                return Err(crate::Error::InHypothesis {
+                    hypothesis: text.to_owned(),
+                    origin: origin.to_owned(),
+                    source: Box::new(crate::Error::UndeclaredMetric {
+                        experiment: experiment.to_owned(),
+                        name: operand.metric.clone(),
+                        suggestion: crate::error::suggest(&operand.metric, metrics),
+                        valid: metrics.join(", "),
+                    }),
+                });
+            }
+        }
+    }
+    Ok(hypothesis)
+}

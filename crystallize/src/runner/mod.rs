@@ -7,9 +7,6 @@ mod output;
 #[cfg(feature = "async")]
 mod tasks;
 
-#[cfg(feature = "async")]
-pub(crate) use tasks::block_on;
-
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +24,7 @@ pub use crate::metrics::Metrics;
 use crate::plan::{Plan, Unit};
 use crate::registry::StepInfo;
 use crate::results::{Attempt, FailureKind};
-pub use crate::results::{RunInfo, UnitError, UnitOutcome, UnitResult, UnitStatus};
+pub use crate::results::{RunInfo, RunResults, UnitError, UnitOutcome, UnitResult, UnitStatus};
 
 /// A cancellation flag shared by the runner, observers and the Ctrl-C handler: once cancelled,
 /// no new unit starts; units in flight finish.
@@ -81,7 +78,7 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// How failed units are tried again.
     pub retry: RetryPolicy,
-    /// The run's named resource limits (see [`crate::limits`]).
+    /// The run's named resource limits (see `crate::limits`).
     #[cfg(feature = "async")]
     pub limits: Option<Arc<crate::limits::Limits>>,
 }
@@ -125,35 +122,6 @@ impl Default for RetryPolicy {
 /// The available cores.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-/// What a run produced.
-#[derive(Clone, Debug)]
-pub struct RunResults {
-    /// What ran.
-    pub info: RunInfo,
-    /// Every finished unit, in plan order (condition, then replicate) whatever order they ran in.
-    pub units: Vec<UnitResult>,
-    /// Units never started because the run was cancelled (`--fail-fast`, Ctrl-C, a closed pipe).
-    pub skipped: usize,
-    /// Wall time of the run.
-    pub elapsed: Duration,
-}
-
-impl RunResults {
-    /// The values of `metric` in `condition`'s successful units, in replicate order.
-    pub fn values(&self, condition: &str, metric: &str) -> Vec<f64> {
-        self.units
-            .iter()
-            .filter(|u| u.condition == condition && u.is_ok())
-            .filter_map(|u| u.metrics.get(metric).copied())
-            .collect()
-    }
-
-    /// How many units failed.
-    pub fn failed(&self) -> usize {
-        self.units.iter().filter(|u| !u.is_ok()).count()
-    }
 }
 
 /// Marks a step's extent inside the unit running on this thread; created by `#[step]`. The step is

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,32 +17,10 @@ use tracing::Instrument;
 
 use super::isolation::{self, TASK_UNIT};
 use super::{finish_unit, retryable, Attempts, Ended, RetryPolicy, RunOptions, Started, UnitStarter};
+use crate::async_runtime::runtime;
 use crate::events::{Interest, Message};
 use crate::plan::{Plan, Unit};
 use crate::results::UnitOutcome;
-
-/// The runtime every async run of this process shares: built on first use, with a worker thread
-/// per core (units mostly wait, so they need few threads; a user's own CPU-bound work in a unit
-/// belongs in `spawn_blocking`).
-fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .thread_name("crystallize-async")
-                .enable_all()
-                .build()
-                .map_err(|error| format!("cannot start the async runtime: {error}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
-/// Runs `future` to its end on the shared runtime, from a thread that is not one of its own;
-/// `None` when the runtime cannot start.
-pub(crate) fn block_on<F: Future>(future: F) -> Option<F::Output> {
-    runtime().ok().map(|runtime| runtime.block_on(future))
-}
 
 /// Runs the async units of `plan`, at most `jobs` at once, each sending its result to the output
 /// thread as it finishes. Returns when every started unit has finished.

@@ -74,7 +74,7 @@ fn check_samples(samples: &[&[f64]], paired: bool, method: BootstrapMethod) -> R
 /// samples are resampled separately; `paired` samples are resampled together, by index. The
 /// same `options.seed` gives the same interval on every machine, whatever its number of cores:
 /// resamples are drawn in blocks on every core, block k from stream k of ChaCha8 keyed by the
-/// seed (see [`super::permutation::BLOCK`]).
+/// seed (see `super::permutation::BLOCK`).
 pub fn bootstrap_ci(
     samples: &[&[f64]],
     paired: bool,

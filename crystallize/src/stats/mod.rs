@@ -17,14 +17,14 @@
 //!
 //! | family | functions |
 //! | --- | --- |
-//! | t tests ([`ttest`]) | [`welch_t`], [`student_t`], [`paired_t`], [`one_sample_t`] |
-//! | rank tests ([`rank`]) | [`mann_whitney_u`], [`wilcoxon_signed_rank`] |
-//! | permutation ([`permutation`]) | [`permutation_test`], [`paired_permutation_test`], [`sign_flip_test`] |
-//! | bootstrap ([`bootstrap`]) | [`bootstrap_ci`], [`bootstrap_interval_from_distribution`] |
-//! | 0/1 metrics ([`fisher`]) | [`fisher_exact`], [`fisher_exact_binary`] |
-//! | effect sizes ([`effect`]) | [`mean_difference`], [`hedges_g`], [`relative_change`] |
-//! | multiplicity ([`correction`]) | [`holm`], [`benjamini_hochberg`] |
-//! | planning ([`power`]) | [`n_per_side`], [`t_test_power`], [`noncentral_t_cdf`] |
+//! | t tests (`ttest`) | [`welch_t`], [`student_t`], [`paired_t`], [`one_sample_t`] |
+//! | rank tests (`rank`) | [`mann_whitney_u`], [`wilcoxon_signed_rank`] |
+//! | permutation (`permutation`) | [`permutation_test`], [`paired_permutation_test`], [`sign_flip_test`] |
+//! | bootstrap (`bootstrap`) | [`bootstrap_ci`], [`bootstrap_interval_from_distribution`] |
+//! | 0/1 metrics (`fisher`) | [`fisher_exact`], [`fisher_exact_binary`] |
+//! | effect sizes (`effect`) | [`mean_difference`], [`hedges_g`], [`relative_change`] |
+//! | multiplicity (`correction`) | [`holm`], [`benjamini_hochberg`] |
+//! | planning (`power`) | [`n_per_side`], [`t_test_power`], [`noncentral_t_cdf`] |
 
 // `!(x > 0.0)` is deliberate throughout: unlike `x <= 0.0`, it is also true for NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
@@ -32,14 +32,14 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub mod bootstrap;
-pub mod correction;
-pub mod effect;
-pub mod fisher;
-pub mod permutation;
-pub mod power;
-pub mod rank;
-pub mod ttest;
+mod bootstrap;
+mod correction;
+mod effect;
+mod fisher;
+pub(crate) mod permutation;
+mod power;
+mod rank;
+mod ttest;
 
 pub(crate) mod dist;
 

@@ -12,14 +12,24 @@
 //!
 //! Every file has a single writer. A run's status is derived from what is on disk, never stored.
 
+#[doc(hidden)]
 pub mod events;
+#[doc(hidden)]
 pub mod exit_guard;
+#[doc(hidden)]
 pub mod journal;
+#[doc(hidden)]
 pub mod manifest;
+#[doc(hidden)]
 pub mod preregistration;
+#[doc(hidden)]
 pub mod recorder;
+#[doc(hidden)]
 pub mod time;
 
+/// How a unit's seed derives from the run's seed: part of the stored format (a journal record
+/// whose seed is not the one its replicate derives is rejected).
+pub use crate::seed::{unit_seed, SeedPolicy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -28,7 +38,6 @@ use serde::Serialize;
 use crate::error::{suggest, Error};
 use crate::plan::{DoneUnits, MAX_REPLICATES};
 use crate::runner::{UnitResult, UnitStatus};
-use crate::seed::SeedPolicy;
 use journal::LineAt;
 use manifest::{Manifest, Session, SCHEMA};
 
@@ -433,7 +442,7 @@ impl RunScan {
 
 impl RunDir {
     /// Opens the run directory at `path`: its manifest must be a regular file of this schema,
-    /// with at most [`MAX_REPLICATES`] replicates whose indices fit in a `u64`.
+    /// with at most `MAX_REPLICATES` replicates whose indices fit in a `u64`.
     pub fn open(path: &Path) -> Result<RunDir, Error> {
         let manifest_path = path.join("manifest.json");
         let text = read_regular(&manifest_path).map_err(Error::Store)?;

@@ -1,6 +1,6 @@
 use crystallize::prelude::*;
 
-// Does not implement `crystallize::events::Observer`.
+// Does not implement `crystallize::observe::Observer`.
 pub struct Printer;
 
 #[experiment(observers = [Printer])]

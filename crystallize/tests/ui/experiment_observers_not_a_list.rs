@@ -1,4 +1,4 @@
-use crystallize::events::Observer;
+use crystallize::observe::Observer;
 use crystallize::prelude::*;
 
 pub struct Printer;

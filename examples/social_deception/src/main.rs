@@ -16,7 +16,7 @@
 
 mod game;
 
-use crystallize::events::{Event, Observer, UnitKey};
+use crystallize::observe::{Event, Observer, UnitKey};
 use crystallize::prelude::*;
 use game::{GameConfig, GameLog, GameParams, Player, Role};
 
@@ -64,7 +64,7 @@ impl Observer for FollowCondition {
     fn event(&mut self, unit: &UnitKey, event: &Event) {
         if self.0.as_deref() == Some(&*unit.condition) {
             let line = format!("[{} #{}] {} {}", unit.condition, unit.replicate, event.name, event.payload);
-            crystallize::console::line(line);
+            crystallize::observe::line(line);
         }
     }
 }

@@ -6,9 +6,9 @@
 
 use std::any::Any;
 
-use crystallize::params::{ParamKind, ParamValue};
+use crystallize::config::{ParamKind, ParamValue};
 use crystallize::prelude::*;
-use crystallize::registry::Registry;
+use crystallize::__internals::Registry;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {
@@ -50,8 +50,8 @@ pub struct Counter {
     finished: usize,
 }
 
-impl crystallize::events::Observer for Counter {
-    fn unit_finished(&mut self, _: &crystallize::runner::UnitResult) {
+impl crystallize::observe::Observer for Counter {
+    fn unit_finished(&mut self, _: &crystallize::results::UnitResult) {
         self.finished += 1;
     }
 }

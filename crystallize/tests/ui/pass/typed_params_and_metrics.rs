@@ -6,9 +6,9 @@
 
 #![deny(warnings)]
 
-use crystallize::params::ParamValue;
+use crystallize::config::ParamValue;
 use crystallize::prelude::*;
-use crystallize::registry::Registry;
+use crystallize::__internals::Registry;
 use crystallize::testing::TestRun;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
