@@ -99,7 +99,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         return errors.finish(unreachable_model());
     };
 
-    signature::reject_unsupported(&function, "a treatment", &mut errors);
+    signature::reject_unsupported(&function, "a treatment", Some(signature::SYNC_ONLY), &mut errors);
     let typed = signature::typed_args(&function, "a treatment", &mut errors);
     let (mutates, takes_ctx, signature_ok) = validate_inputs(&typed, &mut errors);
     if signature_ok && !mutates && !function.block.stmts.is_empty() {

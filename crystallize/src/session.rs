@@ -346,6 +346,9 @@ impl Session {
         } = self;
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
+        // The experiment's attribute (`jobs = 16`, `timeout = "120s"`, `limits(ollama = 2)`)
+        // supplies what the builder (and so the command line) left unset.
+        let mut run_defaults = crate::registry::RunDefaults::NONE;
         let (mut plan, target, origin) = match source {
             Source::Built(plan) => {
                 let origin = origin.unwrap_or_else(|| default_origin(plan.experiment.name));
@@ -362,6 +365,7 @@ impl Session {
                 let registry = Registry::collect()?;
                 let experiment = registry.experiment(name.as_deref())?;
                 check_declared_hypotheses(experiment)?;
+                run_defaults = experiment.entry.run;
                 let origin = origin.unwrap_or_else(|| default_origin(experiment.entry.location.module_path));
                 let wanted = Wanted { treatments: &treatments, replicates, seed, sets: &sets, settings: &settings };
                 match (resume, &store) {
@@ -404,6 +408,14 @@ impl Session {
         };
         if let Some(only) = only_condition {
             plan.conditions.retain(|c| *c.name == *only);
+        }
+        let jobs = jobs.or(run_defaults.jobs);
+        let timeout = timeout.or(run_defaults.timeout_ms.map(Duration::from_millis));
+        let mut limits = limits;
+        for (name, capacity) in run_defaults.limits {
+            if !limits.iter().any(|(given, _)| given == name) {
+                limits.push(((*name).to_owned(), *capacity));
+            }
         }
         Ok(Prepared {
             plan,
