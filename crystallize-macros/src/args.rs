@@ -387,7 +387,10 @@ pub fn parse_limit_name(expr: &Expr, what: &str, errors: &mut Errors) -> Option<
             None
         }
         _ => {
-            errors.spanned(expr, format!("`{what}` takes the limit's name as a string literal, like `{what} = \"ollama\"`"));
+            errors.spanned(
+                expr,
+                format!("`{what}` takes the limit's name as a string literal, like `{what} = \"ollama\"`"),
+            );
             None
         }
     }
@@ -443,7 +446,8 @@ pub fn parse_limits(content: TokenStream, errors: &mut Errors) -> Vec<(String, u
             continue;
         }
         let what = format!("the capacity of `{name}`");
-        let valid = format!("{what} is an integer literal from 1 to {MAX_CAPACITY}: the units that may hold it at once");
+        let valid =
+            format!("{what} is an integer literal from 1 to {MAX_CAPACITY}: the units that may hold it at once");
         let capacity = match &entry.capacity {
             Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => int.base10_parse::<u64>().ok(),
             _ => None,

@@ -536,7 +536,9 @@ fn call_args(model: &Model, ctx: TokenStream) -> TokenStream {
 fn run_async(model: &Model, params_type: &TokenStream, outcome: &Ident, finish: &TokenStream) -> TokenStream {
     let ident = &model.function.sig.ident;
     let name = ident.to_string();
-    let not_sync = format!("experiment `{name}` is async; it runs on the async runner");
+    // What a build without crystallize's `async` feature reports for each unit: its runner is sync.
+    let not_sync =
+        format!("experiment `{name}` is async; it runs on the async runner (crystallize's default `async` feature)");
     let build_params = match &model.params_arg {
         Some(ty) => {
             let built = Ident::new("__crystallize_params", syn::spanned::Spanned::span(ty));

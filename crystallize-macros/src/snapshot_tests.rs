@@ -102,7 +102,13 @@ mod experiment {
     #[test]
     fn async_with_typed_params_declared_metrics_and_run_defaults() {
         insta::assert_snapshot!(pretty(expand(
-            quote!(datasource = llama_table, jobs = 16, timeout = "2min", retries = 3, limits(ollama = 2, "judge-1" = 1)),
+            quote!(
+                datasource = llama_table,
+                jobs = 16,
+                timeout = "2min",
+                retries = 3,
+                limits(ollama = 2, "judge-1" = 1)
+            ),
             quote!(
                 async fn arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, String> {
                     play(&duel, params, ctx).await

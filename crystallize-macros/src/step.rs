@@ -46,10 +46,8 @@ fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
     for arg in args::parse_args(attr)? {
         match &arg {
             // The one name a user is likely to try, answered with where a step's name comes from.
-            Arg::KeyValue { key, .. } if key == "name" => errors.at(
-                key.span(),
-                "#[step] takes no `name`: the step is named after its function; valid keys: limit",
-            ),
+            Arg::KeyValue { key, .. } if key == "name" => errors
+                .at(key.span(), "#[step] takes no `name`: the step is named after its function; valid keys: limit"),
             Arg::KeyValue { key, value } => {
                 if args::check_key(key, KEYS, &mut seen, &mut errors) {
                     limit = args::parse_limit_name(value, "limit", &mut errors);

@@ -66,7 +66,9 @@ fn served_sync(params: &ServeParams, ctx: &mut Ctx) -> Served {
 fn metrics(units: &[UnitResult]) -> BTreeMap<u64, Vec<(String, u64)>> {
     units
         .iter()
-        .map(|unit| (unit.replicate, unit.metrics.iter().map(|(name, value)| (name.clone(), value.to_bits())).collect()))
+        .map(|unit| {
+            (unit.replicate, unit.metrics.iter().map(|(name, value)| (name.clone(), value.to_bits())).collect())
+        })
         .collect()
 }
 
