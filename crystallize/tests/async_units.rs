@@ -38,13 +38,20 @@ async fn serve(request: u64) -> u64 {
     request * 2
 }
 
+/// A sync step with a limit, called from the async experiment: it blocks its runtime thread
+/// for the permit without stalling the other units' tasks.
+#[step(limit = "tally")]
+fn tally(total: u64) -> u64 {
+    total
+}
+
 /// The draws both twins make, in the same order from the same generator.
 fn draws(ctx: &Ctx, requests: u64) -> Vec<u64> {
     let mut rng = ctx.rng();
     (0..requests).map(|_| rng.random_range(0..1_000)).collect()
 }
 
-#[experiment(replicates = 8, seed = 11, limits(server = 2), smoke_test = false)]
+#[experiment(replicates = 8, seed = 11, limits(server = 2, tally = 1), smoke_test = false)]
 async fn served(params: &ServeParams, ctx: &mut Ctx) -> Result<Served, String> {
     let requests = draws(ctx, params.requests);
     let mut total = 0;
@@ -52,6 +59,7 @@ async fn served(params: &ServeParams, ctx: &mut Ctx) -> Result<Served, String> {
         total += serve(*request).await;
     }
     ctx.emit("served", json!({ "requests": requests.len() }));
+    let total = tally(total);
     Ok(Served { first: requests[0], total, heads: ctx.rng().random_bool(0.5) })
 }
 

@@ -50,6 +50,20 @@ fn judge(answer: usize) -> bool {
 #[step]
 async fn pause() {}
 
+/// `?` inside the step's body converts the error to the function's own.
+#[step]
+async fn parse(text: &str) -> Result<u32, String> {
+    pause().await;
+    let number: u32 = text.parse().map_err(|error: std::num::ParseIntError| error.to_string())?;
+    Ok(number)
+}
+
+#[step]
+async fn parse_io(text: &str) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    let number: u32 = text.parse()?;
+    Ok(number)
+}
+
 pub struct Player {
     pub bonus: u32,
 }
@@ -77,7 +91,7 @@ impl Player {
     smoke_test = false
 )]
 async fn arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, String> {
-    let mut player = Player { bonus: 0 };
+    let mut player = Player { bonus: parse("0").await? + parse_io("0").await.map_err(|e| e.to_string())? };
     player.bump().await;
     let mut score = 0;
     for round in 0..duel.rounds {
@@ -133,6 +147,8 @@ fn main() {
             ("ask", Some("server")),
             ("bump", None),
             ("judge", Some("gpu-0")),
+            ("parse", None),
+            ("parse_io", None),
             ("pause", None),
         ]
     );
