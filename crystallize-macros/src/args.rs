@@ -350,6 +350,147 @@ pub fn parse_u64(expr: &Expr, what: &str, example: u64, errors: &mut Errors) -> 
     None
 }
 
+/// Reads an integer literal within `min..=max` (`jobs = 16`, `retries = 3`); anything else, a
+/// negative number included, is an error at the value naming the valid range.
+pub fn parse_bounded(expr: &Expr, what: &str, min: u64, max: u64, example: u64, errors: &mut Errors) -> Option<u64> {
+    let valid = format!("`{what}` takes an integer literal from {min} to {max}, like `{what} = {example}`");
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => match int.base10_parse::<u64>() {
+            Ok(value) if (min..=max).contains(&value) => Some(value),
+            _ => {
+                errors.spanned(expr, format!("{valid}, not {}", int.base10_digits()));
+                None
+            }
+        },
+        _ => {
+            errors.spanned(expr, valid);
+            None
+        }
+    }
+}
+
+/// What a limit's name may be: a non-empty string of ASCII letters, digits, `_` and `-`.
+pub const LIMIT_NAME_RULE: &str = "a limit's name is a non-empty string of ASCII letters, digits, `_` and `-`, \
+                                    like `\"ollama\"`";
+
+/// Whether `name` is a valid limit name (see [`LIMIT_NAME_RULE`]).
+pub fn is_limit_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Reads a limit's name written as a string literal (`limit = "ollama"`).
+pub fn parse_limit_name(expr: &Expr, what: &str, errors: &mut Errors) -> Option<String> {
+    match expr {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) if is_limit_name(&s.value()) => Some(s.value()),
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+            errors.spanned(expr, format!("`{what}` = {:?} is not a valid name: {LIMIT_NAME_RULE}", s.value()));
+            None
+        }
+        _ => {
+            errors.spanned(
+                expr,
+                format!("`{what}` takes the limit's name as a string literal, like `{what} = \"ollama\"`"),
+            );
+            None
+        }
+    }
+}
+
+/// One `name = capacity` entry of `limits(...)`; the name is a word or a string literal (for
+/// names with `-`).
+struct RawLimit {
+    name: Expr,
+    capacity: Expr,
+}
+
+impl Parse for RawLimit {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Expr = if input.peek(Ident) {
+            let ident: Ident = input.parse()?;
+            syn::parse_quote_spanned!(ident.span()=> #ident)
+        } else {
+            input.parse::<Lit>().map(|lit| Expr::Lit(ExprLit { attrs: Vec::new(), lit }))?
+        };
+        input.parse::<Token![=]>()?;
+        Ok(RawLimit { name, capacity: input.parse()? })
+    }
+}
+
+/// The largest capacity `limits(...)` takes: more permits than units in flight limit nothing.
+pub const MAX_CAPACITY: u64 = 1 << 20;
+
+/// Parses `limits(ollama = 2, "judge-1" = 1)`: each name valid and given once, each capacity at
+/// least 1.
+pub fn parse_limits(content: TokenStream, errors: &mut Errors) -> Vec<(String, u64)> {
+    const SHAPE: &str = "`limits` lists `name = capacity`, like `limits(ollama = 2, judge = 1)`";
+    let raw = match Punctuated::<RawLimit, Token![,]>::parse_terminated.parse2(content) {
+        Ok(raw) => raw,
+        Err(error) => {
+            errors.push(syn::Error::new(error.span(), format!("{error}: {SHAPE}")));
+            return Vec::new();
+        }
+    };
+    let mut limits: Vec<(String, u64)> = Vec::new();
+    for entry in raw {
+        let name = match &entry.name {
+            Expr::Path(path) => path.path.get_ident().map(Ident::to_string),
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.value()),
+            _ => None,
+        };
+        let Some(name) = name.filter(|name| is_limit_name(name)) else {
+            errors.spanned(&entry.name, LIMIT_NAME_RULE);
+            continue;
+        };
+        if limits.iter().any(|(existing, _)| *existing == name) {
+            errors.spanned(&entry.name, format!("limit `{name}` is given twice"));
+            continue;
+        }
+        let what = format!("the capacity of `{name}`");
+        let valid =
+            format!("{what} is an integer literal from 1 to {MAX_CAPACITY}: the units that may hold it at once");
+        let capacity = match &entry.capacity {
+            Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => int.base10_parse::<u64>().ok(),
+            _ => None,
+        };
+        match capacity {
+            Some(capacity) if (1..=MAX_CAPACITY).contains(&capacity) => limits.push((name, capacity)),
+            Some(0) => errors.spanned(&entry.capacity, format!("{valid}; 0 would never let a unit hold it")),
+            _ => errors.spanned(&entry.capacity, valid),
+        }
+    }
+    limits
+}
+
+/// The units `timeout` accepts, with their length in milliseconds.
+const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("min", 60_000), ("h", 3_600_000)];
+
+/// Parses a duration written as a whole number and a unit (`500ms`, `120s`, `2min`, `1h`) into
+/// milliseconds; the message says what is wrong and what would be valid.
+pub fn duration_ms(text: &str) -> Result<u64, String> {
+    const VALID: &str = "a whole number followed by a unit, `ms`, `s`, `min` or `h`, like \"120s\" or \"2min\"";
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let Some((_, factor)) = DURATION_UNITS.iter().find(|(name, _)| *name == unit) else {
+        let problem = if number.is_empty() {
+            "does not start with a whole number".to_owned()
+        } else if unit.is_empty() {
+            "has no unit".to_owned()
+        } else {
+            format!("has unknown unit `{unit}`")
+        };
+        return Err(format!("{text:?} {problem}: a timeout is {VALID}"));
+    };
+    if number.is_empty() {
+        return Err(format!("{text:?} does not start with a whole number: a timeout is {VALID}"));
+    }
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is too long a timeout"))?;
+    let ms = value.checked_mul(*factor).ok_or_else(|| format!("{text:?} is too long a timeout"))?;
+    if ms == 0 {
+        return Err(format!("{text:?} is no time at all: a timeout must be longer than 0, like \"120s\""));
+    }
+    Ok(ms)
+}
+
 /// Reads a path (`datasource = llama_table`).
 pub fn parse_path(expr: &Expr, what: &str, errors: &mut Errors) -> Option<Path> {
     if let Expr::Path(path) = expr {
@@ -445,6 +586,55 @@ mod tests {
     fn set_lists_may_not_declare_types() {
         let (_, error) = params(quote!(t: f64 = 1.0), false);
         assert!(error.unwrap().contains("declares each param's type"));
+    }
+
+    #[test]
+    fn durations_take_a_whole_number_and_a_unit() {
+        assert_eq!(duration_ms("500ms"), Ok(500));
+        assert_eq!(duration_ms("120s"), Ok(120_000));
+        assert_eq!(duration_ms("2min"), Ok(120_000));
+        assert_eq!(duration_ms("1h"), Ok(3_600_000));
+        assert!(duration_ms("5x").unwrap_err().contains("unknown unit `x`"));
+        assert!(duration_ms("0s").unwrap_err().contains("longer than 0"));
+        assert!(duration_ms("120").unwrap_err().contains("has no unit"));
+        assert!(duration_ms("1.5h").unwrap_err().contains("unknown unit `.5h`"));
+        assert!(duration_ms("s").unwrap_err().contains("does not start with a whole number"));
+        assert!(duration_ms("99999999999999999999h").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn limit_names_are_ascii_words_with_dashes() {
+        assert!(is_limit_name("ollama"));
+        assert!(is_limit_name("gpu-0_a"));
+        assert!(!is_limit_name(""));
+        assert!(!is_limit_name("a b"));
+        assert!(!is_limit_name("é"));
+    }
+
+    #[test]
+    fn limits_take_names_and_positive_capacities() {
+        let mut errors = Errors::default();
+        let limits = parse_limits(quote!(ollama = 2, "judge-1" = 1), &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(limits, [("ollama".to_owned(), 2), ("judge-1".to_owned(), 1)]);
+        parse_limits(quote!(a = 0, b = x, "" = 1, a = 1, a = 2), &mut errors);
+        let messages: Vec<String> = errors.finish(()).unwrap_err().into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(messages[0].contains("never let a unit hold it"), "{messages:?}");
+        assert!(messages[1].contains("from 1 to"), "{messages:?}");
+        assert!(messages[2].contains("non-empty string"), "{messages:?}");
+        assert!(messages[3].contains("`a` is given twice"), "{messages:?}");
+    }
+
+    #[test]
+    fn bounded_integers_name_their_range() {
+        let mut errors = Errors::default();
+        assert_eq!(parse_bounded(&syn::parse_quote!(16), "jobs", 1, 1024, 16, &mut errors), Some(16));
+        assert_eq!(parse_bounded(&syn::parse_quote!(0), "jobs", 1, 1024, 16, &mut errors), None);
+        assert_eq!(parse_bounded(&syn::parse_quote!(-1), "retries", 0, 100, 3, &mut errors), None);
+        let messages: Vec<String> = errors.finish(()).unwrap_err().into_iter().map(|e| e.to_string()).collect();
+        assert!(messages[0].contains("from 1 to 1024") && messages[0].contains("not 0"), "{messages:?}");
+        assert!(messages[1].contains("from 0 to 100"), "{messages:?}");
     }
 
     #[test]

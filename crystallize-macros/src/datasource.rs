@@ -26,7 +26,7 @@ fn validate(attr: TokenStream, function: &ItemFn) -> syn::Result<bool> {
     if !attr.is_empty() {
         errors.spanned(&attr, "#[datasource] takes no arguments: write `#[datasource]`");
     }
-    signature::reject_unsupported(function, "a datasource", &mut errors);
+    signature::reject_unsupported(function, "a datasource", Some(signature::SYNC_ONLY), &mut errors);
     let args = signature::typed_args(function, "a datasource", &mut errors);
     let takes_ctx = match args.as_slice() {
         [] => false,
@@ -76,7 +76,7 @@ fn render(function: &ItemFn, takes_ctx: bool) -> TokenStream {
                 location: #location,
                 fingerprint: #fingerprint,
             };
-            fn produce(ctx: &::crystallize::Ctx) -> Self::Output {
+            fn produce(ctx: &::crystallize::__private::Ctx) -> Self::Output {
                 #call
             }
         }

@@ -10,8 +10,25 @@ use crate::fingerprint;
 use crate::params;
 use crate::signature::{self, is_ctx, location, with_errors};
 
-const KEYS: &[&str] =
-    &["datasource", "replicates", "seed", "params", "hypotheses", "expect", "observers", "smoke_test"];
+const KEYS: &[&str] = &[
+    "datasource",
+    "replicates",
+    "seed",
+    "params",
+    "hypotheses",
+    "expect",
+    "observers",
+    "smoke_test",
+    "jobs",
+    "timeout",
+    "retries",
+    "limits",
+];
+
+/// The most units in flight `jobs = N` may ask for.
+const MAX_JOBS: u64 = 1024;
+/// The most retries `retries = N` may ask for.
+const MAX_RETRIES: u64 = 100;
 
 /// What an `#[experiment]` says, after parsing and validation.
 pub struct Model {
@@ -35,6 +52,16 @@ pub struct Model {
     /// The input's type, and how the function takes it.
     pub input: Option<(Type, bool)>,
     pub takes_ctx: bool,
+    /// Whether the function is an `async fn`: its units run as tasks on the async runner.
+    pub is_async: bool,
+    /// `jobs = 16`: units in flight.
+    pub jobs: Option<u64>,
+    /// `timeout = "120s"`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `retries = 3`.
+    pub retries: Option<u64>,
+    /// `limits(ollama = 2)`: each limit's name and capacity, in the order written.
+    pub limits: Vec<(String, u64)>,
 }
 
 /// Expands `#[experiment(...)]` on `item`.
@@ -66,6 +93,11 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         smoke_test: true,
         input: None,
         takes_ctx: false,
+        is_async: false,
+        jobs: None,
+        timeout_ms: None,
+        retries: None,
+        limits: Vec::new(),
     };
     let mut seen = Vec::new();
     // Whether the user meant to give a datasource, even if they wrote it wrong: then the function's
@@ -101,6 +133,22 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                         ),
                     },
                     "expect" => args::wrong_shape(&arg, "as a list: `expect(dolphin.win < baseline.win)`", &mut errors),
+                    "jobs" => model.jobs = args::parse_bounded(value, "jobs", 1, MAX_JOBS, 16, &mut errors),
+                    "retries" => model.retries = args::parse_bounded(value, "retries", 0, MAX_RETRIES, 3, &mut errors),
+                    "timeout" => match value {
+                        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(text), .. }) => {
+                            match args::duration_ms(&text.value()) {
+                                Ok(ms) => model.timeout_ms = Some(ms),
+                                Err(problem) => errors.spanned(value, format!("`timeout` = {problem}")),
+                            }
+                        }
+                        other => errors.spanned(
+                            other,
+                            "`timeout` takes a string literal: a whole number and a unit (`ms`, `s`, `min`, `h`), \
+                             like `timeout = \"120s\"`",
+                        ),
+                    },
+                    "limits" => args::wrong_shape(&arg, "as a list: `limits(ollama = 2, judge = 1)`", &mut errors),
                     // `params = MyParams` is the natural guess for a params struct: say where it goes.
                     _ if matches!(value, syn::Expr::Path(_)) => {
                         let ty = value.to_token_stream().to_string().replace(' ', "");
@@ -119,6 +167,8 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 }
                 if key == "params" {
                     model.params = args::parse_params(content.clone(), true, &mut errors);
+                } else if key == "limits" {
+                    model.limits = args::parse_limits(content.clone(), &mut errors);
                 } else if key == "expect" {
                     model.expects = expect::parse(content.clone(), false, &mut errors);
                     model.expect_key = Some(key.clone());
@@ -147,7 +197,8 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
 /// The function takes the input (by value or by reference) when there is a datasource, and
 /// optionally the context after it.
 fn validate_signature(model: &mut Model, datasource_intended: bool, errors: &mut Errors) {
-    signature::reject_unsupported(&model.function, "an experiment", errors);
+    signature::reject_unsupported(&model.function, "an experiment", None, errors);
+    model.is_async = model.function.sig.asyncness.is_some();
     let args = signature::typed_args(&model.function, "an experiment", errors);
     let mut rest = args.as_slice();
     if datasource_intended {
@@ -201,6 +252,14 @@ fn validate_signature(model: &mut Model, datasource_intended: bool, errors: &mut
             let shape = signature::shape(&ctx.ty);
             if !shape.by_ref {
                 errors.spanned(&ctx.ty, "an experiment takes the context by reference: `ctx: &mut Ctx`");
+            } else if model.is_async && !shape.mutable_ref {
+                // `Ctx` is `Send` but not `Sync`: a `&Ctx` held across an await would make the
+                // unit's future impossible to move between the runtime's threads.
+                errors.spanned(
+                    &ctx.ty,
+                    "an `async fn` experiment takes the context as `ctx: &mut Ctx`: a `&Ctx` is not `Send`, so \
+                     its future could not run on the async runner",
+                );
             }
             model.takes_ctx = true;
             if let Some(first_extra) = extra.first() {
@@ -314,20 +373,16 @@ fn render(model: &Model) -> TokenStream {
             (quote!(#ident), sugar_struct(model))
         }
     };
-    let (build_params, params_arg) = match &model.params_arg {
+    let build_params = match &model.params_arg {
         Some(ty) => {
-            let span = syn::spanned::Spanned::span(ty);
-            let built = Ident::new("__crystallize_params", span);
-            (
-                quote! {
-                    let #built = <#params_type as ::crystallize::__private::TypedParams>::from_params(
-                        ::crystallize::Ctx::params(ctx),
-                    )?;
-                },
-                quote_spanned!(span=> &#built,),
-            )
+            let built = Ident::new("__crystallize_params", syn::spanned::Spanned::span(ty));
+            quote! {
+                let #built = <#params_type as ::crystallize::__private::TypedParams>::from_params(
+                    ::crystallize::__private::Ctx::params(ctx),
+                )?;
+            }
         }
-        None => (quote!(), quote!()),
+        None => quote!(),
     };
     let output_type = match &function.sig.output {
         syn::ReturnType::Type(_, ty) => quote!(#ty),
@@ -366,12 +421,6 @@ fn render(model: &Model) -> TokenStream {
             quote!(::core::option::Option::None),
         ),
     };
-    let input_arg = match &model.input {
-        Some((_, true)) => quote!(&input,),
-        Some((_, false)) => quote!(input,),
-        None => quote!(),
-    };
-    let ctx_arg = if model.takes_ctx { quote!(ctx) } else { quote!() };
     let unused_input = if model.input.is_none() { quote!(let _ = input;) } else { quote!() };
     let unused_ctx = if model.takes_ctx { quote!() } else { quote!(let _ = &ctx;) };
     // Spanned at the return type, so that returning anything but `()` or `Result<(), E>` is
@@ -389,6 +438,21 @@ fn render(model: &Model) -> TokenStream {
         quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::METRICS);
     let outcome = Ident::new("__crystallize_outcome", output_span);
     let marker = signature::marker_struct(vis, ident);
+    let call_args = call_args(model, quote!(ctx));
+    let run_fns = if model.is_async {
+        run_async(model, &params_type, &outcome, &finish)
+    } else {
+        quote! {
+            fn run(input: Self::Input, ctx: &mut ::crystallize::__private::Ctx) -> ::crystallize::__private::UnitOutcome {
+                #unused_input
+                #unused_ctx
+                #build_params
+                let #outcome = #ident(#call_args);
+                #finish(#outcome, ctx)
+            }
+        }
+    };
+    let run_defaults = run_defaults(model);
 
     quote! {
         #function
@@ -402,17 +466,11 @@ fn render(model: &Model) -> TokenStream {
             const NAME: &'static str = #name;
             const SMOKE_TEST: bool = #smoke_test;
 
-            fn produce_input(ctx: &::crystallize::Ctx) -> Self::Input {
+            fn produce_input(ctx: &::crystallize::__private::Ctx) -> Self::Input {
                 #produce
             }
 
-            fn run(input: Self::Input, ctx: &mut ::crystallize::Ctx) -> ::crystallize::__private::UnitOutcome {
-                #unused_input
-                #unused_ctx
-                #build_params
-                let #outcome = #ident(#input_arg #params_arg #ctx_arg);
-                #finish(#outcome, ctx)
-            }
+            #run_fns
 
             fn describe_input(input: &Self::Input) -> ::crystallize::__private::InputView {
                 #[allow(unused_imports)]
@@ -441,13 +499,120 @@ fn render(model: &Model) -> TokenStream {
                 metrics: #output_names,
                 fingerprint: #fingerprint,
                 vtable: ::crystallize::__private::ExperimentVTable::of::<#ident>(),
-                run: ::crystallize::__private::RunDefaults::NONE,
+                run: #run_defaults,
             }
         }
 
         #expect_check
         #attached_observers
         #smoke
+    }
+}
+
+/// The arguments of the call to the user's function, in its order: `input`, `&params`, `ctx`
+/// (each only if the function takes it); `ctx` is the expression passed as the context.
+fn call_args(model: &Model, ctx: TokenStream) -> TokenStream {
+    let input = match &model.input {
+        Some((_, true)) => quote!(&input,),
+        Some((_, false)) => quote!(input,),
+        None => quote!(),
+    };
+    let params = match &model.params_arg {
+        Some(ty) => {
+            let span = syn::spanned::Spanned::span(ty);
+            let built = Ident::new("__crystallize_params", span);
+            quote_spanned!(span=> &#built,)
+        }
+        None => quote!(),
+    };
+    let ctx = if model.takes_ctx { ctx } else { quote!() };
+    quote!(#input #params #ctx)
+}
+
+/// `run` and `run_async` of an `async fn` experiment. The future owns the input and the context
+/// and builds the params inside, exactly as the sync `run` does, then awaits the user's function
+/// and records what it returned. The runner never calls `run` when `ASYNC` is true; it answers
+/// anyway, with an error rather than a panic, for a caller that asks.
+fn run_async(model: &Model, params_type: &TokenStream, outcome: &Ident, finish: &TokenStream) -> TokenStream {
+    let ident = &model.function.sig.ident;
+    let name = ident.to_string();
+    // What a build without crystallize's `async` feature reports for each unit: its runner is sync.
+    let not_sync =
+        format!("experiment `{name}` is async; it runs on the async runner (crystallize's default `async` feature)");
+    let build_params = match &model.params_arg {
+        Some(ty) => {
+            let built = Ident::new("__crystallize_params", syn::spanned::Spanned::span(ty));
+            quote! {
+                let #built = match <#params_type as ::crystallize::__private::TypedParams>::from_params(
+                    ::crystallize::__private::Ctx::params(&ctx),
+                ) {
+                    ::core::result::Result::Ok(params) => params,
+                    ::core::result::Result::Err(error) => {
+                        return (ctx, ::core::result::Result::Err(::core::convert::From::from(error)))
+                    }
+                };
+            }
+        }
+        None => quote!(),
+    };
+    let unused_input = if model.input.is_none() { quote!(let _ = input;) } else { quote!() };
+    let ctx_binding = if model.takes_ctx { quote!(let mut ctx = ctx;) } else { quote!() };
+    let args = call_args(model, quote!(&mut ctx));
+    // The `Send` bound is checked on the user's future alone, spanned at the function's name, so
+    // that a future holding something like an `Rc` across an await is reported as "future
+    // returned by `name` is not `Send`", pointing at the value in the user's code.
+    let must_be_send = Ident::new("__crystallize_must_be_send", ident.span());
+    let call = quote_spanned!(ident.span()=> #must_be_send(#ident(#args)));
+    quote! {
+        const ASYNC: bool = true;
+
+        fn run(input: Self::Input, ctx: &mut ::crystallize::__private::Ctx) -> ::crystallize::__private::UnitOutcome {
+            let _ = (input, ctx);
+            ::core::result::Result::Err(::core::convert::From::from(#not_sync))
+        }
+
+        fn run_async(input: Self::Input, ctx: ::crystallize::__private::Ctx) -> ::crystallize::__private::UnitFuture {
+            fn #must_be_send<F: ::core::future::Future + ::core::marker::Send>(future: F) -> F {
+                future
+            }
+            ::std::boxed::Box::pin(async move {
+                #ctx_binding
+                #unused_input
+                #build_params
+                let #outcome = #call.await;
+                let __crystallize_outcome = #finish(#outcome, &ctx);
+                (ctx, __crystallize_outcome)
+            })
+        }
+    }
+}
+
+/// The `RunDefaults` of the entry: what `jobs`, `timeout`, `retries` and `limits(...)` gave.
+fn run_defaults(model: &Model) -> TokenStream {
+    fn option<T: ToTokens>(value: Option<T>) -> TokenStream {
+        match value {
+            Some(value) => quote!(::core::option::Option::Some(#value)),
+            None => quote!(::core::option::Option::None),
+        }
+    }
+    if model.jobs.is_none() && model.timeout_ms.is_none() && model.retries.is_none() && model.limits.is_empty() {
+        return quote!(::crystallize::__private::RunDefaults::NONE);
+    }
+    // The values were range-checked when parsed, so these conversions cannot truncate.
+    let jobs = option(model.jobs.map(|jobs| jobs as usize));
+    let timeout_ms = option(model.timeout_ms);
+    let retries = option(model.retries.map(|retries| retries as u32));
+    let limits = model.limits.iter().map(|(name, capacity)| {
+        let capacity = *capacity as usize;
+        quote!((#name, #capacity))
+    });
+    quote! {
+        ::crystallize::__private::RunDefaults {
+            jobs: #jobs,
+            timeout_ms: #timeout_ms,
+            retries: #retries,
+            limits: &[#(#limits),*],
+        }
     }
 }
 
@@ -463,7 +628,7 @@ fn smoke_test(model: &Model, name: &str) -> TokenStream {
         #[test]
         #[allow(non_snake_case)]
         fn #test() {
-            ::crystallize::testing::smoke(#name, "baseline");
+            ::crystallize::__private::smoke(#name, "baseline");
         }
     }
 }

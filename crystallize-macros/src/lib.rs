@@ -37,6 +37,10 @@ use proc_macro::TokenStream;
 /// `params(temperature = 0.7, think_ms: u64 = 0)` instead declares the params in the attribute: it
 /// generates `SocialDeceptionParams` (the function's name in PascalCase, then `Params`), which the
 /// function may take as `params: &SocialDeceptionParams`.
+///
+/// An `async fn` experiment takes the same shapes (the context as `ctx: &mut Ctx`); its units run
+/// as tasks on the runner's tokio runtime, and its future must be `Send`. `jobs = 16`,
+/// `timeout = "120s"`, `retries = 3` and `limits(ollama = 2)` give the defaults of its runs.
 #[proc_macro_attribute]
 pub fn experiment(attr: TokenStream, item: TokenStream) -> TokenStream {
     experiment::expand(attr.into(), item.into()).into()
@@ -49,7 +53,9 @@ pub fn datasource(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Marks an existing function as a step, without changing its signature. Inside a unit, the unit
-/// learns when the step starts and ends; outside an experiment it is a plain call.
+/// learns when the step starts and ends; outside an experiment it is a plain call. Works on
+/// `async fn` too (timed from the future's first poll to its end). `#[step(limit = "ollama")]`
+/// holds a permit of the run's limit `ollama` while the step runs.
 #[proc_macro_attribute]
 pub fn step(attr: TokenStream, item: TokenStream) -> TokenStream {
     step::expand(attr.into(), item.into()).into()

@@ -54,12 +54,12 @@ pub fn render(ident: &Ident, fields: &[Ident]) -> TokenStream {
     let records = fields
         .iter()
         .zip(&names)
-        .map(|(field, name)| quote_spanned!(field.span()=> ::crystallize::Ctx::record(ctx, #name, self.#field);));
+        .map(|(field, name)| quote_spanned!(field.span()=> ::crystallize::__private::Ctx::record(ctx, #name, self.#field);));
     quote! {
         impl ::crystallize::__private::DeclaredMetrics for #ident {
             const NAMES: &'static [&'static str] = &[#(#names),*];
 
-            fn record(self, ctx: &::crystallize::Ctx) {
+            fn record(self, ctx: &::crystallize::__private::Ctx) {
                 let _ = ctx;
                 #(#records)*
             }

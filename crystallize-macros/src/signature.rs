@@ -47,13 +47,16 @@ pub fn is_ctx(ty: &Type) -> bool {
     }
 }
 
-/// Rejects what none of the attributes support: `async`, generics, `const`, C-variadics.
-pub fn reject_unsupported(item: &ItemFn, what: &str, errors: &mut Errors) {
-    if let Some(token) = &item.sig.asyncness {
-        errors.at(
-            token.span,
-            format!("{what} cannot be `async` yet: call your async code through a runtime's `block_on` inside it"),
-        );
+/// What to do instead of an `async fn` datasource or treatment: they run before the unit's
+/// future exists (the runner builds every input synchronously), so there is nothing to await on.
+pub const SYNC_ONLY: &str = "it runs synchronously before the unit starts; produce the input synchronously \
+                             and do async work in the experiment (`#[experiment] async fn ...`)";
+
+/// Rejects what none of the attributes support: generics, `const`, C-variadics; and `async`
+/// unless the part may be async (`async_hint` is `None`; else it says what to do instead).
+pub fn reject_unsupported(item: &ItemFn, what: &str, async_hint: Option<&str>, errors: &mut Errors) {
+    if let (Some(token), Some(hint)) = (&item.sig.asyncness, async_hint) {
+        errors.at(token.span, format!("{what} cannot be `async`: {hint}"));
     }
     if let Some(token) = &item.sig.constness {
         errors.at(token.span, format!("{what} cannot be `const`"));

@@ -100,6 +100,34 @@ mod experiment {
     }
 
     #[test]
+    fn async_with_typed_params_declared_metrics_and_run_defaults() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(
+                datasource = llama_table,
+                jobs = 16,
+                timeout = "2min",
+                retries = 3,
+                limits(ollama = 2, "judge-1" = 1)
+            ),
+            quote!(
+                async fn arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, String> {
+                    play(&duel, params, ctx).await
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn async_without_datasource_or_ctx() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(),
+            quote!(
+                async fn idle() {}
+            )
+        )));
+    }
+
+    #[test]
     fn input_without_ctx_returning_result() {
         insta::assert_snapshot!(pretty(expand(
             quote!(datasource = load, seed = 7),
@@ -162,6 +190,43 @@ mod step {
                 }
             ),
         )));
+    }
+
+    #[test]
+    fn async_with_a_limit() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(limit = "ollama"),
+            quote!(
+                pub async fn ask(client: &Client, question: &str) -> Result<String, Error> {
+                    client.chat(question).await
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn sync_with_a_limit() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(limit = "gpu-0"),
+            quote!(
+                fn render(frame: u32) -> u32 {
+                    frame * 2
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn async_method() {
+        let method = expand(
+            quote!(),
+            quote!(
+                async fn score(&self, bonus: &u32) -> u32 {
+                    self.points + *bonus
+                }
+            ),
+        );
+        insta::assert_snapshot!(pretty(quote!(impl Player { #method })));
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         return errors.finish(unreachable_model());
     };
 
-    signature::reject_unsupported(&function, "a treatment", &mut errors);
+    signature::reject_unsupported(&function, "a treatment", Some(signature::SYNC_ONLY), &mut errors);
     let typed = signature::typed_args(&function, "a treatment", &mut errors);
     let (mutates, takes_ctx, signature_ok) = validate_inputs(&typed, &mut errors);
     if signature_ok && !mutates && !function.block.stmts.is_empty() {
@@ -213,7 +213,7 @@ fn render(model: &Model) -> TokenStream {
             };
             (
                 quote! {
-                    fn __crystallize_produce(ctx: &::crystallize::Ctx) -> ::std::boxed::Box<dyn ::core::any::Any> {
+                    fn __crystallize_produce(ctx: &::crystallize::__private::Ctx) -> ::std::boxed::Box<dyn ::core::any::Any> {
                         #produced
                         ::std::boxed::Box::new(input)
                     }
@@ -246,7 +246,7 @@ fn render(model: &Model) -> TokenStream {
                 fn __crystallize_check_mutated() {
                     #check;
                 }
-                fn __crystallize_mutate(input: &mut dyn ::core::any::Any, ctx: &::crystallize::Ctx) -> bool {
+                fn __crystallize_mutate(input: &mut dyn ::core::any::Any, ctx: &::crystallize::__private::Ctx) -> bool {
                     let _ = ctx;
                     match input.downcast_mut::<#mutated>() {
                         ::core::option::Option::Some(typed) => { #call; true }
@@ -255,7 +255,7 @@ fn render(model: &Model) -> TokenStream {
                 }
             },
             quote!(::core::option::Option::Some(
-                __crystallize_mutate as fn(&mut dyn ::core::any::Any, &::crystallize::Ctx) -> bool
+                __crystallize_mutate as fn(&mut dyn ::core::any::Any, &::crystallize::__private::Ctx) -> bool
             )),
         )
     } else {
@@ -296,7 +296,7 @@ fn render(model: &Model) -> TokenStream {
         #[allow(non_snake_case)]
         fn #test() {
             if #experiment_type::SMOKE_TEST {
-                ::crystallize::testing::smoke(#experiment_name, #name);
+                ::crystallize::__private::smoke(#experiment_name, #name);
             }
         }
     };

@@ -11,7 +11,7 @@ pub use crate::registry::{
     DatasourceEntry, DatasourceInfo, ExperimentEntry, Location, StepEntry, StepInfo, TreatmentDatasource,
     TreatmentEntry,
 };
-pub use crate::registry::{ExperimentVTable, RunDefaults};
+pub use crate::registry::{ExperimentVTable, RunDefaults, UnitFuture};
 pub use crate::runner::{StepGuard, UnitOutcome};
 pub use crate::testing::smoke;
 pub use inventory;

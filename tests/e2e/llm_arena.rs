@@ -181,3 +181,17 @@ fn retries_ride_out_a_flaky_server_and_are_counted_as_calls() {
     out.check(calls > (units.len() as u64 * CALLS_PER_GAME) as f64, format!("some calls were retries ({calls})"));
     out.check_eq(calls as u64, server.requests(), "the `calls` metric counts every request, retries included");
 }
+
+#[test]
+fn the_ollama_limit_bounds_requests_in_flight_whatever_jobs() {
+    // 12 games at once (`--jobs 12`), but each request is a `#[step(limit = "ollama")]` and the
+    // experiment declares `limits(ollama = 4)`: the server never sees more than 4 at once.
+    let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(20)));
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["run", "--replicates", "6", "--jobs", "12", "--json"]);
+    out.assert_code(0);
+    out.check_eq(units(&out).len(), 12, "units in the run");
+    let most = server.max_in_flight();
+    out.check(most <= 4, format!("at most 4 requests in flight (the ollama limit), saw {most}"));
+    out.check(most >= 2, format!("games ran concurrently: {most} request(s) in flight at most"));
+}

@@ -3,8 +3,9 @@
 //! round the higher score wins (a tie is nobody's win).
 //!
 //! Questions are built from the unit's generator, so every condition of a replicate asks the same
-//! questions. The functions are plain `async fn`s taking the client, so they can become
-//! `#[step] async fn`s when the framework runs async experiments.
+//! questions. Each request is [`ask`], a `#[step(limit = "ollama")] async fn`: inside a unit it
+//! holds a permit of the run's `ollama` limit while it waits for the server, and the unit's
+//! observers see it start and end.
 
 use std::time::Duration;
 
@@ -131,7 +132,9 @@ pub struct Answer {
 }
 
 /// Asks `model` the question, retrying retryable failures up to `sampling.retries` times with a
-/// short growing pause (a busy server gets a moment). `Err` holds the attempts made.
+/// short growing pause (a busy server gets a moment). `Err` holds the attempts made. The permit
+/// of the `ollama` limit is held across the retries: a retry is the same request, still in flight.
+#[crystallize::step(limit = "ollama")]
 pub async fn ask(
     client: &OllamaClient,
     model: &str,

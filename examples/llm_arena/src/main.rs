@@ -17,11 +17,14 @@
 //! ```
 //!
 //! Every request carries the unit's seed as Ollama's `seed`, so a replicate replays the same game
-//! on the same server and model versions. A game makes one request at a time, so `--jobs` is the
-//! number of requests the server sees at once: keep it at or below the server's
-//! `OLLAMA_NUM_PARALLEL`, or the queued requests count against `timeout_secs`. A failed request is retried `retries` times when
-//! worth it (connection, timeout, 5xx); a unit whose game still fails is a failed unit, with the
-//! HTTP status and URL in its message, and `run --resume` replays only the failed units.
+//! on the same server and model versions. The experiment is an `async fn`: its games run as tasks
+//! on the framework's runtime, `jobs = 16` of them at once, and each request goes through
+//! `game::ask`, a `#[step(limit = "ollama")]`, so the server never sees more than
+//! `limits(ollama = 4)` requests at once, whatever `--jobs` says. Keep that capacity at or below
+//! the server's `OLLAMA_NUM_PARALLEL`, or the queued requests count against `timeout_secs`. A
+//! failed request is retried `retries` times when worth it (connection, timeout, 5xx); a unit
+//! whose game still fails is a failed unit, with the HTTP status and URL in its message, and
+//! `run --resume` replays only the failed units.
 
 mod game;
 mod ollama;
@@ -49,71 +52,101 @@ fn dolphin_pair() -> Duel {
     Duel { player_a: LLAMA_A.into(), player_b: DOLPHIN.into(), rounds: ROUNDS }
 }
 
+/// The params of a game: sampling, and the client's retries and timeout per request.
+#[derive(Clone, Debug, Params)]
+pub struct ArenaParams {
+    /// The sampling temperature of every request.
+    #[param(default = 0.7)]
+    pub temperature: f64,
+    /// Retries of a request that failed in a way worth retrying.
+    #[param(default = 2)]
+    pub retries: u32,
+    /// The deadline of one request, in seconds.
+    #[param(default = 120)]
+    pub timeout_secs: u64,
+}
+
+/// What a game measures.
+#[derive(Metrics)]
+pub struct ArenaMetrics {
+    /// Whether player one scored strictly more.
+    pub win: bool,
+    /// Right answers of player one.
+    pub score_a: u32,
+    /// Right answers of player two.
+    pub score_b: u32,
+    /// Rounds played.
+    pub rounds: u32,
+    /// HTTP calls made, retries included.
+    pub calls: u32,
+}
+
 /// One game of `rounds` questions between `player_a` and `player_b`.
 // No smoke tests: they would run a game in `cargo test` against whatever listens at OLLAMA_HOST.
 // The e2e tests (tests/e2e/llm_arena.rs) run the binary against a fake server instead.
-// `retries` and `timeout_secs` are the game's own until the framework has step retries and
-// timeouts; `retries` counts per request, a framework retry would replay a whole step.
+// `retries` and `timeout_secs` are the game's own, per request: a framework retry would replay
+// the whole unit.
 #[experiment(
     datasource = llama_pair,
     replicates = 10,
     seed = 42,
-    params(temperature = 0.7, retries: u32 = 2, timeout_secs: u64 = 120),
+    jobs = 16,
+    limits(ollama = 4),
     hypotheses = ["dolphin.win > baseline.win"],
     smoke_test = false
 )]
-fn llm_arena(duel: Duel, ctx: &mut Ctx) -> Result<(), String> {
-    let timeout_secs: u64 = ctx.param("timeout_secs");
-    if timeout_secs == 0 {
+async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, String> {
+    if params.timeout_secs == 0 {
         // reqwest would time every request out at once; say so instead of failing each call.
         return Err("param timeout_secs = 0: a request needs at least 1 second (e.g. --set timeout_secs=120)".into());
     }
-    let timeout = Duration::from_secs(timeout_secs);
-    let client = OllamaClient::from_env(timeout).map_err(|e| e.to_string())?;
-    let sampling = Sampling { seed: ctx.seed(), temperature: ctx.param("temperature"), retries: ctx.param("retries") };
+    let client = OllamaClient::from_env(Duration::from_secs(params.timeout_secs)).map_err(|e| e.to_string())?;
+    let sampling = Sampling { seed: ctx.seed(), temperature: params.temperature, retries: params.retries };
     // Drawn before the game so that every condition of a replicate asks the same questions.
-    let mut rng = ctx.rng();
-    let questions = (1..=duel.rounds).map(|n| game::make_question(&mut rng, n)).collect();
+    let questions = {
+        let mut rng = ctx.rng();
+        (1..=duel.rounds).map(|n| game::make_question(&mut rng, n)).collect()
+    };
 
-    // Until async experiments land; then this becomes `async fn llm_arena` and the body awaits
-    // `game::play` on the framework's runtime instead of building one per unit.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("could not start a tokio runtime for the game: {e}"))?;
-    let played = runtime.block_on(game::play(&client, &duel, questions, &sampling, |round, so_far| {
-        ctx.emit(
+    // The callback holds the context by `&mut` (a `move` of the reborrow), not by `&`: `Ctx` is
+    // not `Sync`, and the game's future must stay `Send` to run on the async runner.
+    let players = &duel;
+    let events = &mut *ctx;
+    let played = game::play(&client, &duel, questions, &sampling, move |round, so_far| {
+        events.emit(
             "round",
             json!({
                 "round": round.question.number,
                 "question": round.question.text,
                 "options": round.question.options,
                 "correct": letter(Some(round.question.correct)),
-                "a": { "model": duel.player_a, "reply": round.a.reply, "choice": letter(round.a.choice), "correct": round.a.correct },
-                "b": { "model": duel.player_b, "reply": round.b.reply, "choice": letter(round.b.choice), "correct": round.b.correct },
+                "a": { "model": players.player_a, "reply": round.a.reply, "choice": letter(round.a.choice), "correct": round.a.correct },
+                "b": { "model": players.player_b, "reply": round.b.reply, "choice": letter(round.b.choice), "correct": round.b.correct },
                 "score": [so_far.score_a, so_far.score_b],
             }),
         );
-    }));
+    })
+    .await;
     let outcome: Outcome = match played {
         Ok(outcome) => outcome,
         Err(error) => {
             let mut message = format!("{error} [Ollama at {}]", client.base());
             // An unknown model is a 404: say which models the server does have.
             if matches!(error.source, ollama::OllamaError::Status { status: 404, .. }) {
-                if let Ok(models) = runtime.block_on(client.list_models()) {
+                if let Ok(models) = client.list_models().await {
                     message.push_str(&format!("; models on the server: {}", models.join(", ")));
                 }
             }
             return Err(message);
         }
     };
-    ctx.record("win", outcome.a_won());
-    ctx.record("score_a", outcome.score_a);
-    ctx.record("score_b", outcome.score_b);
-    ctx.record("rounds", outcome.rounds);
-    ctx.record("calls", outcome.calls);
-    Ok(())
+    Ok(ArenaMetrics {
+        win: outcome.a_won(),
+        score_a: outcome.score_a,
+        score_b: outcome.score_b,
+        rounds: outcome.rounds,
+        calls: outcome.calls,
+    })
 }
 
 /// The letter of an option index, `-` for none.

@@ -1,7 +1,7 @@
 use crystallize::prelude::*;
 
-#[experiment]
-async fn coin(ctx: &mut Ctx) {
+#[experiment(retries = -1)]
+fn coin(ctx: &mut Ctx) {
     ctx.record("heads", true);
 }
 

@@ -1,0 +1,8 @@
+use crystallize::prelude::*;
+
+#[experiment]
+async fn coin(ctx: &Ctx) {
+    ctx.emit("flip", json!({}));
+}
+
+crystallize::main!();

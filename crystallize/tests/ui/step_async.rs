@@ -1,8 +1,0 @@
-use crystallize::prelude::*;
-
-#[step]
-async fn fetch(url: &str) -> usize {
-    url.len()
-}
-
-crystallize::main!();
