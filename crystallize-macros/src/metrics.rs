@@ -51,10 +51,9 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Vec<Ident>> {
 pub fn render(ident: &Ident, fields: &[Ident]) -> TokenStream {
     let names: Vec<String> = fields.iter().map(Ident::to_string).collect();
     // Each record call is spanned at its field, so a problem with one names that field.
-    let records = fields
-        .iter()
-        .zip(&names)
-        .map(|(field, name)| quote_spanned!(field.span()=> ::crystallize::__private::Ctx::record(ctx, #name, self.#field);));
+    let records = fields.iter().zip(&names).map(
+        |(field, name)| quote_spanned!(field.span()=> ::crystallize::__private::Ctx::record(ctx, #name, self.#field);),
+    );
     quote! {
         impl ::crystallize::__private::DeclaredMetrics for #ident {
             const NAMES: &'static [&'static str] = &[#(#names),*];

@@ -500,6 +500,30 @@ fn to_json(payload: impl Serialize) -> serde_json::Value {
         .unwrap_or_else(|error| serde_json::Value::String(format!("<payload not serializable: {error}>")))
 }
 
+#[cfg(feature = "async")]
+impl Ctx {
+    /// Waits for a permit of the limit `name` and holds it until the guard drops: at most the
+    /// limit's capacity of units hold one at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: &crystallize::Ctx) {
+    /// let _ollama = ctx.limit("ollama").await;
+    /// // ... the request to the model server ...
+    /// # }
+    /// ```
+    ///
+    /// The future does not borrow the context (which is not `Sync`), so an async unit stays
+    /// `Send` while it waits.
+    pub fn limit(&self, name: &str) -> impl std::future::Future<Output = crate::limits::LimitGuard> + Send + 'static {
+        crate::limits::acquire(self.sink().and_then(|sink| sink.limits.clone()), name.to_owned())
+    }
+
+    /// Like [`Ctx::limit`], for sync code: blocks this thread until a permit is free.
+    pub fn limit_blocking(&self, name: &str) -> crate::limits::LimitGuard {
+        crate::limits::acquire_blocking(self.sink().and_then(|sink| sink.limits.clone()), name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,29 +579,5 @@ mod tests {
         let ctx = Ctx::standalone(0);
         let error = ctx.try_param::<f64>("temperature").unwrap_err();
         assert!(error.contains("no param 'temperature'"), "{error}");
-    }
-}
-
-#[cfg(feature = "async")]
-impl Ctx {
-    /// Waits for a permit of the limit `name` and holds it until the guard drops: at most the
-    /// limit's capacity of units hold one at once.
-    ///
-    /// ```no_run
-    /// # async fn demo(ctx: &crystallize::Ctx) {
-    /// let _ollama = ctx.limit("ollama").await;
-    /// // ... the request to the model server ...
-    /// # }
-    /// ```
-    ///
-    /// The future does not borrow the context (which is not `Sync`), so an async unit stays
-    /// `Send` while it waits.
-    pub fn limit(&self, name: &str) -> impl std::future::Future<Output = crate::limits::LimitGuard> + Send + 'static {
-        crate::limits::acquire(self.sink().and_then(|sink| sink.limits.clone()), name.to_owned())
-    }
-
-    /// Like [`Ctx::limit`], for sync code: blocks this thread until a permit is free.
-    pub fn limit_blocking(&self, name: &str) -> crate::limits::LimitGuard {
-        crate::limits::acquire_blocking(self.sink().and_then(|sink| sink.limits.clone()), name)
     }
 }
