@@ -17,49 +17,7 @@ pub use crate::testing::smoke;
 pub use inventory;
 pub use serde_json::Value as JsonValue;
 
-/// Implemented by the marker type `#[experiment]` puts beside the function (same name, type
-/// namespace), so that treatments reach the experiment's types by naming it.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an experiment",
-    label = "not an `#[experiment]` function",
-    note = "a treatment names the `#[experiment]` function it varies: `#[treatment(my_experiment, ...)]`"
-)]
-pub trait Experiment: 'static {
-    /// What the datasource produces and the function consumes.
-    type Input: 'static;
-    /// The experiment's params struct (`#[derive(Params)]`, the struct the `params(...)` sugar
-    /// generates, or [`NoParams`]); treatments' `set(...)` is type-checked against its fields.
-    type Params: TypedParams;
-    /// The experiment's declared metrics (its `#[derive(Metrics)]` return type), or
-    /// [`NoMetrics`]; `expect(...)` is type-checked against its fields.
-    type Metrics;
-    /// The experiment's name.
-    const NAME: &'static str;
-    /// Whether `cargo test` smoke-tests every condition (`#[experiment(smoke_test = false)]`
-    /// turns it off).
-    const SMOKE_TEST: bool = true;
-    /// Runs the experiment's own datasource.
-    fn produce_input(ctx: &Ctx) -> Self::Input;
-    /// Runs one replicate.
-    fn run(input: Self::Input, ctx: &mut Ctx) -> UnitOutcome;
-    /// Whether the experiment is an `async fn`: its units run on the runner's tokio runtime
-    /// through [`Experiment::run_async`].
-    const ASYNC: bool = false;
-    /// Runs one replicate of an async experiment; the context comes back with the outcome.
-    fn run_async(input: Self::Input, ctx: Ctx) -> crate::registry::UnitFuture {
-        let mut ctx = ctx;
-        let outcome = Self::run(input, &mut ctx);
-        Box::pin(std::future::ready((ctx, outcome)))
-    }
-    /// The input, for display (`debug`, `show`).
-    fn describe_input(input: &Self::Input) -> InputView;
-    /// The input rebuilt from JSON, for overrides of its fields (`--set players[2].model=x`):
-    /// `None` when the input type is not `Deserialize`, else the deserializer's verdict.
-    fn input_from_json(value: serde_json::Value) -> Option<Result<Self::Input, String>> {
-        let _ = value;
-        None
-    }
-}
+pub use crate::registry::ExperimentType as Experiment;
 
 /// Rebuilds an input from JSON when it is `DeserializeOwned`, and says it cannot otherwise,
 /// chosen at compile time by autoref specialisation on a concrete type (like [`describe`]).
@@ -190,28 +148,7 @@ impl<Experiment, Input> MutatesInputOf<Experiment, Input> for Input {}
 /// [`MutatesInputOf`]). Never called at run time.
 pub fn mutates_input_of<E, Input, T: MutatesInputOf<E, Input>>() {}
 
-/// What an experiment function may return: `()`, or `Result<(), E>` where an `Err` fails the unit.
-#[diagnostic::on_unimplemented(
-    message = "an experiment returns `()` or `Result<(), E>`, not `{Self}`",
-    label = "an experiment cannot return this",
-    note = "record what a unit measures with `ctx.record(\"name\", value)`; return `Err(..)` to fail the unit"
-)]
-pub trait IntoUnitOutcome {
-    /// Converts to the runner's outcome.
-    fn into_unit_outcome(self) -> UnitOutcome;
-}
-
-impl IntoUnitOutcome for () {
-    fn into_unit_outcome(self) -> UnitOutcome {
-        Ok(())
-    }
-}
-
-impl<E: std::fmt::Display + 'static> IntoUnitOutcome for Result<(), E> {
-    fn into_unit_outcome(self) -> UnitOutcome {
-        self.map_err(crate::results::Failure::of)
-    }
-}
+pub use crate::results::IntoUnitOutcome;
 
 /// Describes an input as JSON when it is `Serialize`, as debug text when it is only `Debug`, and
 /// as opaque otherwise, chosen at compile time by autoref specialisation on a concrete type.

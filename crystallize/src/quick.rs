@@ -25,7 +25,6 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::__private::IntoUnitOutcome;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::events::Observer;
@@ -34,6 +33,7 @@ use crate::plan::Plan;
 use crate::registry::ExperimentVTable;
 use crate::registry::{ExperimentEntry, Location};
 use crate::resolve::{Condition, UnitFn};
+use crate::results::IntoUnitOutcome;
 use crate::runner::{self, RunResults};
 use crate::session::Session;
 use crate::store::recorder::Origin;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::context::Ctx;
 use crate::error::{suggest, Error};
 use crate::overrides::{BuildError, InputOverride, Traced};
-use crate::params::{ParamDecl, ParamValue};
+use crate::params::{ParamDecl, ParamValue, TypedParams};
 use crate::results::UnitOutcome;
 pub use crate::source::{Location, StepInfo};
 
@@ -197,6 +197,50 @@ impl ExperimentVTable {
         ctx: &Ctx,
     ) -> Result<Traced, BuildError> {
         (self.trace_input)(treatment, overrides, ctx)
+    }
+}
+
+/// Implemented by the marker type `#[experiment]` puts beside the function (same name, type
+/// namespace), so that treatments reach the experiment's types by naming it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an experiment",
+    label = "not an `#[experiment]` function",
+    note = "a treatment names the `#[experiment]` function it varies: `#[treatment(my_experiment, ...)]`"
+)]
+pub trait ExperimentType: 'static {
+    /// What the datasource produces and the function consumes.
+    type Input: 'static;
+    /// The experiment's params struct (`#[derive(Params)]`, the struct the `params(...)` sugar
+    /// generates, or `NoParams`); treatments' `set(...)` is type-checked against its fields.
+    type Params: TypedParams;
+    /// The experiment's declared metrics (its `#[derive(Metrics)]` return type), or
+    /// `NoMetrics`; `expect(...)` is type-checked against its fields.
+    type Metrics;
+    /// The experiment's name.
+    const NAME: &'static str;
+    /// Whether `cargo test` smoke-tests every condition (`#[experiment(smoke_test = false)]`
+    /// turns it off).
+    const SMOKE_TEST: bool = true;
+    /// Runs the experiment's own datasource.
+    fn produce_input(ctx: &Ctx) -> Self::Input;
+    /// Runs one replicate.
+    fn run(input: Self::Input, ctx: &mut Ctx) -> UnitOutcome;
+    /// Whether the experiment is an `async fn`: its units run on the runner's tokio runtime
+    /// through [`ExperimentType::run_async`].
+    const ASYNC: bool = false;
+    /// Runs one replicate of an async experiment; the context comes back with the outcome.
+    fn run_async(input: Self::Input, ctx: Ctx) -> UnitFuture {
+        let mut ctx = ctx;
+        let outcome = Self::run(input, &mut ctx);
+        Box::pin(std::future::ready((ctx, outcome)))
+    }
+    /// The input, for display (`debug`, `show`).
+    fn describe_input(input: &Self::Input) -> crate::events::InputView;
+    /// The input rebuilt from JSON, for overrides of its fields (`--set players[2].model=x`):
+    /// `None` when the input type is not `Deserialize`, else the deserializer's verdict.
+    fn input_from_json(value: serde_json::Value) -> Option<Result<Self::Input, String>> {
+        let _ = value;
+        None
     }
 }
 

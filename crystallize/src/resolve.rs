@@ -30,7 +30,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::__private::Experiment;
 use crate::context::Ctx;
 use crate::error::{suggest, Error};
 use crate::events::{InputView, Message, UnitKey};
@@ -38,6 +37,7 @@ use crate::overrides::{
     all_paths, settable_keys, BuildError, InputOverride, KeyPath, OverrideProblem, PathError, Segment, Stage, Traced,
 };
 use crate::params::{Origin, ParamValue, Params};
+use crate::registry::ExperimentType as Experiment;
 use crate::registry::{ExperimentEntry, ExperimentVTable, Location, TreatmentEntry, UnitFuture};
 use crate::results::UnitOutcome;
 use crate::seed::{unit_seed, SeedPolicy};

@@ -243,3 +243,26 @@ impl RunResults {
         self.units.iter().filter(|u| !u.is_ok()).count()
     }
 }
+
+/// What an experiment function may return: `()`, or `Result<(), E>` where an `Err` fails the unit.
+#[diagnostic::on_unimplemented(
+    message = "an experiment returns `()` or `Result<(), E>`, not `{Self}`",
+    label = "an experiment cannot return this",
+    note = "record what a unit measures with `ctx.record(\"name\", value)`; return `Err(..)` to fail the unit"
+)]
+pub trait IntoUnitOutcome {
+    /// Converts to the runner's outcome.
+    fn into_unit_outcome(self) -> UnitOutcome;
+}
+
+impl IntoUnitOutcome for () {
+    fn into_unit_outcome(self) -> UnitOutcome {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Display + 'static> IntoUnitOutcome for Result<(), E> {
+    fn into_unit_outcome(self) -> UnitOutcome {
+        self.map_err(Failure::of)
+    }
+}

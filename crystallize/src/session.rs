@@ -108,7 +108,7 @@ impl Session {
     /// A run of the experiment `E`: the marker type `#[experiment]` puts beside the function
     /// (`Session::of::<social_deception>()`). Naming the type also keeps a library crate's
     /// experiments linked into the binary that runs them.
-    pub fn of<E: crate::__private::Experiment>() -> Session {
+    pub fn of<E: crate::registry::ExperimentType>() -> Session {
         Session::named(E::NAME)
     }
 
