@@ -195,3 +195,64 @@ fn the_ollama_limit_bounds_requests_in_flight_whatever_jobs() {
     out.check(most <= 4, format!("at most 4 requests in flight (the ollama limit), saw {most}"));
     out.check(most >= 2, format!("games ran concurrently: {most} request(s) in flight at most"));
 }
+
+#[test]
+fn unit_retries_replay_games_a_flaky_server_broke_and_the_journal_and_report_say_so() {
+    // No retries inside a game: each request that fails fails its game, as retryable.
+    let server = FakeOllama::start(Behaviour::default().failure_rate(0.1));
+    let store = Store::new(BIN);
+    let args = ["run", "--replicates", "3", "--jobs", "1", "--set", "retries=0", "--retries", "12", "--json"];
+    let out = arena(&store, &server, &args);
+    out.assert_code(0);
+    let summary = out.json();
+    let retried = out.u64_at(&summary, "/failures/retried_units");
+    out.check(retried > 0, "some games needed another attempt at 10% failed requests");
+    let units = out.at(&summary, "/units").as_array().expect("units").clone();
+    out.check(units.iter().all(|u| u["status"] == "ok"), "every unit succeeded in the end");
+    // The journal keeps every failed attempt, with its error.
+    let run = store.only_run()["id"].as_str().expect("id").to_owned();
+    let journal: String = std::fs::read_dir(store.run_dir(&run))
+        .expect("run dir")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("journal-"))
+        .map(|entry| std::fs::read_to_string(entry.path()).expect("journal"))
+        .collect();
+    out.check(journal.contains("\"attempts\":[{\"attempt\":1"), "failed attempts are in the journal");
+    out.check(journal.contains("HTTP 500"), "with the server's error");
+
+    // Same seed, healthy server: the same metrics as the retried run.
+    let healthy = FakeOllama::start(Behaviour::default());
+    let again = arena(&Store::new(BIN), &healthy, &args);
+    again.assert_code(0);
+    out.check_eq(units_metrics(&again.json()), units_metrics(&summary), "retried units equal units that never failed");
+}
+
+/// (condition, replicate) -> metrics of every unit of a `run --json`.
+fn units_metrics(summary: &Value) -> Vec<(String, u64, String)> {
+    let mut rows: Vec<(String, u64, String)> = summary["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            (
+                u["condition"].as_str().unwrap_or("").to_owned(),
+                u["replicate"].as_u64().unwrap_or(0),
+                u["metrics"].to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn the_limit_flag_caps_requests_in_flight_below_the_attribute() {
+    let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(20)));
+    let store = Store::new(BIN);
+    let out = arena(&store, &server, &["run", "--replicates", "6", "--jobs", "12", "--limit", "ollama=2", "--json"]);
+    out.assert_code(0);
+    out.check(server.max_in_flight() <= 2, format!("at most 2 requests at once, saw {}", server.max_in_flight()));
+    out.check(server.max_in_flight() == 2, "and the limit is used");
+    let bad = arena(&store, &server, &["run", "--limit", "olama=2"]);
+    bad.assert_code(2).assert_stderr_contains("did you mean 'ollama'");
+}

@@ -71,6 +71,10 @@ fn encode(out: &mut Vec<u8>, unit: &UnitResult) -> serde_json::Result<()> {
     }
     out.extend_from_slice(b",\"duration_ms\":");
     value(&mut *out, &unit.duration_ms)?;
+    if !unit.attempts.is_empty() {
+        out.extend_from_slice(b",\"attempts\":");
+        value(&mut *out, &unit.attempts)?;
+    }
     out.push(b'}');
     Ok(())
 }
@@ -685,7 +689,16 @@ mod tests {
             error: Some(crate::runner::UnitError { message: "m".into(), location: None, kind: Default::default() }),
             ..unit("b", 0)
         };
-        for u in [unit("a", 0), full, without_error] {
+        let failed_once = crate::results::UnitError {
+            message: "timed out".into(),
+            location: None,
+            kind: crate::results::FailureKind::Timeout,
+        };
+        let retried = UnitResult {
+            attempts: vec![crate::results::Attempt { attempt: 1, error: failed_once, duration_ms: 2.5 }],
+            ..unit("b", 1)
+        };
+        for u in [unit("a", 0), full, without_error, retried] {
             let mut ours = Vec::new();
             encode(&mut ours, &u).unwrap();
             let theirs = serde_json::to_vec(&RecordRef { schema: SCHEMA, kind: "unit", unit: &u }).unwrap();

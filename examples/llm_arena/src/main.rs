@@ -32,6 +32,7 @@ mod ollama;
 use std::time::Duration;
 
 use crystallize::prelude::*;
+use crystallize::results::Failure;
 use game::{Duel, Outcome, Sampling};
 use ollama::OllamaClient;
 
@@ -84,8 +85,8 @@ pub struct ArenaMetrics {
 /// One game of `rounds` questions between `player_a` and `player_b`.
 // No smoke tests: they would run a game in `cargo test` against whatever listens at OLLAMA_HOST.
 // The e2e tests (tests/e2e/llm_arena.rs) run the binary against a fake server instead.
-// `retries` and `timeout_secs` are the game's own, per request: a framework retry would replay
-// the whole unit.
+// `retries` and `timeout_secs` are the game's own, per request; when a request still fails in a
+// way worth retrying, the unit fails as retryable, so `--retries N` replays the whole game.
 #[experiment(
     datasource = llama_pair,
     replicates = 10,
@@ -95,7 +96,7 @@ pub struct ArenaMetrics {
     hypotheses = ["dolphin.win > baseline.win"],
     smoke_test = false
 )]
-async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, String> {
+async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, Failure> {
     if params.timeout_secs == 0 {
         // reqwest would time every request out at once; say so instead of failing each call.
         return Err("param timeout_secs = 0: a request needs at least 1 second (e.g. --set timeout_secs=120)".into());
@@ -137,7 +138,9 @@ async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<Ar
                     message.push_str(&format!("; models on the server: {}", models.join(", ")));
                 }
             }
-            return Err(message);
+            // A failure the server may not repeat (5xx, a dropped connection, a timeout) is worth
+            // another game with the same seed: `--retries N` replays the unit.
+            return Err(if error.source.is_retryable() { Failure::retryable(message) } else { Failure::new(message) });
         }
     };
     Ok(ArenaMetrics {
