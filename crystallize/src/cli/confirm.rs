@@ -188,19 +188,8 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     let earlier = confirmation::earlier_use(&store, experiment.name(), None, None);
     let first = earlier.highest.map_or(0, |highest| highest.saturating_add(1));
     let origin = run::origin(invocation);
-    let mut session = Session::named(experiment.name());
-    if let Some(jobs) = args.jobs {
-        session = session.jobs(jobs as usize);
-    }
-    if args.fail_fast {
-        session = session.fail_fast();
-    }
-    if let Some(timeout) = args.timeout {
-        session = session.timeout(timeout);
-    }
-    if let Some(retries) = args.retries {
-        session = session.retries(retries);
-    }
+    let session = Session::named(experiment.name());
+    let session = run::how_units_run(session, args.jobs, args.fail_fast, args.timeout, args.retries);
     let mut prepared = session
         .treatments(treatments.iter().cloned())
         .sets(sets.iter().cloned())

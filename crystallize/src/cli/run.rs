@@ -65,24 +65,13 @@ pub(super) fn run(
     if let Some(seed) = args.seed {
         session = session.seed(seed);
     }
-    if let Some(jobs) = args.jobs {
-        session = session.jobs(jobs as usize);
-    }
     if let Some(id) = &args.resume {
         session = session.resume(id.clone());
     }
     if args.force {
         session = session.force();
     }
-    if args.fail_fast {
-        session = session.fail_fast();
-    }
-    if let Some(timeout) = args.timeout {
-        session = session.timeout(timeout);
-    }
-    if let Some(retries) = args.retries {
-        session = session.retries(retries);
-    }
+    session = how_units_run(session, args.jobs, args.fail_fast, args.timeout, args.retries);
     if args.retry_panics {
         session = session.retry_panics();
     }
@@ -95,6 +84,29 @@ pub(super) fn run(
     }
     let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag: store_flag(&args.store) };
     execute(prepared.open()?, invocation, execution)
+}
+
+/// The flags `run`, `stream` and `confirm` share about how units run, given to `session`.
+pub(super) fn how_units_run(
+    mut session: Session,
+    jobs: Option<u64>,
+    fail_fast: bool,
+    timeout: Option<std::time::Duration>,
+    retries: Option<u32>,
+) -> Session {
+    if let Some(jobs) = jobs {
+        session = session.jobs(usize::try_from(jobs).unwrap_or(usize::MAX));
+    }
+    if fail_fast {
+        session = session.fail_fast();
+    }
+    if let Some(timeout) = timeout {
+        session = session.timeout(timeout);
+    }
+    if let Some(retries) = retries {
+        session = session.retries(retries);
+    }
+    session
 }
 
 /// The crate and command line, for the records of a run.
