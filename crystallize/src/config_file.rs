@@ -4,6 +4,7 @@
 //! ```toml
 //! replicates = 20          # replicates per condition (the experiment's default otherwise)
 //! seed = 7                 # the run's seed
+//! jobs = 16                # units in parallel, or async units in flight
 //!
 //! [params]                 # like new defaults: params, or fields of the input
 //! think_ms = 5
@@ -25,8 +26,8 @@
 //! `$CRYSTALLIZE_CONFIG` names one.
 //!
 //! **Precedence** (see [`crate::resolve`]): declared defaults < `[params]` < the treatment's own
-//! `set(...)` and mutation < `[treatments.NAME]` < `--set`. `replicates` and `seed` lose to
-//! `--replicates` and `--seed`. Top-level keys apply to every experiment of the crate;
+//! `set(...)` and mutation < `[treatments.NAME]` < `--set`. `replicates`, `seed` and `jobs` lose
+//! to `--replicates`, `--seed` and `--jobs`; `jobs` wins over the experiment's `jobs = N`. Top-level keys apply to every experiment of the crate;
 //! `[experiments.NAME]` applies to one and wins over the top level.
 //!
 //! Every error names the file, the line and the key.
@@ -48,8 +49,8 @@ pub const FILE_NAME: &str = "crystallize.toml";
 /// The environment variable that names the config file (empty: none).
 pub const CONFIG_ENV: &str = "CRYSTALLIZE_CONFIG";
 
-const TOP_KEYS: &[&str] = &["replicates", "seed", "params", "treatments", "experiments"];
-const SECTION_KEYS: &[&str] = &["replicates", "seed", "params", "treatments"];
+const TOP_KEYS: &[&str] = &["replicates", "seed", "jobs", "params", "treatments", "experiments"];
+const SECTION_KEYS: &[&str] = &["replicates", "seed", "jobs", "params", "treatments"];
 
 /// Where the config file is: `$CRYSTALLIZE_CONFIG` if set (empty: nowhere), else
 /// `<manifest_dir>/crystallize.toml` if it exists.
@@ -73,6 +74,7 @@ struct Entry {
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Section {
     replicates: Option<(u64, String)>,
+    jobs: Option<(u64, String)>,
     seed: Option<(u64, String)>,
     params: Vec<Entry>,
     /// `[treatments.NAME]`: the name, its location, its entries.
@@ -93,6 +95,8 @@ pub struct ConfigFile {
 pub struct Settings {
     /// Replicates per condition.
     pub replicates: Option<Setting<u64>>,
+    /// Units in parallel, or async units in flight (`jobs = 16`).
+    pub jobs: Option<Setting<u64>>,
     /// The run's seed.
     pub seed: Option<Setting<u64>>,
     /// Params and input fields, in the file's order (top level first).
@@ -205,6 +209,9 @@ impl ConfigFile {
             if let Some((value, location)) = &section.replicates {
                 settings.replicates = Some(Setting { value: *value, origin: Origin::ConfigFile(location.clone()) });
             }
+            if let Some((value, location)) = &section.jobs {
+                settings.jobs = Some(Setting { value: *value, origin: Origin::ConfigFile(location.clone()) });
+            }
             if let Some((value, location)) = &section.seed {
                 settings.seed = Some(Setting { value: *value, origin: Origin::ConfigFile(location.clone()) });
             }
@@ -300,6 +307,16 @@ impl Reader<'_> {
                     } else {
                         section.seed = setting;
                     }
+                }
+                "jobs" => {
+                    let number = match value.get_ref() {
+                        toml::de::DeValue::Integer(i) => u64::from_str_radix(i.as_str(), i.radix()).ok(),
+                        _ => None,
+                    };
+                    let Some(number) = number.filter(|n| (1..=1024).contains(n)) else {
+                        return Err(self.error(offset, format!("'{prefix}jobs' must be an integer from 1 to 1024")));
+                    };
+                    section.jobs = Some((number, (self.at)(offset)));
                 }
                 "params" => {
                     let params = self.table(value, &format!("{prefix}params"))?;
@@ -425,8 +442,11 @@ mod tests {
         assert_eq!(
             error,
             "/nowhere/crystallize.toml:2: unknown key 'replicate' (did you mean 'replicates'?); valid keys here: \
-             replicates, seed, params, treatments, experiments"
+             replicates, seed, jobs, params, treatments, experiments"
         );
+        let error = parse("jobs = 0\n").unwrap_err().to_string();
+        assert_eq!(error, "/nowhere/crystallize.toml:1: 'jobs' must be an integer from 1 to 1024");
+        assert_eq!(parse("jobs = 12\n").unwrap().top.jobs.map(|j| j.0), Some(12));
         let error = parse("replicates = 0\n").unwrap_err().to_string();
         assert_eq!(error, "/nowhere/crystallize.toml:1: 'replicates' must be a positive integer");
         let error = parse("seed = 1\nreplicates = 1000000000000\n").unwrap_err().to_string();

@@ -439,8 +439,14 @@ impl Session {
         }
         // What the caller asked for wins over the experiment's attribute, which wins over the
         // runner's defaults: units in flight for async work (which mostly waits), cores for sync.
-        let jobs =
-            jobs.or(run_defaults.jobs).unwrap_or_else(|| if is_async { ASYNC_JOBS } else { runner::default_jobs() });
+        let from_file = settings.jobs.as_ref().map(|setting| usize::try_from(setting.value).unwrap_or(usize::MAX));
+        let jobs = jobs.or(from_file).or(run_defaults.jobs).unwrap_or_else(|| {
+            if is_async {
+                ASYNC_JOBS
+            } else {
+                runner::default_jobs()
+            }
+        });
         let timeout = timeout.or(run_defaults.timeout_ms.map(Duration::from_millis));
         let retry = RetryPolicy { retries: retries.or(run_defaults.retries).unwrap_or(0), ..retry };
         let mut capacities: Vec<(String, usize)> =
