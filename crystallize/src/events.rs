@@ -78,6 +78,9 @@ pub enum Message {
     /// A unit finished, well or not. Not boxed: a box would be allocated by the worker and freed
     /// by the output thread, once per unit, and allocators make that their slowest path.
     UnitFinished(UnitResult),
+    /// Every unit of the run has finished: the output thread stops here, even while the thread
+    /// of a sync unit abandoned at its deadline still holds a sender.
+    End,
 }
 
 /// The messages an observer reads besides results ([`Observer::interest`]). Workers never send a
@@ -312,6 +315,7 @@ impl Message {
             Message::Event(..) => "event",
             Message::Metric(..) => "metric",
             Message::UnitFinished(_) => "unit_finished",
+            Message::End => "run_finished",
         }
     }
 }
@@ -327,6 +331,7 @@ pub(crate) fn dispatch(observer: &mut dyn Observer, message: &Message) {
             Message::Event(unit, event) => observer.event(unit, event),
             Message::Metric(unit, metric) => observer.metric(unit, metric),
             Message::UnitFinished(result) => observer.unit_finished(result),
+            Message::End => {}
         }
     }
 }

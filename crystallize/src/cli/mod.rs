@@ -107,7 +107,8 @@ struct RunArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Fail a unit still running after this long: 500ms, 120s, 2min, 1h (default: the
-    /// experiment's `timeout`, else none). An async unit is cancelled at its deadline.
+    /// experiment's `timeout`, else none). An async unit is cancelled at its deadline; a sync
+    /// unit is recorded as timed out and its thread abandoned.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     timeout: Option<std::time::Duration>,
     /// Try a unit that failed in a way worth it (a timeout, an error returned as

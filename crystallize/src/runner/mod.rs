@@ -261,6 +261,8 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
                 None => units.iter().for_each(work),
             }
         }
+        // The end, said in the channel: an abandoned sync unit may still hold a sender.
+        crate::context::send_to_run(&tx, Message::End);
         drop(tx);
         output.join()
     })
@@ -466,8 +468,11 @@ fn run_one(
     interest: Interest,
 ) -> (UnitResult, bool) {
     let Started { mut ctx, sink, span } = UnitStarter::new(plan, unit, options, interest).start(tx);
-    let _entered = span.enter();
     let condition = &plan.conditions[unit.condition];
+    if let Some(limit) = options.timeout {
+        return run_one_with_deadline(condition.run.clone(), ctx, sink, span, limit, &options.retry);
+    }
+    let _entered = span.enter();
     // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
     let started = sink.started;
     let key = sink.unit.clone();
@@ -486,6 +491,51 @@ fn run_one(
     };
     let worth_retrying = retryable(&ended, &options.retry);
     (finish_unit(&key, Some(ctx), ended, duration), worth_retrying)
+}
+
+/// Runs one sync unit on a thread of its own and waits at most `limit` for it. A sync unit cannot
+/// be cancelled: past its deadline it is recorded as timed out and its thread is abandoned (it
+/// runs on until it returns; its events are dropped, and its result is never recorded).
+fn run_one_with_deadline(
+    run: crate::resolve::UnitFn,
+    ctx: Ctx,
+    sink: UnitSink,
+    span: tracing::Span,
+    limit: Duration,
+    policy: &RetryPolicy,
+) -> (UnitResult, bool) {
+    let started = sink.started;
+    let key = sink.unit.clone();
+    let (done_tx, done_rx) = mpsc::channel();
+    let unit_sink = sink.clone();
+    let spawned = std::thread::Builder::new().name("crystallize-unit".into()).spawn(move || {
+        let mut ctx = ctx;
+        let _entered = span.enter();
+        let previous = isolation::enter_current(unit_sink);
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&mut ctx)));
+        // The panic's message and location are kept on this thread: read them here.
+        let ended = match outcome {
+            Ok(outcome) => Ended::Returned(outcome),
+            Err(payload) => {
+                let (message, location) = isolation::caught_panic(payload.as_ref());
+                Ended::Panicked(message, location)
+            }
+        };
+        isolation::restore_current(previous);
+        let _ = done_tx.send((ctx, ended));
+    });
+    let (ctx, ended) = match spawned {
+        Err(error) => (None, Ended::Returned(Err(format!("cannot start a thread for the unit: {error}").into()))),
+        Ok(_) => match done_rx.recv_timeout(limit) {
+            Ok((ctx, ended)) => (Some(ctx), ended),
+            Err(_) => (None, Ended::TimedOut(limit)),
+        },
+    };
+    let duration = started.elapsed();
+    // From here on, whatever the unit (or an abandoned one) emits is dropped.
+    sink.close();
+    let worth_retrying = retryable(&ended, policy);
+    (finish_unit(&key, ctx, ended, duration), worth_retrying)
 }
 
 /// Each metric's mean over its records; the records themselves are kept only when they say more

@@ -40,15 +40,23 @@ pub(super) fn output_thread(
             finished.push(result);
         }
     };
+    let mut ended = false;
     while let Ok(first) = rx.recv() {
-        deliver(first, observers, &mut alive);
-        for message in rx.try_iter().take(MAX_BATCH - 1) {
+        let batch = std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH - 1));
+        for message in batch {
+            if matches!(message, Message::End) {
+                ended = true;
+                break;
+            }
             deliver(message, observers, &mut alive);
         }
         for (index, observer) in observers.iter_mut().enumerate() {
             if alive[index] {
                 guard_observer(&mut alive[index], &mut **observer, "flush", |o| o.flush());
             }
+        }
+        if ended {
+            break;
         }
     }
     let finished = finished.finish();

@@ -408,4 +408,23 @@ mod tests {
         assert!(results.units[0].is_ok());
         assert_eq!(results.units[0].attempts.len(), 1);
     }
+
+    #[test]
+    fn a_sync_unit_past_its_deadline_is_recorded_as_timed_out_and_the_run_does_not_wait_for_it() {
+        let slow: UnitFn = Arc::new(|ctx: &mut Ctx| {
+            if ctx.replicate() == 0 {
+                // Far past the deadline: the run must not wait for this thread.
+                std::thread::sleep(Duration::from_secs(30));
+            }
+            ctx.record("done", true);
+            Ok(())
+        });
+        let started = std::time::Instant::now();
+        let options = RunOptions { jobs: 2, timeout: Some(Duration::from_millis(200)), ..RunOptions::default() };
+        let results = execute(&plan(3, slow, None), &options, &mut []);
+        assert!(started.elapsed() < Duration::from_secs(20), "the run ended without the abandoned unit");
+        let kinds: Vec<_> = results.units.iter().map(|u| u.error.as_ref().map(|e| e.kind)).collect();
+        assert_eq!(kinds, [Some(crate::results::FailureKind::Timeout), None, None]);
+        assert!(results.units[1].metrics.get("done").is_some(), "the others record their metrics");
+    }
 }
