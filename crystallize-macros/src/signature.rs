@@ -71,9 +71,9 @@ pub fn reject_unsupported(item: &ItemFn, what: &str, async_hint: Option<&str>, e
 }
 
 /// `Location { module_path, file, line }` of the tokens at `span` (usually the function's name).
-pub fn location(span: Span) -> TokenStream {
+pub fn location(span: Span, krate: &syn::Path) -> TokenStream {
     quote_spanned! {span=>
-        ::crystallize::__private::Location {
+        #krate::__private::Location {
             module_path: ::core::module_path!(),
             file: ::core::file!(),
             line: ::core::line!(),
