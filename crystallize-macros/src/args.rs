@@ -514,6 +514,34 @@ pub fn default_crate() -> Path {
     syn::parse_quote!(::crystallize)
 }
 
+/// `krate`'s tokens at `span`, for generated code spanned at the user's tokens: a path into the
+/// runtime that kept the macro's call-site span would widen rustc's diagnostics to the whole
+/// attribute. The default `::crystallize` takes `span` entirely, exactly as the tokens written
+/// in the macro did; a path the user gave keeps its own name resolution (a `$crate` in it must
+/// still resolve where it was written) and only moves to `span`.
+pub fn krate_at(krate: &Path, span: Span) -> TokenStream {
+    let is_default = *krate == default_crate();
+    krate
+        .to_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(if is_default { span } else { token.span().located_at(span) });
+            token
+        })
+        .collect()
+}
+
+/// `quote_spanned!` for code that names the runtime: `#krate` in the body is the crate path
+/// located at the same span (see [`krate_at`]). `krate_spanned!(krate, span=> ...)`.
+macro_rules! krate_spanned {
+    ($krate:ident, $span:expr=> $($tt:tt)*) => {{
+        let __span: ::proc_macro2::Span = $span;
+        let $krate = $crate::args::krate_at($krate, __span);
+        ::quote::quote_spanned!(__span=> $($tt)*)
+    }};
+}
+pub(crate) use krate_spanned;
+
 /// Reads `crate = path`: the path of the crystallize crate, as the user's crate names it
 /// (`crate = my_reexport::crystallize`, or the same path in a string literal).
 pub fn parse_crate(expr: &Expr, errors: &mut Errors) -> Option<Path> {

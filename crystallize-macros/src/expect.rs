@@ -165,7 +165,7 @@ pub fn render_check(
         let target = quote_spanned!(metric.span()=> metrics.#metric);
         quote!(let _ = &#target;)
     });
-    let declared = quote_spanned! {expect_key.span()=>
+    let declared = crate::args::krate_spanned! {krate, expect_key.span()=>
         <#metrics_type as #krate::__private::ExpectsMetrics>::Declared
     };
     // The whole function is spanned at `expect`: an experiment without declared metrics is then

@@ -353,7 +353,7 @@ pub fn param_value(value: &ParamLiteral, span: Span, krate: &Path) -> TokenStrea
         ParamLiteral::Float(f) => quote!(Float(#f)),
         ParamLiteral::Str(s) => quote!(Str(::std::borrow::Cow::Borrowed(#s))),
     };
-    quote_spanned!(span=> #krate::__private::ParamValue::#value)
+    crate::args::krate_spanned!(krate, span=> #krate::__private::ParamValue::#value)
 }
 
 fn render(model: &Model) -> TokenStream {
@@ -414,14 +414,15 @@ fn render(model: &Model) -> TokenStream {
             let span = syn::spanned::Spanned::span(path);
             // Bound to the user's input type (with its span), so that a datasource producing
             // another type is reported at `datasource = ...`, "expected due to" the input's type.
-            let produced = quote_spanned!(span=> <#path as #krate::__private::Datasource>::produce(ctx));
+            let produced =
+                crate::args::krate_spanned!(krate, span=> <#path as #krate::__private::Datasource>::produce(ctx));
             (
                 quote!(#ty),
                 quote! {
                     let input: #ty = #produced;
                     input
                 },
-                quote_spanned!(span=> ::core::option::Option::Some(&<#path as #krate::__private::Datasource>::INFO)),
+                crate::args::krate_spanned!(krate, span=> ::core::option::Option::Some(&<#path as #krate::__private::Datasource>::INFO)),
             )
         }
         _ => (
@@ -440,11 +441,11 @@ fn render(model: &Model) -> TokenStream {
         syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
         syn::ReturnType::Default => ident.span(),
     };
-    let finish = quote_spanned!(output_span=> #krate::__private::ExperimentOutput::finish);
+    let finish = crate::args::krate_spanned!(krate, output_span=> #krate::__private::ExperimentOutput::finish);
     // Both uses of the return type are spanned at it entirely, so that an experiment returning
     // something else is one error, there.
-    let output_metrics = quote_spanned!(output_span=> <#output_type as #krate::__private::ExperimentOutput>::Metrics);
-    let output_names = quote_spanned!(output_span=> <#output_type as #krate::__private::ExperimentOutput>::METRICS);
+    let output_metrics = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::Metrics);
+    let output_names = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::METRICS);
     let outcome = Ident::new("__crystallize_outcome", output_span);
     let marker = signature::marker_struct(vis, ident);
     let call_args = call_args(model, quote!(ctx));
@@ -655,7 +656,7 @@ fn attached_observers(model: &Model, name: &str) -> TokenStream {
     let boxed = model
         .observers
         .iter()
-        .map(|expr| quote_spanned!(syn::spanned::Spanned::span(expr)=> #krate::__private::boxed_observer(#expr)));
+        .map(|expr| crate::args::krate_spanned!(krate, syn::spanned::Spanned::span(expr)=> #krate::__private::boxed_observer(#expr)));
     quote! {
         const _: () = {
             fn __crystallize_observers() -> ::std::vec::Vec<::std::boxed::Box<dyn #krate::__private::Observer>> {

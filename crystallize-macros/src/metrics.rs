@@ -3,7 +3,7 @@
 //! are the experiment's declared metrics.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, ToTokens};
 use syn::{DeriveInput, Ident, Path};
 
 use crate::args::{self, Errors};
@@ -60,7 +60,7 @@ pub fn render(krate: &Path, ident: &Ident, fields: &[Ident]) -> TokenStream {
     let records = fields
         .iter()
         .zip(&names)
-        .map(|(field, name)| quote_spanned!(field.span()=> #krate::__private::Ctx::record(ctx, #name, self.#field);));
+        .map(|(field, name)| crate::args::krate_spanned!(krate, field.span()=> #krate::__private::Ctx::record(ctx, #name, self.#field);));
     quote! {
         impl #krate::__private::DeclaredMetrics for #ident {
             const NAMES: &'static [&'static str] = &[#(#names),*];

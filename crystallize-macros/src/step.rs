@@ -10,7 +10,7 @@
 //! includes the wait for it.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, ToTokens};
 use syn::{ItemFn, Path};
 
 use crate::args::{self, Arg, Errors};
@@ -93,7 +93,7 @@ fn render(model: &Model) -> TokenStream {
         Some(limit) => quote!(::core::option::Option::Some(#limit)),
         None => quote!(::core::option::Option::None),
     };
-    let info = quote_spanned! {ident.span()=>
+    let info = crate::args::krate_spanned! {krate, ident.span()=>
         static __CRYSTALLIZE_STEP: #krate::__private::StepInfo = #krate::__private::StepInfo {
             name: #name,
             location: #location,
@@ -111,7 +111,7 @@ fn render(model: &Model) -> TokenStream {
         (None, _) => quote!(),
     };
     let body = if is_async {
-        quote_spanned! {ident.span()=>
+        crate::args::krate_spanned! {krate, ident.span()=>
             #krate::__private::step_async(&__CRYSTALLIZE_STEP, async move {
                 #take_limit
                 #block
@@ -119,7 +119,7 @@ fn render(model: &Model) -> TokenStream {
             .await
         }
     } else {
-        quote_spanned! {ident.span()=>
+        crate::args::krate_spanned! {krate, ident.span()=>
             let __crystallize_step_guard = #krate::__private::StepGuard::enter(&__CRYSTALLIZE_STEP);
             #take_limit
             #block

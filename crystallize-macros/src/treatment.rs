@@ -202,7 +202,8 @@ fn render(model: &Model) -> TokenStream {
     let experiment_span = syn::spanned::Spanned::span(experiment);
     // Every use of the experiment's types is spanned entirely at the user's path, so that naming
     // something that is not an experiment is one error there (rustc merges identical errors).
-    let experiment_type = quote_spanned!(experiment_span=> <#experiment as #krate::__private::Experiment>);
+    let experiment_type =
+        crate::args::krate_spanned!(krate, experiment_span=> <#experiment as #krate::__private::Experiment>);
     let experiment_input = quote_spanned!(experiment_span=> #experiment_type::Input);
     let experiment_params = quote_spanned!(experiment_span=> &mut #experiment_type::Params);
     let experiment_name = quote_spanned!(experiment_span=> #experiment_type::NAME);
@@ -215,7 +216,8 @@ fn render(model: &Model) -> TokenStream {
             // The binding's type is spanned at the experiment and the call at the datasource, so a
             // datasource of the wrong type is reported at `datasource = ...`, "expected due to" the
             // experiment.
-            let call = quote_spanned!(span=> <#path as #krate::__private::Datasource>::produce(ctx));
+            let call =
+                crate::args::krate_spanned!(krate, span=> <#path as #krate::__private::Datasource>::produce(ctx));
             let produced = quote! {
                 let input: #experiment_input = #call;
             };
@@ -226,7 +228,7 @@ fn render(model: &Model) -> TokenStream {
                         ::std::boxed::Box::new(input)
                     }
                 },
-                quote_spanned! {span=>
+                crate::args::krate_spanned! {krate, span=>
                     ::core::option::Option::Some(#krate::__private::TreatmentDatasource {
                         info: &<#path as #krate::__private::Datasource>::INFO,
                         produce: __crystallize_produce,
@@ -245,7 +247,7 @@ fn render(model: &Model) -> TokenStream {
         // whose message names both, the experiment's input as the expected one; the unit
         // downcasts to the function's own type, so a mismatch is that one error, at the type.
         let mutated_span = syn::spanned::Spanned::span(mutated);
-        let check = quote_spanned! {mutated_span=>
+        let check = crate::args::krate_spanned! {krate, mutated_span=>
             #krate::__private::mutates_input_of::<#experiment, #experiment_input, #mutated>()
         };
         (
@@ -277,7 +279,8 @@ fn render(model: &Model) -> TokenStream {
         let field = &p.name;
         let value = &p.value_expr;
         let span = syn::spanned::Spanned::span(value);
-        let target = quote_spanned!(field.span()=> *#krate::__private::literal_slot(&mut params.#field));
+        let target =
+            crate::args::krate_spanned!(krate, field.span()=> *#krate::__private::literal_slot(&mut params.#field));
         quote_spanned!(span=> #target = #value;)
     });
     let expect_texts: Vec<String> = model.expects.iter().map(|e| e.text(&name)).collect();
