@@ -92,11 +92,10 @@ fn main() {
     let sugar = registry.experiment(Some("sugar")).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(sugar.entry.params.len(), 1);
     assert_eq!(BoardParams::default().moves, 2);
-    let mut steps: Vec<(&str, Option<&str>)> =
-        renamed::__private::inventory::iter::<renamed::__private::StepEntry>
-            .into_iter()
-            .map(|step| (step.0.name, step.0.limit))
-            .collect();
+    let mut steps: Vec<(&str, Option<&str>)> = renamed::__private::inventory::iter::<renamed::__private::StepEntry>
+        .into_iter()
+        .map(|step| (step.0.name, step.0.limit))
+        .collect();
     steps.sort();
     assert_eq!(steps, [("fill", None), ("judge", Some("cpu"))]);
 }
