@@ -30,6 +30,13 @@ impl Arg {
 
 impl Parse for Arg {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `crate` is a keyword, so it is not an `Ident` to syn: `crate = path` is read here.
+        if input.peek(Token![crate]) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let token: Token![crate] = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            return Ok(Arg::KeyValue { key: Ident::new("crate", token.span), value });
+        }
         if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
             let key: Ident = input.parse()?;
             input.parse::<Token![=]>()?;
@@ -502,6 +509,98 @@ pub fn parse_path(expr: &Expr, what: &str, errors: &mut Errors) -> Option<Path> 
     None
 }
 
+/// The path generated code reaches the runtime through when no `crate = ...` is given.
+pub fn default_crate() -> Path {
+    syn::parse_quote!(::crystallize)
+}
+
+/// `krate`'s tokens at `span`, for generated code spanned at the user's tokens: a path into the
+/// runtime that kept the macro's call-site span would widen rustc's diagnostics to the whole
+/// attribute. The default `::crystallize` takes `span` entirely, exactly as the tokens written
+/// in the macro did; a path the user gave keeps its own name resolution (a `$crate` in it must
+/// still resolve where it was written) and only moves to `span`.
+pub fn krate_at(krate: &Path, span: Span) -> TokenStream {
+    let is_default = *krate == default_crate();
+    krate
+        .to_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(if is_default { span } else { token.span().located_at(span) });
+            token
+        })
+        .collect()
+}
+
+/// `quote_spanned!` for code that names the runtime: `#krate` in the body is the crate path
+/// located at the same span (see [`krate_at`]). `krate_spanned!(krate, span=> ...)`.
+macro_rules! krate_spanned {
+    ($krate:ident, $span:expr=> $($tt:tt)*) => {{
+        let __span: ::proc_macro2::Span = $span;
+        let $krate = $crate::args::krate_at($krate, __span);
+        ::quote::quote_spanned!(__span=> $($tt)*)
+    }};
+}
+pub(crate) use krate_spanned;
+
+/// Reads `crate = path`: the path of the crystallize crate, as the user's crate names it
+/// (`crate = my_reexport::crystallize`, or the same path in a string literal).
+pub fn parse_crate(expr: &Expr, errors: &mut Errors) -> Option<Path> {
+    match expr {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => return Some(path.path.clone()),
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+            if let Ok(path) = s.parse::<Path>() {
+                return Some(path);
+            }
+        }
+        _ => {}
+    }
+    errors.spanned(
+        expr,
+        "`crate` takes the path of the crystallize crate as your crate names it, like `crate = my_reexport::crystallize`",
+    );
+    None
+}
+
+/// Reads the `#[crystallize(crate = path)]` attributes of a derive's container; the default
+/// path when there are none.
+pub fn container_crate(attrs: &[syn::Attribute], errors: &mut Errors) -> Path {
+    const KEYS: &[&str] = &["crate"];
+    let mut krate = None;
+    let mut seen = Vec::new();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("crystallize")) {
+        let tokens = match attr.meta.require_list() {
+            Ok(list) => list.tokens.clone(),
+            Err(_) => {
+                errors.spanned(attr, "write `#[crystallize(crate = path)]`");
+                continue;
+            }
+        };
+        let args = match parse_args(tokens) {
+            Ok(args) => args,
+            Err(error) => {
+                errors.push(error);
+                continue;
+            }
+        };
+        for arg in &args {
+            match arg {
+                Arg::KeyValue { key, value } => {
+                    if check_key(key, KEYS, &mut seen, errors) {
+                        krate = parse_crate(value, errors);
+                    }
+                }
+                Arg::List { key, .. } => {
+                    if check_key(key, KEYS, &mut seen, errors) {
+                        wrong_shape(arg, "with a value: `crate = path`", errors);
+                    }
+                }
+                Arg::Positional(_) => wrong_shape(arg, "`crate = path`", errors),
+            }
+        }
+    }
+    krate.unwrap_or_else(default_crate)
+}
+
 /// Reads a list of string literals (`hypotheses = ["a.x > b.x"]`).
 pub fn parse_strings(expr: &Expr, what: &str, errors: &mut Errors) -> Vec<syn::LitStr> {
     let mut out = Vec::new();
@@ -654,6 +753,21 @@ mod tests {
         assert!(check_key(&key, &["seed"], &mut seen, &mut errors));
         assert!(!check_key(&key, &["seed"], &mut seen, &mut errors));
         assert!(errors.finish(()).unwrap_err().to_string().contains("given twice"));
+    }
+
+    #[test]
+    fn crate_is_a_key_with_a_path() {
+        let args = parse_args(quote!(crate = my_reexport::crystallize, seed = 1)).unwrap();
+        let Arg::KeyValue { key, value } = &args[0] else { panic!("not a key-value") };
+        assert_eq!(key, "crate");
+        let mut errors = Errors::default();
+        let path = parse_crate(value, &mut errors).unwrap();
+        assert_eq!(path.to_token_stream().to_string(), "my_reexport :: crystallize");
+        let quoted = parse_crate(&syn::parse_quote!("::other::cr"), &mut errors).unwrap();
+        assert_eq!(quoted.to_token_stream().to_string(), ":: other :: cr");
+        assert!(errors.is_empty());
+        assert!(parse_crate(&syn::parse_quote!(5), &mut errors).is_none());
+        assert!(errors.finish(()).unwrap_err().to_string().contains("`crate` takes the path"));
     }
 
     #[test]

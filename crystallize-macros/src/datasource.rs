@@ -2,9 +2,11 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
-use syn::{ItemFn, ReturnType};
+use syn::{ItemFn, Path, ReturnType};
 
-use crate::args::Errors;
+use crate::args::{self, Arg, Errors};
+
+const KEYS: &[&str] = &["crate"];
 use crate::fingerprint;
 use crate::signature::{self, is_ctx, location, marker_struct, with_errors};
 
@@ -15,16 +17,34 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         Err(error) => return with_errors(item, syn::Error::new(error.span(), "#[datasource] goes on a function")),
     };
     match validate(attr, &function) {
-        Ok(takes_ctx) => render(&function, takes_ctx),
+        Ok((takes_ctx, krate)) => render(&function, takes_ctx, &krate),
         Err(error) => with_errors(item, error),
     }
 }
 
-/// Checks the signature; returns whether the function takes the context.
-fn validate(attr: TokenStream, function: &ItemFn) -> syn::Result<bool> {
+/// Checks the attribute and the signature; returns whether the function takes the context, and
+/// the path of the crystallize crate.
+fn validate(attr: TokenStream, function: &ItemFn) -> syn::Result<(bool, Path)> {
     let mut errors = Errors::default();
-    if !attr.is_empty() {
-        errors.spanned(&attr, "#[datasource] takes no arguments: write `#[datasource]`");
+    let mut krate = None;
+    let mut seen = Vec::new();
+    for arg in args::parse_args(attr)? {
+        match &arg {
+            Arg::KeyValue { key, value } => {
+                if args::check_key(key, KEYS, &mut seen, &mut errors) {
+                    krate = args::parse_crate(value, &mut errors);
+                }
+            }
+            Arg::List { key, .. } => {
+                if args::check_key(key, KEYS, &mut seen, &mut errors) {
+                    args::wrong_shape(&arg, "with a value: `crate = path`", &mut errors);
+                }
+            }
+            Arg::Positional(path) => errors.spanned(
+                path,
+                "#[datasource] takes no name (it is named after its function); its one key is `crate = path`",
+            ),
+        }
     }
     signature::reject_unsupported(function, "a datasource", Some(signature::SYNC_ONLY), &mut errors);
     let args = signature::typed_args(function, "a datasource", &mut errors);
@@ -52,36 +72,36 @@ fn validate(attr: TokenStream, function: &ItemFn) -> syn::Result<bool> {
             "a datasource must return the input it produces: `fn name(ctx: &Ctx) -> Input`",
         );
     }
-    errors.finish(takes_ctx)
+    errors.finish((takes_ctx, krate.unwrap_or_else(args::default_crate)))
 }
 
-fn render(function: &ItemFn, takes_ctx: bool) -> TokenStream {
+fn render(function: &ItemFn, takes_ctx: bool, krate: &Path) -> TokenStream {
     let ident = &function.sig.ident;
     let name = ident.to_string();
     let ReturnType::Type(_, output) = &function.sig.output else {
         unreachable!("validate rejects a datasource without a return type")
     };
     let marker = marker_struct(&function.vis, ident);
-    let location = location(ident.span());
+    let location = location(ident.span(), krate);
     let fingerprint = fingerprint::of_tokens(&function.to_token_stream());
     let call = if takes_ctx { quote!(#ident(ctx)) } else { quote!({ let _ = ctx; #ident() }) };
     let output_spanned = quote_spanned!(syn::spanned::Spanned::span(output)=> #output);
     quote! {
         #function
         #marker
-        impl ::crystallize::__private::Datasource for #ident {
+        impl #krate::__private::Datasource for #ident {
             type Output = #output_spanned;
-            const INFO: ::crystallize::__private::DatasourceInfo = ::crystallize::__private::DatasourceInfo {
+            const INFO: #krate::__private::DatasourceInfo = #krate::__private::DatasourceInfo {
                 name: #name,
                 location: #location,
                 fingerprint: #fingerprint,
             };
-            fn produce(ctx: &::crystallize::__private::Ctx) -> Self::Output {
+            fn produce(ctx: &#krate::__private::Ctx) -> Self::Output {
                 #call
             }
         }
-        ::crystallize::__private::inventory::submit! {
-            ::crystallize::__private::DatasourceEntry(&<#ident as ::crystallize::__private::Datasource>::INFO)
+        #krate::__private::inventory::submit! {
+            #krate::__private::DatasourceEntry(&<#ident as #krate::__private::Datasource>::INFO)
         }
     }
 }

@@ -152,7 +152,12 @@ pub fn parse(content: TokenStream, bare_left: bool, errors: &mut Errors) -> Vec<
 /// A function, never called, that reads every metric an expectation names from `metrics` (of
 /// type `metrics_type`): a misspelt metric is rustc's "no field" error at the user's token, with
 /// its suggestion; an experiment without declared metrics fails at `expect`.
-pub fn render_check(metrics_type: &TokenStream, expect_key: &Ident, all: &[Expectation]) -> TokenStream {
+pub fn render_check(
+    krate: &syn::Path,
+    metrics_type: &TokenStream,
+    expect_key: &Ident,
+    all: &[Expectation],
+) -> TokenStream {
     if all.is_empty() {
         return quote!();
     }
@@ -160,8 +165,8 @@ pub fn render_check(metrics_type: &TokenStream, expect_key: &Ident, all: &[Expec
         let target = quote_spanned!(metric.span()=> metrics.#metric);
         quote!(let _ = &#target;)
     });
-    let declared = quote_spanned! {expect_key.span()=>
-        <#metrics_type as ::crystallize::__private::ExpectsMetrics>::Declared
+    let declared = crate::args::krate_spanned! {krate, expect_key.span()=>
+        <#metrics_type as #krate::__private::ExpectsMetrics>::Declared
     };
     // The whole function is spanned at `expect`: an experiment without declared metrics is then
     // one error there (the signature's and the type's are the same diagnostic, merged).

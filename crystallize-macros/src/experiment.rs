@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "timeout",
     "retries",
     "limits",
+    "crate",
 ];
 
 /// The most units in flight `jobs = N` may ask for.
@@ -62,6 +63,8 @@ pub struct Model {
     pub retries: Option<u64>,
     /// `limits(ollama = 2)`: each limit's name and capacity, in the order written.
     pub limits: Vec<(String, u64)>,
+    /// `crate = path`: the crystallize crate as the user's crate names it.
+    pub krate: Path,
 }
 
 /// Expands `#[experiment(...)]` on `item`.
@@ -98,6 +101,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
         timeout_ms: None,
         retries: None,
         limits: Vec::new(),
+        krate: args::default_crate(),
     };
     let mut seen = Vec::new();
     // Whether the user meant to give a datasource, even if they wrote it wrong: then the function's
@@ -111,6 +115,11 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 }
                 match key.to_string().as_str() {
                     "datasource" => model.datasource = args::parse_path(value, "datasource", &mut errors),
+                    "crate" => {
+                        if let Some(krate) = args::parse_crate(value, &mut errors) {
+                            model.krate = krate;
+                        }
+                    }
                     "replicates" => {
                         if let Some(n) = args::parse_u64(value, "replicates", 10, &mut errors) {
                             if n == 0 {
@@ -322,7 +331,7 @@ fn sugar_struct(model: &Model) -> TokenStream {
         let doc = format!("Param `{name}`.");
         quote!(#[doc = #doc] pub #name: #ty)
     });
-    let impls = params::render(&ident, &fields);
+    let impls = params::render(&model.krate, &ident, &fields);
     quote! {
         #[doc = #doc]
         #[derive(Clone, Debug, PartialEq)]
@@ -334,7 +343,7 @@ fn sugar_struct(model: &Model) -> TokenStream {
 }
 
 /// The runtime's `ParamValue` for a literal.
-pub fn param_value(value: &ParamLiteral, span: Span) -> TokenStream {
+pub fn param_value(value: &ParamLiteral, span: Span, krate: &Path) -> TokenStream {
     let value = match value {
         ParamLiteral::Bool(b) => quote!(Bool(#b)),
         ParamLiteral::Int(i) => {
@@ -344,15 +353,16 @@ pub fn param_value(value: &ParamLiteral, span: Span) -> TokenStream {
         ParamLiteral::Float(f) => quote!(Float(#f)),
         ParamLiteral::Str(s) => quote!(Str(::std::borrow::Cow::Borrowed(#s))),
     };
-    quote_spanned!(span=> ::crystallize::__private::ParamValue::#value)
+    crate::args::krate_spanned!(krate, span=> #krate::__private::ParamValue::#value)
 }
 
 fn render(model: &Model) -> TokenStream {
+    let krate = &model.krate;
     let function = &model.function;
     let ident = &function.sig.ident;
     let vis = &function.vis;
     let name = ident.to_string();
-    let location = location(ident.span());
+    let location = location(ident.span(), krate);
     let fingerprint = fingerprint::of_tokens(&function.to_token_stream());
     let replicates = model.replicates;
     let seed = model.seed;
@@ -367,7 +377,7 @@ fn render(model: &Model) -> TokenStream {
     // suggestion.
     let (params_type, sugar) = match (&model.params[..], &model.params_arg) {
         ([], Some(ty)) => (quote!(#ty), quote!()),
-        ([], None) => (quote!(::crystallize::__private::NoParams), quote!()),
+        ([], None) => (quote!(#krate::__private::NoParams), quote!()),
         _ => {
             let ident = sugar_struct_name(ident);
             (quote!(#ident), sugar_struct(model))
@@ -377,8 +387,8 @@ fn render(model: &Model) -> TokenStream {
         Some(ty) => {
             let built = Ident::new("__crystallize_params", syn::spanned::Spanned::span(ty));
             quote! {
-                let #built = <#params_type as ::crystallize::__private::TypedParams>::from_params(
-                    ::crystallize::__private::Ctx::params(ctx),
+                let #built = <#params_type as #krate::__private::TypedParams>::from_params(
+                    #krate::__private::Ctx::params(ctx),
                 )?;
             }
         }
@@ -391,7 +401,8 @@ fn render(model: &Model) -> TokenStream {
     let expect_texts: Vec<String> = model.expects.iter().map(|e| e.text("baseline")).collect();
     let expect_check = match &model.expect_key {
         Some(key) => expect::render_check(
-            &quote!(<#ident as ::crystallize::__private::Experiment>::Metrics),
+            krate,
+            &quote!(<#ident as #krate::__private::Experiment>::Metrics),
             key,
             &model.expects,
         ),
@@ -403,14 +414,15 @@ fn render(model: &Model) -> TokenStream {
             let span = syn::spanned::Spanned::span(path);
             // Bound to the user's input type (with its span), so that a datasource producing
             // another type is reported at `datasource = ...`, "expected due to" the input's type.
-            let produced = quote_spanned!(span=> <#path as ::crystallize::__private::Datasource>::produce(ctx));
+            let produced =
+                crate::args::krate_spanned!(krate, span=> <#path as #krate::__private::Datasource>::produce(ctx));
             (
                 quote!(#ty),
                 quote! {
                     let input: #ty = #produced;
                     input
                 },
-                quote_spanned!(span=> ::core::option::Option::Some(&<#path as ::crystallize::__private::Datasource>::INFO)),
+                crate::args::krate_spanned!(krate, span=> ::core::option::Option::Some(&<#path as #krate::__private::Datasource>::INFO)),
             )
         }
         _ => (
@@ -429,13 +441,11 @@ fn render(model: &Model) -> TokenStream {
         syn::ReturnType::Type(_, ty) => syn::spanned::Spanned::span(ty),
         syn::ReturnType::Default => ident.span(),
     };
-    let finish = quote_spanned!(output_span=> ::crystallize::__private::ExperimentOutput::finish);
+    let finish = crate::args::krate_spanned!(krate, output_span=> #krate::__private::ExperimentOutput::finish);
     // Both uses of the return type are spanned at it entirely, so that an experiment returning
     // something else is one error, there.
-    let output_metrics =
-        quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::Metrics);
-    let output_names =
-        quote_spanned!(output_span=> <#output_type as ::crystallize::__private::ExperimentOutput>::METRICS);
+    let output_metrics = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::Metrics);
+    let output_names = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::METRICS);
     let outcome = Ident::new("__crystallize_outcome", output_span);
     let marker = signature::marker_struct(vis, ident);
     let call_args = call_args(model, quote!(ctx));
@@ -443,7 +453,7 @@ fn render(model: &Model) -> TokenStream {
         run_async(model, &params_type, &outcome, &finish)
     } else {
         quote! {
-            fn run(input: Self::Input, ctx: &mut ::crystallize::__private::Ctx) -> ::crystallize::__private::UnitOutcome {
+            fn run(input: Self::Input, ctx: &mut #krate::__private::Ctx) -> #krate::__private::UnitOutcome {
                 #unused_input
                 #unused_ctx
                 #build_params
@@ -459,46 +469,46 @@ fn render(model: &Model) -> TokenStream {
         #marker
         #sugar
 
-        impl ::crystallize::__private::Experiment for #ident {
+        impl #krate::__private::Experiment for #ident {
             type Input = #input_type;
             type Params = #params_type;
             type Metrics = #output_metrics;
             const NAME: &'static str = #name;
             const SMOKE_TEST: bool = #smoke_test;
 
-            fn produce_input(ctx: &::crystallize::__private::Ctx) -> Self::Input {
+            fn produce_input(ctx: &#krate::__private::Ctx) -> Self::Input {
                 #produce
             }
 
             #run_fns
 
-            fn describe_input(input: &Self::Input) -> ::crystallize::__private::InputView {
+            fn describe_input(input: &Self::Input) -> #krate::__private::InputView {
                 #[allow(unused_imports)]
-                use ::crystallize::__private::describe::{DescribeDebug as _, DescribeJson as _, DescribeOpaque as _};
-                (&&&::crystallize::__private::describe::Probe(input)).describe()
+                use #krate::__private::describe::{DescribeDebug as _, DescribeJson as _, DescribeOpaque as _};
+                (&&&#krate::__private::describe::Probe(input)).describe()
             }
 
             fn input_from_json(
-                value: ::crystallize::__private::JsonValue,
+                value: #krate::__private::JsonValue,
             ) -> ::core::option::Option<::core::result::Result<Self::Input, ::std::string::String>> {
                 #[allow(unused_imports)]
-                use ::crystallize::__private::restore::{RestoreJson as _, RestoreNone as _};
-                (&&::crystallize::__private::restore::Target::<Self::Input>(::core::marker::PhantomData)).restore(value)
+                use #krate::__private::restore::{RestoreJson as _, RestoreNone as _};
+                (&&#krate::__private::restore::Target::<Self::Input>(::core::marker::PhantomData)).restore(value)
             }
         }
 
-        ::crystallize::__private::inventory::submit! {
-            ::crystallize::__private::ExperimentEntry {
+        #krate::__private::inventory::submit! {
+            #krate::__private::ExperimentEntry {
                 name: #name,
                 location: #location,
                 datasource: #datasource_info,
                 replicates: #replicates,
                 seed: #seed,
-                params: <#params_type as ::crystallize::__private::TypedParams>::DECLS,
+                params: <#params_type as #krate::__private::TypedParams>::DECLS,
                 hypotheses: &[#(#hypotheses,)* #(#expect_texts,)*],
                 metrics: #output_names,
                 fingerprint: #fingerprint,
-                vtable: ::crystallize::__private::ExperimentVTable::of::<#ident>(),
+                vtable: #krate::__private::ExperimentVTable::of::<#ident>(),
                 run: #run_defaults,
             }
         }
@@ -534,6 +544,7 @@ fn call_args(model: &Model, ctx: TokenStream) -> TokenStream {
 /// and records what it returned. The runner never calls `run` when `ASYNC` is true; it answers
 /// anyway, with an error rather than a panic, for a caller that asks.
 fn run_async(model: &Model, params_type: &TokenStream, outcome: &Ident, finish: &TokenStream) -> TokenStream {
+    let krate = &model.krate;
     let ident = &model.function.sig.ident;
     let name = ident.to_string();
     // What a build without crystallize's `async` feature reports for each unit: its runner is sync.
@@ -543,8 +554,8 @@ fn run_async(model: &Model, params_type: &TokenStream, outcome: &Ident, finish: 
         Some(ty) => {
             let built = Ident::new("__crystallize_params", syn::spanned::Spanned::span(ty));
             quote! {
-                let #built = match <#params_type as ::crystallize::__private::TypedParams>::from_params(
-                    ::crystallize::__private::Ctx::params(&ctx),
+                let #built = match <#params_type as #krate::__private::TypedParams>::from_params(
+                    #krate::__private::Ctx::params(&ctx),
                 ) {
                     ::core::result::Result::Ok(params) => params,
                     ::core::result::Result::Err(error) => {
@@ -566,12 +577,12 @@ fn run_async(model: &Model, params_type: &TokenStream, outcome: &Ident, finish: 
     quote! {
         const ASYNC: bool = true;
 
-        fn run(input: Self::Input, ctx: &mut ::crystallize::__private::Ctx) -> ::crystallize::__private::UnitOutcome {
+        fn run(input: Self::Input, ctx: &mut #krate::__private::Ctx) -> #krate::__private::UnitOutcome {
             let _ = (input, ctx);
             ::core::result::Result::Err(::core::convert::From::from(#not_sync))
         }
 
-        fn run_async(input: Self::Input, ctx: ::crystallize::__private::Ctx) -> ::crystallize::__private::UnitFuture {
+        fn run_async(input: Self::Input, ctx: #krate::__private::Ctx) -> #krate::__private::UnitFuture {
             fn #must_be_send<F: ::core::future::Future + ::core::marker::Send>(future: F) -> F {
                 future
             }
@@ -589,6 +600,7 @@ fn run_async(model: &Model, params_type: &TokenStream, outcome: &Ident, finish: 
 
 /// The `RunDefaults` of the entry: what `jobs`, `timeout`, `retries` and `limits(...)` gave.
 fn run_defaults(model: &Model) -> TokenStream {
+    let krate = &model.krate;
     fn option<T: ToTokens>(value: Option<T>) -> TokenStream {
         match value {
             Some(value) => quote!(::core::option::Option::Some(#value)),
@@ -596,7 +608,7 @@ fn run_defaults(model: &Model) -> TokenStream {
         }
     }
     if model.jobs.is_none() && model.timeout_ms.is_none() && model.retries.is_none() && model.limits.is_empty() {
-        return quote!(::crystallize::__private::RunDefaults::NONE);
+        return quote!(#krate::__private::RunDefaults::NONE);
     }
     // The values were range-checked when parsed, so these conversions cannot truncate.
     let jobs = option(model.jobs.map(|jobs| jobs as usize));
@@ -607,7 +619,7 @@ fn run_defaults(model: &Model) -> TokenStream {
         quote!((#name, #capacity))
     });
     quote! {
-        ::crystallize::__private::RunDefaults {
+        #krate::__private::RunDefaults {
             jobs: #jobs,
             timeout_ms: #timeout_ms,
             retries: #retries,
@@ -619,6 +631,7 @@ fn run_defaults(model: &Model) -> TokenStream {
 /// The `#[test]` that runs one replicate of the baseline under `cargo test` and `cargo nextest`
 /// (each treatment generates the test of its own condition).
 fn smoke_test(model: &Model, name: &str) -> TokenStream {
+    let krate = &model.krate;
     if !model.smoke_test {
         return quote!();
     }
@@ -628,7 +641,7 @@ fn smoke_test(model: &Model, name: &str) -> TokenStream {
         #[test]
         #[allow(non_snake_case)]
         fn #test() {
-            ::crystallize::__private::smoke(#name, "baseline");
+            #krate::__private::smoke(#name, "baseline");
         }
     }
 }
@@ -636,19 +649,21 @@ fn smoke_test(model: &Model, name: &str) -> TokenStream {
 /// The registration of the observers in `observers = [...]`, built afresh for every run; each
 /// expression is type-checked as an `Observer` at its own tokens.
 fn attached_observers(model: &Model, name: &str) -> TokenStream {
+    let krate = &model.krate;
     if model.observers.is_empty() {
         return TokenStream::new();
     }
-    let boxed = model.observers.iter().map(
-        |expr| quote_spanned!(syn::spanned::Spanned::span(expr)=> ::crystallize::__private::boxed_observer(#expr)),
-    );
+    let boxed = model
+        .observers
+        .iter()
+        .map(|expr| crate::args::krate_spanned!(krate, syn::spanned::Spanned::span(expr)=> #krate::__private::boxed_observer(#expr)));
     quote! {
         const _: () = {
-            fn __crystallize_observers() -> ::std::vec::Vec<::std::boxed::Box<dyn ::crystallize::__private::Observer>> {
+            fn __crystallize_observers() -> ::std::vec::Vec<::std::boxed::Box<dyn #krate::__private::Observer>> {
                 ::std::vec![#(#boxed),*]
             }
-            ::crystallize::__private::inventory::submit! {
-                ::crystallize::__private::AttachedObservers { experiment: #name, make: __crystallize_observers }
+            #krate::__private::inventory::submit! {
+                #krate::__private::AttachedObservers { experiment: #name, make: __crystallize_observers }
             }
         };
     }

@@ -4,7 +4,9 @@
 //! follows the same shape, one module each: **parse** the attribute and the item into a plain model
 //! (collecting every error, each at the offending tokens), **validate** it, **render** the
 //! expansion. On error the user's item is emitted unchanged beside the errors, so IDEs keep working.
-//! Generated code reaches the runtime only through `::crystallize::__private`.
+//! Generated code reaches the runtime only through `__private` of the crystallize crate: by default
+//! `::crystallize::__private`, or `PATH::__private` with `crate = PATH` (`#[crystallize(crate = PATH)]`
+//! on a derive), for crates that re-export or rename crystallize.
 
 mod args;
 mod datasource;
@@ -87,7 +89,7 @@ pub fn treatment(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     pub crash_on_replicate: Option<u64>,
 /// }
 /// ```
-#[proc_macro_derive(Params, attributes(param))]
+#[proc_macro_derive(Params, attributes(param, crystallize))]
 pub fn derive_params(item: TokenStream) -> TokenStream {
     params::expand(item.into()).into()
 }
@@ -100,7 +102,7 @@ pub fn derive_params(item: TokenStream) -> TokenStream {
 /// #[derive(Metrics)]
 /// pub struct GameMetrics { pub win: bool, pub rounds: u32 }
 /// ```
-#[proc_macro_derive(Metrics)]
+#[proc_macro_derive(Metrics, attributes(crystallize))]
 pub fn derive_metrics(item: TokenStream) -> TokenStream {
     metrics::expand(item.into()).into()
 }

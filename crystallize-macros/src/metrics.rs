@@ -3,10 +3,10 @@
 //! are the experiment's declared metrics.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
-use syn::{DeriveInput, Ident};
+use quote::{quote, ToTokens};
+use syn::{DeriveInput, Ident, Path};
 
-use crate::args::Errors;
+use crate::args::{self, Errors};
 use crate::params::named_fields;
 
 /// Expands `#[derive(Metrics)]`. On error only the errors are emitted; the struct stays.
@@ -15,9 +15,15 @@ pub fn expand(item: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(error) => return error.to_compile_error(),
     };
-    match parse(&input) {
-        Ok(fields) => render(&input.ident, &fields),
-        Err(error) => error.to_compile_error(),
+    let mut errors = Errors::default();
+    let krate = args::container_crate(&input.attrs, &mut errors);
+    match (parse(&input), errors.finish(())) {
+        (Ok(fields), Ok(())) => render(&krate, &input.ident, &fields),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            error.to_compile_error()
+        }
+        (Err(error), _) | (_, Err(error)) => error.to_compile_error(),
     }
 }
 
@@ -48,23 +54,24 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Vec<Ident>> {
 }
 
 /// The `DeclaredMetrics` impl of the struct `ident`, and what `expect(...)` checks against.
-pub fn render(ident: &Ident, fields: &[Ident]) -> TokenStream {
+pub fn render(krate: &Path, ident: &Ident, fields: &[Ident]) -> TokenStream {
     let names: Vec<String> = fields.iter().map(Ident::to_string).collect();
     // Each record call is spanned at its field, so a problem with one names that field.
-    let records = fields.iter().zip(&names).map(
-        |(field, name)| quote_spanned!(field.span()=> ::crystallize::__private::Ctx::record(ctx, #name, self.#field);),
-    );
+    let records = fields
+        .iter()
+        .zip(&names)
+        .map(|(field, name)| crate::args::krate_spanned!(krate, field.span()=> #krate::__private::Ctx::record(ctx, #name, self.#field);));
     quote! {
-        impl ::crystallize::__private::DeclaredMetrics for #ident {
+        impl #krate::__private::DeclaredMetrics for #ident {
             const NAMES: &'static [&'static str] = &[#(#names),*];
 
-            fn record(self, ctx: &::crystallize::__private::Ctx) {
+            fn record(self, ctx: &#krate::__private::Ctx) {
                 let _ = ctx;
                 #(#records)*
             }
         }
 
-        impl ::crystallize::__private::ExpectsMetrics for #ident {
+        impl #krate::__private::ExpectsMetrics for #ident {
             type Declared = #ident;
         }
     }

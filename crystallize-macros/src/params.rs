@@ -33,9 +33,15 @@ pub fn expand(item: TokenStream) -> TokenStream {
         Ok(input) => input,
         Err(error) => return error.to_compile_error(),
     };
-    match parse(&input) {
-        Ok(fields) => render(&input.ident, &fields),
-        Err(error) => error.to_compile_error(),
+    let mut errors = Errors::default();
+    let krate = args::container_crate(&input.attrs, &mut errors);
+    match (parse(&input), errors.finish(())) {
+        (Ok(fields), Ok(())) => render(&krate, &input.ident, &fields),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            error.to_compile_error()
+        }
+        (Err(error), _) | (_, Err(error)) => error.to_compile_error(),
     }
 }
 
@@ -226,19 +232,19 @@ pub fn option_inner(ty: &Type) -> Option<&Type> {
 }
 
 /// The `TypedParams` and `Default` impls of the params struct `ident`.
-pub fn render(ident: &Ident, fields: &[Field]) -> TokenStream {
+pub fn render(krate: &syn::Path, ident: &Ident, fields: &[Field]) -> TokenStream {
     let decls = fields.iter().map(|field| {
         let name = field.name.to_string();
         let kind = format_ident!("{}", field.kind.variant());
         let rust_type = field.ty.to_token_stream().to_string().replace(' ', "");
         let default = match &field.default {
-            Some((value, expr)) => param_value(value, syn::spanned::Spanned::span(expr)),
-            None => quote!(::crystallize::__private::ParamValue::None),
+            Some((value, expr)) => param_value(value, syn::spanned::Spanned::span(expr), krate),
+            None => quote!(#krate::__private::ParamValue::None),
         };
         quote! {
-            ::crystallize::__private::ParamDecl {
+            #krate::__private::ParamDecl {
                 name: #name,
-                kind: ::crystallize::__private::ParamKind::#kind,
+                kind: #krate::__private::ParamKind::#kind,
                 rust_type: #rust_type,
                 default: #default,
             }
@@ -247,7 +253,7 @@ pub fn render(ident: &Ident, fields: &[Field]) -> TokenStream {
     let reads = fields.iter().map(|field| {
         let member = &field.name;
         let name = field.name.to_string();
-        quote!(#member: ::crystallize::__private::read_field(params, #name)?)
+        quote!(#member: #krate::__private::read_field(params, #name)?)
     });
     // The defaults are written as the user's literals, at their spans, into the typed fields:
     // `#[param(default = 300)] ratio: u8` fails to compile there, as the same code of their own would.
@@ -273,11 +279,11 @@ pub fn render(ident: &Ident, fields: &[Field]) -> TokenStream {
     let span = Span::call_site();
     let params = Ident::new("params", span);
     quote! {
-        impl ::crystallize::__private::TypedParams for #ident {
-            const DECLS: &'static [::crystallize::__private::ParamDecl] = &[#(#decls),*];
+        impl #krate::__private::TypedParams for #ident {
+            const DECLS: &'static [#krate::__private::ParamDecl] = &[#(#decls),*];
 
             fn from_params(
-                #params: &::crystallize::__private::Params,
+                #params: &#krate::__private::Params,
             ) -> ::core::result::Result<Self, ::std::string::String> {
                 let _ = #params;
                 ::core::result::Result::Ok(#ident { #(#reads,)* })

@@ -1,7 +1,7 @@
 //! What the macros read from a function's signature, and the pieces of expansion they share.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::quote;
 use syn::{FnArg, Ident, ItemFn, PatType, Type, Visibility};
 
 use crate::args::Errors;
@@ -71,9 +71,9 @@ pub fn reject_unsupported(item: &ItemFn, what: &str, async_hint: Option<&str>, e
 }
 
 /// `Location { module_path, file, line }` of the tokens at `span` (usually the function's name).
-pub fn location(span: Span) -> TokenStream {
-    quote_spanned! {span=>
-        ::crystallize::__private::Location {
+pub fn location(span: Span, krate: &syn::Path) -> TokenStream {
+    crate::args::krate_spanned! {krate, span=>
+        #krate::__private::Location {
             module_path: ::core::module_path!(),
             file: ::core::file!(),
             line: ::core::line!(),

@@ -353,6 +353,116 @@ mod derive_metrics {
     }
 }
 
+/// `crate = path`: every path into the runtime goes through the given crate instead of
+/// `::crystallize`.
+mod crate_path {
+    use super::*;
+
+    fn assert_no_default_crate(expansion: &str) {
+        assert!(!expansion.contains("::crystallize::"), "`::crystallize::` remains:\n{expansion}");
+        assert!(expansion.contains("::other::cr::__private::"), "the given crate is not used:\n{expansion}");
+    }
+
+    #[test]
+    fn experiment_with_a_crate_path() {
+        let expansion = pretty(crate::experiment::expand(
+            quote!(
+                crate = ::other::cr,
+                datasource = llama_table,
+                params(temperature = 0.7),
+                expect(dolphin.win < baseline.win),
+                observers = [Log::new()],
+                jobs = 4
+            ),
+            quote!(
+                fn social_deception(config: GameConfig, ctx: &mut Ctx) -> GameMetrics {
+                    play(&config, ctx)
+                }
+            ),
+        ));
+        assert_no_default_crate(&expansion);
+        insta::assert_snapshot!(expansion);
+    }
+
+    #[test]
+    fn every_other_macro_with_a_crate_path() {
+        let expansions = [
+            pretty(crate::datasource::expand(
+                quote!(crate = ::other::cr),
+                quote!(
+                    fn table(ctx: &Ctx) -> Table {
+                        load(ctx)
+                    }
+                ),
+            )),
+            pretty(crate::step::expand(
+                quote!(limit = "ollama", crate = "::other::cr"),
+                quote!(
+                    async fn ask(q: &str) -> String {
+                        q.into()
+                    }
+                ),
+            )),
+            pretty(crate::treatment::expand(
+                quote!(
+                    social_deception,
+                    crate = ::other::cr,
+                    datasource = t,
+                    set(temperature = 1.2),
+                    expect(win > baseline.win)
+                ),
+                quote!(
+                    fn hot(config: &mut GameConfig, ctx: &Ctx) {}
+                ),
+            )),
+            pretty(crate::params::expand(quote!(
+                #[crystallize(crate = ::other::cr)]
+                pub struct P {
+                    #[param(default = 1)]
+                    pub n: u64,
+                }
+            ))),
+            pretty(crate::metrics::expand(quote!(
+                #[crystallize(crate = ::other::cr)]
+                pub struct M {
+                    pub win: bool,
+                }
+            ))),
+        ];
+        for expansion in &expansions {
+            assert_no_default_crate(expansion);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_list_crate() {
+        let message = crate::datasource::expand(
+            quote!(crat = x),
+            quote!(
+                fn t() -> u8 {
+                    0
+                }
+            ),
+        )
+        .to_string();
+        assert!(message.contains("did you mean `crate`"), "{message}");
+        let message = crate::step::expand(
+            quote!(limt = "a"),
+            quote!(
+                fn s() {}
+            ),
+        )
+        .to_string();
+        assert!(message.contains("valid keys: limit, crate"), "{message}");
+        let message = crate::params::expand(quote!(
+            #[crystallize(krate = x)]
+            struct P {}
+        ))
+        .to_string();
+        assert!(message.contains("valid keys: crate"), "{message}");
+    }
+}
+
 /// The error path: the user's item comes back unchanged, followed by the errors.
 mod errors {
     use super::*;

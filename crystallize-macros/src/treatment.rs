@@ -16,7 +16,7 @@ use crate::experiment::param_value;
 use crate::fingerprint;
 use crate::signature::{self, is_ctx, location, with_errors};
 
-const KEYS: &[&str] = &["datasource", "set", "expect"];
+const KEYS: &[&str] = &["datasource", "set", "expect", "crate"];
 
 /// What a `#[treatment]` says, after parsing and validation.
 pub struct Model {
@@ -30,6 +30,8 @@ pub struct Model {
     /// Whether the function mutates the input (`fn f(input: &mut Input [, ctx: &Ctx])`).
     pub mutates: bool,
     pub takes_ctx: bool,
+    /// `crate = path`: the crystallize crate as the user's crate names it.
+    pub krate: Path,
 }
 
 /// Expands `#[treatment(...)]` on `item`.
@@ -52,6 +54,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
     let mut sets = Vec::new();
     let mut expects = Vec::new();
     let mut expect_key = None;
+    let mut krate = None;
     let mut seen = Vec::new();
     for (index, arg) in args::parse_args(attr.clone())?.into_iter().enumerate() {
         match &arg {
@@ -69,6 +72,8 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                 if args::check_key(key, KEYS, &mut seen, &mut errors) {
                     if key == "datasource" {
                         datasource = args::parse_path(value, "datasource", &mut errors);
+                    } else if key == "crate" {
+                        krate = args::parse_crate(value, &mut errors);
                     } else if key == "expect" {
                         args::wrong_shape(&arg, "as a list: `expect(win > baseline.win)`", &mut errors);
                     } else {
@@ -118,7 +123,8 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
             "this treatment changes nothing: give it `datasource = ...`, `set(...)`, or an `input: &mut Input` parameter",
         );
     }
-    errors.finish(Model { function, experiment, datasource, sets, expects, expect_key, mutates, takes_ctx })
+    let krate = krate.unwrap_or_else(args::default_crate);
+    errors.finish(Model { function, experiment, datasource, sets, expects, expect_key, mutates, takes_ctx, krate })
 }
 
 /// A treatment takes nothing, `input: &mut Input`, or `input: &mut Input, ctx: &Ctx`. Returns
@@ -183,22 +189,25 @@ fn unreachable_model() -> Model {
         expect_key: None,
         mutates: false,
         takes_ctx: false,
+        krate: args::default_crate(),
     }
 }
 
 fn render(model: &Model) -> TokenStream {
     let function = &model.function;
+    let krate = &model.krate;
     let ident = &function.sig.ident;
     let name = ident.to_string();
     let experiment = &model.experiment;
     let experiment_span = syn::spanned::Spanned::span(experiment);
     // Every use of the experiment's types is spanned entirely at the user's path, so that naming
     // something that is not an experiment is one error there (rustc merges identical errors).
-    let experiment_type = quote_spanned!(experiment_span=> <#experiment as ::crystallize::__private::Experiment>);
+    let experiment_type =
+        crate::args::krate_spanned!(krate, experiment_span=> <#experiment as #krate::__private::Experiment>);
     let experiment_input = quote_spanned!(experiment_span=> #experiment_type::Input);
     let experiment_params = quote_spanned!(experiment_span=> &mut #experiment_type::Params);
     let experiment_name = quote_spanned!(experiment_span=> #experiment_type::NAME);
-    let location = location(ident.span());
+    let location = location(ident.span(), krate);
     let fingerprint = fingerprint::of_tokens(&function.to_token_stream());
 
     let (produce_fn, datasource_slot) = match &model.datasource {
@@ -207,20 +216,21 @@ fn render(model: &Model) -> TokenStream {
             // The binding's type is spanned at the experiment and the call at the datasource, so a
             // datasource of the wrong type is reported at `datasource = ...`, "expected due to" the
             // experiment.
-            let call = quote_spanned!(span=> <#path as ::crystallize::__private::Datasource>::produce(ctx));
+            let call =
+                crate::args::krate_spanned!(krate, span=> <#path as #krate::__private::Datasource>::produce(ctx));
             let produced = quote! {
                 let input: #experiment_input = #call;
             };
             (
                 quote! {
-                    fn __crystallize_produce(ctx: &::crystallize::__private::Ctx) -> ::std::boxed::Box<dyn ::core::any::Any> {
+                    fn __crystallize_produce(ctx: &#krate::__private::Ctx) -> ::std::boxed::Box<dyn ::core::any::Any> {
                         #produced
                         ::std::boxed::Box::new(input)
                     }
                 },
-                quote_spanned! {span=>
-                    ::core::option::Option::Some(::crystallize::__private::TreatmentDatasource {
-                        info: &<#path as ::crystallize::__private::Datasource>::INFO,
+                crate::args::krate_spanned! {krate, span=>
+                    ::core::option::Option::Some(#krate::__private::TreatmentDatasource {
+                        info: &<#path as #krate::__private::Datasource>::INFO,
                         produce: __crystallize_produce,
                     })
                 },
@@ -237,8 +247,8 @@ fn render(model: &Model) -> TokenStream {
         // whose message names both, the experiment's input as the expected one; the unit
         // downcasts to the function's own type, so a mismatch is that one error, at the type.
         let mutated_span = syn::spanned::Spanned::span(mutated);
-        let check = quote_spanned! {mutated_span=>
-            ::crystallize::__private::mutates_input_of::<#experiment, #experiment_input, #mutated>()
+        let check = crate::args::krate_spanned! {krate, mutated_span=>
+            #krate::__private::mutates_input_of::<#experiment, #experiment_input, #mutated>()
         };
         (
             quote! {
@@ -246,7 +256,7 @@ fn render(model: &Model) -> TokenStream {
                 fn __crystallize_check_mutated() {
                     #check;
                 }
-                fn __crystallize_mutate(input: &mut dyn ::core::any::Any, ctx: &::crystallize::__private::Ctx) -> bool {
+                fn __crystallize_mutate(input: &mut dyn ::core::any::Any, ctx: &#krate::__private::Ctx) -> bool {
                     let _ = ctx;
                     match input.downcast_mut::<#mutated>() {
                         ::core::option::Option::Some(typed) => { #call; true }
@@ -255,7 +265,7 @@ fn render(model: &Model) -> TokenStream {
                 }
             },
             quote!(::core::option::Option::Some(
-                __crystallize_mutate as fn(&mut dyn ::core::any::Any, &::crystallize::__private::Ctx) -> bool
+                __crystallize_mutate as fn(&mut dyn ::core::any::Any, &#krate::__private::Ctx) -> bool
             )),
         )
     } else {
@@ -269,20 +279,21 @@ fn render(model: &Model) -> TokenStream {
         let field = &p.name;
         let value = &p.value_expr;
         let span = syn::spanned::Spanned::span(value);
-        let target = quote_spanned!(field.span()=> *::crystallize::__private::literal_slot(&mut params.#field));
+        let target =
+            crate::args::krate_spanned!(krate, field.span()=> *#krate::__private::literal_slot(&mut params.#field));
         quote_spanned!(span=> #target = #value;)
     });
     let expect_texts: Vec<String> = model.expects.iter().map(|e| e.text(&name)).collect();
     let expect_check = match &model.expect_key {
         Some(key) => {
             let metrics = quote_spanned!(experiment_span=> #experiment_type::Metrics);
-            expect::render_check(&metrics, key, &model.expects)
+            expect::render_check(krate, &metrics, key, &model.expects)
         }
         None => quote!(),
     };
     let set_entries = model.sets.iter().map(|p| {
         let key = p.name.to_string();
-        let value = param_value(&p.value, syn::spanned::Spanned::span(&p.value_expr));
+        let value = param_value(&p.value, syn::spanned::Spanned::span(&p.value_expr), krate);
         quote!((#key, #value))
     });
 
@@ -296,7 +307,7 @@ fn render(model: &Model) -> TokenStream {
         #[allow(non_snake_case)]
         fn #test() {
             if #experiment_type::SMOKE_TEST {
-                ::crystallize::__private::smoke(#experiment_name, #name);
+                #krate::__private::smoke(#experiment_name, #name);
             }
         }
     };
@@ -315,8 +326,8 @@ fn render(model: &Model) -> TokenStream {
             }
             #produce_fn
             #mutate_fn
-            ::crystallize::__private::inventory::submit! {
-                ::crystallize::__private::TreatmentEntry {
+            #krate::__private::inventory::submit! {
+                #krate::__private::TreatmentEntry {
                     experiment: #experiment_name,
                     name: #name,
                     location: #location,
