@@ -561,6 +561,30 @@ pub fn parse_crate(expr: &Expr, errors: &mut Errors) -> Option<Path> {
     None
 }
 
+/// The skeleton both derives share: parse the item, read its `#[crystallize(crate = path)]`,
+/// then render the fields `parse` found, or emit every error (a derive cannot change its item,
+/// so the struct stays as the user wrote it).
+pub fn derive<T>(
+    item: TokenStream,
+    parse: impl FnOnce(&syn::DeriveInput) -> syn::Result<T>,
+    render: impl FnOnce(&Path, &syn::Ident, &T) -> TokenStream,
+) -> TokenStream {
+    let input: syn::DeriveInput = match syn::parse2(item) {
+        Ok(input) => input,
+        Err(error) => return error.to_compile_error(),
+    };
+    let mut errors = Errors::default();
+    let krate = container_crate(&input.attrs, &mut errors);
+    match (parse(&input), errors.finish(())) {
+        (Ok(fields), Ok(())) => render(&krate, &input.ident, &fields),
+        (Err(mut error), Err(more)) => {
+            error.combine(more);
+            error.to_compile_error()
+        }
+        (Err(error), _) | (_, Err(error)) => error.to_compile_error(),
+    }
+}
+
 /// Reads the `#[crystallize(crate = path)]` attributes of a derive's container; the default
 /// path when there are none.
 pub fn container_crate(attrs: &[syn::Attribute], errors: &mut Errors) -> Path {

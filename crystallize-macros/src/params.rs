@@ -29,20 +29,7 @@ pub struct Field {
 /// Expands `#[derive(Params)]`. A derive cannot change its item, so on error only the errors are
 /// emitted; the struct itself stays as the user wrote it.
 pub fn expand(item: TokenStream) -> TokenStream {
-    let input: DeriveInput = match syn::parse2(item) {
-        Ok(input) => input,
-        Err(error) => return error.to_compile_error(),
-    };
-    let mut errors = Errors::default();
-    let krate = args::container_crate(&input.attrs, &mut errors);
-    match (parse(&input), errors.finish(())) {
-        (Ok(fields), Ok(())) => render(&krate, &input.ident, &fields),
-        (Err(mut error), Err(more)) => {
-            error.combine(more);
-            error.to_compile_error()
-        }
-        (Err(error), _) | (_, Err(error)) => error.to_compile_error(),
-    }
+    args::derive(item, parse, |krate, ident, fields: &Vec<_>| render(krate, ident, fields))
 }
 
 /// Reads the fields of a struct that derives `Params` or `Metrics`, rejecting everything else at
