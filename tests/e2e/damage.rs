@@ -384,3 +384,36 @@ fn no_color_removes_colour_not_the_progress_display() {
     // The total bar: "<experiment> [00:00:01] ===> 5/12 units ...".
     out.check(out.stdout.contains("/12 units"), "the progress display was drawn with NO_COLOR set");
 }
+
+#[test]
+fn a_second_ctrl_c_over_a_hung_unit_exits_130_and_still_prints_the_resume_command() {
+    let store = Store::new(BIN);
+    // Each round thinks 5 s: the unit in flight is as good as hung.
+    let mut child = store
+        .process(&["run", "--replicates", "2", "--jobs", "1", "--set", "think_ms=5000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the run");
+    let pid = child.id().to_string();
+    let interrupt = || {
+        // By pid, with the system's kill: the test crate has no signal API of its own.
+        let sent = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("run kill");
+        assert!(sent.success(), "SIGINT to {pid}");
+    };
+    // Wait until the run exists in the store, so the journal (and its exit hook) is armed.
+    let started = std::time::Instant::now();
+    while store.run_ids().is_empty() && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    interrupt();
+    let out = child.wait_with_output().expect("wait for the run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let id = store.only_run()["id"].as_str().expect("id").to_owned();
+    assert!(stderr.contains("aborted"), "{stderr}");
+    assert!(stderr.contains(&format!("--resume {id} --store")), "the resume command is printed:\n{stderr}");
+}

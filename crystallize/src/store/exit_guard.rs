@@ -6,14 +6,15 @@
 //! The hook runs inside `exit`, when other threads may still be running; it only takes a mutex
 //! held for a few instructions elsewhere, writes to stderr, and calls `_exit`, which skips the
 //! remaining exit handlers (they would run with the run half done anyway). An interrupted run
-//! (Ctrl-C twice, which exits with 130 on purpose) keeps its own exit code.
+//! (Ctrl-C twice, which exits with 130 on purpose) keeps its own exit code, and the hook prints
+//! only how to resume it: a unit that hangs must not cost the resume command.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
-/// The armed guards: (token, what to print if the process exits meanwhile).
-static ARMED: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+/// The armed guards: (token, what to print if the process exits meanwhile, the resume command).
+static ARMED: Mutex<Vec<(u64, String, String)>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
 static HOOK: Once = Once::new();
 
@@ -25,8 +26,9 @@ pub struct ExitGuard {
 }
 
 impl ExitGuard {
-    /// Arms the hook with `message` (a full sentence, without `error: `).
-    pub fn arm(message: String) -> ExitGuard {
+    /// Arms the hook with `message` (a full sentence, without `error: `) and the command that
+    /// resumes the run (printed alone when the process was interrupted).
+    pub fn arm(message: String, resume: String) -> ExitGuard {
         HOOK.call_once(|| {
             // SAFETY: `on_exit` is an `extern "C" fn()` that never unwinds; registering it has no
             // other precondition. If registration fails, exits keep their own code, as before.
@@ -34,7 +36,7 @@ impl ExitGuard {
         });
         let token = NEXT.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut armed) = ARMED.lock() {
-            armed.push((token, message));
+            armed.push((token, message, resume));
         }
         ExitGuard { token }
     }
@@ -43,7 +45,7 @@ impl ExitGuard {
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         if let Ok(mut armed) = ARMED.lock() {
-            armed.retain(|(token, _)| *token != self.token);
+            armed.retain(|(token, _, _)| *token != self.token);
         }
     }
 }
@@ -51,10 +53,18 @@ impl Drop for ExitGuard {
 extern "C" fn on_exit() {
     // Nothing here may unwind into C: no panicking calls, errors ignored.
     if crate::runner::interrupted() {
+        // The second Ctrl-C: the exit code stays 130; say how to pick the run up again.
+        if let Ok(armed) = ARMED.lock() {
+            let mut err = std::io::stderr().lock();
+            for (_, _, resume) in armed.iter() {
+                let _ = writeln!(err, "resume with:\n  {resume}");
+            }
+            let _ = err.flush();
+        }
         return;
     }
     let messages: Vec<String> = match ARMED.lock() {
-        Ok(armed) => armed.iter().map(|(_, message)| message.clone()).collect(),
+        Ok(armed) => armed.iter().map(|(_, message, _)| message.clone()).collect(),
         Err(_) => return,
     };
     if messages.is_empty() {

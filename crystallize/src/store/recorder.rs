@@ -123,16 +123,19 @@ pub fn begin_session(
     // process with its code (0 would say the run succeeded): see `exit_guard`.
     let program = origin.command.first().map(String::as_str).unwrap_or(plan.experiment.name);
     let store = run.path().parent().and_then(|runs| runs.parent()).unwrap_or(run.path());
-    let message = format!(
-        "the process was ended by a call to std::process::exit while run {id} was running, so the run is \
-         incomplete (units in flight, and finished ones not yet written, are not done); resume it with:\n  {} run {} \
-         --resume {id} --store {}",
+    let resume = format!(
+        "{} run {} --resume {} --store {}",
         shell_word(program),
         plan.experiment.name,
+        run.manifest.run,
         shell_word(&store.display().to_string()),
+    );
+    let message = format!(
+        "the process was ended by a call to std::process::exit while run {id} was running, so the run is \
+         incomplete (units in flight, and finished ones not yet written, are not done); resume it with:\n  {resume}",
         id = run.manifest.run,
     );
-    Ok(journal.with_exit_guard(ExitGuard::arm(message)))
+    Ok(journal.with_exit_guard(ExitGuard::arm(message, resume)))
 }
 
 /// `text` as one POSIX shell word, for a command the user may paste: unchanged when plain,
