@@ -389,7 +389,7 @@ fn no_color_removes_colour_not_the_progress_display() {
 fn a_second_ctrl_c_over_a_hung_unit_exits_130_and_still_prints_the_resume_command() {
     let store = Store::new(BIN);
     // Each round thinks 5 s: the unit in flight is as good as hung.
-    let mut child = store
+    let child = store
         .process(&["run", "--replicates", "2", "--jobs", "1", "--set", "think_ms=5000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
