@@ -20,6 +20,7 @@
 //! [`sample_size`] answers "how many replicates do I need?" from the effect and spread of a run
 //! (`plan`, and the `n` check of a confirmation made `--from` an exploratory run).
 
+use crate::store::manifest::Part;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -61,12 +62,42 @@ impl fmt::Display for Status {
 /// One integrity check.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Check {
-    /// Its name: `preregistered`, `code`, `fresh`, `n` or `exploration`.
-    pub check: &'static str,
+    /// Which check.
+    pub check: CheckName,
     /// Whether it passed.
     pub ok: bool,
     /// What was found, in words; for a failure, every problem.
     pub detail: String,
+}
+
+/// The checks of a confirmation's integrity, in the order reports list them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckName {
+    /// The pre-registration is there and unchanged.
+    Preregistered,
+    /// The code that ran is the registered code.
+    Code,
+    /// The replicates are fresh: no earlier run used them.
+    Fresh,
+    /// The replicates are enough for the test and the power registered.
+    #[serde(rename = "n")]
+    N,
+    /// Nothing changed since the exploratory run (a failure makes the run CONFOUNDED).
+    Exploration,
+}
+
+impl CheckName {
+    /// The name reports and JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckName::Preregistered => "preregistered",
+            CheckName::Code => "code",
+            CheckName::Fresh => "fresh",
+            CheckName::N => "n",
+            CheckName::Exploration => "exploration",
+        }
+    }
 }
 
 /// The integrity of a confirmation: its status and every check.
@@ -131,7 +162,7 @@ pub fn assess(evidence: &Evidence<'_>) -> Integrity {
             record.map(|r| r.conditions.iter().map(String::as_str).collect()).unwrap_or_default();
         changes = exploration_changes(&from.config, &manifest.config, &conditions);
         checks.push(Check {
-            check: "exploration",
+            check: CheckName::Exploration,
             ok: changes.is_empty(),
             detail: if changes.is_empty() {
                 format!("the same code and configuration as the exploratory run {}", from.run)
@@ -141,7 +172,7 @@ pub fn assess(evidence: &Evidence<'_>) -> Integrity {
         });
     }
     let core_failed: Vec<&'static str> =
-        checks.iter().filter(|c| !c.ok && c.check != "exploration").map(|c| c.check).collect();
+        checks.iter().filter(|c| !c.ok && c.check != CheckName::Exploration).map(|c| c.check.name()).collect();
     let exploration = record.and_then(|r| r.from.as_ref()).map(|f| f.run.clone()).unwrap_or_default();
     let changed = || format!("{} since exploratory run {exploration}", changes.join("; "));
     let (status, summary) = match (core_failed.is_empty(), changes.is_empty()) {
@@ -156,9 +187,8 @@ pub fn assess(evidence: &Evidence<'_>) -> Integrity {
         hypothesis: record.map(|r| r.hypothesis.clone()).or_else(|| manifest.hypotheses.first().cloned()),
         checks: {
             // Failed checks first, each group in the order of the table above.
-            let order = ["preregistered", "code", "fresh", "n", "exploration"];
             let mut sorted = checks;
-            sorted.sort_by_key(|c| (c.ok, order.iter().position(|o| *o == c.check)));
+            sorted.sort_by_key(|c| (c.ok, c.check));
             sorted
         },
         forced: record.map(|r| r.forced.clone()).unwrap_or_default(),
@@ -167,7 +197,7 @@ pub fn assess(evidence: &Evidence<'_>) -> Integrity {
 
 fn check_preregistered(evidence: &Evidence<'_>) -> Check {
     let manifest = evidence.manifest;
-    let fail = |detail: String| Check { check: "preregistered", ok: false, detail };
+    let fail = |detail: String| Check { check: CheckName::Preregistered, ok: false, detail };
     let (record, actual) = match evidence.preregistration {
         Read::Missing => {
             return fail(match &manifest.preregistration {
@@ -217,7 +247,7 @@ fn check_preregistered(evidence: &Evidence<'_>) -> Check {
     }
     let last = record.first_replicate + record.replicates.saturating_sub(1);
     Check {
-        check: "preregistered",
+        check: CheckName::Preregistered,
         ok: true,
         detail: format!(
             "registered {} before any unit ran: '{}', {} test, alpha {}, {} replicates per condition (indices {}..={last}); \
@@ -235,7 +265,11 @@ fn check_preregistered(evidence: &Evidence<'_>) -> Check {
 
 fn check_code(manifest: &Manifest, record: Option<&Preregistration>, sessions: &[Session]) -> Check {
     let Some(record) = record else {
-        return Check { check: "code", ok: false, detail: "no registered fingerprints to compare with".into() };
+        return Check {
+            check: CheckName::Code,
+            ok: false,
+            detail: "no registered fingerprints to compare with".into(),
+        };
     };
     let ran = manifest.config.get("fingerprints").cloned().unwrap_or(Value::Null);
     let registered = json!(record.fingerprints);
@@ -249,13 +283,13 @@ fn check_code(manifest: &Manifest, record: Option<&Preregistration>, sessions: &
     }
     if problems.is_empty() {
         Check {
-            check: "code",
+            check: CheckName::Code,
             ok: true,
             detail: format!("the code that ran has the {} registered fingerprints", record.fingerprints.len()),
         }
     } else {
         Check {
-            check: "code",
+            check: CheckName::Code,
             ok: false,
             detail: format!("the code that ran is not the registered code: {}", problems.join("; ")),
         }
@@ -264,7 +298,7 @@ fn check_code(manifest: &Manifest, record: Option<&Preregistration>, sessions: &
 
 fn check_fresh(evidence: &Evidence<'_>, record: Option<&Preregistration>) -> Check {
     let Some(record) = record else {
-        return Check { check: "fresh", ok: false, detail: "no registered replicate indices to check".into() };
+        return Check { check: CheckName::Fresh, ok: false, detail: "no registered replicate indices to check".into() };
     };
     let registered = record.first_replicate..record.first_replicate + record.replicates;
     let mut problems = Vec::new();
@@ -302,14 +336,14 @@ fn check_fresh(evidence: &Evidence<'_>, record: Option<&Preregistration>) -> Che
         problems.push(format!("the run has records of unregistered replicates {}", outside.join(", ")));
     }
     if !problems.is_empty() {
-        return Check { check: "fresh", ok: false, detail: problems.join("; ") };
+        return Check { check: CheckName::Fresh, ok: false, detail: problems.join("; ") };
     }
     let before = match record.earlier.highest {
         Some(highest) => format!("earlier runs used indices up to {highest}"),
         None => "no earlier run of the experiment".to_owned(),
     };
     Check {
-        check: "fresh",
+        check: CheckName::Fresh,
         ok: true,
         detail: format!(
             "replicates {}..={} were never used before the registration ({before})",
@@ -321,7 +355,7 @@ fn check_fresh(evidence: &Evidence<'_>, record: Option<&Preregistration>) -> Che
 
 fn check_n(record: Option<&Preregistration>, result: Option<&HypothesisResult>) -> Check {
     let Some(record) = record else {
-        return Check { check: "n", ok: false, detail: "no registered sample size to check".into() };
+        return Check { check: CheckName::N, ok: false, detail: "no registered sample size to check".into() };
     };
     let required = record.adequacy.required;
     let mut problems = Vec::new();
@@ -343,7 +377,7 @@ fn check_n(record: Option<&Preregistration>, result: Option<&HypothesisResult>) 
     }
     if problems.is_empty() {
         Check {
-            check: "n",
+            check: CheckName::N,
             ok: true,
             detail: format!(
                 "n = {} per condition, at least the {required} needed ({})",
@@ -352,7 +386,7 @@ fn check_n(record: Option<&Preregistration>, result: Option<&HypothesisResult>) 
             ),
         }
     } else {
-        Check { check: "n", ok: false, detail: problems.join("; ") }
+        Check { check: CheckName::N, ok: false, detail: problems.join("; ") }
     }
 }
 
@@ -367,10 +401,10 @@ pub fn relevant_config(config: &Value, conditions: &[&str]) -> Value {
         let Some(condition) = config.get("conditions").and_then(|c| c.get(*name)) else { continue };
         selected.insert((*name).to_owned(), condition.clone());
         if let Some(datasource) = condition.get("datasource").and_then(Value::as_str) {
-            parts.insert(format!("datasource {datasource}"));
+            parts.insert(Part::Datasource.key(datasource));
         }
         if let Some(treatment) = condition.get("treatment").and_then(Value::as_str) {
-            parts.insert(format!("treatment {treatment}"));
+            parts.insert(Part::Treatment.key(treatment));
         }
     }
     let fingerprints: serde_json::Map<String, Value> = config
@@ -378,7 +412,11 @@ pub fn relevant_config(config: &Value, conditions: &[&str]) -> Value {
         .and_then(Value::as_object)
         .map(|all| {
             all.iter()
-                .filter(|(key, _)| key.starts_with("experiment ") || key.starts_with("step ") || parts.contains(*key))
+                .filter(|(key, _)| {
+                    // The experiment and every step concern every condition; datasources and
+                    // treatments only the conditions that use them.
+                    matches!(Part::of_key(key), Some((Part::Experiment | Part::Step, _))) || parts.contains(*key)
+                })
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
         })
@@ -775,7 +813,7 @@ mod tests {
     }
 
     fn failed(integrity: &Integrity) -> Vec<&'static str> {
-        integrity.failed().map(|c| c.check).collect()
+        integrity.failed().map(|c| c.check.name()).collect()
     }
 
     #[test]

@@ -331,7 +331,7 @@ impl Report {
         }
         if let Some(integrity) = &self.integrity {
             let _ = writeln!(out, "\n{}", integrity_line(integrity));
-            let width = integrity.checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+            let width = integrity.checks.iter().map(|c| c.check.name().len()).max().unwrap_or(0);
             let failed = integrity.checks.iter().any(|c| !c.ok);
             for check in &integrity.checks {
                 let mark = match (check.ok, failed) {
@@ -339,7 +339,7 @@ impl Report {
                     (true, true) => "ok      ",
                     (false, _) => "FAILED  ",
                 };
-                let first = format!("  {mark}{:<width$}  ", check.check);
+                let first = format!("  {mark}{:<width$}  ", check.check.name());
                 let rest = " ".repeat(first.chars().count());
                 out.push_str(&wrap_hanging(&check.detail, 100, &first, &rest));
             }
@@ -381,7 +381,7 @@ impl Report {
             let mut rows = vec![["check".to_owned(), "result".to_owned(), "detail".to_owned()]];
             for check in &integrity.checks {
                 rows.push([
-                    check.check.to_owned(),
+                    check.check.name().to_owned(),
                     if check.ok { "ok" } else { "**FAILED**" }.to_owned(),
                     check.detail.clone(),
                 ]);

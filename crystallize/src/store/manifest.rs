@@ -109,24 +109,63 @@ pub struct Session {
     pub host: String,
 }
 
+/// The kind of code part a fingerprint belongs to. A fingerprint's key in the manifest is
+/// `<kind> <name>` (`step game::play`), part of the stored format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The experiment function.
+    Experiment,
+    /// A datasource (the experiment's, or one a treatment swaps in).
+    Datasource,
+    /// A treatment.
+    Treatment,
+    /// A step, named with its module path (two steps may share a name).
+    Step,
+}
+
+impl Part {
+    const ALL: [Part; 4] = [Part::Experiment, Part::Datasource, Part::Treatment, Part::Step];
+
+    /// The kind's word in a key.
+    pub fn word(self) -> &'static str {
+        match self {
+            Part::Experiment => "experiment",
+            Part::Datasource => "datasource",
+            Part::Treatment => "treatment",
+            Part::Step => "step",
+        }
+    }
+
+    /// The manifest key of the part `name` of this kind.
+    pub fn key(self, name: &str) -> String {
+        format!("{} {name}", self.word())
+    }
+
+    /// The kind and name of a manifest key; `None` for a key of no known kind.
+    pub fn of_key(key: &str) -> Option<(Part, &str)> {
+        let (word, name) = key.split_once(' ')?;
+        Part::ALL.into_iter().find(|part| part.word() == word).map(|part| (part, name))
+    }
+}
+
 /// The resolved configuration of `plan` and the fingerprints of the code it runs, as JSON with
 /// stable keys: `seed`, `seed_policy`, `conditions.<name>.{datasource,treatment,mutates_input,params,input}`,
 /// `fingerprints.<kind> <name>`.
 pub fn resolved_config(plan: &Plan) -> Value {
     let experiment = &*plan.experiment;
     let mut fingerprints = BTreeMap::new();
-    fingerprints.insert(format!("experiment {}", experiment.name), hex(experiment.fingerprint));
+    fingerprints.insert(Part::Experiment.key(experiment.name), hex(experiment.fingerprint));
     if let Some(datasource) = experiment.datasource {
-        fingerprints.insert(format!("datasource {}", datasource.name), hex(datasource.fingerprint));
+        fingerprints.insert(Part::Datasource.key(datasource.name), hex(datasource.fingerprint));
     }
     let mut conditions = serde_json::Map::new();
     for condition in &plan.conditions {
         let datasource =
             condition.treatment.and_then(|t| t.datasource.as_ref()).map(|d| d.info).or(experiment.datasource);
         if let Some(treatment) = condition.treatment {
-            fingerprints.insert(format!("treatment {}", treatment.name), hex(treatment.fingerprint));
+            fingerprints.insert(Part::Treatment.key(treatment.name), hex(treatment.fingerprint));
             if let Some(swapped) = &treatment.datasource {
-                fingerprints.insert(format!("datasource {}", swapped.info.name), hex(swapped.info.fingerprint));
+                fingerprints.insert(Part::Datasource.key(swapped.info.name), hex(swapped.info.fingerprint));
             }
         }
         let params: serde_json::Map<String, Value> =
@@ -146,7 +185,8 @@ pub fn resolved_config(plan: &Plan) -> Value {
     }
     for step in inventory::iter::<StepEntry> {
         // Keyed by module path too: two steps may share a name (methods of different types).
-        fingerprints.insert(format!("step {}::{}", step.0.location.module_path, step.0.name), hex(step.0.fingerprint));
+        let name = format!("{}::{}", step.0.location.module_path, step.0.name);
+        fingerprints.insert(Part::Step.key(&name), hex(step.0.fingerprint));
     }
     json!({
         "seed": plan.seed,
@@ -182,6 +222,15 @@ pub fn drift(stored: &Value, current: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprint_keys_name_their_kind_and_part() {
+        assert_eq!(Part::Step.key("game::play"), "step game::play");
+        assert_eq!(Part::of_key("step game::play"), Some((Part::Step, "game::play")));
+        assert_eq!(Part::of_key("treatment dolphin"), Some((Part::Treatment, "dolphin")));
+        assert_eq!(Part::of_key("gadget x"), None);
+        assert_eq!(Part::of_key("experiment"), None);
+    }
 
     #[test]
     fn drift_names_changed_values_and_code() {
