@@ -160,7 +160,7 @@ pub fn assess(evidence: &Evidence<'_>) -> Integrity {
     if let Some(from) = record.and_then(|r| r.from.as_ref()) {
         let conditions: Vec<&str> =
             record.map(|r| r.conditions.iter().map(String::as_str).collect()).unwrap_or_default();
-        changes = exploration_changes(&from.config, &manifest.config, &conditions);
+        changes = exploration_changes(&from.config, &manifest.config.to_value(), &conditions);
         checks.push(Check {
             check: CheckName::Exploration,
             ok: changes.is_empty(),
@@ -271,9 +271,10 @@ fn check_code(manifest: &Manifest, record: Option<&Preregistration>, sessions: &
             detail: "no registered fingerprints to compare with".into(),
         };
     };
-    let ran = manifest.config.get("fingerprints").cloned().unwrap_or(Value::Null);
+    let ran = json!(manifest.config.fingerprints);
     let registered = json!(record.fingerprints);
-    let mut problems = manifest::drift(&json!({ "fingerprints": registered }), &json!({ "fingerprints": ran }));
+    let mut problems =
+        manifest::drift_of_values(&json!({ "fingerprints": registered }), &json!({ "fingerprints": ran }));
     for session in sessions.iter().filter(|s| s.forced) {
         problems.push(format!(
             "session {} resumed the run with --force despite: {}",
@@ -432,7 +433,7 @@ pub fn relevant_config(config: &Value, conditions: &[&str]) -> Value {
 /// (whole, or already reduced by [`relevant_config`]) and a confirmation's: one line per
 /// change, code changes named by part (`code of step game::play changed`).
 pub fn exploration_changes(exploration: &Value, confirmation: &Value, conditions: &[&str]) -> Vec<String> {
-    manifest::drift(&relevant_config(exploration, conditions), &relevant_config(confirmation, conditions))
+    manifest::drift_of_values(&relevant_config(exploration, conditions), &relevant_config(confirmation, conditions))
 }
 
 /// The replicate indices the runs of `experiment` in `store` had used: with `before`, only runs
@@ -688,12 +689,7 @@ mod tests {
     }
 
     fn record(manifest: &Manifest) -> Preregistration {
-        let fingerprints = manifest.config["fingerprints"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-            .collect();
+        let fingerprints = manifest.config.fingerprints.clone();
         Preregistration {
             schema: 1,
             run: manifest.run.clone(),
@@ -863,7 +859,7 @@ mod tests {
     #[test]
     fn other_code_stale_replicates_and_small_n_are_each_named() {
         let mut case = Case::new();
-        case.manifest.config["fingerprints"]["step game::play"] = json!("ff");
+        case.manifest.config.fingerprints.insert("step game::play".into(), "ff".into());
         let integrity = case.assess();
         assert_eq!(failed(&integrity), vec!["code"]);
         assert!(integrity.checks[0].detail.contains("code of step game::play changed"), "{integrity:#?}");
@@ -898,7 +894,7 @@ mod tests {
 
         // Several failures: all named, and --force does not help.
         let mut many = Case::new();
-        many.manifest.config["fingerprints"]["step game::play"] = json!("ff");
+        many.manifest.config.fingerprints.insert("step game::play".into(), "ff".into());
         many.record.forced = vec!["n".into()];
         many.record.adequacy.required = 25;
         many.manifest.preregistration = Some(many.record.seal());
@@ -910,7 +906,7 @@ mod tests {
     #[test]
     fn changed_code_since_the_exploration_confounds_and_names_each_part() {
         let mut case = Case::new();
-        let mut exploration = case.manifest.config.clone();
+        let mut exploration = case.manifest.config.to_value();
         exploration["fingerprints"]["step game::play"] = json!("aa");
         exploration["fingerprints"]["treatment treated"] = json!("bb");
         // Parts of conditions the hypothesis does not name do not matter.
@@ -936,7 +932,7 @@ mod tests {
         let mut same = Case::new();
         same.record.from = Some(Exploration {
             run: "exp-a".into(),
-            config: relevant_config(&same.manifest.config, &["baseline", "treated"]),
+            config: relevant_config(&same.manifest.config.to_value(), &["baseline", "treated"]),
             effect: 0.5,
             changed: vec![],
         });

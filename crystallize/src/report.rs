@@ -119,7 +119,7 @@ pub fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
             experiment: run.manifest.experiment.clone(),
             conditions: state.conditions.clone(),
             replicates: state.replicate_range().collect(),
-            seed: run.manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(0),
+            seed: run.manifest.config.seed.unwrap_or(0),
             units_planned: planned,
             units_per_condition: vec![state.replicates as usize; state.conditions.len()],
             jobs: 0,
@@ -133,7 +133,7 @@ pub fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
 /// Whether a stored run gave every condition the same seed per replicate (the shared seed
 /// policy), which lets its hypotheses pair replicates.
 pub fn seeds_shared(run: &RunDir) -> bool {
-    run.manifest.config.get("seed_policy").and_then(Value::as_str).is_none_or(|policy| policy == "shared")
+    run.manifest.config.seed_policy.is_none_or(|policy| policy == crate::seed::SeedPolicy::Shared)
 }
 
 impl Report {

@@ -558,7 +558,7 @@ fn resume_plan(
     notes.extend(state.warnings.iter().map(|warning| format!("warning: {warning}")));
     let treatments = if wanted.treatments.is_empty() { &manifest.request.treatments } else { wanted.treatments };
     let sets = if wanted.sets.is_empty() { &manifest.request.sets } else { wanted.sets };
-    let seed = wanted.seed.or_else(|| manifest.config.get("seed").and_then(|s| s.as_u64())).unwrap_or(0);
+    let seed = wanted.seed.or(manifest.config.seed).unwrap_or(0);
     let replicates = wanted.replicates.unwrap_or(state.replicates).max(1);
     let mut plan = Plan::new(experiment, treatments, replicates, seed, &wanted.settings.overrides_with(sets)?)?;
     // A confirmation runs replicate indices from its first one on, not from 0.

@@ -179,7 +179,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
         Some(run) if args.sets.is_empty() => run.manifest.request.sets.clone(),
         _ => args.sets.clone(),
     };
-    let from_seed = from.as_ref().and_then(|run| run.manifest.config.get("seed").and_then(|s| s.as_u64()));
+    let from_seed = from.as_ref().and_then(|run| run.manifest.config.seed);
     let seed = args.seed.or(from_seed).unwrap_or_else(|| settings.seed(None, entry.seed).value);
     let replicates = args
         .replicates
@@ -237,9 +237,13 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
     let exploration = from.as_ref().zip(planned.as_ref()).map(|(run, planned)| Exploration {
         run: run.manifest.run.clone(),
-        config: confirmation::relevant_config(&run.manifest.config, &names),
+        config: confirmation::relevant_config(&run.manifest.config.to_value(), &names),
         effect: planned.effect,
-        changed: confirmation::exploration_changes(&run.manifest.config, &manifest.config, &names),
+        changed: confirmation::exploration_changes(
+            &run.manifest.config.to_value(),
+            &manifest.config.to_value(),
+            &names,
+        ),
     });
     if let Some(exploration) = &exploration {
         for change in &exploration.changed {
@@ -253,12 +257,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     }
 
     // Pre-register, then run.
-    let fingerprints = manifest
-        .config
-        .get("fingerprints")
-        .and_then(|f| f.as_object())
-        .map(|f| f.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-        .unwrap_or_default();
+    let fingerprints = manifest.config.fingerprints.clone();
     let mut record = Preregistration {
         schema: crate::store::manifest::SCHEMA,
         run: manifest.run.clone(),

@@ -54,7 +54,7 @@ fn stored_seed(experiment: &Experiment, name: &str, run: &RunDir, settings: &Set
     if manifest.experiment != experiment.name() {
         return Err(Error::Store(format!("run {} is a run of experiment '{}'", manifest.run, manifest.experiment)));
     }
-    let seed = manifest.config.get("seed").and_then(|s| s.as_u64()).unwrap_or(experiment.entry.seed);
+    let seed = manifest.config.seed.unwrap_or(experiment.entry.seed);
     let overrides = settings.overrides_with(&manifest.request.sets)?;
     let plan = Plan::new(experiment, &manifest.request.treatments, 1, seed, &overrides)?;
     let drift = manifest::drift(&manifest.config, &manifest::resolved_config(&plan));

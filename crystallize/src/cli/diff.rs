@@ -313,12 +313,12 @@ fn manifest_rows(run: &RunDir) -> Value {
         "experiment": manifest.experiment,
         // From the manifest and sessions: the journals are read once, for the metrics.
         "replicates": run.planned_replicates().0,
-        "seed": config.get("seed"),
-        "seed_policy": config.get("seed_policy"),
+        "seed": config.seed,
+        "seed_policy": config.seed_policy,
         "treatments": manifest.request.treatments,
         "set": manifest.request.sets,
-        "conditions": config.get("conditions"),
-        "code": config.get("fingerprints"),
+        "conditions": config.conditions,
+        "code": config.fingerprints,
         "versions": manifest.versions,
         "git": manifest.git,
     });

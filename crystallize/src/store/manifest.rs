@@ -65,7 +65,7 @@ pub struct Manifest {
     /// What was asked for.
     pub request: Request,
     /// The resolved configuration and code fingerprints: what the drift guard compares.
-    pub config: Value,
+    pub config: ResolvedConfig,
     /// Versions of the code.
     pub versions: Versions,
     /// Git state, when run inside a git work tree.
@@ -107,6 +107,33 @@ pub struct Session {
     pub drift: Vec<String>,
     /// The host.
     pub host: String,
+}
+
+/// The resolved configuration of a run, as its manifest stores it (`config`): the run's seed
+/// and seed policy, every condition's datasource, treatment, params and replicate 0's input, and
+/// the fingerprints of the code, by [`Part`] key. What the drift guard and confirmations compare.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedConfig {
+    /// The run's seed (absent only in hand-made manifests: then seeds are not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// How unit seeds relate to conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_policy: Option<crate::seed::SeedPolicy>,
+    /// Each condition's resolved configuration, in plan order: `datasource`, `treatment`,
+    /// `mutates_input`, `params` and, when the input is JSON, `input`.
+    #[serde(default)]
+    pub conditions: serde_json::Map<String, Value>,
+    /// The code's fingerprints, keyed `<kind> <name>` (see [`Part`]).
+    #[serde(default)]
+    pub fingerprints: BTreeMap<String, String>,
+}
+
+impl ResolvedConfig {
+    /// The configuration as JSON, as the drift guard and `diff` compare it.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// The kind of code part a fingerprint belongs to. A fingerprint's key in the manifest is
@@ -151,7 +178,7 @@ impl Part {
 /// The resolved configuration of `plan` and the fingerprints of the code it runs, as JSON with
 /// stable keys: `seed`, `seed_policy`, `conditions.<name>.{datasource,treatment,mutates_input,params,input}`,
 /// `fingerprints.<kind> <name>`.
-pub fn resolved_config(plan: &Plan) -> Value {
+pub fn resolved_config(plan: &Plan) -> ResolvedConfig {
     let experiment = &*plan.experiment;
     let mut fingerprints = BTreeMap::new();
     fingerprints.insert(Part::Experiment.key(experiment.name), hex(experiment.fingerprint));
@@ -188,12 +215,7 @@ pub fn resolved_config(plan: &Plan) -> Value {
         let name = format!("{}::{}", step.0.location.module_path, step.0.name);
         fingerprints.insert(Part::Step.key(&name), hex(step.0.fingerprint));
     }
-    json!({
-        "seed": plan.seed,
-        "seed_policy": plan.policy,
-        "conditions": conditions,
-        "fingerprints": fingerprints,
-    })
+    ResolvedConfig { seed: Some(plan.seed), seed_policy: Some(plan.policy), conditions, fingerprints }
 }
 
 fn hex(fingerprint: u64) -> String {
@@ -202,7 +224,12 @@ fn hex(fingerprint: u64) -> String {
 
 /// What changed between a stored configuration and the current one, one readable line per
 /// change; empty when nothing did. Code changes are named by part ("code of step game::play changed").
-pub fn drift(stored: &Value, current: &Value) -> Vec<String> {
+pub fn drift(stored: &ResolvedConfig, current: &ResolvedConfig) -> Vec<String> {
+    drift_of_values(&stored.to_value(), &current.to_value())
+}
+
+/// [`drift`] of two configurations given as JSON (a confirmation compares parts of them).
+pub fn drift_of_values(stored: &Value, current: &Value) -> Vec<String> {
     crate::diff::changes(stored, current)
         .into_iter()
         .map(|change| {
@@ -224,6 +251,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stored_config_reads_and_writes_back_byte_for_byte() {
+        let text = r#"{"seed":42,"seed_policy":"shared","conditions":{"baseline":{"datasource":"t","treatment":null,"mutates_input":false,"params":{"x":0.7}},"b":{"datasource":null,"treatment":"b","mutates_input":true,"params":{"x":1.2},"input":{"k":[1,2]}}},"fingerprints":{"experiment e":"00000000000000aa","step m::f":"00000000000000bb"}}"#;
+        let config: ResolvedConfig = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&config).unwrap(), text);
+        assert_eq!(config.seed, Some(42));
+        assert_eq!(config.conditions.keys().collect::<Vec<_>>(), ["baseline", "b"], "plan order kept");
+    }
+
+    #[test]
     fn fingerprint_keys_name_their_kind_and_part() {
         assert_eq!(Part::Step.key("game::play"), "step game::play");
         assert_eq!(Part::of_key("step game::play"), Some((Part::Step, "game::play")));
@@ -238,7 +274,10 @@ mod tests {
             json!({"seed": 1, "conditions": {"b": {"params": {"t": 0.7}}}, "fingerprints": {"step play": "aa"}});
         let current =
             json!({"seed": 1, "conditions": {"b": {"params": {"t": 0.9}}}, "fingerprints": {"step play": "bb"}});
-        assert_eq!(drift(&stored, &current), vec!["conditions.b.params.t: 0.7 -> 0.9", "code of step play changed"]);
-        assert!(drift(&stored, &stored).is_empty());
+        assert_eq!(
+            drift_of_values(&stored, &current),
+            vec!["conditions.b.params.t: 0.7 -> 0.9", "code of step play changed"]
+        );
+        assert!(drift_of_values(&stored, &stored).is_empty());
     }
 }

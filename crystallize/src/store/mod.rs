@@ -515,11 +515,8 @@ impl RunDir {
     /// replicate, with the seed that replicate derives.
     fn expectation(&self, conditions: &[String], replicates: u64) -> Expectation {
         let config = &self.manifest.config;
-        let seed = config.get("seed").and_then(serde_json::Value::as_u64);
-        let policy = config
-            .get("seed_policy")
-            .and_then(|p| serde_json::from_value::<SeedPolicy>(p.clone()).ok())
-            .unwrap_or_default();
+        let seed = config.seed;
+        let policy = config.seed_policy.unwrap_or_default();
         let first = self.manifest.first_replicate;
         Expectation {
             run: self.manifest.run.clone(),
@@ -540,12 +537,7 @@ impl RunDir {
 
     /// The conditions of the run, in manifest order.
     pub fn conditions(&self) -> Vec<String> {
-        self.manifest
-            .config
-            .get("conditions")
-            .and_then(|c| c.as_object())
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default()
+        self.manifest.config.conditions.keys().cloned().collect()
     }
 
     /// Replicates per condition, the most any session planned, and the sessions' warnings: from
@@ -853,8 +845,8 @@ mod tests {
     fn seeded_run(lines: &[String]) -> (tempfile::TempDir, RunDir) {
         let (dir, run) = run_with(&[], 0);
         let mut manifest = run.manifest.clone();
-        manifest.config["seed"] = 42.into();
-        manifest.config["seed_policy"] = "shared".into();
+        manifest.config.seed = Some(42);
+        manifest.config.seed_policy = Some(crate::seed::SeedPolicy::Shared);
         std::fs::write(run.path().join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
         std::fs::write(run.journal_path("1"), lines.join("\n") + "\n").unwrap();
         let run = RunDir::open(run.path()).unwrap();
