@@ -8,7 +8,7 @@
 #[allow(dead_code)]
 mod trivial;
 
-use crystallize::__internals::{execute, Cancel, RunOptions};
+use crystallize::__private::internals::{execute, Cancel, RunOptions};
 use crystallize::observe::Observer;
 use crystallize::results::{UnitResult, UnitStatus};
 use crystallize::store::journal::{self, JournalWriter};
@@ -100,5 +100,7 @@ fn trivial_units_through_the_runner(bencher: Bencher, jobs: usize) {
 fn summary_of_10k_units(bencher: Bencher) {
     let units: Vec<UnitResult> = (0..10_000).map(unit).collect();
     let conditions = vec!["baseline".to_owned()];
-    bencher.counter(ItemsCount::new(units.len())).bench(|| crystallize::__internals::summarize(&conditions, &units));
+    bencher
+        .counter(ItemsCount::new(units.len()))
+        .bench(|| crystallize::__private::internals::summarize(&conditions, &units));
 }

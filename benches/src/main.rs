@@ -129,7 +129,7 @@ fn report(name: &str, value: impl std::fmt::Display) {
 }
 
 fn jobs() -> usize {
-    crystallize::__internals::default_jobs()
+    crystallize::__private::internals::default_jobs()
 }
 
 /// Scratch space under the target directory (same file system as the project, unlike `/tmp`,
@@ -368,7 +368,7 @@ fn stats_timings(data: &Path, repeat: usize) {
 #[cfg(test)]
 mod tests {
     use super::trivial::*;
-    use crystallize::__internals::{execute, RunOptions};
+    use crystallize::__private::internals::{execute, RunOptions};
 
     fn without_duration(line: &str) -> serde_json::Value {
         let mut value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");

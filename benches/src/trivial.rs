@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use crystallize::__internals::{execute, Override, Plan, Registry, RunOptions};
+use crystallize::__private::internals::{execute, Override, Plan, Registry, RunOptions};
 use crystallize::observe::Observer;
 use crystallize::prelude::*;
 use crystallize::results::RunResults;
@@ -91,7 +91,7 @@ fn loaded_spin() {}
 pub fn burn(seed: u64, rounds: u64) -> u64 {
     let mut z = seed;
     for _ in 0..rounds {
-        z = crystallize::__internals::mix(z);
+        z = crystallize::__private::internals::mix(z);
     }
     z >> 40
 }

@@ -229,3 +229,15 @@ pub fn limit(name: &'static str) -> impl std::future::Future<Output = crate::lim
 pub fn limit_blocking(name: &'static str) -> crate::limits::LimitGuard {
     crate::limits::acquire_blocking(crate::runner::current_limits(), name)
 }
+
+/// Internals for this workspace's benchmarks and white-box tests; not public API, not covered
+/// by semver.
+pub mod internals {
+    pub use crate::overrides::OverrideValue;
+    pub use crate::plan::{Override, Plan};
+    pub use crate::registry::Registry;
+    pub use crate::resolve::{input_of, resolve, InputResolution, ResolvedCondition, Setting};
+    pub use crate::runner::{default_jobs, execute, Cancel, RunOptions};
+    pub use crate::seed::mix;
+    pub use crate::summary::summarize;
+}

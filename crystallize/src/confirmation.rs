@@ -924,7 +924,7 @@ mod tests {
         assert_eq!(integrity.status, Status::Confounded, "{integrity:#?}");
         assert_eq!(
             integrity.summary,
-            "CONFOUNDED: code of treatment treated changed; code of step game::play changed since exploratory run exp-a"
+            "CONFOUNDED: code of step game::play changed; code of treatment treated changed since exploratory run exp-a"
         );
         assert_eq!(failed(&integrity), vec!["exploration"]);
 

@@ -132,19 +132,6 @@ pub mod config {
     pub use crate::params::{Origin, ParamKind, ParamValue, Params, ResolvedParam};
 }
 
-/// Internals for this workspace's benchmarks and white-box tests; not public API, not covered
-/// by semver.
-#[doc(hidden)]
-pub mod __internals {
-    pub use crate::overrides::OverrideValue;
-    pub use crate::plan::{Override, Plan};
-    pub use crate::registry::Registry;
-    pub use crate::resolve::{input_of, resolve, InputResolution, ResolvedCondition, Setting};
-    pub use crate::runner::{default_jobs, execute, Cancel, RunOptions};
-    pub use crate::seed::mix;
-    pub use crate::summary::summarize;
-}
-
 /// Generates `fn main` for a crate of experiments: the command line of CLI.md.
 ///
 /// `crystallize::main!()` when the experiments are in this crate. When they live in library

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crystallize::__internals::{execute, Plan, Registry, RunOptions};
+use crystallize::__private::internals::{execute, Plan, Registry, RunOptions};
 use crystallize::observe::Progress;
 use crystallize::observe::StepInfo;
 use crystallize::observe::{Event, InputView, Observer, UnitKey};

@@ -1,7 +1,7 @@
 //! Overrides of params and input fields through the library API: what a key means, the order in
 //! which overrides apply, the origin of every value, and the errors for inputs that cannot be set.
 
-use crystallize::__internals::{
+use crystallize::__private::internals::{
     resolve, InputResolution, Override, OverrideValue, Plan, Registry, ResolvedCondition, Setting,
 };
 use crystallize::config::{Origin, ParamValue};
@@ -137,7 +137,7 @@ fn overrides_apply_in_order_and_say_where_values_came_from() {
     assert_eq!(field(&hot, "note"), (&json!("hello"), &Origin::CommandLine), "bare text is a string where one is");
 
     // The units get the same input.
-    let results = crystallize::__internals::execute(&plan, &Default::default(), &mut []);
+    let results = crystallize::__private::internals::execute(&plan, &Default::default(), &mut []);
     assert_eq!(results.units.len(), 4, "2 conditions x 2 replicates");
     for unit in &results.units {
         let expected = if unit.condition == "hot" { 2.0 } else { 6.0 };

@@ -1,6 +1,6 @@
 //! The on-ramp runs on the same machinery as the attribute path: same seeds, same metrics.
 
-use crystallize::__internals::{execute, Plan, Registry, RunOptions};
+use crystallize::__private::internals::{execute, Plan, Registry, RunOptions};
 use crystallize::prelude::*;
 
 #[derive(Clone, Debug, PartialEq)]

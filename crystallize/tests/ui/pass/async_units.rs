@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crystallize::__private::Experiment;
 use crystallize::prelude::*;
-use crystallize::__internals::Registry;
+use crystallize::__private::internals::Registry;
 use crystallize::__private::StepEntry;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

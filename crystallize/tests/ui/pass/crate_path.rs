@@ -10,7 +10,7 @@
 
 pub extern crate crystallize as renamed;
 
-use renamed::__internals::Registry;
+use renamed::__private::internals::Registry;
 use renamed::prelude::*;
 
 mod reexport {

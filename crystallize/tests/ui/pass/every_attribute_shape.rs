@@ -8,7 +8,7 @@ use std::any::Any;
 
 use crystallize::config::{ParamKind, ParamValue};
 use crystallize::prelude::*;
-use crystallize::__internals::Registry;
+use crystallize::__private::internals::Registry;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Config {

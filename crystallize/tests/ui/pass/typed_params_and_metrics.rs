@@ -8,7 +8,7 @@
 
 use crystallize::config::ParamValue;
 use crystallize::prelude::*;
-use crystallize::__internals::Registry;
+use crystallize::__private::internals::Registry;
 use crystallize::testing::TestRun;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
