@@ -349,8 +349,13 @@ impl Registry {
         }
     }
 
-    /// Finds a condition written `COND` or `EXP/COND`; returns its experiment and name.
+    /// Finds a condition written `COND`, `EXP/COND`, or `EXP` (its baseline); returns its
+    /// experiment and name.
     pub fn condition(&self, spec: &str) -> Result<(&Experiment, &'static str), Error> {
+        // An experiment's name stands for its baseline (`run-once social_deception`).
+        if let Some(experiment) = self.experiments.iter().find(|e| e.name() == spec) {
+            return Ok((experiment, BASELINE));
+        }
         if let Some((experiment, condition)) = spec.split_once('/') {
             let experiment = self.experiment(Some(experiment))?;
             return Ok((experiment, condition_name(experiment, condition)?));

@@ -311,15 +311,13 @@ impl Session {
     /// Like [`Session::debug`], for replicate `replicate`: the unit a run reported as failed.
     pub fn debug_replicate(self, condition: &str, replicate: u64) -> Result<UnitResult, Error> {
         let registry = Registry::collect()?;
-        // An experiment's name stands for its baseline (`run-once social_deception`).
-        let named_experiment = registry.experiments().iter().find(|e| e.name() == condition);
-        let (experiment, condition_name) = match (&self.source, named_experiment) {
-            (Source::Registered(_), Some(experiment)) => (experiment, BASELINE),
-            (Source::Registered(Some(name)), None) if !condition.contains('/') => {
+        let is_experiment = registry.experiments().iter().any(|e| e.name() == condition);
+        let (experiment, condition_name) = match &self.source {
+            Source::Registered(Some(name)) if !condition.contains('/') && !is_experiment => {
                 registry.condition(&format!("{name}/{condition}"))?
             }
-            (Source::Registered(_), None) => registry.condition(condition)?,
-            (Source::Built(_), _) => return Err(Error::InvalidQuick("debug runs registered experiments only".into())),
+            Source::Registered(_) => registry.condition(condition)?,
+            Source::Built(_) => return Err(Error::InvalidQuick("debug runs registered experiments only".into())),
         };
         let entry = experiment.entry;
         let treatment = match condition_name {

@@ -15,11 +15,7 @@ use crate::store::{manifest, RunDir, Store};
 use crate::summary;
 
 pub(super) fn debug(registry: &Registry, args: &DebugArgs, app: &super::App) -> Result<ExitCode, Error> {
-    // An experiment's name stands for its baseline (`run-once social_deception --verbose`).
-    let (experiment, condition_name) = match registry.experiments().iter().find(|e| e.name() == args.condition) {
-        Some(experiment) => (experiment, crate::plan::BASELINE),
-        None => registry.condition(&args.condition)?,
-    };
+    let (experiment, condition_name) = registry.condition(&args.condition)?;
     let settings = crate::config_file::settings(app.manifest_dir, registry, experiment)?;
     let stored = match &args.run {
         Some(id) => Some(Store::locate(args.store.store.as_deref()).run(id)?),

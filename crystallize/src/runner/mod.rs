@@ -476,21 +476,27 @@ fn run_one(
     // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
     let started = sink.started;
     let key = sink.unit.clone();
-    let previous = isolation::enter_current(sink);
-    let outcome = catch_unwind(AssertUnwindSafe(|| (condition.run)(&mut ctx)));
+    let ended = run_isolated(&condition.run, &mut ctx, sink);
     let duration = started.elapsed();
-    isolation::restore_current(previous);
     // Threads the unit spawned may still hold emitters: from here on, their events are dropped.
     ctx.close_events();
-    let ended = match outcome {
+    let worth_retrying = retryable(&ended, &options.retry);
+    (finish_unit(&key, Some(ctx), ended, duration), worth_retrying)
+}
+
+/// Runs a sync unit's body on this thread with `sink` as the current unit and panics caught;
+/// a panic's message and location are read here, on the thread the hook kept them on.
+fn run_isolated(run: &crate::resolve::UnitFn, ctx: &mut Ctx, sink: UnitSink) -> Ended {
+    let previous = isolation::enter_current(sink);
+    let outcome = catch_unwind(AssertUnwindSafe(|| run(ctx)));
+    isolation::restore_current(previous);
+    match outcome {
         Ok(outcome) => Ended::Returned(outcome),
         Err(payload) => {
             let (message, location) = isolation::caught_panic(payload.as_ref());
             Ended::Panicked(message, location)
         }
-    };
-    let worth_retrying = retryable(&ended, &options.retry);
-    (finish_unit(&key, Some(ctx), ended, duration), worth_retrying)
+    }
 }
 
 /// Runs one sync unit on a thread of its own and waits at most `limit` for it. A sync unit cannot
@@ -511,17 +517,7 @@ fn run_one_with_deadline(
     let spawned = std::thread::Builder::new().name("crystallize-unit".into()).spawn(move || {
         let mut ctx = ctx;
         let _entered = span.enter();
-        let previous = isolation::enter_current(unit_sink);
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(&mut ctx)));
-        // The panic's message and location are kept on this thread: read them here.
-        let ended = match outcome {
-            Ok(outcome) => Ended::Returned(outcome),
-            Err(payload) => {
-                let (message, location) = isolation::caught_panic(payload.as_ref());
-                Ended::Panicked(message, location)
-            }
-        };
-        isolation::restore_current(previous);
+        let ended = run_isolated(&run, &mut ctx, unit_sink);
         let _ = done_tx.send((ctx, ended));
     });
     let (ctx, ended) = match spawned {
