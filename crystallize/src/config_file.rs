@@ -5,6 +5,11 @@
 //! replicates = 20          # replicates per condition (the experiment's default otherwise)
 //! seed = 7                 # the run's seed
 //! jobs = 16                # units in parallel, or async units in flight
+//! timeout = "120s"         # fail a unit still running after this long (500ms, 120s, 2min, 1h)
+//! retries = 3              # try a unit that failed retryably up to 3 more times, same seed
+//!
+//! [limits]                 # capacities of named limits (`#[step(limit = "ollama")]`)
+//! ollama = 2
 //!
 //! [params]                 # like new defaults: params, or fields of the input
 //! think_ms = 5
@@ -26,13 +31,16 @@
 //! `$CRYSTALLIZE_CONFIG` names one.
 //!
 //! **Precedence** (see [`crate::resolve`]): declared defaults < `[params]` < the treatment's own
-//! `set(...)` and mutation < `[treatments.NAME]` < `--set`. `replicates`, `seed` and `jobs` lose
-//! to `--replicates`, `--seed` and `--jobs`; `jobs` wins over the experiment's `jobs = N`. Top-level keys apply to every experiment of the crate;
+//! `set(...)` and mutation < `[treatments.NAME]` < `--set`. `replicates`, `seed`, `jobs`,
+//! `timeout`, `retries` and `[limits]` lose to their flags (`--replicates`, `--seed`, `--jobs`,
+//! `--timeout`, `--retries`, `--limit`) and win over the experiment's attribute (`jobs = N`,
+//! `timeout = "..."`, `retries = N`, `limits(...)`). Top-level keys apply to every experiment of the crate;
 //! `[experiments.NAME]` applies to one and wins over the top level.
 //!
 //! Every error names the file, the line and the key.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Number, Value};
 
@@ -49,8 +57,15 @@ pub const FILE_NAME: &str = "crystallize.toml";
 /// The environment variable that names the config file (empty: none).
 pub const CONFIG_ENV: &str = "CRYSTALLIZE_CONFIG";
 
-const TOP_KEYS: &[&str] = &["replicates", "seed", "jobs", "params", "treatments", "experiments"];
-const SECTION_KEYS: &[&str] = &["replicates", "seed", "jobs", "params", "treatments"];
+const TOP_KEYS: &[&str] =
+    &["replicates", "seed", "jobs", "timeout", "retries", "limits", "params", "treatments", "experiments"];
+const SECTION_KEYS: &[&str] = &["replicates", "seed", "jobs", "timeout", "retries", "limits", "params", "treatments"];
+
+/// The most retries a unit may have, as for `--retries`.
+const MAX_RETRIES: u64 = 100;
+
+/// The largest capacity of a limit, as for `--limit`.
+const MAX_CAPACITY: u64 = 1_000_000;
 
 /// Where the config file is: `$CRYSTALLIZE_CONFIG` if set (empty: nowhere), else
 /// `<manifest_dir>/crystallize.toml` if it exists.
@@ -76,6 +91,10 @@ struct Section {
     replicates: Option<(u64, String)>,
     jobs: Option<(u64, String)>,
     seed: Option<(u64, String)>,
+    timeout: Option<(Duration, String)>,
+    retries: Option<(u32, String)>,
+    /// `[limits]`: name, capacity, location.
+    limits: Vec<(String, usize, String)>,
     params: Vec<Entry>,
     /// `[treatments.NAME]`: the name, its location, its entries.
     treatments: Vec<(String, String, Vec<Entry>)>,
@@ -99,6 +118,13 @@ pub struct Settings {
     pub jobs: Option<Setting<u64>>,
     /// The run's seed.
     pub seed: Option<Setting<u64>>,
+    /// A unit's deadline (`timeout = "120s"`).
+    pub timeout: Option<Setting<Duration>>,
+    /// Retries of a unit that failed retryably (`retries = 3`).
+    pub retries: Option<Setting<u32>>,
+    /// Capacities of named limits (`[limits]`): name, capacity, the line it is on. A later level
+    /// (an `[experiments.NAME]` section) replaces the same name's capacity.
+    pub limits: Vec<(String, usize, String)>,
     /// Params and input fields, in the file's order (top level first).
     pub overrides: Vec<Override>,
 }
@@ -215,6 +241,16 @@ impl ConfigFile {
             if let Some((value, location)) = &section.seed {
                 settings.seed = Some(Setting { value: *value, origin: Origin::ConfigFile(location.clone()) });
             }
+            if let Some((value, location)) = &section.timeout {
+                settings.timeout = Some(Setting { value: *value, origin: Origin::ConfigFile(location.clone()) });
+            }
+            if let Some((value, location)) = &section.retries {
+                settings.retries = Some(Setting { value: *value, origin: Origin::ConfigFile(location.clone()) });
+            }
+            for (name, capacity, location) in &section.limits {
+                settings.limits.retain(|(existing, _, _)| existing != name);
+                settings.limits.push((name.clone(), *capacity, location.clone()));
+            }
             settings.overrides.extend(section.params.iter().map(|entry| to_override(entry, None)));
             for (name, location, entries) in &section.treatments {
                 let conditions = experiment.condition_names();
@@ -259,6 +295,20 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// An integer within `range`, or `None`.
+    fn integer(
+        &self,
+        value: &toml::Spanned<toml::de::DeValue<'_>>,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Option<u64> {
+        match value.get_ref() {
+            toml::de::DeValue::Integer(i) => {
+                u64::from_str_radix(i.as_str(), i.radix()).ok().filter(|n| range.contains(n))
+            }
+            _ => None,
+        }
+    }
+
     fn error(&self, offset: usize, message: String) -> Error {
         Error::ConfigFile { location: (self.at)(offset), message }
     }
@@ -317,6 +367,35 @@ impl Reader<'_> {
                         return Err(self.error(offset, format!("'{prefix}jobs' must be an integer from 1 to 1024")));
                     };
                     section.jobs = Some((number, (self.at)(offset)));
+                }
+                "timeout" => {
+                    let parsed = match value.get_ref() {
+                        toml::de::DeValue::String(text) => crate::duration::parse(text),
+                        _ => Err("it must be a string with a unit, like \"120s\"".to_owned()),
+                    };
+                    let duration = parsed.map_err(|error| self.error(offset, format!("'{prefix}timeout': {error}")))?;
+                    section.timeout = Some((duration, (self.at)(offset)));
+                }
+                "retries" => {
+                    let retries = self.integer(value, 0..=MAX_RETRIES).ok_or_else(|| {
+                        self.error(offset, format!("'{prefix}retries' must be an integer from 0 to {MAX_RETRIES}"))
+                    })?;
+                    section.retries = Some((u32::try_from(retries).unwrap_or(u32::MAX), (self.at)(offset)));
+                }
+                "limits" => {
+                    for (limit, capacity) in self.table(value, &format!("{prefix}limits"))? {
+                        let limit_name = limit.get_ref().to_string();
+                        let capacity = self.integer(capacity, 1..=MAX_CAPACITY).ok_or_else(|| {
+                            self.error(
+                                limit.span().start,
+                                format!(
+                                    "'{prefix}limits.{limit_name}' must be a capacity: an integer from 1 to {MAX_CAPACITY}"
+                                ),
+                            )
+                        })?;
+                        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+                        section.limits.push((limit_name, capacity, (self.at)(limit.span().start)));
+                    }
                 }
                 "params" => {
                     let params = self.table(value, &format!("{prefix}params"))?;
@@ -437,12 +516,40 @@ mod tests {
     }
 
     #[test]
+    fn reads_timeout_retries_and_limits_per_level() {
+        let file = parse(
+            "timeout = \"2min\"\nretries = 3\n[limits]\nollama = 2\nopenai = 8\n\n[experiments.other]\nlimits.ollama = 1\n",
+        )
+        .unwrap();
+        assert_eq!(file.top.timeout, Some((Duration::from_secs(120), "/nowhere/crystallize.toml:1".into())));
+        assert_eq!(file.top.retries.as_ref().map(|r| r.0), Some(3));
+        let limits: Vec<(&str, usize, &str)> =
+            file.top.limits.iter().map(|(n, c, l)| (n.as_str(), *c, l.as_str())).collect();
+        assert_eq!(
+            limits,
+            [("ollama", 2, "/nowhere/crystallize.toml:4"), ("openai", 8, "/nowhere/crystallize.toml:5")]
+        );
+        assert_eq!(file.experiments[0].2.limits[0].1, 1);
+        for (text, message) in [
+            ("timeout = 5\n", "'timeout': it must be a string with a unit, like \"120s\""),
+            ("timeout = \"0s\"\n", "'timeout': '0s' is no time at all"),
+            ("retries = 101\n", "'retries' must be an integer from 0 to 100"),
+            ("retries = -1\n", "'retries' must be an integer from 0 to 100"),
+            ("[limits]\nollama = 0\n", "'limits.ollama' must be a capacity: an integer from 1 to 1000000"),
+            ("limits = 3\n", "'limits' must be a table ([limits])"),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains(message), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_file_line_and_key() {
         let error = parse("seed = 1\nreplicate = 3\n").unwrap_err().to_string();
         assert_eq!(
             error,
             "/nowhere/crystallize.toml:2: unknown key 'replicate' (did you mean 'replicates'?); valid keys here: \
-             replicates, seed, jobs, params, treatments, experiments"
+             replicates, seed, jobs, timeout, retries, limits, params, treatments, experiments"
         );
         let error = parse("jobs = 0\n").unwrap_err().to_string();
         assert_eq!(error, "/nowhere/crystallize.toml:1: 'jobs' must be an integer from 1 to 1024");

@@ -66,6 +66,7 @@ mod confirmation;
 mod console;
 mod context;
 mod diff;
+mod duration;
 mod error;
 mod events;
 #[cfg(feature = "async")]

@@ -392,6 +392,7 @@ impl Session {
                 run_defaults = experiment.entry.run;
                 is_async = experiment.entry.vtable.run_unit_async.is_some();
                 check_limits(&limits, run_defaults.limits)?;
+                check_file_limits(&settings, run_defaults.limits)?;
                 let origin = origin.unwrap_or_else(|| default_origin(experiment.entry.location.module_path));
                 let wanted = Wanted { treatments: &treatments, replicates, seed, sets: &sets, settings: &settings };
                 match (resume, &store) {
@@ -445,11 +446,16 @@ impl Session {
                 runner::default_jobs()
             }
         });
-        let timeout = timeout.or(run_defaults.timeout_ms.map(Duration::from_millis));
-        let retry = RetryPolicy { retries: retries.or(run_defaults.retries).unwrap_or(0), ..retry };
+        let timeout = timeout
+            .or(settings.timeout.as_ref().map(|setting| setting.value))
+            .or(run_defaults.timeout_ms.map(Duration::from_millis));
+        let retries =
+            retries.or(settings.retries.as_ref().map(|setting| setting.value)).or(run_defaults.retries).unwrap_or(0);
+        let retry = RetryPolicy { retries, ..retry };
         let mut capacities: Vec<(String, usize)> =
             run_defaults.limits.iter().map(|(name, capacity)| ((*name).to_owned(), *capacity)).collect();
-        for (name, capacity) in limits {
+        let from_file = settings.limits.iter().map(|(name, capacity, _)| (name.clone(), *capacity));
+        for (name, capacity) in from_file.chain(limits) {
             capacities.retain(|(existing, _)| *existing != name);
             capacities.push((name, capacity));
         }
@@ -495,6 +501,22 @@ fn check_limits(wanted: &[(String, usize)], declared: &[(&'static str, usize)]) 
                 name: name.clone(),
                 suggestion: crate::error::suggest(name, &valid),
                 valid: if valid.is_empty() { "none (no step declares a limit)".into() } else { valid.join(", ") },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `crystallize.toml`'s `[limits]` name limits a step or the experiment declares; the error
+/// points at the file's line.
+fn check_file_limits(settings: &Settings, declared: &[(&'static str, usize)]) -> Result<(), Error> {
+    for (name, capacity, location) in &settings.limits {
+        if let Err(Error::UnknownLimit { valid, suggestion, .. }) = check_limits(&[(name.clone(), *capacity)], declared)
+        {
+            let hint = suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+            return Err(Error::ConfigFile {
+                location: location.clone(),
+                message: format!("[limits]: no step or experiment uses a limit named '{name}'{hint}; limits: {valid}"),
             });
         }
     }

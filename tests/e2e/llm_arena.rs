@@ -256,3 +256,67 @@ fn the_limit_flag_caps_requests_in_flight_below_the_attribute() {
     let bad = arena(&store, &server, &["run", "--limit", "olama=2"]);
     bad.assert_code(2).assert_stderr_contains("did you mean 'ollama'");
 }
+
+#[test]
+fn crystallize_toml_sets_the_limit_timeout_and_retries_below_the_flags() {
+    // A config file, named by CRYSTALLIZE_CONFIG: at most one request at once, and a unit
+    // deadline of 2 s that a game against a hanging model (whose own request timeout is 60 s)
+    // meets first.
+    let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(10)).hang_model("slow-model"));
+    let store = Store::new(BIN);
+    let config = store.path().join("crystallize.toml");
+    let write = |text: &str| std::fs::write(&config, text).unwrap_or_else(|e| panic!("cannot write {config:?}: {e}"));
+    write("timeout = \"2s\"\nretries = 0\n\n[limits]\nollama = 1\n");
+    let with_config = |args: &[&str]| {
+        store
+            .command(args)
+            .env("OLLAMA_HOST", server.url())
+            .env("CRYSTALLIZE_CONFIG", &config)
+            .timeout(Duration::from_secs(120))
+            .run()
+    };
+    let out = with_config(&["run", "--replicates", "3", "--jobs", "6", "--json"]);
+    out.assert_code(0);
+    out.check_eq(server.max_in_flight(), 1, "requests in flight with `[limits] ollama = 1`");
+
+    let hung = with_config(&[
+        "run",
+        "--replicates",
+        "1",
+        "--treatment",
+        "dolphin",
+        "--set",
+        "player_b=slow-model",
+        "--set",
+        "timeout_secs=60",
+        "--json",
+    ]);
+    hung.assert_code(1);
+    let summary = hung.json();
+    let failed: Vec<&Value> = hung
+        .at(&summary, "/units")
+        .as_array()
+        .map(|units| units.iter().filter(|u| u["status"] == "error").collect())
+        .unwrap_or_default();
+    hung.check(!failed.is_empty(), "a game against the hanging model fails");
+    for unit in failed {
+        hung.check_eq(hung.str_at(unit, "/error/kind"), "timeout", "the failure is the file's unit timeout");
+    }
+    hung.check(hung.elapsed < Duration::from_secs(50), "the 2 s deadline ended it, not the 60 s request timeout");
+
+    // The flag wins over the file.
+    let flagged = with_config(&["run", "--replicates", "2", "--jobs", "6", "--limit", "ollama=3", "--json"]);
+    flagged.assert_code(0);
+    flagged.check(server.max_in_flight() <= 3, "--limit ollama=3 wins over the file's 1");
+
+    write("[limits]\nolama = 2\n");
+    let bad = with_config(&["run", "--replicates", "1"]);
+    bad.assert_code(2).assert_stderr_contains("crystallize.toml:2").assert_stderr_contains("did you mean 'ollama'");
+    write("timeout = \"5x\"\n");
+    let bad = with_config(&["run", "--replicates", "1"]);
+    bad.assert_code(2).assert_stderr_contains("crystallize.toml:1").assert_stderr_contains("'5x' is not a duration");
+    out.check(
+        !store.path().join("runs").read_dir().map(|d| d.count() > 3).unwrap_or(false),
+        "bad files started no run",
+    );
+}

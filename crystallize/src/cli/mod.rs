@@ -242,25 +242,9 @@ pub(crate) fn replicates(text: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses a duration with its unit: `500ms`, `120s`, `2min`, `1h` (whole numbers, more than 0).
+/// Parses `--timeout`'s duration (see [`crate::duration::parse`]).
 pub(crate) fn duration(text: &str) -> Result<std::time::Duration, String> {
-    let invalid = || format!("'{text}' is not a duration; write a whole number and a unit: 500ms, 120s, 2min, 1h");
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let millis = match unit {
-        "ms" => Some(number),
-        "s" => number.checked_mul(1_000),
-        "min" | "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        _ => return Err(invalid()),
-    };
-    match millis {
-        Some(0) => Err(format!("'{text}' is no time at all; a deadline must be more than 0")),
-        // A deadline of more than a year is no deadline: refused rather than overflowing a timer.
-        Some(millis) if millis <= 365 * 24 * 3_600_000 => Ok(std::time::Duration::from_millis(millis)),
-        _ => Err(format!("'{text}' is longer than a year; leave --timeout out for no deadline")),
-    }
+    crate::duration::parse(text).map_err(|error| format!("{error}; leave --timeout out for no deadline"))
 }
 
 /// Parses `--limit NAME=N`.
