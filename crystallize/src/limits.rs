@@ -5,6 +5,7 @@
 //! `--limit ollama=2`, `crystallize.toml` or the experiment's attribute.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,33 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The limits of one run: a semaphore per declared name, each with its capacity.
 #[derive(Debug, Default)]
 pub struct Limits {
-    by_name: BTreeMap<String, Arc<Semaphore>>,
+    by_name: BTreeMap<String, Limit>,
+}
+
+/// One named limit: its permits, its capacity, and how many units wait for a permit now (for the
+/// progress display).
+#[derive(Debug)]
+struct Limit {
+    semaphore: Arc<Semaphore>,
+    capacity: usize,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts a unit as waiting for as long as it lives: dropped when the permit comes, or when the
+/// waiting unit is cancelled (a deadline).
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn start(counter: &Arc<AtomicUsize>) -> Waiting {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Limits {
@@ -21,14 +48,35 @@ impl Limits {
     pub fn new<'a>(capacities: impl IntoIterator<Item = (&'a str, usize)>) -> Limits {
         let by_name = capacities
             .into_iter()
-            .map(|(name, capacity)| (name.to_owned(), Arc::new(Semaphore::new(capacity.max(1)))))
+            .map(|(name, capacity)| {
+                let capacity = capacity.max(1);
+                let limit = Limit {
+                    semaphore: Arc::new(Semaphore::new(capacity)),
+                    capacity,
+                    waiting: Arc::new(AtomicUsize::new(0)),
+                };
+                (name.to_owned(), limit)
+            })
             .collect();
         Limits { by_name }
     }
 
-    fn semaphore(&self, name: &str) -> Arc<Semaphore> {
+    /// Each limit as it is used at this moment, sorted by name.
+    pub(crate) fn uses(&self) -> Vec<crate::results::LimitUse> {
+        self.by_name
+            .iter()
+            .map(|(name, limit)| crate::results::LimitUse {
+                name: name.clone(),
+                capacity: limit.capacity,
+                in_use: limit.capacity.saturating_sub(limit.semaphore.available_permits()),
+                waiting: limit.waiting.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    fn limit(&self, name: &str) -> (Arc<Semaphore>, Arc<AtomicUsize>) {
         match self.by_name.get(name) {
-            Some(semaphore) => semaphore.clone(),
+            Some(limit) => (limit.semaphore.clone(), limit.waiting.clone()),
             // Declared names are checked before any unit runs; a name only code knows is a bug of
             // that code, which fails its unit with what would be valid.
             None => panic!(
@@ -70,9 +118,11 @@ pub(crate) async fn acquire(limits: Option<Arc<Limits>>, name: String) -> LimitG
     let name = name.as_str();
     let Some(limits) = limits else { return LimitGuard::unlimited() };
     let started = Instant::now();
-    let semaphore = limits.semaphore(name);
+    let (semaphore, waiting) = limits.limit(name);
+    let waiting = Waiting::start(&waiting);
     // The semaphore is never closed, so acquiring fails only if it were: then nothing is limited.
     let permit = semaphore.acquire_owned().await.ok();
+    drop(waiting);
     let waited = started.elapsed();
     tracing::debug!(target: "crystallize::limit", limit = name, waited_ms = waited.as_secs_f64() * 1e3);
     LimitGuard { _permit: permit, waited }
@@ -82,12 +132,14 @@ pub(crate) async fn acquire(limits: Option<Arc<Limits>>, name: String) -> LimitG
 pub(crate) fn acquire_blocking(limits: Option<Arc<Limits>>, name: &str) -> LimitGuard {
     let Some(limits) = limits else { return LimitGuard::unlimited() };
     let started = Instant::now();
-    let semaphore = limits.semaphore(name);
+    let (semaphore, waiting) = limits.limit(name);
+    let waiting = Waiting::start(&waiting);
     let permit = match tokio::runtime::Handle::try_current() {
         // On a runtime thread (a sync call inside an async unit), block without stalling the
         // runtime's other tasks.
         Ok(handle) => tokio::task::block_in_place(|| handle.block_on(semaphore.acquire_owned())).ok(),
         Err(_) => crate::async_runtime::block_on(semaphore.acquire_owned()).and_then(Result::ok),
     };
+    drop(waiting);
     LimitGuard { _permit: permit, waited: started.elapsed() }
 }

@@ -197,6 +197,63 @@ pub struct RunInfo {
     pub units_per_condition: Vec<usize>,
     /// How many run at once.
     pub jobs: usize,
+    /// The run's named limits, read live (what the progress display shows as "waiting").
+    #[serde(skip)]
+    pub limits: LimitsInUse,
+}
+
+/// The named limits of a run (`#[step(limit = "ollama")]`, `--limit ollama=2`), read live: how
+/// many permits of each are held and how many units wait for one. Empty outside a run with limits.
+#[derive(Clone, Default)]
+pub struct LimitsInUse {
+    #[cfg(feature = "async")]
+    limits: Option<std::sync::Arc<crate::limits::Limits>>,
+}
+
+impl LimitsInUse {
+    #[cfg(feature = "async")]
+    pub(crate) fn of(limits: Option<std::sync::Arc<crate::limits::Limits>>) -> LimitsInUse {
+        LimitsInUse { limits }
+    }
+
+    /// Each limit as it is used at this moment, sorted by name.
+    pub fn now(&self) -> Vec<LimitUse> {
+        #[cfg(feature = "async")]
+        if let Some(limits) = &self.limits {
+            return limits.uses();
+        }
+        Vec::new()
+    }
+}
+
+impl std::fmt::Debug for LimitsInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.now()).finish()
+    }
+}
+
+/// One named limit at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitUse {
+    /// Its name (`ollama`).
+    pub name: String,
+    /// How many units may hold it at once.
+    pub capacity: usize,
+    /// How many hold it now.
+    pub in_use: usize,
+    /// How many wait for it now.
+    pub waiting: usize,
+}
+
+impl LimitUse {
+    /// What the progress display shows: `ollama 2/2, 5 waiting`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} {}/{}", self.name, self.in_use, self.capacity);
+        if self.waiting > 0 {
+            text.push_str(&format!(", {} waiting", self.waiting));
+        }
+        text
+    }
 }
 
 /// A duration as a person reads it: `250 ms`, `1.5 s`, `2 min 5 s`.

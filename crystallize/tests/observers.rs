@@ -463,6 +463,7 @@ fn the_progress_display_shows_counts_per_condition_failures_rate_and_eta() {
         units_planned: 8,
         units_per_condition: vec![4, 4],
         jobs: 2,
+        limits: Default::default(),
     };
     progress.run_started(&info);
     for (condition, replicate, ok) in [("baseline", 0, true), ("baseline", 1, true), ("doubled", 0, false)] {
@@ -510,6 +511,7 @@ fn the_progress_display_is_hidden_when_its_target_is() {
         units_planned: 1,
         units_per_condition: vec![1],
         jobs: 1,
+        limits: Default::default(),
     });
     progress.unit_finished(&unit("baseline", 0, true));
     progress.run_finished(&[]);

@@ -1,5 +1,6 @@
 //! The progress display of `run`: on stderr, one bar for the whole run (units done / planned,
-//! rate, ETA, failures) and one line per condition (done / planned, running, failed). It hides
+//! rate, ETA, failures, and each named limit's permits in use and units waiting for one) and one
+//! line per condition (done / planned, running, failed). It hides
 //! itself when stderr is not a terminal, so piped output and files get no control codes, and
 //! lines printed through [`crate::console`] (crystallize's own, and a `tracing` subscriber's
 //! that writes through it) appear above it instead of garbling it.
@@ -13,6 +14,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::events::{Interest, Observer, UnitKey};
+use crate::results::{LimitUse, LimitsInUse};
 use crate::runner::{RunInfo, UnitResult};
 
 /// With more conditions than this, only the total bar is shown.
@@ -108,16 +110,32 @@ fn terminal_target() -> ProgressDrawTarget {
     ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::buffered_stderr()), 10)
 }
 
-fn total_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} units  {rate}  ETA {eta_}  {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
-        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&rate(state.pos(), state.elapsed()));
-        })
-        .with_key("eta_", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&eta(state.pos(), state.len().unwrap_or(0), state.elapsed()));
-        })
+fn total_style(limits: LimitsInUse) -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} units  {rate}  ETA {eta_}  {msg}{limits}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+    .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = w.write_str(&rate(state.pos(), state.elapsed()));
+    })
+    .with_key("eta_", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = w.write_str(&eta(state.pos(), state.len().unwrap_or(0), state.elapsed()));
+    })
+    // Read at every draw (four times a second): units waiting on a model server's limit are
+    // what a slow run is doing.
+    .with_key("limits", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = w.write_str(&limits_text(&limits.now()));
+    })
+}
+
+/// `  [ollama 2/2, 5 waiting]`, or nothing without limits.
+fn limits_text(uses: &[LimitUse]) -> String {
+    if uses.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = uses.iter().map(LimitUse::describe).collect();
+    format!("  [{}]", parts.join("; "))
 }
 
 fn condition_style() -> ProgressStyle {
@@ -167,7 +185,8 @@ pub(crate) fn duration(duration: Duration) -> String {
 
 impl Observer for Progress {
     fn run_started(&mut self, run: &RunInfo) {
-        let total = self.display.add(ProgressBar::new(run.units_planned as u64).with_style(total_style()));
+        let style = total_style(run.limits.clone());
+        let total = self.display.add(ProgressBar::new(run.units_planned as u64).with_style(style));
         total.set_prefix(run.experiment.clone());
         if run.conditions.len() <= MAX_CONDITION_LINES {
             let width = run.conditions.iter().map(|c| c.chars().count()).max().unwrap_or(0);
@@ -255,6 +274,44 @@ mod tests {
         // and would be with NO_COLOR set); the one `new` uses on a terminal never is.
         assert!(!terminal_target().is_hidden());
         assert!(Progress::to_target(terminal_target()).is_visible());
+    }
+
+    #[test]
+    fn limits_read_as_permits_in_use_and_units_waiting() {
+        let use_of = |name: &str, in_use, waiting| LimitUse { name: name.into(), capacity: 2, in_use, waiting };
+        assert_eq!(limits_text(&[]), "");
+        assert_eq!(limits_text(&[use_of("ollama", 1, 0)]), "  [ollama 1/2]");
+        assert_eq!(
+            limits_text(&[use_of("ollama", 2, 5), use_of("judge", 0, 0)]),
+            "  [ollama 2/2, 5 waiting; judge 0/2]"
+        );
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn the_total_line_shows_units_waiting_on_a_limit_live() {
+        use std::sync::Arc;
+        let limits = Arc::new(crate::limits::Limits::new([("ollama", 1)]));
+        let in_use = LimitsInUse::of(Some(limits.clone()));
+        assert_eq!(limits_text(&in_use.now()), "  [ollama 0/1]");
+        let held = crate::limits::acquire_blocking(Some(limits.clone()), "ollama");
+        // Two units wait on the held permit, each on its own thread, as sync units do.
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let limits = limits.clone();
+                std::thread::spawn(move || drop(crate::limits::acquire_blocking(Some(limits), "ollama")))
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while in_use.now()[0].waiting < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(limits_text(&in_use.now()), "  [ollama 1/1, 2 waiting]");
+        drop(held);
+        for waiter in waiters {
+            waiter.join().expect("a waiter got its permit");
+        }
+        assert_eq!(limits_text(&in_use.now()), "  [ollama 0/1]");
     }
 
     #[test]

@@ -211,6 +211,10 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             .map(|index| units.iter().filter(|u| u.condition == index).count())
             .collect(),
         jobs,
+        #[cfg(feature = "async")]
+        limits: crate::results::LimitsInUse::of(options.limits.clone()),
+        #[cfg(not(feature = "async"))]
+        limits: Default::default(),
     };
     let started = Instant::now();
     let (tx, rx) = mpsc::sync_channel::<Message>(CHANNEL_CAPACITY);
