@@ -9,11 +9,13 @@
 //! crystallize-bench hand --units N [--repeat K]    the hand-written loop alone, N units
 //! crystallize-bench scan --units N [--repeat K]    the resume scan alone, on a run of N units stored first
 //! crystallize-bench emit --units N [--repeat K]    the emit cost alone
+//! crystallize-bench io [--units N] [--jobs J]      I/O-bound units, async vs threads (default 1000 units, 200 in flight)
 //! ```
 //!
 //! Every timing is the fastest of K repetitions (default 3), the two sides of a comparison taking
 //! turns: on a shared machine the minimum is the estimate least disturbed by other work.
 
+mod io_bound;
 mod trivial;
 
 use std::path::{Path, PathBuf};
@@ -116,12 +118,88 @@ fn main() -> ExitCode {
             resume_scan(&store, args.repeat);
             let _ = std::fs::remove_dir_all(&scratch);
         }
+        "io" => io(&args),
+        "io-side" => io_side(&args),
         other => {
-            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit");
+            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit, io");
             return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The I/O-bound comparison (see `io_bound`): the async runner and the thread-based one at the
+/// same concurrency, each side in fresh processes of this binary (`io-side`), taking turns, the
+/// fastest of each reported.
+fn io(args: &Args) {
+    // `--units` defaults to a million for the other commands; this one's default is 1000.
+    let units = if args.units == 1_000_000 { 1000 } else { args.units };
+    let jobs = flag(&args.rest, "--jobs").unwrap_or(200).max(2);
+    let ideal = units as f64 * f64::from(io_bound::CALLS) * io_bound::LATENCY.as_secs_f64() / jobs as f64;
+    eprintln!(
+        "  {units} units x {} calls x {:?}, {jobs} in flight: ideal {ideal:.2} s",
+        io_bound::CALLS,
+        io_bound::LATENCY
+    );
+    let side = |name: &str, units: u64, jobs: u64| -> Option<(f64, f64)> {
+        let output = std::process::Command::new(std::env::current_exe().ok()?)
+            .args(["io-side", name, "--units", &units.to_string(), "--jobs", &jobs.to_string()])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.parse::<f64>().ok());
+        match (value("wall_s"), value("peak_bytes")) {
+            (Some(wall), Some(peak)) if output.status.success() => Some((wall, peak)),
+            _ => {
+                eprintln!("error: io-side {name} failed: {}", String::from_utf8_lossy(&output.stderr));
+                None
+            }
+        }
+    };
+    let mut best = [f64::INFINITY; 2];
+    let mut peak = [0.0f64; 2];
+    for _ in 0..args.repeat {
+        for (index, name) in ["io_async", "io_threads"].into_iter().enumerate() {
+            let Some((wall, bytes)) = side(name, units, jobs) else { return };
+            eprintln!("    {name}: {wall:.3} s, peak {:.1} MiB", bytes / 1048576.0);
+            best[index] = best[index].min(wall);
+            peak[index] = peak[index].max(bytes);
+        }
+    }
+    // The same sides with one unit in flight: the peak every run has, whatever its concurrency.
+    let mut per_unit = [0.0f64; 2];
+    for (index, name) in ["io_async", "io_threads"].into_iter().enumerate() {
+        let Some((_, alone)) = side(name, 4, 1) else { return };
+        per_unit[index] = (peak[index] - alone).max(0.0) / (jobs - 1) as f64;
+    }
+    report("io_units", units);
+    report("io_jobs", jobs);
+    report("io_ideal_s", format!("{ideal:.3}"));
+    report("io_async_s", format!("{:.3}", best[0]));
+    report("io_threads_s", format!("{:.3}", best[1]));
+    report("io_async_vs_ideal", format!("{:.3}", best[0] / ideal));
+    report("io_threads_vs_ideal", format!("{:.3}", best[1] / ideal));
+    report("io_async_kib_per_unit_in_flight", format!("{:.1}", per_unit[0] / 1024.0));
+    report("io_threads_kib_per_unit_in_flight", format!("{:.1}", per_unit[1] / 1024.0));
+}
+
+/// One side of [`io`], in this process: the server, then the measured run (connections opened
+/// during it, as a run's are).
+fn io_side(args: &Args) {
+    let Some(name) = args.rest.first() else {
+        eprintln!("error: io-side needs io_async or io_threads");
+        return;
+    };
+    let jobs = flag(&args.rest, "--jobs").unwrap_or(200).max(1) as usize;
+    io_bound::start_server();
+    let wall = io_bound::measure(name, args.units, jobs);
+    report("wall_s", format!("{:.4}", wall.as_secs_f64()));
+    report("peak_bytes", io_bound::peak_bytes());
+}
+
+/// The number after `name` in `rest`.
+fn flag(rest: &[String], name: &str) -> Option<u64> {
+    rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).and_then(|v| v.parse().ok())
 }
 
 fn report(name: &str, value: impl std::fmt::Display) {

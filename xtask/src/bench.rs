@@ -8,9 +8,12 @@
 //! 3. runs the same trivial experiment through the Python ancestor, crystallize-ml 0.27.0 and
 //!    1.0.0a2, each in a virtual environment under `target/bench-venv` (created with pip when
 //!    missing);
-//! 4. measures the build: a clean debug build of `social_deception` in `target/bench-build`, then
+//! 4. runs the I/O-bound comparison: 1000 units of 3 calls each to a local server answering in
+//!    100 ms, 200 in flight, through the async runner and the thread-based one (`crystallize-bench
+//!    io`), against the ideal wall time;
+//! 5. measures the build: a clean debug build of `social_deception` in `target/bench-build`, then
 //!    the rebuild after touching a step's file;
-//! 5. prints a table of ratios against their targets, then one `name=value` line per comparison,
+//! 6. prints a table of ratios against their targets, then one `name=value` line per comparison,
 //!    and rewrites the generated part of BENCHMARKS.md.
 //!
 //! A comparison that cannot run here (no SciPy, no pip) is skipped with a message and reported as
@@ -181,6 +184,9 @@ pub fn bench(args: &[String]) -> ExitCode {
         skipped: None,
     });
 
+    eprintln!("== I/O-bound units: async runner vs threads (crystallize-bench io)");
+    comparisons.extend(io_bound(&binary, &options, &mut values));
+
     eprintln!("== statistics vs SciPy");
     comparisons.extend(stats_vs_scipy(&root, &binary, &options, &mut values));
 
@@ -215,6 +221,54 @@ pub fn bench(args: &[String]) -> ExitCode {
     }
     eprintln!("cargo xtask bench took {:.0} s", elapsed);
     ExitCode::SUCCESS
+}
+
+/// The I/O-bound comparison: wall time against the ideal for both runners, and memory per unit
+/// in flight.
+fn io_bound(binary: &Path, options: &Options, values: &mut BTreeMap<String, String>) -> Vec<Comparison> {
+    let names = [
+        "io_async_vs_ideal",
+        "io_threads_vs_ideal",
+        "io_async_kib_per_unit_in_flight",
+        "io_threads_kib_per_unit_in_flight",
+    ];
+    let repeat = options.repeat.to_string();
+    let found = match capture(Command::new(binary).args(["io", "--repeat", &repeat])) {
+        Ok(found) => found,
+        Err(error) => return names.iter().map(|name| skipped(name, "I/O-bound units", &error)).collect(),
+    };
+    values.extend(found);
+    let what = "1000 units x 3 calls of 100 ms to a local server, 200 in flight";
+    vec![
+        Comparison {
+            name: names[0].into(),
+            value: number(values, names[0]),
+            target: Target::AtMost(1.3),
+            what: format!("{what}: async runner's wall time / ideal (1.5 s)"),
+            skipped: None,
+        },
+        Comparison {
+            name: names[1].into(),
+            value: number(values, names[1]),
+            target: Target::None,
+            what: format!("{what}: thread-based runner (sync units, blocking client) / ideal"),
+            skipped: None,
+        },
+        Comparison {
+            name: names[2].into(),
+            value: number(values, names[2]),
+            target: Target::None,
+            what: "async: peak memory per unit in flight, KiB (server's connections included)".into(),
+            skipped: None,
+        },
+        Comparison {
+            name: names[3].into(),
+            value: number(values, names[3]),
+            target: Target::None,
+            what: "threads: peak memory per unit in flight, KiB (server's connections included)".into(),
+            skipped: None,
+        },
+    ]
 }
 
 fn workspace_root() -> PathBuf {
