@@ -498,6 +498,30 @@ pub fn duration_ms(text: &str) -> Result<u64, String> {
     Ok(ms)
 }
 
+/// Reads `timeout = "120s"` into milliseconds; anything else is an error at the value.
+pub fn parse_timeout(value: &Expr, errors: &mut Errors) -> Option<u64> {
+    match value {
+        Expr::Lit(ExprLit { lit: Lit::Str(text), .. }) => match duration_ms(&text.value()) {
+            Ok(ms) => Some(ms),
+            Err(problem) => {
+                errors.spanned(value, format!("`timeout` = {problem}"));
+                None
+            }
+        },
+        other => {
+            errors.spanned(
+                other,
+                "`timeout` takes a string literal: a whole number and a unit (`ms`, `s`, `min`, `h`), \
+                 like `timeout = \"120s\"`",
+            );
+            None
+        }
+    }
+}
+
+/// The most retries `retries = N` may ask for, of a unit or of a step.
+pub const MAX_RETRIES: u64 = 100;
+
 /// Reads a path (`datasource = llama_table`).
 pub fn parse_path(expr: &Expr, what: &str, errors: &mut Errors) -> Option<Path> {
     if let Expr::Path(path) = expr {

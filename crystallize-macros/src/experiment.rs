@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, ItemFn, LitStr, Path, Type};
 
-use crate::args::{self, Arg, Errors, ParamEntry, ParamKind, ParamLiteral};
+use crate::args::{self, Arg, Errors, ParamEntry, ParamKind, ParamLiteral, MAX_RETRIES};
 use crate::expect::{self, Expectation};
 use crate::fingerprint;
 use crate::params;
@@ -28,8 +28,6 @@ const KEYS: &[&str] = &[
 
 /// The most units in flight `jobs = N` may ask for.
 const MAX_JOBS: u64 = 1024;
-/// The most retries `retries = N` may ask for.
-const MAX_RETRIES: u64 = 100;
 
 /// What an `#[experiment]` says, after parsing and validation.
 pub struct Model {
@@ -144,19 +142,7 @@ pub fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                     "expect" => args::wrong_shape(&arg, "as a list: `expect(dolphin.win < baseline.win)`", &mut errors),
                     "jobs" => model.jobs = args::parse_bounded(value, "jobs", 1, MAX_JOBS, 16, &mut errors),
                     "retries" => model.retries = args::parse_bounded(value, "retries", 0, MAX_RETRIES, 3, &mut errors),
-                    "timeout" => match value {
-                        syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(text), .. }) => {
-                            match args::duration_ms(&text.value()) {
-                                Ok(ms) => model.timeout_ms = Some(ms),
-                                Err(problem) => errors.spanned(value, format!("`timeout` = {problem}")),
-                            }
-                        }
-                        other => errors.spanned(
-                            other,
-                            "`timeout` takes a string literal: a whole number and a unit (`ms`, `s`, `min`, `h`), \
-                             like `timeout = \"120s\"`",
-                        ),
-                    },
+                    "timeout" => model.timeout_ms = args::parse_timeout(value, &mut errors),
                     "limits" => args::wrong_shape(&arg, "as a list: `limits(ollama = 2, judge = 1)`", &mut errors),
                     // `params = MyParams` is the natural guess for a params struct: say where it goes.
                     _ if matches!(value, syn::Expr::Path(_)) => {

@@ -193,6 +193,31 @@ mod step {
     }
 
     #[test]
+    fn sync_with_retries() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(retries = 3),
+            quote!(
+                fn score(answer: String, scale: &u64, ctx: &mut Ctx) -> Result<u64, Failure> {
+                    let drawn = ctx.rng().random_range(0..10);
+                    Ok(answer.len() as u64 * scale + drawn)
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn async_with_a_timeout_retries_and_a_limit() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(limit = "ollama", timeout = "30s", retries = 2),
+            quote!(
+                pub async fn ask(client: &Client, question: String, ctx: &mut Ctx) -> Result<String, Failure> {
+                    client.chat(&question, ctx.seed()).await
+                }
+            ),
+        )));
+    }
+
+    #[test]
     fn async_with_a_limit() {
         insta::assert_snapshot!(pretty(expand(
             quote!(limit = "ollama"),
@@ -453,7 +478,7 @@ mod crate_path {
             ),
         )
         .to_string();
-        assert!(message.contains("valid keys: limit, crate"), "{message}");
+        assert!(message.contains("valid keys: limit, timeout, retries, crate"), "{message}");
         let message = crate::params::expand(quote!(
             #[crystallize(krate = x)]
             struct P {}

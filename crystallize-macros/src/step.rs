@@ -8,22 +8,34 @@
 //! changes nothing the caller sees, references included. With `limit = "NAME"` the body first
 //! takes a permit of the run's limit `NAME` and holds it until the step ends: the step's duration
 //! includes the wait for it.
+//!
+//! With `timeout = "30s"` (async steps only: a sync step cannot be interrupted) each attempt of the
+//! step races a deadline; with `retries = N` an attempt that timed out or returned an error marked
+//! `Failure::retryable` is made again, up to N more times. The body then runs as a closure (an
+//! async closure for an async step) called once per attempt: its `return` and `?` mean what they
+//! meant, arguments the step owns are cloned for each attempt, and each attempt starts from the
+//! same place in the unit's random streams (see `crystallize::runner::steps`).
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 use syn::{ItemFn, Path};
 
 use crate::args::{self, Arg, Errors};
 use crate::fingerprint;
 use crate::signature::{location, with_errors};
 
-const KEYS: &[&str] = &["limit", "crate"];
+const KEYS: &[&str] = &["limit", "timeout", "retries", "crate"];
 
 /// What `#[step(...)]` says.
 struct Model {
     function: ItemFn,
     /// `limit = "ollama"`: the limit the step holds while it runs.
     limit: Option<String>,
+    /// `timeout = "30s"`, in milliseconds: the deadline of each attempt.
+    timeout_ms: Option<u64>,
+    /// `retries = 2`: attempts after the first.
+    retries: Option<u64>,
     /// `crate = path`: the crystallize crate as the user's crate names it.
     krate: Path,
 }
@@ -44,6 +56,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
 fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
     let mut errors = Errors::default();
     let mut limit = None;
+    let mut timeout_ms = None;
+    let mut retries = None;
     let mut krate = None;
     let mut seen = Vec::new();
     for arg in args::parse_args(attr)? {
@@ -51,14 +65,27 @@ fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
             // The one name a user is likely to try, answered with where a step's name comes from.
             Arg::KeyValue { key, .. } if key == "name" => errors.at(
                 key.span(),
-                "#[step] takes no `name`: the step is named after its function; valid keys: limit, crate",
+                "#[step] takes no `name`: the step is named after its function; valid keys: limit, timeout, retries, crate",
             ),
             Arg::KeyValue { key, value } => {
                 if args::check_key(key, KEYS, &mut seen, &mut errors) {
-                    if key == "crate" {
-                        krate = args::parse_crate(value, &mut errors);
-                    } else {
-                        limit = args::parse_limit_name(value, "limit", &mut errors);
+                    match key.to_string().as_str() {
+                        "crate" => krate = args::parse_crate(value, &mut errors),
+                        "timeout" => {
+                            timeout_ms = args::parse_timeout(value, &mut errors);
+                            if function.sig.asyncness.is_none() {
+                                errors.spanned(
+                                    value,
+                                    "a `timeout` needs an `async fn` step: a sync step cannot be stopped midway; \
+                                     give the experiment a `timeout` (or `--timeout`) instead, which abandons the \
+                                     unit's thread",
+                                );
+                            }
+                        }
+                        "retries" => {
+                            retries = args::parse_bounded(value, "retries", 0, args::MAX_RETRIES, 2, &mut errors)
+                        }
+                        _ => limit = args::parse_limit_name(value, "limit", &mut errors),
                     }
                 }
             }
@@ -70,20 +97,72 @@ fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
             Arg::Positional(path) => errors.spanned(
                 path,
                 "#[step] takes no name (the step is named after its function); its keys are \
-                 `limit = \"name\"`, the run's limit it holds while it runs, and `crate = path`",
+                 `limit = \"name\"`, the run's limit it holds while it runs, `timeout = \"30s\"`, \
+                 `retries = N` and `crate = path`",
             ),
         }
     }
     if let Some(token) = &function.sig.constness {
         errors.at(token.span, "#[step] cannot wrap a `const fn`: a step reports to the running unit");
     }
-    errors.finish(Model { function, limit, krate: krate.unwrap_or_else(args::default_crate) })
+    if retries.is_some_and(|n| n > 0) {
+        check_retryable(&function, &mut errors);
+    }
+    errors.finish(Model { function, limit, timeout_ms, retries, krate: krate.unwrap_or_else(args::default_crate) })
+}
+
+/// A step with retries must say how it fails (a `Result`), and its body must be callable once
+/// per attempt: no argument taken by value that is not a plain name (it is cloned per attempt),
+/// no `self` by value, no `impl Trait` in the return type (the attempt closure names it).
+fn check_retryable(function: &ItemFn, errors: &mut Errors) {
+    match &function.sig.output {
+        syn::ReturnType::Default => errors.spanned(
+            &function.sig.ident,
+            "a step with `retries` must return a `Result`: an attempt is retried when it returns \
+             `Err(Failure::retryable(...))` (or times out)",
+        ),
+        syn::ReturnType::Type(_, ty) => {
+            let is_result = matches!(&**ty, syn::Type::Path(path)
+                if path.path.segments.last().is_some_and(|segment| segment.ident == "Result"));
+            if !is_result {
+                errors.spanned(
+                    ty,
+                    "a step with `retries` must return a `Result`: an attempt is retried when it returns \
+                     `Err(Failure::retryable(...))` (or times out)",
+                );
+            } else if ty
+                .to_token_stream()
+                .into_iter()
+                .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+            {
+                errors.spanned(ty, "a step with `retries` cannot return `impl Trait`: name the type");
+            }
+        }
+    }
+    for input in &function.sig.inputs {
+        match input {
+            syn::FnArg::Receiver(receiver) if receiver.reference.is_none() => errors.spanned(
+                receiver,
+                "a step with `retries` runs its body once per attempt: take `&self` or `&mut self`, not `self`",
+            ),
+            syn::FnArg::Typed(typed)
+                if !matches!(&*typed.ty, syn::Type::Reference(_)) && !matches!(&*typed.pat, syn::Pat::Ident(_)) =>
+            {
+                errors.spanned(
+                    &typed.pat,
+                    "a step with `retries` clones each argument it owns for every attempt: give this \
+                     argument a plain name",
+                )
+            }
+            _ => {}
+        }
+    }
 }
 
 fn render(model: &Model) -> TokenStream {
     let function = &model.function;
     let krate = &model.krate;
-    let ItemFn { attrs, vis, sig, block } = function;
+    let ItemFn { attrs, vis, sig, block: _ } = function;
     let ident = &sig.ident;
     let name = ident.to_string();
     let location = location(ident.span(), krate);
@@ -110,11 +189,12 @@ fn render(model: &Model) -> TokenStream {
         (Some(limit), false) => quote!(let __crystallize_limit = #krate::__private::limit_blocking(#limit);),
         (None, _) => quote!(),
     };
+    let attempts = attempt_loop(model, is_async);
     let body = if is_async {
         crate::args::krate_spanned! {krate, ident.span()=>
             #krate::__private::step_async(&__CRYSTALLIZE_STEP, async move {
                 #take_limit
-                #block
+                #attempts
             })
             .await
         }
@@ -122,7 +202,7 @@ fn render(model: &Model) -> TokenStream {
         crate::args::krate_spanned! {krate, ident.span()=>
             let __crystallize_step_guard = #krate::__private::StepGuard::enter(&__CRYSTALLIZE_STEP);
             #take_limit
-            #block
+            #attempts
         }
     };
     quote! {
@@ -130,6 +210,144 @@ fn render(model: &Model) -> TokenStream {
         #vis #sig {
             #info
             #body
+        }
+    }
+}
+
+/// The step's body, as is when it has neither `timeout` nor `retries`; else a loop of attempts.
+fn attempt_loop(model: &Model, is_async: bool) -> TokenStream {
+    let krate = &model.krate;
+    let block = &model.function.block;
+    let retries = model.retries.unwrap_or(0) as u32;
+    if model.timeout_ms.is_none() && retries == 0 {
+        return quote!(#block);
+    }
+    let span = model.function.sig.ident.span();
+    let output = match &model.function.sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    // Arguments the step owns are cloned for each attempt (the closure borrows the originals).
+    let clones = model.function.sig.inputs.iter().filter_map(|input| match input {
+        syn::FnArg::Typed(typed) if !matches!(&*typed.ty, syn::Type::Reference(_)) => match &*typed.pat {
+            syn::Pat::Ident(pat) if retries > 0 => {
+                let name = &pat.ident;
+                let ty = &typed.ty;
+                Some(quote_spanned! {ty.span()=> let #name: #ty = ::core::clone::Clone::clone(&#name);})
+            }
+            _ => None,
+        },
+        _ => None,
+    });
+    let clones: Vec<TokenStream> = clones.collect();
+    // An async closure's body captures precisely what it uses: a `&mut Ctx` it only reads would
+    // be held as `&Ctx`, which is not `Send`. Reborrowing each `&mut` argument mutably keeps
+    // what the step's future holds what it held before (`&mut T`, `Send` when `T` is).
+    let reborrows: Vec<TokenStream> = model
+        .function
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(typed) => match (&*typed.pat, &*typed.ty) {
+                (syn::Pat::Ident(pat), syn::Type::Reference(reference)) if reference.mutability.is_some() => {
+                    let name = &pat.ident;
+                    Some(quote!(let #name = &mut *#name;))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    // Each attempt draws the same random numbers: the unit's stream counter is put back.
+    let ctx = model.function.sig.inputs.iter().find_map(|input| match input {
+        syn::FnArg::Typed(typed) if crate::signature::is_ctx(&typed.ty) => match &*typed.pat {
+            syn::Pat::Ident(pat) => Some(pat.ident.clone()),
+            _ => None,
+        },
+        _ => None,
+    });
+    let (save_rng, restore_rng) = match &ctx {
+        Some(ctx) => (
+            quote!(let __crystallize_rng = #krate::__private::rng_position(&*#ctx);),
+            quote!(#krate::__private::set_rng_position(&*#ctx, __crystallize_rng);),
+        ),
+        None => (quote!(), quote!()),
+    };
+    let retry_on_error = if retries > 0 {
+        let pause = if is_async {
+            quote!(#krate::__private::step_pause(__crystallize_pause).await;)
+        } else {
+            quote!(#krate::__private::step_pause_blocking(__crystallize_pause);)
+        };
+        quote! {
+            if let ::core::option::Option::Some(__crystallize_error) = #krate::__private::retryable_error(&__crystallize_result) {
+                if let ::core::option::Option::Some(__crystallize_pause) = __crystallize_retries.next_pause(&__crystallize_error) {
+                    #pause
+                    continue;
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
+    let (count_attempts, counted) = match model.timeout_ms {
+        Some(_) => (quote!(let mut __crystallize_attempts: u32 = 0;), quote!(__crystallize_attempts += 1;)),
+        None => (quote!(), quote!()),
+    };
+    if is_async {
+        let attempt = match model.timeout_ms {
+            Some(ms) => quote! {
+                match #krate::__private::step_deadline(#ms, __crystallize_body()).await {
+                    ::core::option::Option::Some(__crystallize_result) => __crystallize_result,
+                    ::core::option::Option::None => {
+                        let __crystallize_error = #krate::__private::step_deadline_message(#ms);
+                        match __crystallize_retries.next_pause(&__crystallize_error) {
+                            ::core::option::Option::Some(__crystallize_pause) => {
+                                #krate::__private::step_pause(__crystallize_pause).await;
+                                continue;
+                            }
+                            ::core::option::Option::None => {
+                                #krate::__private::step_timed_out(&__CRYSTALLIZE_STEP, #ms, __crystallize_attempts)
+                            }
+                        }
+                    }
+                }
+            },
+            None => quote!(__crystallize_body().await),
+        };
+        crate::args::krate_spanned! {krate, span=>
+            #save_rng
+            let mut __crystallize_retries = #krate::__private::StepRetries::new(&__CRYSTALLIZE_STEP, #retries);
+            #count_attempts
+            let mut __crystallize_body = async move || -> #output {
+                #(#reborrows)*
+                #restore_rng
+                #(#clones)*
+                #block
+            };
+            loop {
+                #counted
+                let __crystallize_result: #output = #attempt;
+                #retry_on_error
+                break __crystallize_result;
+            }
+        }
+    } else {
+        crate::args::krate_spanned! {krate, span=>
+            #save_rng
+            let mut __crystallize_retries = #krate::__private::StepRetries::new(&__CRYSTALLIZE_STEP, #retries);
+            loop {
+                // One attempt: a closure, so that the body's `return` and `?` end the attempt.
+                #[allow(clippy::redundant_closure_call)]
+                let __crystallize_result: #output = (|| -> #output {
+                    #restore_rng
+                    #(#clones)*
+                    #block
+                })();
+                #retry_on_error
+                break __crystallize_result;
+            }
         }
     }
 }

@@ -230,6 +230,64 @@ pub fn limit_blocking(name: &'static str) -> crate::limits::LimitGuard {
     crate::limits::acquire_blocking(crate::runner::current_limits(), name)
 }
 
+pub use crate::runner::StepRetries;
+
+/// What `#[step(retries = N)]` retries: an `Err` holding a [`Failure`](crate::results::Failure)
+/// marked retryable; its message.
+pub fn retryable_error<T, E: 'static>(result: &Result<T, E>) -> Option<String> {
+    let error = result.as_ref().err()?;
+    let failure = (error as &dyn std::any::Any).downcast_ref::<crate::results::Failure>()?;
+    failure.is_retryable().then(|| failure.message().to_owned())
+}
+
+/// Where the unit's random streams are (which stream `ctx.rng()` hands out next), so that each
+/// attempt of a retried step starts from the same place.
+pub fn rng_position(ctx: &crate::Ctx) -> u64 {
+    ctx.rng_position()
+}
+
+/// Puts the unit's random streams back where [`rng_position`] found them.
+pub fn set_rng_position(ctx: &crate::Ctx, position: u64) {
+    ctx.set_rng_position(position)
+}
+
+/// The pause before a sync step's retry.
+pub fn step_pause_blocking(pause: std::time::Duration) {
+    std::thread::sleep(pause)
+}
+
+/// The pause before an async step's retry (a timer inside a run; outside one, on whatever runtime
+/// polls the step, a plain thread sleep would block it, so the pause is skipped).
+pub async fn step_pause(pause: std::time::Duration) {
+    #[cfg(feature = "async")]
+    if crate::runner::step_in_run() {
+        tokio::time::sleep(pause).await;
+    }
+    #[cfg(not(feature = "async"))]
+    let _ = pause;
+}
+
+/// One attempt of an async step with a deadline of `ms` (`#[step(timeout = ...)]`): `None` when
+/// it passed. Outside a run there is no deadline.
+#[cfg(feature = "async")]
+pub async fn step_deadline<F: std::future::Future>(ms: u64, attempt: F) -> Option<F::Output> {
+    if crate::runner::step_in_run() {
+        tokio::time::timeout(std::time::Duration::from_millis(ms), attempt).await.ok()
+    } else {
+        Some(attempt.await)
+    }
+}
+
+/// What a step's timed-out attempt is called in its `step_retry` event.
+pub fn step_deadline_message(ms: u64) -> String {
+    format!("timed out after {}", crate::results::human_duration(std::time::Duration::from_millis(ms)))
+}
+
+/// Ends the unit: a step ran out of time on its last attempt (a failure of kind `timeout`).
+pub fn step_timed_out(step: &'static StepInfo, ms: u64, attempts: u32) -> ! {
+    crate::runner::step_timed_out(step, std::time::Duration::from_millis(ms), attempts)
+}
+
 /// Internals for this workspace's benchmarks and white-box tests; not public API, not covered
 /// by semver.
 pub mod internals {

@@ -146,7 +146,7 @@ impl UnitSink {
         self.tx.send(message);
     }
 
-    fn emit(&self, name: Cow<'static, str>, payload: serde_json::Value) {
+    pub(crate) fn emit(&self, name: Cow<'static, str>, payload: serde_json::Value) {
         // On the unit's own thread the current span is the unit's, or a step's inside it.
         tracing::info!(target: "crystallize::event", event = %name, payload = %payload);
         self.send_event(name, payload);
@@ -260,6 +260,16 @@ impl Ctx {
     /// The unit's seed (see [`crate::store::unit_seed`] for how it is derived).
     pub fn seed(&self) -> u64 {
         self.unit.seed
+    }
+
+    /// Which stream [`Ctx::rng`] hands out next (for a retried step's attempts).
+    pub(crate) fn rng_position(&self) -> u64 {
+        self.rng_streams.get()
+    }
+
+    /// Makes [`Ctx::rng`] hand out `position` next.
+    pub(crate) fn set_rng_position(&self, position: u64) {
+        self.rng_streams.set(position);
     }
 
     /// A new generator, seeded from the unit's seed. The *k*-th call in a unit returns stream *k*

@@ -4,6 +4,7 @@
 
 mod isolation;
 mod output;
+mod steps;
 #[cfg(feature = "async")]
 mod tasks;
 
@@ -190,6 +191,8 @@ impl Drop for AsyncStepTiming {
     }
 }
 
+pub use steps::{in_run as step_in_run, step_timed_out, StepRetries};
+
 /// The limits of the unit current on this thread or task, for `#[step(limit = "...")]`.
 #[cfg(feature = "async")]
 pub(crate) fn current_limits() -> Option<Arc<crate::limits::Limits>> {
@@ -357,6 +360,22 @@ enum Ended {
     Panicked(String, Option<String>),
     /// Its deadline passed first.
     TimedOut(Duration),
+    /// One of its steps ran out of time and retries (`#[step(timeout = ...)]`): what to say.
+    StepTimedOut(String),
+}
+
+impl Ended {
+    /// How a unit that unwound ended: a step's deadline ([`steps::StepTimedOut`]), or a panic with
+    /// the message and location the hook kept on this thread.
+    fn unwound(payload: Box<dyn std::any::Any + Send>) -> Ended {
+        match payload.downcast::<steps::StepTimedOut>() {
+            Ok(timed_out) => Ended::StepTimedOut(timed_out.message),
+            Err(payload) => {
+                let (message, location) = isolation::caught_panic(payload.as_ref());
+                Ended::Panicked(message, location)
+            }
+        }
+    }
 }
 
 /// The result of a unit from how it ended and what its context recorded (none, when the
@@ -373,6 +392,7 @@ fn finish_unit(key: &UnitKey, ctx: Option<Ctx>, ended: Ended, duration: Duration
             location: None,
             kind: FailureKind::Timeout,
         }),
+        Ended::StepTimedOut(message) => Some(UnitError { message, location: None, kind: FailureKind::Timeout }),
     };
     let records = ctx.map(|ctx| ctx.take_records()).unwrap_or_default();
     let (metrics, records) = summarize_records(records);
@@ -398,7 +418,7 @@ fn retryable(ended: &Ended, policy: &RetryPolicy) -> bool {
         Ended::Returned(Ok(())) => false,
         Ended::Returned(Err(failure)) => failure.is_retryable(),
         Ended::Panicked(..) => policy.panics,
-        Ended::TimedOut(_) => true,
+        Ended::TimedOut(_) | Ended::StepTimedOut(_) => true,
     }
 }
 
@@ -496,10 +516,7 @@ fn run_isolated(run: &crate::resolve::UnitFn, ctx: &mut Ctx, sink: UnitSink) -> 
     isolation::restore_current(previous);
     match outcome {
         Ok(outcome) => Ended::Returned(outcome),
-        Err(payload) => {
-            let (message, location) = isolation::caught_panic(payload.as_ref());
-            Ended::Panicked(message, location)
-        }
+        Err(payload) => Ended::unwound(payload),
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::isolation::{self, TASK_UNIT};
+use super::isolation::TASK_UNIT;
 use super::{finish_unit, retryable, Attempts, Ended, RetryPolicy, RunOptions, Started, UnitStarter};
 use crate::async_runtime::runtime;
 use crate::events::{Interest, Message};
@@ -116,7 +116,7 @@ async fn run_attempt(
     sink.close();
     let (ctx, ended) = match outcome {
         Some(Ok((ctx, outcome))) => (Some(ctx), Ended::Returned(outcome)),
-        Some(Err((message, location))) => (None, Ended::Panicked(message, location)),
+        Some(Err(ended)) => (None, ended),
         None => (None, Ended::TimedOut(timeout.unwrap_or_default())),
     };
     let worth_retrying = retryable(&ended, policy);
@@ -129,14 +129,14 @@ async fn run_attempt(
 struct CatchPanic<F>(F);
 
 impl<F: Future<Output = (crate::context::Ctx, UnitOutcome)> + Unpin> Future for CatchPanic<F> {
-    type Output = Result<(crate::context::Ctx, UnitOutcome), (String, Option<String>)>;
+    type Output = Result<(crate::context::Ctx, UnitOutcome), Ended>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.0;
         match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(isolation::caught_panic(payload.as_ref()))),
+            Err(payload) => Poll::Ready(Err(Ended::unwound(payload))),
         }
     }
 }

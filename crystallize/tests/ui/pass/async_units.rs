@@ -80,6 +80,26 @@ impl Player {
     pub async fn bump(&mut self) {
         self.bonus += 1;
     }
+
+    /// A method with a deadline, retries and a limit: `&mut self` kept across attempts, an owned
+    /// argument cloned for each, `?` and `return` inside the body.
+    #[step(limit = "server", timeout = "30s", retries = 2)]
+    async fn retort(&mut self, line: String, ctx: &mut Ctx) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+        pause().await;
+        if line.is_empty() {
+            return Ok(self.bonus);
+        }
+        let number: u32 = line.parse()?;
+        self.bonus += number;
+        Ok(self.bonus + ctx.rng().random_range(0..1))
+    }
+}
+
+/// A sync step with retries, taking the context and a borrowed argument.
+#[step(retries = 1)]
+fn settle(text: &str, ctx: &mut Ctx) -> Result<u32, crystallize::results::Failure> {
+    let number: u32 = text.parse().map_err(crystallize::results::Failure::retryable)?;
+    Ok(number + ctx.rng().random_range(0..1))
 }
 
 /// Datasource, typed params, declared metrics, every run attribute.
@@ -94,7 +114,8 @@ impl Player {
 async fn arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<ArenaMetrics, String> {
     let mut player = Player { bonus: parse("0").await? + parse_io("0").await.map_err(|e| e.to_string())? };
     player.bump().await;
-    let mut score = 0;
+    let mut score = player.retort("1".to_owned(), ctx).await.map_err(|e| e.to_string())?;
+    score += settle("2", ctx).map_err(|e| e.to_string())?;
     for round in 0..duel.rounds {
         let length = ask("What is 2 + 2?", params.delay_ms).await?;
         score += player.answer(round).await + u32::from(judge(length));
@@ -151,6 +172,8 @@ fn main() {
             ("parse", None),
             ("parse_io", None),
             ("pause", None),
+            ("retort", Some("server")),
+            ("settle", None),
         ]
     );
 
