@@ -23,7 +23,8 @@ pub const CALLS: u32 = 3;
 /// How long the server takes to answer each request.
 pub const LATENCY: Duration = Duration::from_millis(100);
 
-/// The server's address, set once before either experiment runs.
+/// The server's address, set once before either experiment runs. (Both experiments opt out of
+/// `cargo test`'s smoke tests: they need the server `crystallize-bench io` starts.)
 static URL: OnceLock<String> = OnceLock::new();
 
 fn url() -> &'static str {
@@ -52,7 +53,7 @@ fn endpoint() -> Endpoint {
     Endpoint { path: "answer".into() }
 }
 
-#[experiment(datasource = endpoint, replicates = 10, seed = 7)]
+#[experiment(datasource = endpoint, replicates = 10, seed = 7, smoke_test = false)]
 async fn io_async(input: Endpoint, ctx: &mut Ctx) {
     let mut bytes = 0usize;
     for _ in 0..CALLS {
@@ -71,7 +72,7 @@ fn other_async(input: &mut Endpoint) {
     input.path = "other".into();
 }
 
-#[experiment(datasource = endpoint, replicates = 10, seed = 7)]
+#[experiment(datasource = endpoint, replicates = 10, seed = 7, smoke_test = false)]
 fn io_threads(input: Endpoint, ctx: &mut Ctx) {
     let mut bytes = 0usize;
     for _ in 0..CALLS {
