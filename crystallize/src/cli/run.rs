@@ -78,12 +78,28 @@ pub(super) fn run(
     for (name, capacity) in &args.limits {
         session = session.limit(name.clone(), *capacity);
     }
+    let shard = args.shards.shard()?;
+    session = args.shards.apply(session)?;
     let prepared = session.prepare()?;
     for note in &prepared.notes {
         eprintln!("{note}");
     }
-    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag: store_flag(&args.store) };
-    execute(prepared.open()?, invocation, execution)
+    let opened = prepared.open()?;
+    if let (true, Some(run_dir)) = (opened.nothing_to_do(), opened.run_dir()) {
+        // A complete run or shard resumed (a requeued array task whose work is done): success.
+        let what = match shard {
+            Some(shard) => format!("shard {shard} of run {}", run_dir.manifest.run),
+            None => format!("run {}", run_dir.manifest.run),
+        };
+        eprintln!("nothing to do: every unit of {what} is done");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut store_flag = store_flag(&args.store);
+    if let Some(shard) = shard {
+        store_flag = format!(" --shard {shard}{store_flag}");
+    }
+    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag };
+    execute(opened, invocation, execution)
 }
 
 /// The flags `run`, `stream` and `confirm` share about how units run, given to `session`.
@@ -198,6 +214,7 @@ fn install_interrupt_handler() {
                 crate::console::line("\ninterrupted: finishing the units in flight; press Ctrl-C again to abort them");
             } else {
                 eprintln!("\naborted; the units in flight will run again on resume");
+                crate::store::lease::release_all_now();
                 std::process::exit(130);
             }
         });
