@@ -651,7 +651,9 @@ fn resume_plan(
             let left = plan
                 .conditions
                 .iter()
-                .map(|c| plan.replicates.iter().filter(|r| shard.contains(**r) && !plan.done.contains(&c.name, **r)).count())
+                .map(|c| {
+                    plan.replicates.iter().filter(|r| shard.contains(**r) && !plan.done.contains(&c.name, **r)).count()
+                })
                 .sum::<usize>();
             notes.push(format!(
                 "resuming shard {shard} of run {}: {} of its {mine} units already done",
@@ -677,13 +679,13 @@ fn latest_unfinished(experiment: &Experiment, store: &Store) -> Result<RunDir, E
     let known = mine.iter().map(|(r, s)| format!("{} ({s})", r.manifest.run)).collect::<Vec<_>>().join(", ");
     // Every run complete: the latest, which has nothing to do (a requeued job finds its work done).
     let latest = mine.last().map(|(run, _)| run.clone());
-    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).or(latest).ok_or_else(|| {
-        Error::NothingToResume {
+    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).or(latest).ok_or_else(
+        || Error::NothingToResume {
             experiment: experiment.name().to_owned(),
             store: store.root().display().to_string(),
             known: if known.is_empty() { "none".into() } else { known },
-        }
-    })
+        },
+    )
 }
 
 /// How the units run, once planned.

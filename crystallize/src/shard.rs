@@ -29,7 +29,7 @@ impl Shard {
     /// Every unit: the one shard of a run in one piece.
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
-    /// Shard `index` of `count`; an error unless `count` is 1 to [`MAX_SHARDS`] and `index` is
+    /// Shard `index` of `count`; an error unless `count` is 1 to 100000 (`MAX_SHARDS`) and `index` is
     /// below it.
     pub fn new(index: u64, count: u64) -> Result<Shard, Error> {
         let bad = |why: String| Error::BadOption { option: "--shard".into(), value: format!("{index}/{count}"), why };
@@ -70,7 +70,9 @@ impl Shard {
     pub fn parse(text: &str) -> Result<Shard, Error> {
         let bad = |why: &str| Error::BadOption { option: "--shard".into(), value: text.to_owned(), why: why.into() };
         let Some((index, count)) = text.split_once('/') else {
-            return Err(bad("write I/N: shard I (from 0) of N, e.g. 0/4; or auto, to read it from a job array's environment"));
+            return Err(bad(
+                "write I/N: shard I (from 0) of N, e.g. 0/4; or auto, to read it from a job array's environment",
+            ));
         };
         let number = |part: &str| part.trim().parse::<u64>().ok();
         match (number(index), number(count)) {
@@ -87,9 +89,9 @@ impl Shard {
 
     /// The shard a job array task is, from its environment (`--shard auto`): Slurm
     /// (`SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`), a
-    /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, of `count` or [`SHARD_COUNT_ENV`]), an
+    /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, of `count` or `CRYSTALLIZE_SHARD_COUNT`), an
     /// AWS Batch array job (`AWS_BATCH_JOB_ARRAY_INDEX`, of `AWS_BATCH_JOB_ARRAY_SIZE`, `count`
-    /// or [`SHARD_COUNT_ENV`]). `var` reads a variable (the process's environment, or a test's).
+    /// or `CRYSTALLIZE_SHARD_COUNT`). `var` reads a variable (the process's environment, or a test's).
     pub fn from_environment(count: Option<u64>, var: impl Fn(&str) -> Option<String>) -> Result<Shard, Error> {
         let auto = |why: String| Error::BadOption { option: "--shard".into(), value: "auto".into(), why };
         let read = |name: &str| -> Result<Option<u64>, Error> {
@@ -112,9 +114,9 @@ impl Shard {
             let count = read("SLURM_ARRAY_TASK_COUNT")?
                 .ok_or_else(|| auto("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into()))?;
             let min = read("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let index = id.checked_sub(min).ok_or_else(|| {
-                auto(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"))
-            })?;
+            let index = id
+                .checked_sub(min)
+                .ok_or_else(|| auto(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}")))?;
             (index, count, "the Slurm array (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT; the array must be contiguous, e.g. --array=0-3)")
         } else if let Some(index) = read("JOB_COMPLETION_INDEX")? {
             let count = given_count()?.ok_or_else(|| {
@@ -144,7 +146,8 @@ impl Shard {
                     .into(),
             ));
         };
-        Shard::new(index, count).map_err(|_| auto(format!("{source} says shard {index} of {count}, which is not a shard")))
+        Shard::new(index, count)
+            .map_err(|_| auto(format!("{source} says shard {index} of {count}, which is not a shard")))
     }
 }
 

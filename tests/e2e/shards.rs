@@ -40,7 +40,8 @@ fn records_per_unit(run_dir: &Path) -> BTreeMap<(String, u64), usize> {
         for line in std::fs::read_to_string(&path).expect("journal").lines() {
             let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
             if record["type"] == "unit" {
-                let key = (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
+                let key =
+                    (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
                 *counts.entry(key).or_insert(0) += 1;
             }
         }
@@ -205,7 +206,8 @@ fn bad_shards_and_submissions_are_refused_before_any_unit_runs() {
     relative.assert_code(2);
     relative.assert_stderr_contains("submit needs the absolute path of a store");
     let missing = store.path().join("nowhere");
-    let absent = store.command(&["submit", "slurm", "social_deception", "--shards", "2"]).arg("--store").arg(&missing).run();
+    let absent =
+        store.command(&["submit", "slurm", "social_deception", "--shards", "2"]).arg("--store").arg(&missing).run();
     absent.assert_code(2);
     absent.assert_stderr_contains("it is not an existing directory");
 

@@ -298,7 +298,8 @@ fn records_per_unit(run_dir: &Path) -> BTreeMap<(String, u64), usize> {
         for line in std::fs::read_to_string(&path).expect("journal").lines() {
             let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
             if record["type"] == "unit" {
-                let key = (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
+                let key =
+                    (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
                 *counts.entry(key).or_insert(0) += 1;
             }
         }

@@ -130,7 +130,8 @@ pub(super) fn status(args: &StatusArgs, invocation: &Invocation) -> Result<ExitC
                 })
             })
             .collect();
-        let never: Vec<u64> = rows.iter().filter(|r| !r.started && r.done + r.failed == 0).map(|r| r.shard.index()).collect();
+        let never: Vec<u64> =
+            rows.iter().filter(|r| !r.started && r.done + r.failed == 0).map(|r| r.shard.index()).collect();
         let summary = json!({
             "run": run.manifest.run, "experiment": run.manifest.experiment, "status": scan.status(),
             "shard_count": count, "units_planned": planned, "units_done": done, "units_failed": failed,
@@ -209,13 +210,7 @@ fn completing_commands(invocation: &Invocation, store: &Store, run: &RunDir, row
     let store = format!(" --store {}", shell_quote(&store.root().display().to_string()));
     rows.iter()
         .filter(|row| row.done < row.planned && row.live.is_empty())
-        .map(|row| {
-            if count == 1 {
-                format!("{base}{store}")
-            } else {
-                format!("{base} --shard {}{store}", row.shard)
-            }
-        })
+        .map(|row| if count == 1 { format!("{base}{store}") } else { format!("{base} --shard {}{store}", row.shard) })
         .collect()
 }
 

@@ -86,10 +86,15 @@ pub(super) fn submit(registry: &Registry, command: SubmitCommand, invocation: &I
         .map_err(|e| Error::Store(format!("cannot find the path of this program for the script: {e}")))?;
     let sbatch = if args.dry_run { None } else { Some(find_program("sbatch")?) };
     let is_experiment = registry.experiments().iter().any(|e| e.name() == args.target);
-    let new_run_flags = !args.treatments.is_empty() || args.replicates.is_some() || args.seed.is_some() || !args.sets.is_empty();
+    let new_run_flags =
+        !args.treatments.is_empty() || args.replicates.is_some() || args.seed.is_some() || !args.sets.is_empty();
     // The run: an existing one, or a new one created now (a dry run only plans it).
     let (experiment, run_id, run_path) = if is_experiment {
-        let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, registry.experiment(Some(&args.target))?)?;
+        let settings = crate::config_file::settings(
+            invocation.app.manifest_dir,
+            registry,
+            registry.experiment(Some(&args.target))?,
+        )?;
         let id = crate::store::new_run_id(&args.target);
         let mut session = Session::named(args.target.clone())
             .treatments(args.treatments.iter().cloned())

@@ -109,8 +109,9 @@ fn now_ms() -> u64 {
     secs.saturating_mul(1000).saturating_add(u64::from(nanos / 1_000_000))
 }
 
+/// `60 s`, `250 ms`: whole seconds from 10 s on, else milliseconds unless whole.
 fn show(duration: Duration) -> String {
-    if duration.as_millis() % 1000 == 0 {
+    if duration.as_secs() >= 10 || duration.subsec_millis() == 0 {
         format!("{} s", duration.as_secs())
     } else {
         format!("{} ms", duration.as_millis())

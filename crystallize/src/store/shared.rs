@@ -43,8 +43,8 @@ pub fn create_or_open(store: &Store, manifest: &Manifest) -> Result<Created, Err
     std::fs::create_dir_all(&path).map_err(|e| io_error(&path, "create", e))?;
     let target = path.join("manifest.json");
     let temporary = path.join(format!(".manifest.json.{}.tmp", super::writer_id()));
-    let text = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| io_error(&target, "serialize", std::io::Error::other(e)))?;
+    let text =
+        serde_json::to_vec_pretty(manifest).map_err(|e| io_error(&target, "serialize", std::io::Error::other(e)))?;
     std::fs::write(&temporary, text).map_err(|e| io_error(&temporary, "write", e))?;
     let linked = std::fs::hard_link(&temporary, &target);
     let _ = std::fs::remove_file(&temporary);
