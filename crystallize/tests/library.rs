@@ -91,11 +91,19 @@ fn a_stored_stream_broken_off_after_3_resumes_to_the_uninterrupted_result() {
 }
 
 #[test]
-fn resuming_latest_of_a_complete_store_says_there_is_nothing_to_resume() {
+fn resuming_a_complete_run_has_nothing_to_do_and_an_empty_store_nothing_to_resume() {
     let dir = tempfile::tempdir().expect("temp dir");
-    Session::of::<sums>().replicates(2).store(dir.path()).run().expect("run");
     let error = Session::of::<sums>().store(dir.path()).resume_latest().run().expect_err("nothing to resume");
-    assert!(error.to_string().contains("sums"), "{error}");
+    assert!(error.to_string().contains("no unfinished run of experiment 'sums'"), "{error}");
+    let first = Session::of::<sums>().replicates(2).store(dir.path()).run().expect("run");
+    // A requeued job resuming a complete run succeeds, running nothing and writing nothing.
+    let again = Session::of::<sums>().store(dir.path()).resume_latest().run().expect("nothing to do");
+    assert_eq!(again.run, first.run);
+    assert!(again.results.units.is_empty(), "{:?}", again.results.units);
+    let files = std::fs::read_dir(first.path().expect("stored")).expect("run dir").count();
+    let again = Session::of::<sums>().store(dir.path()).resume(first.run.clone().expect("id")).run().expect("again");
+    assert!(again.results.units.is_empty());
+    assert_eq!(std::fs::read_dir(first.path().expect("stored")).expect("run dir").count(), files, "no new records");
 }
 
 #[test]
