@@ -144,6 +144,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         return Err(Error::Store("the command line stores every run".into()));
     };
     let experiment = opened.plan().experiment.name.to_owned();
+    let shard = opened.plan().shard;
     let cancel = Cancel::default();
     install_interrupt_handler();
     let run_id = run_dir.manifest.run.clone();
@@ -183,6 +184,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     }
     // Only a run that stopped early needs its journal read again, to say how to resume it.
     let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
+    let ran_through = stopped.is_none();
     if let Some(state) = stopped.filter(|state| state.status() == Status::Incomplete) {
         eprintln!(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
@@ -194,6 +196,19 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
             store_flag
         );
         return Ok(ExitCode::from(if runner::interrupted() { 130 } else { 1 }));
+    }
+    if let Some(shard) = shard.filter(|_| ran_through && results.skipped == 0) {
+        // This shard is done; the others may not be.
+        let state = run_dir.scan();
+        if state.status() == Status::Incomplete {
+            eprintln!(
+                "shard {shard} of run {run_id} is done; the run has {} of {} units: `{} status {run_id}{}` shows                  the other shards",
+                state.done(),
+                state.planned(),
+                super::debug::shell_quote(&invocation.program),
+                store_flag.strip_prefix(&format!(" --shard {shard}")).unwrap_or(&store_flag),
+            );
+        }
     }
     Ok(if results.failed() > 0 || report_problems { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

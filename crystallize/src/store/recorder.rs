@@ -140,10 +140,11 @@ pub fn begin_session_as(
     let program = origin.command.first().map(String::as_str).unwrap_or(plan.experiment.name);
     let store = run.path().parent().and_then(|runs| runs.parent()).unwrap_or(run.path());
     let resume = format!(
-        "{} run {} --resume {} --store {}",
+        "{} run {} --resume {}{} --store {}",
         shell_word(program),
         plan.experiment.name,
         run.manifest.run,
+        shard.map(|shard| format!(" --shard {shard}")).unwrap_or_default(),
         shell_word(&store.display().to_string()),
     );
     let message = format!(
