@@ -234,3 +234,47 @@ fn bad_shards_and_submissions_are_refused_before_any_unit_runs() {
     dry.assert_stderr_contains("dry run: nothing was created or submitted");
     assert!(store.runs().is_empty(), "nothing was started");
 }
+
+#[test]
+fn a_stalled_writer_past_the_lease_window_is_taken_over_and_stops_when_it_wakes() {
+    let store = Store::new(BIN);
+    let id = "stall-1";
+    let plan = ["--replicates", "4", "--seed", "3", "--set", "think_ms=300", "--jobs", "1", "--lease-stale", "1s"];
+    let mut args = vec!["run", "--run-id", id];
+    args.extend(plan);
+    let mut first = store
+        .process(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the first writer");
+    let lease = store.run_dir(id).join("lease-0-of-1.json");
+    wait_for("the first writer's lease", || lease.exists());
+    // Stopped (alive, but its heartbeat thread no longer beats), until its heartbeat is stale.
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill").arg(name).arg(first.id().to_string()).status().expect("kill");
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    wait_for("the stopped writer's heartbeat to be 1.5 s old", || {
+        let Ok(text) = std::fs::read_to_string(&lease) else { return false };
+        let Ok(record) = serde_json::from_str::<Value>(&text) else { return false };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+        record["heartbeat_ms"].as_u64().is_some_and(|beat| now.saturating_sub(u128::from(beat)) > 1500)
+    });
+    let taker = store.run(&["run", "--resume", id, "--lease-stale", "1s"]);
+    signal("-CONT");
+    taker.assert_code(0);
+    taker.assert_stderr_contains("took over the lease of shard 0/1");
+    taker.assert_stderr_contains("its last heartbeat was");
+    let output = first.wait_with_output().expect("the first writer ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("was taken over by another process"), "the stalled writer stops:\n{stderr}");
+    let seen = status(&store, id);
+    assert_eq!(seen["status"], "complete", "{seen:#}");
+    assert!(
+        seen["live_writers"].as_array().is_some_and(Vec::is_empty)
+            && seen["stale_leases"].as_array().is_some_and(Vec::is_empty),
+        "{seen:#}"
+    );
+}
