@@ -480,7 +480,11 @@ impl Session {
                                     Some(id) => {
                                         manifest.run = id.clone();
                                         match crate::store::shared::existing(store, id)? {
-                                            Some(run_dir) => joined(run_dir, &manifest, &mut notes)?,
+                                            Some(run_dir) => {
+                                                plan.done = run_dir.scan().done_set();
+                                                let run_dir = joined(run_dir, &manifest, &mut notes)?;
+                                                Target::Resumed { run_dir, drift: Vec::new() }
+                                            }
                                             None => Target::Shared { store: store.clone(), manifest },
                                         }
                                     }
@@ -749,20 +753,22 @@ impl Prepared {
     /// lease of the units this process will run (refused if another live process holds them);
     /// the units done meanwhile are read again once it holds them.
     pub(crate) fn open(self) -> Result<Opened, Error> {
-        let Prepared { plan, target, origin, running, mut notes } = self;
+        let Prepared { mut plan, target, origin, running, mut notes } = self;
+        // The caller printed the notes so far; a join found only now is said here.
+        let printed = notes.len();
         let (run_dir, drift) = match target {
             Target::Memory => (None, Vec::new()),
             Target::New { store, manifest } => (Some(store.create_run(&manifest)?), Vec::new()),
             Target::Resumed { run_dir, drift } => (Some(run_dir), drift),
             Target::Shared { store, manifest } => match crate::store::shared::create_or_open(&store, &manifest)? {
                 crate::store::shared::Created::New(run_dir) => (Some(run_dir), Vec::new()),
-                crate::store::shared::Created::Existing(run_dir) => match joined(run_dir, &manifest, &mut notes)? {
-                    Target::Resumed { run_dir, drift } => (Some(run_dir), drift),
-                    _ => unreachable!("joined() resumes"),
-                },
+                crate::store::shared::Created::Existing(run_dir) => {
+                    plan.done = run_dir.scan().done_set();
+                    (Some(joined(run_dir, &manifest, &mut notes)?), Vec::new())
+                }
             },
         };
-        for note in notes.iter().filter(|note| note.starts_with("joining")) {
+        for note in &notes[printed..] {
             eprintln!("{note}");
         }
         Ok(Opened { plan, run_dir, drift, origin, running })
@@ -771,7 +777,7 @@ impl Prepared {
 
 /// A run that exists already, joined by a process that planned it as `mine`: refused with what
 /// differs unless it planned the same; then resumed (its done units skipped).
-fn joined(run_dir: RunDir, mine: &Manifest, notes: &mut Vec<String>) -> Result<Target, Error> {
+fn joined(run_dir: RunDir, mine: &Manifest, notes: &mut Vec<String>) -> Result<RunDir, Error> {
     let changes = crate::store::shared::join_differences(&run_dir.manifest, mine);
     if !changes.is_empty() {
         return Err(Error::ShardDrift {
@@ -780,7 +786,7 @@ fn joined(run_dir: RunDir, mine: &Manifest, notes: &mut Vec<String>) -> Result<T
         });
     }
     notes.push(format!("joining run {}, created by another process", run_dir.manifest.run));
-    Ok(Target::Resumed { run_dir, drift: Vec::new() })
+    Ok(run_dir)
 }
 
 /// A run ready to go: planned, and created in the store when it is stored.

@@ -242,7 +242,7 @@ fn a_stalled_writer_past_the_lease_window_is_taken_over_and_stops_when_it_wakes(
     let plan = ["--replicates", "4", "--seed", "3", "--set", "think_ms=300", "--jobs", "1", "--lease-stale", "1s"];
     let mut args = vec!["run", "--run-id", id];
     args.extend(plan);
-    let mut first = store
+    let first = store
         .process(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -223,7 +223,7 @@ pub fn acquire(
         stale_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
     };
     let mut warnings = Vec::new();
-    // Twice at most: once more after taking over a stale lease.
+    // A few tries: once more after taking over a stale lease (or losing it to another taker).
     let mut created = false;
     for _ in 0..3 {
         match create_exclusive(&path, &record) {
