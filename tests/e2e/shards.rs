@@ -173,6 +173,8 @@ fn shard_auto_reads_a_slurm_array_with_a_nonzero_start() {
         .envs([("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_MIN", "3"), ("SLURM_ARRAY_TASK_COUNT", "2")])
         .run();
     out.assert_code(0);
+    out.assert_stderr_contains("shard 1/2 of run auto-1 is done; the run has 6 of 15 units: `");
+    out.assert_stderr_contains(" status auto-1` shows the other shards");
     // Task 4 of an array 3-4 is shard 1/2: the odd replicates, every condition.
     let counts = records_per_unit(&store.run_dir("auto-1"));
     let replicates: Vec<u64> = counts.keys().map(|(_, r)| *r).collect();

@@ -202,7 +202,8 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         let state = run_dir.scan();
         if state.status() == Status::Incomplete {
             eprintln!(
-                "shard {shard} of run {run_id} is done; the run has {} of {} units: `{} status {run_id}{}` shows                  the other shards",
+                "shard {shard} of run {run_id} is done; the run has {} of {} units: `{} status {run_id}{}` shows \
+                 the other shards",
                 state.done(),
                 state.planned(),
                 super::debug::shell_quote(&invocation.program),
