@@ -88,7 +88,9 @@ impl Shard {
     }
 
     /// The shard a job array task is, from its environment (`--shard auto`): Slurm
-    /// (`SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`), a
+    /// (`SLURM_ARRAY_TASK_ID` of `count` or `CRYSTALLIZE_SHARD_COUNT` when given, so that any
+    /// subset of the tasks may be resubmitted; else `SLURM_ARRAY_TASK_ID` minus
+    /// `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`, for a contiguous array), a
     /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, of `count` or `CRYSTALLIZE_SHARD_COUNT`), an
     /// AWS Batch array job (`AWS_BATCH_JOB_ARRAY_INDEX`, of `AWS_BATCH_JOB_ARRAY_SIZE`, `count`
     /// or `CRYSTALLIZE_SHARD_COUNT`). `var` reads a variable (the process's environment, or a test's).
@@ -111,13 +113,22 @@ impl Shard {
             }
         };
         let (index, count, source) = if let Some(id) = read("SLURM_ARRAY_TASK_ID")? {
-            let count = read("SLURM_ARRAY_TASK_COUNT")?
-                .ok_or_else(|| auto("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into()))?;
-            let min = read("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let index = id
-                .checked_sub(min)
-                .ok_or_else(|| auto(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}")))?;
-            (index, count, "the Slurm array (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT; the array must be contiguous, e.g. --array=0-3)")
+            match given_count()? {
+                // The task ids are the shard indices: any subset of 0..N-1 (a resubmission of
+                // the missing shards, --array=1,5) is right.
+                Some(count) => (id, count, "the Slurm array (SLURM_ARRAY_TASK_ID, of --shard-count)"),
+                None => {
+                    let count = read("SLURM_ARRAY_TASK_COUNT")?
+                        .ok_or_else(|| auto("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into()))?;
+                    let min = read("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+                    let index = id
+                        .checked_sub(min)
+                        .ok_or_else(|| auto(format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}")))?;
+                    let source = "the Slurm array (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of \
+                                  SLURM_ARRAY_TASK_COUNT; without --shard-count it must be contiguous, e.g. --array=1-8)";
+                    (index, count, source)
+                }
+            }
         } else if let Some(index) = read("JOB_COMPLETION_INDEX")? {
             let count = given_count()?.ok_or_else(|| {
                 auto(format!(
@@ -245,6 +256,9 @@ mod tests {
         assert!(none.contains("no job array variables"), "{none}");
         let past = [("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "4")];
         assert!(Shard::from_environment(None, env(&past)).unwrap_err().to_string().contains("not a shard"));
+        // With the count given, the task id is the shard: a resubmitted subset (--array=1,3).
+        let subset = [("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_COUNT", "2")];
+        assert_eq!(Shard::from_environment(Some(4), env(&subset)).unwrap(), Shard::new(3, 4).unwrap());
         let junk = [("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "4")];
         assert!(Shard::from_environment(None, env(&junk)).unwrap_err().to_string().contains("not a whole number"));
     }

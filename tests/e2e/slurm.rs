@@ -6,6 +6,7 @@
 //!
 //! 1. `submit slurm` a 4-shard job array of the example; its merged `report --json` equals a
 //!    single-process run of the same seed, unit for unit.
+//!    Resubmitting one task of the complete run runs nothing ("nothing to do", exit 0).
 //! 2. Slow units, `scancel` one array task mid-run, `scontrol requeue` it: the run completes and
 //!    no unit has two journal records.
 //!
@@ -388,6 +389,23 @@ fn a_slurm_job_array_of_shards_records_what_one_process_records_and_a_requeued_t
         .filter(|name| name.starts_with("session-"))
         .count();
     assert_eq!(sessions, 4, "one session per array task");
+
+    // Resubmitting a task of a complete run (by run id, only task 2: `--array` on sbatch's command
+    // line wins over the script's) runs nothing: shard 2/4 has nothing to do.
+    let again = Command::new(BIN)
+        .args(["submit", "slurm", &run, "--shards", "4", "--sbatch-arg=--array=2", "--store"])
+        .arg(store.path())
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", path_with_slurm())
+        .timeout(Duration::from_secs(120))
+        .run();
+    again.assert_code(0);
+    let job2 = again.stdout.trim().to_owned();
+    wait_for_job(&cluster, &store, &job2, &run);
+    let log = std::fs::read_to_string(store.run_dir(&run).join("slurm").join(format!("{job2}_2.out")))
+        .unwrap_or_else(|e| cluster.fail(&format!("no log of the resubmitted task {job2}_2: {e}")));
+    assert!(log.contains(&format!("nothing to do: every unit of shard 2/4 of run {run} is done")), "{log}");
+    assert!(records_per_unit(&store.run_dir(&run)).values().all(|n| *n == 1), "nothing ran again");
 
     // 2. Slow units; one task cancelled mid-run, then requeued: the run completes, and no unit
     // was run (recorded) twice.

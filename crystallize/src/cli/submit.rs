@@ -285,7 +285,7 @@ fn script(parts: &ScriptParts<'_>) -> String {
          #SBATCH --output={log}\n\
          #SBATCH --requeue\n\
          #SBATCH --open-mode=append\n\
-         exec {program} run {experiment} --resume {run_q} --shard auto --store {store}{extra} \\\n    \
+         exec {program} run {experiment} --resume {run_q} --shard auto --shard-count {shards} --store {store}{extra} \\\n    \
          ${{SLURM_CPUS_PER_TASK:+--jobs $SLURM_CPUS_PER_TASK}}\n",
         run = parts.run,
         run_q = shell_quote(parts.run),
