@@ -280,3 +280,21 @@ fn a_stalled_writer_past_the_lease_window_is_taken_over_and_stops_when_it_wakes(
         "{seen:#}"
     );
 }
+
+#[test]
+fn an_interrupted_writer_gives_its_lease_back() {
+    let store = Store::new(BIN);
+    let mut args = vec!["run", "--run-id", "term-1", "--shard", "0/2", "--jobs", "1"];
+    args.extend(PLAN);
+    let mut child = store.spawn(&args);
+    let lease = store.run_dir("term-1").join("lease-0-of-2.json");
+    wait_for("the lease", || lease.exists());
+    let sent = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(sent.success());
+    let code = child.wait().expect("the writer ends");
+    assert_eq!(code.code(), Some(130), "interrupted");
+    assert!(!lease.exists(), "SIGTERM (like Ctrl-C) gives the lease back");
+    let seen = status(&store, "term-1");
+    assert!(seen["stale_leases"].as_array().is_some_and(Vec::is_empty), "{seen:#}");
+    assert_eq!(seen["commands"].as_array().map(Vec::len), Some(2), "both shards are missing units: {seen:#}");
+}
