@@ -731,6 +731,7 @@ mod tests {
             forced: false,
             drift: vec![],
             host: "h".into(),
+            shard: None,
         }
     }
 

@@ -225,6 +225,22 @@ pub enum Error {
         /// Every declared name.
         valid: String,
     },
+    /// Another live process holds the lease of units this one would run (see
+    /// `crystallize::store::lease`): the message names it and how to take over.
+    #[error("{0}")]
+    Leased(String),
+    /// A process joining a shared run (`--run-id`) planned it differently from the run's manifest.
+    #[error(
+        "run {run} exists with another configuration than this process planned:\n{changes}\nevery shard of a run \
+         must be started with the same experiment, treatments, --set values, replicates, seed and code; start \
+         this one like the others (or choose another --run-id)"
+    )]
+    ShardDrift {
+        /// The run.
+        run: String,
+        /// What differs, one indented line each.
+        changes: String,
+    },
     /// The config file (`crystallize.toml`) is malformed.
     #[error("{location}: {message}")]
     ConfigFile {

@@ -154,6 +154,8 @@ pub struct Plan {
     pub policy: SeedPolicy,
     /// Units already done (condition, replicate), which a resumed run skips.
     pub done: DoneUnits,
+    /// The shard this process runs (`None`: every unit); the others' units are skipped.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// One unit: a condition (by index into [`Plan::conditions`]) and a replicate, with its seed.
@@ -213,17 +215,21 @@ impl Plan {
             seed,
             policy: SeedPolicy::default(),
             done: DoneUnits::default(),
+            shard: None,
         })
     }
 
-    /// Every unit not yet done, condition by condition, replicate by replicate.
+    /// Every unit not yet done (of this process's shard), condition by condition, replicate by
+    /// replicate.
     pub fn units(&self) -> Vec<Unit> {
         self.conditions
             .iter()
             .enumerate()
             .flat_map(|(index, condition)| {
                 let done = self.done.replicates(&condition.name);
-                self.replicates.iter().filter(move |replicate| done.binary_search(replicate).is_err()).map(
+                let shard = self.shard;
+                let mine = move |replicate: &&u64| shard.is_none_or(|shard| shard.contains(**replicate));
+                self.replicates.iter().filter(mine).filter(move |replicate| done.binary_search(replicate).is_err()).map(
                     move |&replicate| Unit {
                         condition: index,
                         replicate,

@@ -198,6 +198,7 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             seed: self.seed,
             policy: Default::default(),
             done: Default::default(),
+            shard: None,
         };
         let mut session = Session::from_plan(plan).jobs(self.jobs).origin(Origin {
             crate_name: self.name.to_owned(),

@@ -40,6 +40,7 @@ use crate::results::UnitResult;
 use crate::runner::{self, Cancel, RetryPolicy, RunOptions, RunResults};
 use crate::store::events::EventLog;
 use crate::store::journal::JournalWriter;
+use crate::store::lease;
 use crate::store::manifest::{self, Manifest, Request};
 use crate::store::recorder::{self, Origin};
 use crate::store::{RunDir, Status, Store};
@@ -69,7 +70,12 @@ pub struct Session {
     limits: Vec<(String, usize)>,
     retries: Option<u32>,
     retry: RetryPolicy,
+    shard: Option<Shard>,
+    run_id: Option<String>,
+    lease_stale: Duration,
 }
+
+pub use crate::shard::Shard;
 
 /// Where the plan comes from.
 enum Source {
@@ -102,6 +108,9 @@ impl Session {
             limits: Vec::new(),
             retries: None,
             retry: RetryPolicy::default(),
+            shard: None,
+            run_id: None,
+            lease_stale: lease::DEFAULT_STALE,
         }
     }
 
@@ -250,6 +259,31 @@ impl Session {
         self
     }
 
+    /// Runs only the units of `shard` (those whose replicate index is `shard.index()` modulo
+    /// `shard.count()`): one of several processes sharing the run, each with its own shard. Give
+    /// every shard the same run ([`Session::run_id`] or [`Session::resume`]).
+    pub fn shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Stores the run as the run `id` of the store: created by whichever process comes first,
+    /// joined by the others (which must plan it identically: the same experiment, treatments,
+    /// overrides, replicates, seed and code, or they are refused with what differs). What the
+    /// shards of one run started at once are given.
+    pub fn run_id(mut self, id: impl Into<String>) -> Self {
+        self.run_id = Some(id.into());
+        self
+    }
+
+    /// How old the heartbeat of another process's lease on the same units may be before it is
+    /// taken over as the lease of a process that is gone (default 60 s). This process refreshes
+    /// its own every quarter of it.
+    pub fn lease_stale(mut self, stale: Duration) -> Self {
+        self.lease_stale = stale;
+        self
+    }
+
     /// Which step lines [`Session::debug`] prints (default: [`StepLines::Summary`]).
     pub fn steps(mut self, steps: StepLines) -> Self {
         self.steps = steps;
@@ -334,6 +368,7 @@ impl Session {
             seed,
             policy: Default::default(),
             done: Default::default(),
+            shard: None,
         };
         let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, ..RunOptions::default() };
         let mut printer = VerbosePrinter::new(std::io::stdout(), &condition, experiment, self.steps);
@@ -368,6 +403,9 @@ impl Session {
             limits,
             retries,
             retry,
+            shard,
+            run_id,
+            lease_stale,
         } = self;
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
@@ -395,12 +433,24 @@ impl Session {
                 check_file_limits(&settings, run_defaults.limits)?;
                 let origin = origin.unwrap_or_else(|| default_origin(experiment.entry.location.module_path));
                 let wanted = Wanted { treatments: &treatments, replicates, seed, sets: &sets, settings: &settings };
+                if let Some(id) = &run_id {
+                    crate::store::shared::check_run_id(id)?;
+                    if resume.is_some() {
+                        return Err(Error::Store(
+                            "--run-id names a run to create or join, --resume one to continue: give one of them".into(),
+                        ));
+                    }
+                    if store.is_none() {
+                        return Err(Error::Store("a run id needs a store: add .store(dir)".into()));
+                    }
+                }
                 match (resume, &store) {
                     (Some(_), None) => {
                         return Err(Error::Store("resuming a run needs the store it is in: add .store(dir)".into()))
                     }
                     (Some(id), Some(store)) => {
-                        let (plan, run_dir, drift) = resume_plan(experiment, &wanted, store, &id, force, &mut notes)?;
+                        let (plan, run_dir, drift) =
+                            resume_plan(experiment, &wanted, store, &id, force, shard, &mut notes)?;
                         (plan, Target::Resumed { run_dir, drift }, origin)
                     }
                     (None, store) => {
@@ -419,13 +469,27 @@ impl Session {
                             None => Target::Memory,
                             Some(store) => {
                                 let request = Request { treatments: treatments.clone(), sets: sets.clone() };
-                                let manifest = recorder::new_manifest(
+                                let mut manifest = recorder::new_manifest(
                                     &plan,
                                     request,
                                     &origin,
                                     recorder::applicable_hypotheses(&plan),
                                 )?;
-                                Target::New { store: store.clone(), manifest }
+                                manifest.shards = shard.map(Shard::count);
+                                match &run_id {
+                                    None => Target::New { store: store.clone(), manifest },
+                                    Some(id) => {
+                                        manifest.run = id.clone();
+                                        match crate::store::shared::existing(store, id)? {
+                                            Some(run_dir) => {
+                                                plan.done = run_dir.scan().done_set();
+                                                let run_dir = joined(run_dir, &manifest, &mut notes)?;
+                                                Target::Resumed { run_dir, drift: Vec::new() }
+                                            }
+                                            None => Target::Shared { store: store.clone(), manifest },
+                                        }
+                                    }
+                                }
                             }
                         };
                         (plan, target, origin)
@@ -436,6 +500,7 @@ impl Session {
         if let Some(only) = only_condition {
             plan.conditions.retain(|c| *c.name == *only);
         }
+        plan.shard = shard;
         // What the caller asked for wins over the experiment's attribute, which wins over the
         // runner's defaults: units in flight for async work (which mostly waits), cores for sync.
         let from_file = settings.jobs.as_ref().map(|setting| usize::try_from(setting.value).unwrap_or(usize::MAX));
@@ -470,7 +535,7 @@ impl Session {
             target,
             origin,
             notes,
-            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry },
+            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry, lease_stale },
         })
     }
 }
@@ -561,6 +626,7 @@ fn resume_plan(
     store: &Store,
     id: &str,
     force: bool,
+    shard: Option<Shard>,
     notes: &mut Vec<String>,
 ) -> Result<(Plan, RunDir, Vec<String>), Error> {
     let run_dir = if id.is_empty() { latest_unfinished(experiment, store)? } else { store.run(id)? };
@@ -599,12 +665,29 @@ fn resume_plan(
         notes.extend(drift.iter().map(|line| format!("  {line}")));
     }
     plan.done = state.done_set();
-    notes.push(format!(
-        "resuming run {}: {} of {} units already done",
-        manifest.run,
-        state.done(),
-        plan.conditions.len() * plan.replicates.len()
-    ));
+    match shard {
+        None => notes.push(format!(
+            "resuming run {}: {} of {} units already done",
+            manifest.run,
+            state.done(),
+            plan.conditions.len() * plan.replicates.len()
+        )),
+        Some(shard) => {
+            let mine = plan.replicates.iter().filter(|r| shard.contains(**r)).count() * plan.conditions.len();
+            let left = plan
+                .conditions
+                .iter()
+                .map(|c| {
+                    plan.replicates.iter().filter(|r| shard.contains(**r) && !plan.done.contains(&c.name, **r)).count()
+                })
+                .sum::<usize>();
+            notes.push(format!(
+                "resuming shard {shard} of run {}: {} of its {mine} units already done",
+                manifest.run,
+                mine - left
+            ));
+        }
+    }
     Ok((plan, run_dir, drift))
 }
 
@@ -620,13 +703,15 @@ fn latest_unfinished(experiment: &Experiment, store: &Store) -> Result<RunDir, E
         })
         .collect();
     let known = mine.iter().map(|(r, s)| format!("{} ({s})", r.manifest.run)).collect::<Vec<_>>().join(", ");
-    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).ok_or_else(|| {
-        Error::NothingToResume {
+    // Every run complete: the latest, which has nothing to do (a requeued job finds its work done).
+    let latest = mine.last().map(|(run, _)| run.clone());
+    mine.into_iter().rev().find(|(_, status)| *status != Status::Complete).map(|(run, _)| run).or(latest).ok_or_else(
+        || Error::NothingToResume {
             experiment: experiment.name().to_owned(),
             store: store.root().display().to_string(),
             known: if known.is_empty() { "none".into() } else { known },
-        }
-    })
+        },
+    )
 }
 
 /// How the units run, once planned.
@@ -637,6 +722,7 @@ struct Running {
     timeout: Option<Duration>,
     limits: Vec<(String, usize)>,
     retry: RetryPolicy,
+    lease_stale: Duration,
 }
 
 /// Where a planned run is recorded.
@@ -647,6 +733,9 @@ pub(crate) enum Target {
     New { store: Store, manifest: Manifest },
     /// A stored run, resumed (with what changed when it was forced through a drift).
     Resumed { run_dir: RunDir, drift: Vec<String> },
+    /// A run of the store with the id of its manifest, created by this process unless another
+    /// one creates it first (then joined, if it planned the same).
+    Shared { store: Store, manifest: Manifest },
 }
 
 /// A planned run, checked and not yet written: a caller may still refuse it or add to its
@@ -677,21 +766,49 @@ impl Prepared {
     /// The manifest of a new stored run, before it is written.
     pub(crate) fn manifest_mut(&mut self) -> Option<&mut Manifest> {
         match &mut self.target {
-            Target::New { manifest, .. } => Some(manifest),
+            Target::New { manifest, .. } | Target::Shared { manifest, .. } => Some(manifest),
             _ => None,
         }
     }
 
-    /// Creates the run in the store (its directory and manifest) when it is new.
+    /// Creates the run in the store (its directory and manifest) when it is new, and takes the
+    /// lease of the units this process will run (refused if another live process holds them);
+    /// the units done meanwhile are read again once it holds them.
     pub(crate) fn open(self) -> Result<Opened, Error> {
-        let Prepared { plan, target, origin, running, .. } = self;
+        let Prepared { mut plan, target, origin, running, mut notes } = self;
+        // The caller printed the notes so far; a join found only now is said here.
+        let printed = notes.len();
         let (run_dir, drift) = match target {
             Target::Memory => (None, Vec::new()),
             Target::New { store, manifest } => (Some(store.create_run(&manifest)?), Vec::new()),
             Target::Resumed { run_dir, drift } => (Some(run_dir), drift),
+            Target::Shared { store, manifest } => match crate::store::shared::create_or_open(&store, &manifest)? {
+                crate::store::shared::Created::New(run_dir) => (Some(run_dir), Vec::new()),
+                crate::store::shared::Created::Existing(run_dir) => {
+                    plan.done = run_dir.scan().done_set();
+                    (Some(joined(run_dir, &manifest, &mut notes)?), Vec::new())
+                }
+            },
         };
+        for note in &notes[printed..] {
+            eprintln!("{note}");
+        }
         Ok(Opened { plan, run_dir, drift, origin, running })
     }
+}
+
+/// A run that exists already, joined by a process that planned it as `mine`: refused with what
+/// differs unless it planned the same; then resumed (its done units skipped).
+fn joined(run_dir: RunDir, mine: &Manifest, notes: &mut Vec<String>) -> Result<RunDir, Error> {
+    let changes = crate::store::shared::join_differences(&run_dir.manifest, mine);
+    if !changes.is_empty() {
+        return Err(Error::ShardDrift {
+            run: run_dir.manifest.run.clone(),
+            changes: changes.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n"),
+        });
+    }
+    notes.push(format!("joining run {}, created by another process", run_dir.manifest.run));
+    Ok(run_dir)
 }
 
 /// A run ready to go: planned, and created in the store when it is stored.
@@ -714,14 +831,36 @@ impl Opened {
         &self.plan
     }
 
+    /// Whether every unit it would run is done already (a complete run or shard resumed).
+    pub(crate) fn nothing_to_do(&self) -> bool {
+        self.plan.units().is_empty()
+    }
+
     /// Records this process's session (its journal and events log beside it, when stored) and
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
-        let Opened { plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers, timeout, limits, retry } = running;
+        let Opened { mut plan, run_dir, drift, origin, running } = self;
+        let Running { jobs, fail_fast, mut observers, timeout, limits, retry, lease_stale } = running;
+        // The lease of the units it runs, held until their records are on disk; its writer id
+        // is also its session record's and its journal's. Nothing to run: no lease, no records.
+        let writer = crate::store::writer_id();
+        let mut lease = None;
+        if let Some(dir) = run_dir.as_ref().filter(|_| !plan.units().is_empty()) {
+            let scope = plan.shard.unwrap_or(Shard::WHOLE);
+            let task = crate::shard::scheduler_task(|name| std::env::var(name).ok());
+            let held = lease::acquire(dir, scope, &writer, lease_stale, task, cancel.clone())?;
+            for warning in &held.warnings {
+                eprintln!("{warning}");
+            }
+            lease = Some(held);
+            // What another process finished before this one held the lease is done.
+            plan.done = dir.scan().done_set();
+        }
         let mut recording = match &run_dir {
-            Some(dir) => Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone())?),
-            None => None,
+            Some(dir) if lease.is_some() => {
+                Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone(), &writer)?)
+            }
+            _ => None,
         };
         let options = RunOptions {
             jobs,
@@ -749,6 +888,8 @@ impl Opened {
         if let Some(recording) = recording {
             warnings.extend(recording.finish());
         }
+        // Given back only once every record it wrote is on disk.
+        drop(lease);
         Ok(Finished { run: run_dir.as_ref().map(|dir| dir.manifest.run.clone()), results, warnings, run_dir })
     }
 
@@ -785,8 +926,9 @@ impl Recording {
         origin: &Origin,
         drift: Vec<String>,
         cancel: Cancel,
+        writer: &str,
     ) -> Result<Recording, Error> {
-        let journal = recorder::begin_session(run, plan, origin, drift, cancel)?;
+        let journal = recorder::begin_session_as(run, plan, origin, drift, cancel, writer, plan.shard)?;
         // Beside the journal, the events log: what `watch` follows, and a replay of the run. A
         // run goes on without it rather than not at all.
         let events = match EventLog::beside(&journal) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crystallize::prelude::*;
 use crystallize::results::UnitResult;
-use crystallize::session::Session;
+use crystallize::session::{Session, Shard};
 use crystallize::store::Store;
 
 #[datasource]
@@ -91,11 +91,19 @@ fn a_stored_stream_broken_off_after_3_resumes_to_the_uninterrupted_result() {
 }
 
 #[test]
-fn resuming_latest_of_a_complete_store_says_there_is_nothing_to_resume() {
+fn resuming_a_complete_run_has_nothing_to_do_and_an_empty_store_nothing_to_resume() {
     let dir = tempfile::tempdir().expect("temp dir");
-    Session::of::<sums>().replicates(2).store(dir.path()).run().expect("run");
     let error = Session::of::<sums>().store(dir.path()).resume_latest().run().expect_err("nothing to resume");
-    assert!(error.to_string().contains("sums"), "{error}");
+    assert!(error.to_string().contains("no unfinished run of experiment 'sums'"), "{error}");
+    let first = Session::of::<sums>().replicates(2).store(dir.path()).run().expect("run");
+    // A requeued job resuming a complete run succeeds, running nothing and writing nothing.
+    let again = Session::of::<sums>().store(dir.path()).resume_latest().run().expect("nothing to do");
+    assert_eq!(again.run, first.run);
+    assert!(again.results.units.is_empty(), "{:?}", again.results.units);
+    let files = std::fs::read_dir(first.path().expect("stored")).expect("run dir").count();
+    let again = Session::of::<sums>().store(dir.path()).resume(first.run.clone().expect("id")).run().expect("again");
+    assert!(again.results.units.is_empty());
+    assert_eq!(std::fs::read_dir(first.path().expect("stored")).expect("run dir").count(), files, "no new records");
 }
 
 #[test]
@@ -115,4 +123,32 @@ fn errors_print_their_message_when_main_returns_them() {
     // `fn main() -> Result<(), crystallize::Error>` prints the error with `Debug`.
     let error = Session::named("sumz").run().expect_err("unknown experiment");
     assert_eq!(format!("{error:?}"), error.to_string());
+}
+
+#[test]
+fn shards_of_one_run_id_record_what_one_session_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shard = |index| {
+        Session::of::<sums>()
+            .replicates(5)
+            .store(dir.path())
+            .run_id("shared-1")
+            .shard(Shard::new(index, 2).expect("a shard"))
+            .run()
+            .expect("a shard runs")
+    };
+    let first = shard(1);
+    assert!(first.results.units.iter().all(|u| u.replicate % 2 == 1), "shard 1/2 runs the odd replicates");
+    let second = shard(0);
+    assert_eq!(first.run.as_deref(), Some("shared-1"));
+    assert_eq!(second.run, first.run, "the second shard joins the run the first created");
+    let runs = Store::locate(Some(dir.path())).runs().0;
+    assert_eq!(runs.len(), 1);
+    let stored = runs[0].state();
+    assert_eq!(stored.done(), stored.planned());
+    let whole = Session::of::<sums>().replicates(5).run().expect("one session");
+    assert_eq!(metric_bits(&stored.results()), metric_bits(&whole.results.units));
+    // A shard joining with another plan is refused with what differs.
+    let other = Session::of::<sums>().replicates(6).store(dir.path()).run_id("shared-1").run().expect_err("refused");
+    assert!(other.to_string().contains("replicates: 0..5 -> 0..6"), "{other}");
 }

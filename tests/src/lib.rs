@@ -173,7 +173,8 @@ impl Command {
 
 /// Variables that change what crystallize or the example print or do, besides every
 /// `CRYSTALLIZE_*` one: colour (`NO_COLOR`, `CLICOLOR`, `CLICOLOR_FORCE`, `FORCE_COLOR`), the
-/// terminal's size (`COLUMNS`, `LINES`) and the example's own (`FOLLOW_CONDITION`, `SOCIAL_DECEPTION_EXIT_IN_UNIT`).
+/// terminal's size (`COLUMNS`, `LINES`), the example's own (`FOLLOW_CONDITION`, `SOCIAL_DECEPTION_EXIT_IN_UNIT`)
+/// and those of a job array (`SLURM_ARRAY_TASK_ID`, ...), which `run --shard auto` reads.
 pub const CLEARED_VARIABLES: &[&str] = &[
     "NO_COLOR",
     "CLICOLOR",
@@ -183,6 +184,16 @@ pub const CLEARED_VARIABLES: &[&str] = &[
     "LINES",
     "FOLLOW_CONDITION",
     "SOCIAL_DECEPTION_EXIT_IN_UNIT",
+    // A job array's: `run --shard auto` reads them, and a test run inside a Slurm job must not.
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_JOB_ID",
+    "JOB_COMPLETION_INDEX",
+    "AWS_BATCH_JOB_ARRAY_INDEX",
+    "AWS_BATCH_JOB_ARRAY_SIZE",
+    "AWS_BATCH_JOB_ID",
 ];
 
 /// Removes from `command`'s environment every variable of the caller's that could change a test's

@@ -10,8 +10,11 @@ mod inspect;
 mod plan;
 mod progress;
 mod run;
+mod shards;
 mod show;
+mod status;
 mod stream;
+mod submit;
 mod watch;
 
 use std::path::PathBuf;
@@ -74,6 +77,12 @@ enum Command {
     Show(show::ShowArgs),
     /// Follow a run in progress (default: the latest incomplete one) by reading only the store.
     Watch(WatchArgs),
+    /// Per shard of a stored run: units done / planned / failed, live writers, stale leases,
+    /// and the command that completes what is missing.
+    Status(status::StatusArgs),
+    /// Run a run's shards as a job array of a cluster scheduler (Slurm), against a shared store.
+    #[command(subcommand)]
+    Submit(submit::SubmitCommand),
 }
 
 /// Where runs are stored.
@@ -132,6 +141,8 @@ struct RunArgs {
     /// Stop scheduling new units after the first failure.
     #[arg(long)]
     fail_fast: bool,
+    #[command(flatten)]
+    shards: shards::ShardArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -339,6 +350,8 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Confirm(args) => confirm::confirm(&registry, &args, &context),
         Command::Plan(args) => plan::plan(&registry, &args),
         Command::Watch(args) => watch::watch(&args),
+        Command::Status(args) => status::status(&args, &context),
+        Command::Submit(command) => submit::submit(&registry, command, &context),
     });
     match outcome {
         Ok(code) => code,

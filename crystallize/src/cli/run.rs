@@ -78,12 +78,28 @@ pub(super) fn run(
     for (name, capacity) in &args.limits {
         session = session.limit(name.clone(), *capacity);
     }
+    let shard = args.shards.shard()?;
+    session = args.shards.apply(session)?;
     let prepared = session.prepare()?;
     for note in &prepared.notes {
         eprintln!("{note}");
     }
-    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag: store_flag(&args.store) };
-    execute(prepared.open()?, invocation, execution)
+    let opened = prepared.open()?;
+    if let (true, Some(run_dir)) = (opened.nothing_to_do(), opened.run_dir()) {
+        // A complete run or shard resumed (a requeued array task whose work is done): success.
+        let what = match shard {
+            Some(shard) => format!("shard {shard} of run {}", run_dir.manifest.run),
+            None => format!("run {}", run_dir.manifest.run),
+        };
+        eprintln!("nothing to do: every unit of {what} is done");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut store_flag = store_flag(&args.store);
+    if let Some(shard) = shard {
+        store_flag = format!(" --shard {shard}{store_flag}");
+    }
+    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag };
+    execute(opened, invocation, execution)
 }
 
 /// The flags `run`, `stream` and `confirm` share about how units run, given to `session`.
@@ -128,6 +144,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         return Err(Error::Store("the command line stores every run".into()));
     };
     let experiment = opened.plan().experiment.name.to_owned();
+    let shard = opened.plan().shard;
     let cancel = Cancel::default();
     install_interrupt_handler();
     let run_id = run_dir.manifest.run.clone();
@@ -167,6 +184,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     }
     // Only a run that stopped early needs its journal read again, to say how to resume it.
     let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
+    let ran_through = stopped.is_none();
     if let Some(state) = stopped.filter(|state| state.status() == Status::Incomplete) {
         eprintln!(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
@@ -178,6 +196,20 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
             store_flag
         );
         return Ok(ExitCode::from(if runner::interrupted() { 130 } else { 1 }));
+    }
+    if let Some(shard) = shard.filter(|_| ran_through && results.skipped == 0) {
+        // This shard is done; the others may not be.
+        let state = run_dir.scan();
+        if state.status() == Status::Incomplete {
+            eprintln!(
+                "shard {shard} of run {run_id} is done; the run has {} of {} units: `{} status {run_id}{}` shows \
+                 the other shards",
+                state.done(),
+                state.planned(),
+                super::debug::shell_quote(&invocation.program),
+                store_flag.strip_prefix(&format!(" --shard {shard}")).unwrap_or(&store_flag),
+            );
+        }
     }
     Ok(if results.failed() > 0 || report_problems { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -198,6 +230,7 @@ fn install_interrupt_handler() {
                 crate::console::line("\ninterrupted: finishing the units in flight; press Ctrl-C again to abort them");
             } else {
                 eprintln!("\naborted; the units in flight will run again on resume");
+                crate::store::lease::release_all_now();
                 std::process::exit(130);
             }
         });

@@ -189,6 +189,7 @@ mod tests {
             seed: 3,
             policy: Default::default(),
             done: Default::default(),
+            shard: None,
         }
     }
 

@@ -81,6 +81,10 @@ pub struct Manifest {
     /// record cannot change without the run noticing. Absent for every other run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preregistration: Option<String>,
+    /// How many shards the run was created to be split into (`run --run-id ID --shard I/N`,
+    /// `submit slurm --shards N`), for `status`; absent for a run created in one piece.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u64>,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -107,6 +111,9 @@ pub struct Session {
     pub drift: Vec<String>,
     /// The host.
     pub host: String,
+    /// The shard it ran, `I/N`; absent when it ran every unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// The resolved configuration of a run, as its manifest stores it (`config`): the run's seed

@@ -7,6 +7,7 @@
 //! <store>/runs/<run id>/journal-<writer>.jsonl    append-only, one line per finished unit
 //! <store>/runs/<run id>/events-<writer>.jsonl     append-only, unit starts and ends and events
 //! <store>/runs/<run id>/preregistration.json      a confirmation's hypothesis, written once first
+//! <store>/runs/<run id>/lease-<I>-of-<N>.json     who runs shard I of N now (heartbeat), while it does
 //! <store>/runs/<run id>/artifacts/<condition>/<replicate>/<name>
 //! ```
 //!
@@ -19,11 +20,15 @@ pub mod exit_guard;
 #[doc(hidden)]
 pub mod journal;
 #[doc(hidden)]
+pub mod lease;
+#[doc(hidden)]
 pub mod manifest;
 #[doc(hidden)]
 pub mod preregistration;
 #[doc(hidden)]
 pub mod recorder;
+#[doc(hidden)]
+pub mod shared;
 #[doc(hidden)]
 pub mod time;
 
@@ -411,6 +416,12 @@ impl RunScan {
     /// The planned replicate indices.
     pub fn replicate_range(&self) -> std::ops::Range<u64> {
         self.first_replicate..self.first_replicate.saturating_add(self.replicates)
+    }
+
+    /// The replicates of condition `condition` (by index) with a record, sorted, each with
+    /// whether it has a successful one; empty for an unknown index.
+    pub fn recorded(&self, condition: usize) -> &[(u64, bool)] {
+        self.units.get(condition).map_or(&[], Vec::as_slice)
     }
 
     /// The replicate indices that have any record, from the lowest to one past the highest;

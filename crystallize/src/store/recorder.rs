@@ -92,6 +92,7 @@ pub fn new_manifest(
         host: host_name(),
         hypotheses,
         preregistration: None,
+        shards: None,
     })
 }
 
@@ -104,7 +105,21 @@ pub fn begin_session(
     forced_drift: Vec<String>,
     cancel: Cancel,
 ) -> Result<JournalWriter, Error> {
-    let writer = writer_id();
+    begin_session_as(run, plan, origin, forced_drift, cancel, &writer_id(), None)
+}
+
+/// [`begin_session`] as writer `writer` (the id its lease holds), running `shard` of the run
+/// (`None`: every unit).
+pub fn begin_session_as(
+    run: &RunDir,
+    plan: &Plan,
+    origin: &Origin,
+    forced_drift: Vec<String>,
+    cancel: Cancel,
+    writer: &str,
+    shard: Option<crate::shard::Shard>,
+) -> Result<JournalWriter, Error> {
+    let writer = writer.to_owned();
     let (started, nanos) = time::now();
     run.write_session(&Session {
         schema: SCHEMA,
@@ -115,6 +130,7 @@ pub fn begin_session(
         forced: !forced_drift.is_empty(),
         drift: forced_drift,
         host: host_name(),
+        shard: shard.map(|shard| shard.to_string()),
     })?;
     let path = run.journal_path(&writer);
     let journal = JournalWriter::create(path.clone(), cancel)
@@ -124,10 +140,11 @@ pub fn begin_session(
     let program = origin.command.first().map(String::as_str).unwrap_or(plan.experiment.name);
     let store = run.path().parent().and_then(|runs| runs.parent()).unwrap_or(run.path());
     let resume = format!(
-        "{} run {} --resume {} --store {}",
+        "{} run {} --resume {}{} --store {}",
         shell_word(program),
         plan.experiment.name,
         run.manifest.run,
+        shard.map(|shard| format!(" --shard {shard}")).unwrap_or_default(),
         shell_word(&store.display().to_string()),
     );
     let message = format!(
