@@ -170,6 +170,7 @@ mod tests {
             params: &[],
             hypotheses: &[],
             metrics: None,
+            metric_bounds: &[],
             fingerprint: 0,
             run: crate::registry::RunDefaults::NONE,
             vtable: ExperimentVTable::unregistered::<()>(),
