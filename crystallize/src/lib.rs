@@ -80,6 +80,7 @@ mod report;
 mod resolve;
 mod runner;
 mod seed;
+mod sequential;
 mod source;
 mod summary;
 mod verbose;

@@ -45,6 +45,9 @@ use crate::store::recorder::{self, Origin};
 use crate::store::{RunDir, Status, Store};
 use crate::verbose::{StepLines, VerbosePrinter};
 
+use crate::sequential::Monitor;
+pub use crate::sequential::{SequentialResult, Status as SequentialStatus, StoppingRule};
+
 /// A run to put together: which experiment and conditions, how many replicates, the seed,
 /// overrides, where it is stored (if anywhere), and how it runs. Every name and value is checked
 /// when the run starts, before any unit runs.
@@ -69,6 +72,8 @@ pub struct Session {
     limits: Vec<(String, usize)>,
     retries: Option<u32>,
     retry: RetryPolicy,
+    until_decided: Option<StoppingRule>,
+    decision_lines: bool,
 }
 
 /// Where the plan comes from.
@@ -102,6 +107,8 @@ impl Session {
             limits: Vec::new(),
             retries: None,
             retry: RetryPolicy::default(),
+            until_decided: None,
+            decision_lines: false,
         }
     }
 
@@ -257,6 +264,22 @@ impl Session {
     }
 
     /// Adds an observer already boxed.
+    /// Runs until every hypothesis of `rule` is decided (or its maximum): replicate indices run
+    /// in rounds, an anytime-valid confidence sequence per hypothesis is updated after each
+    /// completed index, and scheduling stops once all are decided; the units in flight finish
+    /// and are kept. The rule is recorded in the manifest. Resuming a run that has a rule
+    /// continues its sequence (this rule's maximum and minimum replace the recorded ones).
+    pub fn until_decided(mut self, rule: StoppingRule) -> Self {
+        self.until_decided = Some(rule);
+        self
+    }
+
+    /// Prints a JSON line on stdout when a hypothesis is decided (`stream`).
+    pub(crate) fn decision_lines(mut self) -> Self {
+        self.decision_lines = true;
+        self
+    }
+
     pub(crate) fn boxed_observer(mut self, observer: Box<dyn Observer>) -> Self {
         self.observers.push(observer);
         self
@@ -368,12 +391,16 @@ impl Session {
             limits,
             retries,
             retry,
+            until_decided,
+            decision_lines,
         } = self;
+        // A sequential run plans its maximum: scheduling stops early when decided.
+        let replicates = until_decided.as_ref().map(|rule| rule.max_replicates).filter(|&max| max > 0).or(replicates);
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
         let mut run_defaults = crate::registry::RunDefaults::NONE;
         let mut is_async = false;
-        let (mut plan, target, origin) = match source {
+        let (mut plan, mut target, origin) = match source {
             Source::Built(plan) => {
                 let origin = origin.unwrap_or_else(|| default_origin(plan.experiment.name));
                 let target = match &store {
@@ -435,6 +462,7 @@ impl Session {
         if let Some(only) = only_condition {
             plan.conditions.retain(|c| *c.name == *only);
         }
+        let stopping = stopping_rule(until_decided, &mut plan, &mut target)?;
         // What the caller asked for wins over the experiment's attribute, which wins over the
         // runner's defaults: units in flight for async work (which mostly waits), cores for sync.
         let from_file = settings.jobs.as_ref().map(|setting| usize::try_from(setting.value).unwrap_or(usize::MAX));
@@ -464,7 +492,16 @@ impl Session {
             target,
             origin,
             notes,
-            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry },
+            running: Running {
+                jobs,
+                fail_fast,
+                observers,
+                timeout,
+                limits: capacities,
+                retry,
+                stopping,
+                decision_lines,
+            },
         })
     }
 }
@@ -615,6 +652,51 @@ struct Running {
     timeout: Option<Duration>,
     limits: Vec<(String, usize)>,
     retry: RetryPolicy,
+    stopping: Option<StoppingRule>,
+    decision_lines: bool,
+}
+
+/// The stopping rule a run goes by: the one asked for (on a resumed run, the recorded rule with
+/// the new maximum and minimum), or the recorded one of a resumed run; checked against the
+/// experiment before any unit, its hypotheses filled from the declared ones when none were
+/// named, and written into a new run's manifest.
+fn stopping_rule(
+    wanted: Option<StoppingRule>,
+    plan: &mut Plan,
+    target: &mut Target,
+) -> Result<Option<StoppingRule>, Error> {
+    let stored = match target {
+        Target::Resumed { run_dir, .. } => run_dir.manifest.stopping.clone(),
+        _ => None,
+    };
+    let mut rule = match (wanted, stored) {
+        (None, None) => return Ok(None),
+        (Some(rule), None) => rule,
+        (None, Some(stored)) => stored,
+        (Some(rule), Some(stored)) => StoppingRule {
+            max_replicates: if rule.max_replicates > 0 { rule.max_replicates } else { stored.max_replicates },
+            min_replicates: if rule.min_replicates > 0 { rule.min_replicates } else { stored.min_replicates },
+            ..stored
+        },
+    };
+    if rule.hypotheses.is_empty() {
+        rule.hypotheses = recorder::applicable_hypotheses(plan);
+    }
+    let parsed = rule.check(plan.experiment.name)?;
+    let names: Vec<&str> = plan.conditions.iter().map(|c| &*c.name).collect();
+    for hypothesis in &parsed {
+        crate::hypothesis::validate_conditions(hypothesis, &names)?;
+    }
+    let first = plan.replicates.first().copied().unwrap_or(0);
+    let last = first.saturating_add(rule.max_replicates);
+    if plan.replicates.last().is_none_or(|&l| l + 1 < last) {
+        plan.replicates = (first..last).collect();
+    }
+    if let Target::New { manifest, .. } = target {
+        manifest.replicates = rule.max_replicates;
+        manifest.stopping = Some(rule.clone());
+    }
+    Ok(Some(rule))
 }
 
 /// Where a planned run is recorded.
@@ -696,7 +778,7 @@ impl Opened {
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
         let Opened { plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers, timeout, limits, retry } = running;
+        let Running { jobs, fail_fast, mut observers, timeout, limits, retry, stopping, decision_lines } = running;
         let mut recording = match &run_dir {
             Some(dir) => Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone())?),
             None => None,
@@ -712,7 +794,26 @@ impl Opened {
             retry,
             #[cfg(feature = "async")]
             limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
+            rounds: None,
         };
+        let run_id = run_dir.as_ref().map(|dir| dir.manifest.run.clone());
+        let mut options = options;
+        let mut monitor = stopping.map(|rule| {
+            let first = plan.replicates.first().copied().unwrap_or(0);
+            // Indices ahead of the last complete one that may run meanwhile: enough to keep
+            // every job busy, no more.
+            let window = (jobs.max(1) as u64).div_ceil(plan.conditions.len().max(1) as u64);
+            let gate = runner::Gate::new(first + window);
+            options.rounds = Some(gate.clone());
+            let stream = decision_lines.then(|| run_id.clone().unwrap_or_default());
+            let mut monitor =
+                Monitor::new(rule, plan.experiment.name, first, options.cancel.clone(), stream, gate, window);
+            // A resumed run continues its sequence: the stored units come first, in index order.
+            if let Some(dir) = &run_dir {
+                monitor.preload(&dir.state().results());
+            }
+            monitor
+        });
         #[cfg(not(feature = "async"))]
         let _ = limits;
         let mut all: Vec<&mut dyn Observer> = Vec::new();
@@ -722,12 +823,14 @@ impl Opened {
         }
         all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));
         all.extend(extra.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+        all.extend(monitor.as_mut().map(|m| m as &mut dyn Observer));
         let results = runner::execute(&plan, &options, &mut all);
+        let sequential = monitor.map(|m| Decisions { all_decided: m.decided(), results: m.results() });
         let mut warnings = Vec::new();
         if let Some(recording) = recording {
             warnings.extend(recording.finish());
         }
-        Ok(Finished { run: run_dir.as_ref().map(|dir| dir.manifest.run.clone()), results, warnings, run_dir })
+        Ok(Finished { run: run_id, results, warnings, run_dir, sequential })
     }
 
     /// Runs on a thread of its own; each result is yielded as it finishes.
@@ -804,6 +907,17 @@ pub struct Finished {
     /// on resume).
     pub warnings: Vec<String>,
     pub(crate) run_dir: Option<RunDir>,
+    /// For a run with a stopping rule: where its hypotheses stand at the end.
+    pub sequential: Option<Decisions>,
+}
+
+/// Where the hypotheses of a sequential run stand when it ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decisions {
+    /// Whether every one was decided (the run stopped for that, not at its maximum).
+    pub all_decided: bool,
+    /// Each hypothesis: its interval, status and where it was decided.
+    pub results: Vec<SequentialResult>,
 }
 
 impl Finished {

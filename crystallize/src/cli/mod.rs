@@ -12,6 +12,7 @@ mod progress;
 mod run;
 mod show;
 mod stream;
+mod until_decided;
 mod watch;
 
 use std::path::PathBuf;
@@ -132,6 +133,8 @@ struct RunArgs {
     /// Stop scheduling new units after the first failure.
     #[arg(long)]
     fail_fast: bool,
+    #[command(flatten)]
+    sequential: until_decided::SequentialArgs,
     #[command(flatten)]
     store: StoreArgs,
 }

@@ -41,6 +41,7 @@ pub(crate) mod permutation;
 mod power;
 mod proportion;
 mod rank;
+pub mod sequential;
 mod ttest;
 
 pub(crate) mod dist;

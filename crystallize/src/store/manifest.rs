@@ -81,6 +81,10 @@ pub struct Manifest {
     /// record cannot change without the run noticing. Absent for every other run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preregistration: Option<String>,
+    /// For a run with `--until-decided`: its stopping rule (hypotheses, maximum and minimum
+    /// replicates, minimum effect, alpha, test, tuning). Absent for every other run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<crate::sequential::StoppingRule>,
 }
 
 fn is_zero(value: &u64) -> bool {

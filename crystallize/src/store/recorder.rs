@@ -92,6 +92,7 @@ pub fn new_manifest(
         host: host_name(),
         hypotheses,
         preregistration: None,
+        stopping: None,
     })
 }
 
