@@ -574,3 +574,91 @@ mod calibration {
         }
     }
 }
+
+/// What `plan` says about stopping with `--until-decided`, from a pilot run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct SequentialPlan {
+    /// The confidence sequence the run would use.
+    pub test: SequentialTest,
+    /// The maximum simulated.
+    pub max_replicates: u64,
+    /// Mean pairs until stopping.
+    pub expected: f64,
+    /// 90th percentile of the pairs until stopping.
+    pub p90: u64,
+    /// Fraction of simulated runs that ended supported.
+    pub power: f64,
+    /// Simulated runs (seeded, resampling the pilot's paired differences).
+    pub simulations: usize,
+}
+
+/// Simulated runs for `plan`: SIMULATIONS sequential runs of `h` up to `max` pairs, each pair's
+/// difference drawn with replacement from the pilot's paired differences (so the effect and
+/// spread are the pilot's), seed 0; `None` without at least 2 pairs.
+pub(crate) fn plan_sequential(
+    experiment: &str,
+    h: &Hypothesis,
+    units: &[UnitResult],
+    alpha: f64,
+    max: u64,
+) -> Option<SequentialPlan> {
+    const SIMULATIONS: usize = 1000;
+    let rule = StoppingRule {
+        hypotheses: vec![h.to_string()],
+        max_replicates: max,
+        min_replicates: 0,
+        min_effect: None,
+        alpha,
+        test: None,
+        tuning: 20,
+    };
+    let mut tracker = Tracker::new(&rule, experiment, h.clone(), 0).ok()?;
+    let mut sorted: Vec<&UnitResult> = units.iter().collect();
+    sorted.sort_by_key(|u| u.replicate);
+    let mut differences = Vec::new();
+    for unit in sorted {
+        tracker.add(unit, &rule);
+    }
+    // The tracker consumed the contiguous prefix; re-derive the differences it saw.
+    let value = |condition: &str, metric: &str, replicate: u64| {
+        units
+            .iter()
+            .find(|u| u.replicate == replicate && u.is_ok() && u.condition == condition)
+            .and_then(|u| u.metrics.get(metric).copied())
+    };
+    let bare = |c: &str| c.split_once('/').map_or(c, |(_, name)| name).to_owned();
+    let (left, right) = (bare(&h.left.condition), bare(&h.right.condition));
+    for replicate in 0..tracker.next {
+        if let (Some(l), Some(r)) = (value(&left, &h.left.metric, replicate), value(&right, &h.right.metric, replicate))
+        {
+            differences.push(l - r);
+        }
+    }
+    if differences.len() < 2 {
+        return None;
+    }
+    let test = tracker.test;
+    let sequence = || rule.sequence(experiment, h).map(|(_, s)| s);
+    sequence().ok()?;
+    let simulated = simulate(
+        SIMULATIONS,
+        0,
+        max,
+        0,
+        h.op.alternative(),
+        None,
+        || sequence().unwrap_or_else(|_| unreachable!("checked above")),
+        |rng| {
+            use rand::Rng;
+            differences[rng.random_range(0..differences.len())]
+        },
+    );
+    Some(SequentialPlan {
+        test,
+        max_replicates: max,
+        expected: simulated.mean_pairs(),
+        p90: simulated.quantile_pairs(0.9),
+        power: simulated.power(),
+        simulations: SIMULATIONS,
+    })
+}
