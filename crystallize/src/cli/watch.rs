@@ -357,6 +357,14 @@ impl Watcher {
             .collect()
     }
 
+    /// For a run with `--until-decided`: each hypothesis's interval and status so far, replayed
+    /// from the units read (as `report` does).
+    fn sequential(&self) -> Vec<crate::sequential::SequentialResult> {
+        let Some(rule) = &self.run.manifest.stopping else { return Vec::new() };
+        let units: Vec<UnitResult> = self.units.values().cloned().collect();
+        crate::sequential::replay(rule, &self.run.manifest.experiment, self.run.manifest.first_replicate, &units)
+    }
+
     /// The view of the run: a headline, a table per condition, the latest events.
     fn render(&self, state: &RunState, with_events: bool) -> String {
         let mut text = String::new();
@@ -388,6 +396,9 @@ impl Watcher {
         }
         for (row, means) in summary::align(&table, 1).lines().zip(means) {
             text += &format!("  {row}  {means}\n");
+        }
+        for result in self.sequential() {
+            text += &format!("  sequential {}\n", crate::sequential::line(&result));
         }
         if with_events && !self.latest.is_empty() {
             text += "latest events:\n";
@@ -502,6 +513,11 @@ impl View {
                         ));
                     } else {
                         lines.push(format!("{}  ({counts})", failure_line(unit)));
+                    }
+                }
+                if !changes.units.is_empty() {
+                    for result in watcher.sequential() {
+                        lines.push(format!("sequential {}", crate::sequential::line(&result)));
                     }
                 }
                 lines.iter().all(|line| writeln!(out, "{line}").is_ok()) && out.flush().is_ok()
