@@ -190,6 +190,10 @@ pub struct SequentialResult {
     pub decided_at: Option<u64>,
 }
 
+/// One index of a hypothesis: each side's value once its unit finished (`Some(None)`: failed,
+/// or without the metric).
+type Slot = (Option<Option<f64>>, Option<Option<f64>>);
+
 /// The sequence of one hypothesis over the contiguous prefix of completed indices.
 struct Tracker {
     hypothesis: Hypothesis,
@@ -199,7 +203,7 @@ struct Tracker {
     status: Status,
     decided_at: Option<u64>,
     /// Index → (left value or failed, right value or failed), for indices not consumed yet.
-    pending: BTreeMap<u64, (Option<Option<f64>>, Option<Option<f64>>)>,
+    pending: BTreeMap<u64, Slot>,
     next: u64,
     error: Option<String>,
 }
@@ -395,9 +399,9 @@ impl Observer for Monitor {
                     }
                     println!("{value}");
                 }
-                crate::console::line(&format!("decided: {}", line(&result)));
+                crate::console::line(format!("decided: {}", line(&result)));
             } else if result.n > before[index] && self.stream.is_none() {
-                crate::console::line(&format!("sequential: {}", line(&result)));
+                crate::console::line(format!("sequential: {}", line(&result)));
             }
         }
         self.after_update();
@@ -437,6 +441,9 @@ impl Simulated {
 /// Simulates `runs` sequential runs of one hypothesis with `alternative` (margin 0): each draws
 /// differences with `draw` (seeded ChaCha8 from `seed`), updates a fresh `sequence()`, and stops
 /// at its first decision from `min` pairs on, or at `max`.
+// The arguments are the simulation's design, each named at the call; a struct would only
+// rename them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn simulate(
     runs: usize,
     seed: u64,

@@ -255,7 +255,7 @@ mod tests {
             cs.update(if i % 4 == 0 { 0.0 } else { 1.0 }).unwrap();
         }
         let (low, high) = cs.bounds();
-        assert!(-1.0 <= low && low < 0.75 && 0.75 < high && high <= 1.0 && high - low < 0.4, "{low} {high}");
+        assert!((-1.0..0.75).contains(&low) && high > 0.75 && high <= 1.0 && high - low < 0.4, "{low} {high}");
         assert!(cs.update(1.5).is_err());
     }
 
