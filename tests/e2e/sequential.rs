@@ -53,7 +53,11 @@ fn a_large_effect_stops_well_before_the_maximum_and_the_report_reproduces_it() {
     text.assert_stdout_contains("sequential decisions").assert_stdout_contains("NOT VALID as p-values");
     // `watch`, from the store alone, shows each hypothesis's interval and status.
     let watch = store.run(&["watch", &id, "--interval", "20", "--timeout", "30"]);
-    watch.assert_stdout_contains(&format!("sequential {LARGE}: [")).assert_stdout_contains("pairs, supported");
+    watch
+        .assert_code(0)
+        .assert_stdout_contains(&format!("sequential {LARGE}: ["))
+        .assert_stdout_contains("pairs, supported")
+        .assert_stderr_contains("every hypothesis is decided (--until-decided)");
 }
 
 #[test]

@@ -51,6 +51,20 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
         }
         if status != Status::Incomplete || stopped {
             view.finish(&watcher, &state);
+            // A run with --until-decided that stopped because every hypothesis was decided
+            // ended as it should: nothing to resume.
+            let sequential = watcher.sequential();
+            let decided =
+                !sequential.is_empty() && sequential.iter().all(|r| r.status != crate::sequential::Status::Open);
+            if stopped && decided {
+                eprintln!(
+                    "run {} stopped with {} of {} units done: every hypothesis is decided (--until-decided)",
+                    watcher.run.manifest.run,
+                    state.done(),
+                    state.planned()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if stopped {
                 eprintln!(
                     "run {} stopped with {} of {} units done: no process is running it any more; resume it with \
