@@ -361,7 +361,7 @@ impl Report {
             if self.sequential.is_some() {
                 let _ = writeln!(
                     out,
-                    "  NOT VALID as p-values: this run stopped when its sequential test decided; the fixed-n \
+                    "  NOT VALID as p-values: this run's length depended on its sequential test; the fixed-n \
                      tests below ignore that (see the sequential decisions above)"
                 );
             }
@@ -405,8 +405,14 @@ impl Report {
             let _ = writeln!(out, "{}\n", summary::headline(run, &self.results));
         }
         out.push_str(&summary::to_markdown(&self.results));
+        if let Some(sequential) = &self.sequential {
+            out.push_str(&sequential_text(sequential));
+        }
         if !self.hypotheses.is_empty() {
             let _ = writeln!(out, "\n{}\n", self.family_line());
+            if self.sequential.is_some() {
+                let _ = writeln!(out, "**Not valid as p-values**: this run stopped by its sequential test.\n");
+            }
             let mut rows = self.hypothesis_rows();
             for row in rows.iter_mut().skip(1) {
                 row[0] = format!("`{}`", row[0]);
