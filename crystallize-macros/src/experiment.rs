@@ -432,6 +432,7 @@ fn render(model: &Model) -> TokenStream {
     // something else is one error, there.
     let output_metrics = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::Metrics);
     let output_names = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::METRICS);
+    let output_bounds = crate::args::krate_spanned!(krate, output_span=> <#output_type as #krate::__private::ExperimentOutput>::METRIC_BOUNDS);
     let outcome = Ident::new("__crystallize_outcome", output_span);
     let marker = signature::marker_struct(vis, ident);
     let call_args = call_args(model, quote!(ctx));
@@ -493,6 +494,7 @@ fn render(model: &Model) -> TokenStream {
                 params: <#params_type as #krate::__private::TypedParams>::DECLS,
                 hypotheses: &[#(#hypotheses,)* #(#expect_texts,)*],
                 metrics: #output_names,
+                metric_bounds: #output_bounds,
                 fingerprint: #fingerprint,
                 vtable: #krate::__private::ExperimentVTable::of::<#ident>(),
                 run: #run_defaults,

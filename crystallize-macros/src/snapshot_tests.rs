@@ -376,6 +376,27 @@ mod derive_metrics {
             }
         ))));
     }
+
+    #[test]
+    fn declared_bounds_and_their_errors() {
+        insta::assert_snapshot!(pretty(expand(quote!(
+            pub struct Scores {
+                #[crystallize(bounds = 0..=1)]
+                pub accuracy: f64,
+                #[crystallize(bounds = -1.5..=2)]
+                pub margin: f64,
+                pub tokens: i64,
+            }
+        ))));
+        for (attr, message) in [
+            (quote!(#[crystallize(bounds = 1..=0)]), "LOW < HIGH"),
+            (quote!(#[crystallize(bounds = 0..1)]), "LOW..=HIGH"),
+            (quote!(#[crystallize(bound = 0..=1)]), "unknown key 'bound'"),
+        ] {
+            let error = expand(quote!(pub struct M { #attr pub x: f64 })).to_string();
+            assert!(error.contains(message), "{attr}: {error}");
+        }
+    }
 }
 
 /// `crate = path`: every path into the runtime goes through the given crate instead of

@@ -82,6 +82,8 @@ pub trait ExperimentOutput {
     type Metrics;
     /// The declared metrics' names; `None` when the experiment declares none.
     const METRICS: Option<&'static [&'static str]>;
+    /// The declared metrics' bounds, parallel to `METRICS` (see `DeclaredMetrics::BOUNDS`).
+    const METRIC_BOUNDS: &'static [(f64, f64)] = &[];
     /// Records the returned metrics in `ctx` and converts to the runner's outcome.
     fn finish(self, ctx: &Ctx) -> UnitOutcome;
 }
@@ -105,6 +107,7 @@ impl<E: std::fmt::Display + 'static> ExperimentOutput for Result<(), E> {
 impl<M: DeclaredMetrics> ExperimentOutput for M {
     type Metrics = M;
     const METRICS: Option<&'static [&'static str]> = Some(M::NAMES);
+    const METRIC_BOUNDS: &'static [(f64, f64)] = M::BOUNDS;
     fn finish(self, ctx: &Ctx) -> UnitOutcome {
         self.record(ctx);
         Ok(())
@@ -114,6 +117,7 @@ impl<M: DeclaredMetrics> ExperimentOutput for M {
 impl<M: DeclaredMetrics, E: std::fmt::Display + 'static> ExperimentOutput for Result<M, E> {
     type Metrics = M;
     const METRICS: Option<&'static [&'static str]> = Some(M::NAMES);
+    const METRIC_BOUNDS: &'static [(f64, f64)] = M::BOUNDS;
     fn finish(self, ctx: &Ctx) -> UnitOutcome {
         self.map(|metrics| metrics.record(ctx)).map_err(crate::results::Failure::of)
     }

@@ -81,6 +81,7 @@ mod report;
 mod resolve;
 mod runner;
 mod seed;
+mod sequential;
 mod shard;
 mod source;
 mod summary;

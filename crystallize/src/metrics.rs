@@ -205,6 +205,11 @@ pub trait DeclaredMetrics {
     /// The metrics' names, in field order.
     const NAMES: &'static [&'static str];
 
+    /// Each metric's bounds `(low, high)`, parallel to [`DeclaredMetrics::NAMES`]; an unbounded
+    /// end is infinite. A bool lies in [0, 1], an unsigned integer in [0, ∞), and a field with
+    /// `#[crystallize(bounds = LOW..=HIGH)]` in [LOW, HIGH]. Intervals never leave them.
+    const BOUNDS: &'static [(f64, f64)] = &[];
+
     /// Records every field in `ctx`.
     fn record(self, ctx: &crate::Ctx);
 }

@@ -171,6 +171,7 @@ impl<C: Clone + Send + Sync + 'static> Quick<C> {
             params: &[],
             hypotheses: &[],
             metrics: None,
+            metric_bounds: &[],
             fingerprint: 0,
             run: crate::registry::RunDefaults::NONE,
             vtable: ExperimentVTable::unregistered::<C>(),

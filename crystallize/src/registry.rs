@@ -83,6 +83,9 @@ pub struct ExperimentEntry {
     /// `None` when it records them with `ctx.record` only. A hypothesis may name only declared
     /// metrics, which the command line checks before any unit runs.
     pub metrics: Option<&'static [&'static str]>,
+    /// The declared metrics' bounds `(low, high)`, parallel to `metrics` (infinite ends when
+    /// unbounded; empty when none are declared).
+    pub metric_bounds: &'static [(f64, f64)],
     /// A hash of its tokens.
     pub fingerprint: u64,
     /// How to run its units.
@@ -419,6 +422,14 @@ fn with_treatment_hypotheses(
 /// stored run's `report --hypothesis`, asks here, so they all see the same declaration.
 pub fn declared_metrics(name: &str) -> Option<&'static [&'static str]> {
     inventory::iter::<ExperimentEntry>.into_iter().find(|entry| entry.name == name).and_then(|entry| entry.metrics)
+}
+
+/// The bounds `(low, high)` that the registered experiment `name` declares for `metric` (see
+/// [`ExperimentEntry::metric_bounds`]); `None` when it declares no bound for it.
+pub fn declared_bounds(name: &str, metric: &str) -> Option<(f64, f64)> {
+    let entry = inventory::iter::<ExperimentEntry>.into_iter().find(|entry| entry.name == name)?;
+    let index = entry.metrics?.iter().position(|m| *m == metric)?;
+    entry.metric_bounds.get(index).copied().filter(|(low, high)| low.is_finite() || high.is_finite())
 }
 
 fn condition_name(experiment: &Experiment, name: &str) -> Result<&'static str, Error> {

@@ -57,6 +57,21 @@ pub struct Report {
     pub undecided: Vec<Undecided>,
     /// The integrity of a confirmation; `None` for any other run.
     pub integrity: Option<Integrity>,
+    /// For a run with `--until-decided`: its stopping rule and the anytime-valid decisions,
+    /// replayed from the stored units. The fixed-n p-values of `hypotheses` are then not valid
+    /// (the run stopped when it looked decided), and the report says so.
+    pub sequential: Option<SequentialReport>,
+}
+
+/// The sequential part of a report (see [`Report::sequential`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SequentialReport {
+    /// The stopping rule, as the manifest records it.
+    pub rule: crate::sequential::StoppingRule,
+    /// Each hypothesis's anytime-valid interval, status and where it was decided.
+    pub results: Vec<crate::sequential::SequentialResult>,
+    /// Whether every hypothesis is decided.
+    pub all_decided: bool,
 }
 
 /// The hypothesis an error is about, when it names one.
@@ -140,7 +155,14 @@ pub fn seeds_shared(run: &RunDir) -> bool {
 impl Report {
     /// A report of `results` without hypotheses.
     pub fn new(run: Option<&str>, results: RunResults) -> Report {
-        Report { run: run.map(str::to_owned), results, hypotheses: Vec::new(), undecided: Vec::new(), integrity: None }
+        Report {
+            run: run.map(str::to_owned),
+            results,
+            hypotheses: Vec::new(),
+            undecided: Vec::new(),
+            integrity: None,
+            sequential: None,
+        }
     }
 
     /// Decides `texts` together (parsing them first: one that does not parse is undecided) and
@@ -215,6 +237,12 @@ impl Report {
                 report.decide(&all, shared, options, None);
                 report.integrity = confirmation::assess_run(store, run, &state, None);
             }
+        }
+        if let Some(rule) = &run.manifest.stopping {
+            let first = run.manifest.first_replicate;
+            let results = crate::sequential::replay(rule, &run.manifest.experiment, first, &report.results.units);
+            let all_decided = results.iter().all(|r| r.status != crate::sequential::Status::Open);
+            report.sequential = Some(SequentialReport { rule: rule.clone(), results, all_decided });
         }
         report
     }
@@ -301,6 +329,16 @@ impl Report {
             if let Some(integrity) = &self.integrity {
                 object.insert("integrity".into(), serde_json::to_value(integrity).unwrap_or(Value::Null));
             }
+            if let Some(sequential) = &self.sequential {
+                // After optional stopping a fixed-n p-value is not a valid p-value: say so on
+                // each hypothesis, beside the sequential decisions that are.
+                if let Some(Value::Array(hypotheses)) = object.get_mut("hypotheses") {
+                    for h in hypotheses.iter_mut().filter_map(Value::as_object_mut) {
+                        h.insert("p_valid".into(), Value::Bool(false));
+                    }
+                }
+                object.insert("sequential".into(), serde_json::to_value(sequential).unwrap_or(Value::Null));
+            }
         }
         value
     }
@@ -316,8 +354,18 @@ impl Report {
         if let Some(line) = self.attempts_line() {
             let _ = writeln!(out, "{line}");
         }
+        if let Some(sequential) = &self.sequential {
+            out.push_str(&sequential_text(sequential));
+        }
         if !self.hypotheses.is_empty() {
             let _ = writeln!(out, "\n{}", self.family_line());
+            if self.sequential.is_some() {
+                let _ = writeln!(
+                    out,
+                    "  NOT VALID as p-values: this run's length depended on its sequential test; the fixed-n \
+                     tests below ignore that (see the sequential decisions above)"
+                );
+            }
             out.push_str(&summary::align(&self.hypothesis_rows(), 3));
             for decided in &self.hypotheses {
                 let r = &decided.result;
@@ -358,8 +406,14 @@ impl Report {
             let _ = writeln!(out, "{}\n", summary::headline(run, &self.results));
         }
         out.push_str(&summary::to_markdown(&self.results));
+        if let Some(sequential) = &self.sequential {
+            out.push_str(&sequential_text(sequential));
+        }
         if !self.hypotheses.is_empty() {
             let _ = writeln!(out, "\n{}\n", self.family_line());
+            if self.sequential.is_some() {
+                let _ = writeln!(out, "**Not valid as p-values**: this run stopped by its sequential test.\n");
+            }
             let mut rows = self.hypothesis_rows();
             for row in rows.iter_mut().skip(1) {
                 row[0] = format!("`{}`", row[0]);
@@ -627,4 +681,26 @@ struct Attempts {
     retried_units: usize,
     failed_attempts: BTreeMap<&'static str, usize>,
     failed_units: BTreeMap<&'static str, usize>,
+}
+
+/// The sequential decisions of a report, as text.
+fn sequential_text(sequential: &SequentialReport) -> String {
+    let rule = &sequential.rule;
+    let mut out = format!(
+        "\nsequential decisions (anytime-valid confidence sequences on the paired differences, alpha {} \
+         Bonferroni-split over {}, max {} replicates{}{}):\n",
+        number_text(rule.alpha),
+        rule.hypotheses.len(),
+        rule.max_replicates,
+        if rule.min_replicates > 0 { format!(", min {}", rule.min_replicates) } else { String::new() },
+        rule.min_effect.map(|e| format!(", min effect {}", number_text(e))).unwrap_or_default()
+    );
+    for result in &sequential.results {
+        let at = result.decided_at.map(|n| format!(" (decided after {n} pairs)")).unwrap_or_default();
+        let _ = writeln!(out, "  {} [{}]{at}", crate::sequential::line(result), result.test.name());
+    }
+    if sequential.all_decided {
+        let _ = writeln!(out, "  every hypothesis is decided");
+    }
+    out
 }

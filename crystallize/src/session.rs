@@ -46,6 +46,9 @@ use crate::store::recorder::{self, Origin};
 use crate::store::{RunDir, Status, Store};
 use crate::verbose::{StepLines, VerbosePrinter};
 
+use crate::sequential::Monitor;
+pub use crate::sequential::{SequentialResult, Status as SequentialStatus, StoppingRule};
+
 /// A run to put together: which experiment and conditions, how many replicates, the seed,
 /// overrides, where it is stored (if anywhere), and how it runs. Every name and value is checked
 /// when the run starts, before any unit runs.
@@ -73,6 +76,8 @@ pub struct Session {
     shard: Option<Shard>,
     run_id: Option<String>,
     lease_stale: Duration,
+    until_decided: Option<StoppingRule>,
+    decision_lines: bool,
 }
 
 pub use crate::shard::Shard;
@@ -111,6 +116,8 @@ impl Session {
             shard: None,
             run_id: None,
             lease_stale: lease::DEFAULT_STALE,
+            until_decided: None,
+            decision_lines: false,
         }
     }
 
@@ -291,6 +298,22 @@ impl Session {
     }
 
     /// Adds an observer already boxed.
+    /// Runs until every hypothesis of `rule` is decided (or its maximum): replicate indices run
+    /// in rounds, an anytime-valid confidence sequence per hypothesis is updated after each
+    /// completed index, and scheduling stops once all are decided; the units in flight finish
+    /// and are kept. The rule is recorded in the manifest. Resuming a run that has a rule
+    /// continues its sequence (this rule's maximum and minimum replace the recorded ones).
+    pub fn until_decided(mut self, rule: StoppingRule) -> Self {
+        self.until_decided = Some(rule);
+        self
+    }
+
+    /// Prints a JSON line on stdout when a hypothesis is decided (`stream`).
+    pub(crate) fn decision_lines(mut self) -> Self {
+        self.decision_lines = true;
+        self
+    }
+
     pub(crate) fn boxed_observer(mut self, observer: Box<dyn Observer>) -> Self {
         self.observers.push(observer);
         self
@@ -406,12 +429,16 @@ impl Session {
             shard,
             run_id,
             lease_stale,
+            until_decided,
+            decision_lines,
         } = self;
+        // A sequential run plans its maximum: scheduling stops early when decided.
+        let replicates = until_decided.as_ref().map(|rule| rule.max_replicates).filter(|&max| max > 0).or(replicates);
         let store = store.map(|dir| Store::locate(Some(&dir)));
         let mut notes = Vec::new();
         let mut run_defaults = crate::registry::RunDefaults::NONE;
         let mut is_async = false;
-        let (mut plan, target, origin) = match source {
+        let (mut plan, mut target, origin) = match source {
             Source::Built(plan) => {
                 let origin = origin.unwrap_or_else(|| default_origin(plan.experiment.name));
                 let target = match &store {
@@ -501,6 +528,7 @@ impl Session {
             plan.conditions.retain(|c| *c.name == *only);
         }
         plan.shard = shard;
+        let stopping = stopping_rule(until_decided, &mut plan, &mut target)?;
         // What the caller asked for wins over the experiment's attribute, which wins over the
         // runner's defaults: units in flight for async work (which mostly waits), cores for sync.
         let from_file = settings.jobs.as_ref().map(|setting| usize::try_from(setting.value).unwrap_or(usize::MAX));
@@ -535,7 +563,17 @@ impl Session {
             target,
             origin,
             notes,
-            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry, lease_stale },
+            running: Running {
+                jobs,
+                fail_fast,
+                observers,
+                timeout,
+                limits: capacities,
+                retry,
+                lease_stale,
+                stopping,
+                decision_lines,
+            },
         })
     }
 }
@@ -723,6 +761,51 @@ struct Running {
     limits: Vec<(String, usize)>,
     retry: RetryPolicy,
     lease_stale: Duration,
+    stopping: Option<StoppingRule>,
+    decision_lines: bool,
+}
+
+/// The stopping rule a run goes by: the one asked for (on a resumed run, the recorded rule with
+/// the new maximum and minimum), or the recorded one of a resumed run; checked against the
+/// experiment before any unit, its hypotheses filled from the declared ones when none were
+/// named, and written into a new run's manifest.
+fn stopping_rule(
+    wanted: Option<StoppingRule>,
+    plan: &mut Plan,
+    target: &mut Target,
+) -> Result<Option<StoppingRule>, Error> {
+    let stored = match target {
+        Target::Resumed { run_dir, .. } => run_dir.manifest.stopping.clone(),
+        _ => None,
+    };
+    let mut rule = match (wanted, stored) {
+        (None, None) => return Ok(None),
+        (Some(rule), None) => rule,
+        (None, Some(stored)) => stored,
+        (Some(rule), Some(stored)) => StoppingRule {
+            max_replicates: if rule.max_replicates > 0 { rule.max_replicates } else { stored.max_replicates },
+            min_replicates: if rule.min_replicates > 0 { rule.min_replicates } else { stored.min_replicates },
+            ..stored
+        },
+    };
+    if rule.hypotheses.is_empty() {
+        rule.hypotheses = recorder::applicable_hypotheses(plan);
+    }
+    let parsed = rule.check(plan.experiment.name)?;
+    let names: Vec<&str> = plan.conditions.iter().map(|c| &*c.name).collect();
+    for hypothesis in &parsed {
+        crate::hypothesis::validate_conditions(hypothesis, &names)?;
+    }
+    let first = plan.replicates.first().copied().unwrap_or(0);
+    let last = first.saturating_add(rule.max_replicates);
+    if plan.replicates.last().is_none_or(|&l| l + 1 < last) {
+        plan.replicates = (first..last).collect();
+    }
+    if let Target::New { manifest, .. } = target {
+        manifest.replicates = rule.max_replicates;
+        manifest.stopping = Some(rule.clone());
+    }
+    Ok(Some(rule))
 }
 
 /// Where a planned run is recorded.
@@ -840,7 +923,8 @@ impl Opened {
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
         let Opened { mut plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers, timeout, limits, retry, lease_stale } = running;
+        let Running { jobs, fail_fast, mut observers, timeout, limits, retry, lease_stale, stopping, decision_lines } =
+            running;
         // The lease of the units it runs, held until their records are on disk; its writer id
         // is also its session record's and its journal's. Nothing to run: no lease, no records.
         let writer = crate::store::writer_id();
@@ -873,7 +957,26 @@ impl Opened {
             retry,
             #[cfg(feature = "async")]
             limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
+            rounds: None,
         };
+        let run_id = run_dir.as_ref().map(|dir| dir.manifest.run.clone());
+        let mut options = options;
+        let mut monitor = stopping.map(|rule| {
+            let first = plan.replicates.first().copied().unwrap_or(0);
+            // Indices ahead of the last complete one that may run meanwhile: enough to keep
+            // every job busy, no more.
+            let window = (jobs.max(1) as u64).div_ceil(plan.conditions.len().max(1) as u64);
+            let gate = runner::Gate::new(first + window);
+            options.rounds = Some(gate.clone());
+            let stream = decision_lines.then(|| run_id.clone().unwrap_or_default());
+            let mut monitor =
+                Monitor::new(rule, plan.experiment.name, first, options.cancel.clone(), stream, gate, window);
+            // A resumed run continues its sequence: the stored units come first, in index order.
+            if let Some(dir) = &run_dir {
+                monitor.preload(&dir.state().results());
+            }
+            monitor
+        });
         #[cfg(not(feature = "async"))]
         let _ = limits;
         let mut all: Vec<&mut dyn Observer> = Vec::new();
@@ -883,14 +986,16 @@ impl Opened {
         }
         all.extend(observers.iter_mut().map(|o| &mut **o as &mut dyn Observer));
         all.extend(extra.iter_mut().map(|o| &mut **o as &mut dyn Observer));
+        all.extend(monitor.as_mut().map(|m| m as &mut dyn Observer));
         let results = runner::execute(&plan, &options, &mut all);
+        let sequential = monitor.map(|m| Decisions { all_decided: m.decided(), results: m.results() });
         let mut warnings = Vec::new();
         if let Some(recording) = recording {
             warnings.extend(recording.finish());
         }
         // Given back only once every record it wrote is on disk.
         drop(lease);
-        Ok(Finished { run: run_dir.as_ref().map(|dir| dir.manifest.run.clone()), results, warnings, run_dir })
+        Ok(Finished { run: run_id, results, warnings, run_dir, sequential })
     }
 
     /// Runs on a thread of its own; each result is yielded as it finishes.
@@ -968,6 +1073,17 @@ pub struct Finished {
     /// on resume).
     pub warnings: Vec<String>,
     pub(crate) run_dir: Option<RunDir>,
+    /// For a run with a stopping rule: where its hypotheses stand at the end.
+    pub sequential: Option<Decisions>,
+}
+
+/// Where the hypotheses of a sequential run stand when it ends.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decisions {
+    /// Whether every one was decided (the run stopped for that, not at its maximum).
+    pub all_decided: bool,
+    /// Each hypothesis: its interval, status and where it was decided.
+    pub results: Vec<SequentialResult>,
 }
 
 impl Finished {

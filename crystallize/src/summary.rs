@@ -23,8 +23,10 @@ pub struct MetricSummary {
     pub mean: f64,
     /// Sample standard deviation (n − 1 in the denominator); `null` in JSON when n < 2.
     pub sd: Option<f64>,
-    /// The 95 % t interval of the mean (`mean ± t(0.975, n − 1) · sd / √n`); `null` when n < 2.
-    /// When every value is the same it is the single point `[mean, mean]`.
+    /// The 95 % interval of the mean; `null` when n < 2. For 0/1 values it is the
+    /// Clopper–Pearson interval of the proportion (inside [0, 1]); otherwise the t interval
+    /// (`mean ± t(0.975, n − 1) · sd / √n`), clamped to the metric's declared bounds. When
+    /// every value is the same it is the single point `[mean, mean]`.
     pub ci: Option<Interval>,
     /// Smallest value.
     pub min: f64,
@@ -35,6 +37,12 @@ pub struct MetricSummary {
 impl MetricSummary {
     /// Summarises `values`; `None` when there are none.
     pub fn of(values: &[f64]) -> Option<MetricSummary> {
+        MetricSummary::of_bounded(values, None)
+    }
+
+    /// Summarises the values of a metric declared to lie in `bounds` (see
+    /// `registry::declared_bounds`): its interval never leaves them.
+    pub fn of_bounded(values: &[f64], bounds: Option<(f64, f64)>) -> Option<MetricSummary> {
         let n = values.len();
         if n == 0 {
             return None;
@@ -46,7 +54,7 @@ impl MetricSummary {
         });
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let ci = mean_interval(values, LEVEL);
+        let ci = bounded_mean_interval(values, LEVEL, bounds);
         Some(MetricSummary { n, mean, sd, ci, min, max })
     }
 }
@@ -66,6 +74,26 @@ pub fn mean_interval(values: &[f64], level: f64) -> Option<Interval> {
         }
         Err(_) => None,
     }
+}
+
+/// The interval of the mean of `values` that respects their range: Clopper–Pearson for 0/1
+/// values (unless declared wider than [0, 1]), otherwise [`mean_interval`] clamped to `bounds`.
+pub fn bounded_mean_interval(values: &[f64], level: f64, bounds: Option<(f64, f64)>) -> Option<Interval> {
+    if values.len() < 2 {
+        return None;
+    }
+    let within_unit = bounds.is_none_or(|(low, high)| low >= 0.0 && high <= 1.0);
+    if within_unit && stats::is_binary(values) {
+        let successes = values.iter().filter(|v| **v == 1.0).count() as u64;
+        if let Ok(interval) = stats::clopper_pearson(successes, values.len() as u64, level) {
+            return Some(interval);
+        }
+    }
+    let interval = mean_interval(values, level)?;
+    Some(match bounds {
+        Some((low, high)) => stats::clamp_interval(interval, low, high),
+        None => interval,
+    })
 }
 
 /// An interval as `[low, high]` in the format of [`number`].
@@ -98,7 +126,8 @@ pub fn summarize(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSu
                 .filter_map(|name| {
                     let values: Vec<f64> =
                         mine.iter().filter(|u| u.is_ok()).filter_map(|u| u.metrics.get(name).copied()).collect();
-                    MetricSummary::of(&values).map(|summary| (name.clone(), summary))
+                    let bounds = mine.first().and_then(|u| crate::registry::declared_bounds(&u.experiment, name));
+                    MetricSummary::of_bounded(&values, bounds).map(|summary| (name.clone(), summary))
                 })
                 .collect();
             ConditionSummary {

@@ -15,6 +15,7 @@ mod show;
 mod status;
 mod stream;
 mod submit;
+mod until_decided;
 mod watch;
 
 use std::path::PathBuf;
@@ -143,6 +144,8 @@ struct RunArgs {
     fail_fast: bool,
     #[command(flatten)]
     shards: shards::ShardArgs,
+    #[command(flatten)]
+    sequential: until_decided::SequentialArgs,
     #[command(flatten)]
     store: StoreArgs,
 }

@@ -80,6 +80,10 @@ pub(super) fn run(
     }
     let shard = args.shards.shard()?;
     session = args.shards.apply(session)?;
+    session = args.sequential.apply(session, args.replicates, args.resume.is_some())?;
+    if matches!(output, Output::Stream { .. }) {
+        session = session.decision_lines();
+    }
     let prepared = session.prepare()?;
     for note in &prepared.notes {
         eprintln!("{note}");
@@ -178,7 +182,11 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     };
     super::debug::report_failures(&results.units, &invocation.program, &run_dir);
 
-    let stopped_early = results.skipped > 0 && !fail_fast;
+    let decided = finished.sequential.as_ref().is_some_and(|d| d.all_decided) && !runner::interrupted();
+    if let Some(decisions) = &finished.sequential {
+        eprintln!("{}", super::until_decided::stop_line(decisions));
+    }
+    let stopped_early = results.skipped > 0 && !fail_fast && !decided;
     for warning in &finished.warnings {
         eprintln!("error: {warning}");
     }

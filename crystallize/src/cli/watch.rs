@@ -51,6 +51,20 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
         }
         if status != Status::Incomplete || stopped {
             view.finish(&watcher, &state);
+            // A run with --until-decided that stopped because every hypothesis was decided
+            // ended as it should: nothing to resume.
+            let sequential = watcher.sequential();
+            let decided =
+                !sequential.is_empty() && sequential.iter().all(|r| r.status != crate::sequential::Status::Open);
+            if stopped && decided {
+                eprintln!(
+                    "run {} stopped with {} of {} units done: every hypothesis is decided (--until-decided)",
+                    watcher.run.manifest.run,
+                    state.done(),
+                    state.planned()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if stopped {
                 eprintln!(
                     "run {} stopped with {} of {} units done: no process is running it any more; resume it with \
@@ -357,6 +371,14 @@ impl Watcher {
             .collect()
     }
 
+    /// For a run with `--until-decided`: each hypothesis's interval and status so far, replayed
+    /// from the units read (as `report` does).
+    fn sequential(&self) -> Vec<crate::sequential::SequentialResult> {
+        let Some(rule) = &self.run.manifest.stopping else { return Vec::new() };
+        let units: Vec<UnitResult> = self.units.values().cloned().collect();
+        crate::sequential::replay(rule, &self.run.manifest.experiment, self.run.manifest.first_replicate, &units)
+    }
+
     /// The view of the run: a headline, a table per condition, the latest events.
     fn render(&self, state: &RunState, with_events: bool) -> String {
         let mut text = String::new();
@@ -388,6 +410,9 @@ impl Watcher {
         }
         for (row, means) in summary::align(&table, 1).lines().zip(means) {
             text += &format!("  {row}  {means}\n");
+        }
+        for result in self.sequential() {
+            text += &format!("  sequential {}\n", crate::sequential::line(&result));
         }
         if with_events && !self.latest.is_empty() {
             text += "latest events:\n";
@@ -502,6 +527,11 @@ impl View {
                         ));
                     } else {
                         lines.push(format!("{}  ({counts})", failure_line(unit)));
+                    }
+                }
+                if !changes.units.is_empty() {
+                    for result in watcher.sequential() {
+                        lines.push(format!("sequential {}", crate::sequential::line(&result)));
                     }
                 }
                 lines.iter().all(|line| writeln!(out, "{line}").is_ok()) && out.flush().is_ok()

@@ -23,7 +23,10 @@
 //!
 //! The interval of the effect is the t interval (paired-t when paired, Welch otherwise): at
 //! n = 10 it keeps its 95 % coverage (see the calibration tests), where percentile and BCa
-//! bootstrap intervals under-cover; it is also deterministic. A user can name another test
+//! bootstrap intervals under-cover; it is also deterministic. For 0/1 metrics it is Newcombe's
+//! hybrid score interval for a difference of proportions (paired or not), which stays in
+//! [−1, 1]; a metric with declared bounds (`#[crystallize(bounds = ...)]`, a bool, an unsigned
+//! integer) never gets an interval beyond what its bounds allow. A user can name another test
 //! ([`TestKind`]); all hypotheses of a run are corrected together (Holm by default).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -242,7 +245,9 @@ pub struct HypothesisResult {
     pub pairing: String,
     /// The observed difference `mean(left) − mean(right)`.
     pub effect: f64,
-    /// The interval of `effect` at 1 − alpha (paired-t or Welch); `None` below 2 values a side.
+    /// The interval of `effect` at 1 − alpha: Newcombe's hybrid score interval when both sides
+    /// are 0/1 (it stays in [−1, 1]), otherwise paired-t or Welch, clamped to what a metric's
+    /// declared bounds allow; `None` below 2 values a side.
     pub ci: Option<Interval>,
     /// Hedges' g, when defined.
     pub hedges_g: Option<f64>,
@@ -379,6 +384,8 @@ pub fn validate_conditions(hypothesis: &Hypothesis, known_conditions: &[&str]) -
 /// The values of one side, by replicate, with each unit's seed.
 struct Values {
     by_replicate: BTreeMap<u64, (f64, u64)>,
+    /// The metric's declared bounds (see `registry::declared_bounds`).
+    bounds: Option<(f64, f64)>,
 }
 
 impl Values {
@@ -446,7 +453,8 @@ fn collect(text: &str, operand: &Operand, units: &[UnitResult]) -> Result<Values
             valid: if names.is_empty() { "(none recorded)".to_owned() } else { names.join(", ") },
         });
     }
-    Ok(Values { by_replicate })
+    let bounds = crate::registry::declared_bounds(&ok[0].experiment, &operand.metric);
+    Ok(Values { by_replicate, bounds })
 }
 
 /// Whether the two sides can be paired replicate by replicate, and why (not).
@@ -740,6 +748,7 @@ fn evaluate_one(
         Some(d) => d.estimate,
         None => x.iter().sum::<f64>() / x.len() as f64 - y.iter().sum::<f64>() / y.len() as f64,
     };
+    let ci = difference.as_ref().map(|d| range_respecting_interval(&x, &y, paired, d.ci, left.bounds, right.bounds));
     let noise = if paired {
         let d: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
         side(&hypothesis.left, &d).sd.map(|sd| (sd, Design::Paired))
@@ -769,7 +778,7 @@ fn evaluate_one(
         paired,
         pairing,
         effect,
-        ci: difference.map(|d| d.ci),
+        ci,
         hedges_g: stats::hedges_g(&x, &y).ok(),
         relative_change: stats::relative_change(&x, &y).ok(),
         p,
@@ -782,6 +791,33 @@ fn evaluate_one(
         explanation: String::new(),
     };
     Ok(Partial { result, floor, test_error, noise: noise.filter(|(sd, _)| *sd > 0.0), n: x.len().min(y.len()) })
+}
+
+/// The interval of a difference that respects the metrics' range: Newcombe's hybrid score
+/// interval when both sides are 0/1 (and not declared wider), the t interval `t` otherwise,
+/// clamped to ±(high − low) when the metric is declared bounded.
+fn range_respecting_interval(
+    x: &[f64],
+    y: &[f64],
+    paired: bool,
+    t: Interval,
+    left: Option<(f64, f64)>,
+    right: Option<(f64, f64)>,
+) -> Interval {
+    let bounds = match (left, right) {
+        (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+        (one, other) => one.or(other),
+    };
+    let within_unit = bounds.is_none_or(|(low, high)| low >= 0.0 && high <= 1.0);
+    if within_unit && stats::is_binary(x) && stats::is_binary(y) {
+        if let Ok(interval) = stats::newcombe_difference(x, y, paired, t.level) {
+            return interval;
+        }
+    }
+    match bounds {
+        Some((low, high)) if (high - low).is_finite() => stats::clamp_interval(t, low - high, high - low),
+        _ => t,
+    }
 }
 
 /// How many replicates per condition a t test would need to detect `effect` with the options'

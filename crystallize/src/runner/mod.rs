@@ -82,6 +82,50 @@ pub struct RunOptions {
     /// The run's named resource limits (see `crate::limits`).
     #[cfg(feature = "async")]
     pub limits: Option<Arc<crate::limits::Limits>>,
+    /// Run in rounds of replicate indices (`run --until-decided`): units start in index order
+    /// (every condition of index k before index k + 1), and none past the gate's horizon.
+    pub rounds: Option<Gate>,
+}
+
+/// The replicate indices a run in rounds may start: those below a horizon that the
+/// sequential monitor moves forward as indices complete, so that the run never gets far past
+/// what has been decided ("as `--jobs` allows").
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>);
+
+impl Gate {
+    /// A gate letting indices below `horizon` start.
+    pub fn new(horizon: u64) -> Gate {
+        Gate(Arc::new((std::sync::Mutex::new(horizon), std::sync::Condvar::new())))
+    }
+
+    /// Lets indices below `horizon` start (a gate never closes again).
+    pub fn advance(&self, horizon: u64) {
+        let (lock, ready) = &*self.0;
+        if let Ok(mut current) = lock.lock() {
+            if horizon > *current {
+                *current = horizon;
+                ready.notify_all();
+            }
+        }
+    }
+
+    /// Whether index `replicate` may start.
+    pub fn allows(&self, replicate: u64) -> bool {
+        self.0 .0.lock().map(|h| replicate < *h).unwrap_or(true)
+    }
+
+    /// Blocks until `replicate` may start or the run is cancelled.
+    fn wait(&self, replicate: u64, cancel: &Cancel) {
+        let (lock, ready) = &*self.0;
+        let Ok(mut horizon) = lock.lock() else { return };
+        while replicate >= *horizon && !cancel.is_cancelled() {
+            match ready.wait_timeout(horizon, Duration::from_millis(20)) {
+                Ok((next, _)) => horizon = next,
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -97,6 +141,7 @@ impl Default for RunOptions {
             retry: RetryPolicy::default(),
             #[cfg(feature = "async")]
             limits: None,
+            rounds: None,
         }
     }
 }
@@ -202,7 +247,10 @@ pub(crate) fn current_limits() -> Option<Arc<crate::limits::Limits>> {
 /// Runs every unit of `plan`, reporting to `observers` from one output thread.
 pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Observer]) -> RunResults {
     isolation::install_panic_hook();
-    let units = plan.units();
+    let mut units = plan.units();
+    if options.rounds.is_some() {
+        units.sort_by_key(|unit| (unit.replicate, unit.condition));
+    }
     let jobs = options.jobs.max(1);
     let info = RunInfo {
         experiment: plan.experiment.name.to_owned(),
@@ -245,6 +293,9 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     let finished = std::thread::scope(|scope| {
         let output = scope.spawn(|| output_thread(rx, &info, &mut all, &order));
         let work = |unit: &Unit| {
+            if let Some(gate) = &options.rounds {
+                gate.wait(unit.replicate, &options.cancel);
+            }
             if options.cancel.is_cancelled() {
                 return;
             }
@@ -264,6 +315,18 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
         } else {
             let pool = if jobs > 1 { rayon::ThreadPoolBuilder::new().num_threads(jobs).build().ok() } else { None };
             match pool {
+                // In rounds, workers take units from one queue in order (rayon would split the
+                // list and start its second half at once).
+                Some(pool) if options.rounds.is_some() => {
+                    let next = std::sync::atomic::AtomicUsize::new(0);
+                    pool.install(|| {
+                        (0..jobs).into_par_iter().for_each(|_| {
+                            while let Some(unit) = units.get(next.fetch_add(1, Ordering::SeqCst)) {
+                                work(unit);
+                            }
+                        })
+                    })
+                }
                 Some(pool) => pool.install(|| units.par_iter().for_each(work)),
                 None => units.iter().for_each(work),
             }

@@ -52,6 +52,13 @@ pub(super) fn run_all(
         let mut tasks = JoinSet::new();
         for unit in units {
             let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+            if let Some(gate) = &options.rounds {
+                // In rounds (`--until-decided`): wait for the sequential monitor to let this
+                // index start, without blocking a worker of the runtime.
+                while !gate.allows(unit.replicate) && !options.cancel.is_cancelled() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
             if options.cancel.is_cancelled() {
                 break;
             }
@@ -170,6 +177,7 @@ mod tests {
             params: &[],
             hypotheses: &[],
             metrics: None,
+            metric_bounds: &[],
             fingerprint: 0,
             run: crate::registry::RunDefaults::NONE,
             vtable: ExperimentVTable::unregistered::<()>(),

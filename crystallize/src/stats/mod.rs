@@ -22,6 +22,7 @@
 //! | permutation (`permutation`) | [`permutation_test`], [`paired_permutation_test`], [`sign_flip_test`] |
 //! | bootstrap (`bootstrap`) | [`bootstrap_ci`], [`bootstrap_interval_from_distribution`] |
 //! | 0/1 metrics (`fisher`) | [`fisher_exact`], [`fisher_exact_binary`] |
+//! | intervals in range (`proportion`) | [`clopper_pearson`], [`wilson`], [`newcombe_difference`], [`clamp_interval`] |
 //! | effect sizes (`effect`) | [`mean_difference`], [`hedges_g`], [`relative_change`] |
 //! | multiplicity (`correction`) | [`holm`], [`benjamini_hochberg`] |
 //! | planning (`power`) | [`n_per_side`], [`t_test_power`], [`noncentral_t_cdf`] |
@@ -38,7 +39,9 @@ mod effect;
 mod fisher;
 pub(crate) mod permutation;
 mod power;
+mod proportion;
 mod rank;
+pub mod sequential;
 mod ttest;
 
 pub(crate) mod dist;
@@ -49,6 +52,7 @@ pub use effect::{hedges_g, mean_difference, relative_change, MeanDifference};
 pub use fisher::{fisher_exact, fisher_exact_binary, FisherExact};
 pub use permutation::{paired_permutation_test, permutation_test, sign_flip_test, PermutationOptions, PermutationTest};
 pub use power::{n_per_side, noncentral_t_cdf, t_test_power, Design};
+pub use proportion::{clamp_interval, clopper_pearson, is_binary, newcombe_difference, wilson};
 pub use rank::{mann_whitney_u, wilcoxon_signed_rank, MannWhitney, RankMethod, Wilcoxon};
 pub use ttest::{one_sample_t, paired_t, student_t, welch_t, TTest};
 

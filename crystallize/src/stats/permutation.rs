@@ -13,7 +13,14 @@
 //! * Two-sided p-values are `min(1, 2 · min(p_greater, p_less))`, SciPy's convention.
 //! * Floating-point ties: arrangements are compared on the sum of a group, which reaches the
 //!   same real value through different additions; a null value within 10⁻⁹ · Σ|values| of the
-//!   observed one counts as equal, so exact ties are never lost to rounding.
+//!   observed one counts as equal, so exact ties are never lost to rounding. For two independent
+//!   samples the pooled values are first centred on their mean and scaled by their largest
+//!   deviation (which changes every group sum by the same affine map, so no comparison
+//!   changes), and the tolerance is relative to that spread: values near 10⁹ or 10¹² (durations
+//!   in nanoseconds, token counts, timestamps) would otherwise lose their differences to
+//!   cancellation, and a tolerance relative to their magnitude would tie every arrangement
+//!   (p = 1). A sign-flip test cannot be shifted; its differences are only scaled, and its
+//!   tolerance is relative to their magnitudes, which is their spread about the null.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -179,10 +186,12 @@ pub fn permutation_test(
     check_sample(TEST, "y", y)?;
     check_param("mu", mu)?;
     check_options(options)?;
-    let pooled: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
+    let shifted: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
     let n_x = x.len();
-    let statistic = mean(&pooled[..n_x]) - mean(&pooled[n_x..]);
-    // mean(group) − mean(rest) increases with the group's sum, so compare sums.
+    let statistic = mean(&shifted[..n_x]) - mean(&shifted[n_x..]);
+    // mean(group) − mean(rest) increases with the group's sum, so compare sums — of the pooled
+    // values centred and scaled (see the module documentation).
+    let pooled = centre_and_scale(&shifted);
     let observed: f64 = pooled[..n_x].iter().sum();
     let tolerance = 1e-9 * pooled.iter().map(|v| v.abs()).sum::<f64>();
     let arrangements = independent_arrangements(n_x, y.len());
@@ -211,6 +220,23 @@ pub fn permutation_test(
     }
     let p = tally.p(exact, alternative);
     Ok(PermutationTest { statistic, p, exact, arrangements: tally.total })
+}
+
+/// `values` minus their mean, divided by the largest remaining |value| (unless that is 0).
+fn centre_and_scale(values: &[f64]) -> Vec<f64> {
+    let centre = mean(values);
+    let centred: Vec<f64> = values.iter().map(|v| v - centre).collect();
+    scaled(centred)
+}
+
+/// `values` divided by their largest |value| (unless that is 0), so that sums neither overflow
+/// nor fall into subnormals.
+fn scaled(mut values: Vec<f64>) -> Vec<f64> {
+    let spread = values.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    if spread > 0.0 {
+        values.iter_mut().for_each(|v| *v /= spread);
+    }
+    values
 }
 
 /// Calls `visit` with the sum of every subset of `values[start..]` of size `k`, plus `sum`.
@@ -257,8 +283,9 @@ pub fn sign_flip_test(
     check_sample(TEST, "d", d)?;
     check_param("mu", mu)?;
     check_options(options)?;
-    let centred: Vec<f64> = d.iter().map(|v| v - mu).collect();
-    let statistic = mean(&centred);
+    let shifted: Vec<f64> = d.iter().map(|v| v - mu).collect();
+    let statistic = mean(&shifted);
+    let centred = scaled(shifted);
     let observed: f64 = centred.iter().sum();
     let tolerance = 1e-9 * centred.iter().map(|v| v.abs()).sum::<f64>();
     let arrangements = paired_arrangements(centred.len());
@@ -338,6 +365,27 @@ mod tests {
         let d: Vec<f64> = (1..=20).map(f64::from).collect();
         let s = sign_flip_test(&d, 0.0, Alternative::Greater, &options).unwrap();
         assert_eq!((s.p, s.exact, s.arrangements), (1.0 / 1000.0, false, 999));
+    }
+
+    #[test]
+    fn large_offsets_keep_their_differences() {
+        // Durations near 10^12 ns: the same samples shifted by 10^12 give the same p-value,
+        // not p = 1 from every arrangement looking tied.
+        let x = [3.1, 4.7, 5.2, 6.0, 4.4, 5.9];
+        let y = [1.0, 2.2, 0.4, 1.9, 2.8, 1.5];
+        let options = PermutationOptions::default();
+        let plain = permutation_test(&x, &y, 0.0, Alternative::TwoSided, &options).unwrap();
+        for offset in [1e9, 1e12] {
+            let xo: Vec<f64> = x.iter().map(|v| v + offset).collect();
+            let yo: Vec<f64> = y.iter().map(|v| v + offset).collect();
+            let shifted = permutation_test(&xo, &yo, 0.0, Alternative::TwoSided, &options).unwrap();
+            assert_eq!(shifted.p, plain.p, "offset {offset}");
+            assert!(shifted.p < 0.01);
+        }
+        // Tiny scales keep their ties and orderings too.
+        let xt: Vec<f64> = x.iter().map(|v| v * 1e-200).collect();
+        let yt: Vec<f64> = y.iter().map(|v| v * 1e-200).collect();
+        assert_eq!(permutation_test(&xt, &yt, 0.0, Alternative::TwoSided, &options).unwrap().p, plain.p);
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct Manifest {
     /// `submit slurm --shards N`), for `status`; absent for a run created in one piece.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u64>,
+    /// For a run with `--until-decided`: its stopping rule (hypotheses, maximum and minimum
+    /// replicates, minimum effect, alpha, test, tuning). Absent for every other run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<crate::sequential::StoppingRule>,
 }
 
 fn is_zero(value: &u64) -> bool {

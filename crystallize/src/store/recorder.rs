@@ -93,6 +93,7 @@ pub fn new_manifest(
         hypotheses,
         preregistration: None,
         shards: None,
+        stopping: None,
     })
 }
 
