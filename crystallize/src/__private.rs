@@ -230,6 +230,30 @@ pub fn limit_blocking(name: &'static str) -> crate::limits::LimitGuard {
     crate::limits::acquire_blocking(crate::runner::current_limits(), name)
 }
 
+/// What `#[step(cache)]` generates code against: the key of a call, its lookup and its store.
+pub mod cache {
+    pub use crate::cache::{check_value, Call, CacheArg, CacheSpec, CacheValue, Codec, KeyBuilder, OkOnly, Whole};
+
+    /// The body of a cached `#[step] async fn`: timed like any async step; a hit returns the
+    /// stored output without running `body` (so it takes no limit's permit either).
+    #[cfg(feature = "async")]
+    pub async fn step_async<C, F>(step: &'static super::StepInfo, call: Call, codec: C, body: F) -> F::Output
+    where
+        F: std::future::Future,
+        C: Codec<F::Output> + Copy,
+    {
+        super::step_async(step, async move {
+            if let Some(hit) = call.lookup(codec) {
+                return hit;
+            }
+            let out = body.await;
+            call.store(codec, &out);
+            out
+        })
+        .await
+    }
+}
+
 /// Internals for this workspace's benchmarks and white-box tests; not public API, not covered
 /// by semver.
 pub mod internals {

@@ -45,6 +45,8 @@ use crate::store::recorder::{self, Origin};
 use crate::store::{RunDir, Status, Store};
 use crate::verbose::{StepLines, VerbosePrinter};
 
+pub use crate::cache::CacheMode;
+
 /// A run to put together: which experiment and conditions, how many replicates, the seed,
 /// overrides, where it is stored (if anywhere), and how it runs. Every name and value is checked
 /// when the run starts, before any unit runs.
@@ -69,6 +71,15 @@ pub struct Session {
     limits: Vec<(String, usize)>,
     retries: Option<u32>,
     retry: RetryPolicy,
+    cache: CacheChoice,
+}
+
+/// What a session does with the step cache (see [`Session::cache`]).
+#[derive(Default)]
+struct CacheChoice {
+    /// `None`: the default (on for a run, read for `debug`).
+    mode: Option<CacheMode>,
+    refresh: Vec<String>,
 }
 
 /// Where the plan comes from.
@@ -102,7 +113,23 @@ impl Session {
             limits: Vec::new(),
             retries: None,
             retry: RetryPolicy::default(),
+            cache: CacheChoice::default(),
         }
+    }
+
+    /// What the run does with the outputs of `#[step(cache)]` steps, kept in the store's
+    /// `cache/` (default [`CacheMode::On`]; `debug` reads only). A run without a store caches
+    /// nothing.
+    pub fn cache(mut self, mode: CacheMode) -> Self {
+        self.cache.mode = Some(mode);
+        self
+    }
+
+    /// Runs every call of the cached step `step` again and stores its new outputs (checked
+    /// when the run starts: an unknown or uncached step is an error).
+    pub fn refresh(mut self, step: impl Into<String>) -> Self {
+        self.cache.refresh.push(step.into());
+        self
     }
 
     /// A run of the experiment `E`: the marker type `#[experiment]` puts beside the function
@@ -335,7 +362,16 @@ impl Session {
             policy: Default::default(),
             done: Default::default(),
         };
-        let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, ..RunOptions::default() };
+        let cache = match &self.store {
+            Some(dir) => crate::cache::Cache::open(
+                Store::locate(Some(dir)).root(),
+                self.cache.mode.unwrap_or(CacheMode::Read),
+                &self.cache.refresh,
+                true,
+            )?,
+            None => None,
+        };
+        let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, cache, ..RunOptions::default() };
         let mut printer = VerbosePrinter::new(std::io::stdout(), &condition, experiment, self.steps);
         let mut observers: Vec<&mut dyn Observer> = vec![&mut printer];
         let mut own = self.observers;
@@ -368,8 +404,21 @@ impl Session {
             limits,
             retries,
             retry,
+            cache,
         } = self;
         let store = store.map(|dir| Store::locate(Some(&dir)));
+        // Checked before anything is planned: a bad --refresh or an unwritable cache costs nothing.
+        let cache = match &store {
+            Some(store) => {
+                crate::cache::Cache::open(store.root(), cache.mode.unwrap_or_default(), &cache.refresh, false)?
+            }
+            None => {
+                for name in &cache.refresh {
+                    crate::cache::check_step("--refresh", name)?;
+                }
+                None
+            }
+        };
         let mut notes = Vec::new();
         let mut run_defaults = crate::registry::RunDefaults::NONE;
         let mut is_async = false;
@@ -464,7 +513,7 @@ impl Session {
             target,
             origin,
             notes,
-            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry },
+            running: Running { jobs, fail_fast, observers, timeout, limits: capacities, retry, cache },
         })
     }
 }
@@ -615,6 +664,7 @@ struct Running {
     timeout: Option<Duration>,
     limits: Vec<(String, usize)>,
     retry: RetryPolicy,
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// Where a planned run is recorded.
@@ -696,7 +746,7 @@ impl Opened {
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
         let Opened { plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers, timeout, limits, retry } = running;
+        let Running { jobs, fail_fast, mut observers, timeout, limits, retry, cache } = running;
         let mut recording = match &run_dir {
             Some(dir) => Some(Recording::begin(dir, &plan, &origin, drift, cancel.clone())?),
             None => None,
@@ -712,6 +762,7 @@ impl Opened {
             retry,
             #[cfg(feature = "async")]
             limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
+            cache,
         };
         #[cfg(not(feature = "async"))]
         let _ = limits;

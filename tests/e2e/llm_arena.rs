@@ -11,7 +11,7 @@ use crystallize_tests::{Output, Store};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_llm_arena");
-const CONDITIONS: [&str; 2] = ["baseline", "dolphin"];
+const CONDITIONS: [&str; 3] = ["baseline", "dolphin", "warm"];
 const METRICS: [&str; 5] = ["calls", "rounds", "score_a", "score_b", "win"];
 /// The example's default rounds per game; each round asks both players once.
 const ROUNDS: u64 = 5;
@@ -115,7 +115,8 @@ fn a_failing_server_fails_every_unit_and_resume_completes_once_it_recovers() {
     let failed = arena(&store, &server, &["run", "--replicates", "2", "--json"]);
     failed.assert_code(1);
     let units_failed = units(&failed);
-    failed.check_eq(units_failed.len(), 4, "every unit recorded");
+    let n = CONDITIONS.len() as u64 * 2;
+    failed.check_eq(units_failed.len() as u64, n, "every unit recorded");
     let url = format!("{}/api/chat", server.url());
     for ((condition, replicate), (status, _, error)) in &units_failed {
         failed.check_eq(status.as_str(), "error", format!("status of {condition} #{replicate}"));
@@ -125,18 +126,18 @@ fn a_failing_server_fails_every_unit_and_resume_completes_once_it_recovers() {
         );
     }
     // The first question fails on every attempt: 1 call + 2 retries (the `retries` default) each.
-    failed.check_eq(server.requests(), 4 * 3, "requests: units x attempts of the first call");
+    failed.check_eq(server.requests(), n * 3, "requests: units x attempts of the first call");
 
     server.set_behaviour(Behaviour::default());
     let resumed = arena(&store, &server, &["run", "--resume", "--json"]);
     resumed.assert_code(0);
     let units_resumed = units(&resumed);
-    resumed.check_eq(units_resumed.len(), 4, "units after resume");
+    resumed.check_eq(units_resumed.len() as u64, n, "units after resume");
     for ((condition, replicate), (status, metrics, _)) in &units_resumed {
         resumed.check_eq(status.as_str(), "ok", format!("status of {condition} #{replicate} after resume"));
         resumed.check_eq(metrics["calls"], CALLS_PER_GAME as f64, "calls per game");
     }
-    resumed.check_eq(server.requests(), 4 * 3 + 4 * CALLS_PER_GAME, "requests: failed run, then full games");
+    resumed.check_eq(server.requests(), n * 3 + n * CALLS_PER_GAME, "requests: failed run, then full games");
 }
 
 #[test]
@@ -184,13 +185,13 @@ fn retries_ride_out_a_flaky_server_and_are_counted_as_calls() {
 
 #[test]
 fn the_ollama_limit_bounds_requests_in_flight_whatever_jobs() {
-    // 12 games at once (`--jobs 12`), but each request is a `#[step(limit = "ollama")]` and the
+    // 18 games, 12 at once (`--jobs 12`), but each request is a `#[step(limit = "ollama")]` and the
     // experiment declares `limits(ollama = 4)`: the server never sees more than 4 at once.
     let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(20)));
     let store = Store::new(BIN);
     let out = arena(&store, &server, &["run", "--replicates", "6", "--jobs", "12", "--json"]);
     out.assert_code(0);
-    out.check_eq(units(&out).len(), 12, "units in the run");
+    out.check_eq(units(&out).len(), CONDITIONS.len() * 6, "units in the run");
     let most = server.max_in_flight();
     out.check(most <= 4, format!("at most 4 requests in flight (the ollama limit), saw {most}"));
     out.check(most >= 2, format!("games ran concurrently: {most} request(s) in flight at most"));
@@ -255,4 +256,114 @@ fn the_limit_flag_caps_requests_in_flight_below_the_attribute() {
     out.check(server.max_in_flight() == 2, "and the limit is used");
     let bad = arena(&store, &server, &["run", "--limit", "olama=2"]);
     bad.assert_code(2).assert_stderr_contains("did you mean 'ollama'");
+}
+
+/// The `cache` field of every unit record in the run's journals: (condition, replicate) -> the
+/// hits and misses of step `ask`.
+fn journal_cache(store: &Store, run: &str) -> BTreeMap<(String, u64), (u64, u64)> {
+    let mut found = BTreeMap::new();
+    for entry in std::fs::read_dir(store.run_dir(run)).expect("run dir").filter_map(Result::ok) {
+        if !entry.file_name().to_string_lossy().starts_with("journal-") {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).expect("journal").lines() {
+            let record: Value = serde_json::from_str(line).expect("a journal line is JSON");
+            let ask = &record["cache"]["ask"];
+            found.insert(
+                (record["condition"].as_str().unwrap_or("").to_owned(), record["replicate"].as_u64().unwrap_or(0)),
+                (ask["hits"].as_u64().unwrap_or(0), ask["misses"].as_u64().unwrap_or(0)),
+            );
+        }
+    }
+    found
+}
+
+/// The id of the latest run in `store`.
+fn latest_run(store: &Store) -> String {
+    let runs = store.run(&["runs", "--json"]);
+    let list = runs.json();
+    let last = list.as_array().and_then(|runs| runs.last()).unwrap_or_else(|| runs.fail("no run"));
+    runs.str_at(last, "/id").to_owned()
+}
+
+#[test]
+fn a_second_run_of_the_same_games_asks_the_server_nothing_and_records_the_same_metrics() {
+    let server = FakeOllama::start(Behaviour::default());
+    let store = Store::new(BIN);
+    let games = CONDITIONS.len() as u64 * 10;
+    let first = arena(&store, &server, &["run", "--replicates", "10", "--json"]);
+    first.assert_code(0);
+    let calls = server.requests();
+    first.check_eq(calls, games * CALLS_PER_GAME, "requests of the first run: 3 conditions x 10 games");
+    first.assert_stderr_contains(&format!("cache: 0 hits, {calls} misses"));
+    let first_run = latest_run(&store);
+    let misses = journal_cache(&store, &first_run);
+    first.check_eq(misses.len() as u64, games, "every unit record counts its calls");
+    first.check(misses.values().all(|&count| count == (0, CALLS_PER_GAME)), format!("all misses: {misses:?}"));
+
+    let second = arena(&store, &server, &["run", "--replicates", "10", "--json"]);
+    second.assert_code(0);
+    second.check_eq(server.requests(), calls, "requests of the same run again: none");
+    second.check_eq(units(&second), units(&first), "every unit's metrics, bit for bit");
+    second.assert_stderr_contains(&format!("cache: {calls} hits, 0 misses"));
+    let hits = journal_cache(&store, &latest_run(&store));
+    second.check(hits.values().all(|&count| count == (CALLS_PER_GAME, 0)), format!("all hits: {hits:?}"));
+
+    // What the store's cache holds, and its hit rate over both runs.
+    let stats = store.run(&["cache", "stats", "--json"]);
+    stats.assert_code(0);
+    let stats_json = stats.json();
+    let ask = stats_json["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["step"] == "ask"))
+        .unwrap_or_else(|| stats.fail("no `ask` in cache stats"));
+    stats.check_eq(stats.u64_at(ask, "/entries"), calls, "one entry per call");
+    stats.check_eq((stats.u64_at(ask, "/hits"), stats.u64_at(ask, "/misses")), (calls, calls), "hits and misses");
+    stats.check_eq(stats.f64_at(ask, "/hit_rate"), 0.5, "hit rate");
+
+    // `--cache off` and `--refresh ask` ask again; `--cache read` serves and stores nothing.
+    let off = arena(&store, &server, &["run", "--replicates", "2", "--cache", "off", "--json"]);
+    off.assert_code(0);
+    off.check_eq(server.requests(), calls + CONDITIONS.len() as u64 * 2 * CALLS_PER_GAME, "--cache off asks");
+    let before = server.requests();
+    let refreshed = arena(&store, &server, &["run", "--replicates", "2", "--refresh", "ask", "--json"]);
+    refreshed.assert_code(0);
+    refreshed.check_eq(server.requests(), before + CONDITIONS.len() as u64 * 2 * CALLS_PER_GAME, "--refresh asks");
+    let before = server.requests();
+    let read = arena(&store, &server, &["run", "--replicates", "11", "--cache", "read", "--json"]);
+    read.assert_code(0);
+    read.check_eq(server.requests(), before + CONDITIONS.len() as u64 * CALLS_PER_GAME, "only replicate 10 asks");
+    let again = arena(&store, &server, &["run", "--replicates", "11", "--cache", "read", "--json"]);
+    again.check_eq(server.requests(), before + 2 * CONDITIONS.len() as u64 * CALLS_PER_GAME, "read stored nothing");
+
+    // `debug` reads the cache: the game is replayed from it, and each call says so.
+    let before = server.requests();
+    let debug = arena(&store, &server, &["debug", "dolphin", "--replicate", "3"]);
+    debug.assert_code(0);
+    debug.check_eq(server.requests(), before, "debug served from the cache");
+    debug.assert_stdout_contains("\"outcome\":\"hit\"").assert_stdout_contains("\"fingerprint\"");
+}
+
+#[test]
+fn cache_flags_naming_unknown_steps_or_an_unwritable_cache_fail_before_any_unit() {
+    let server = FakeOllama::start(Behaviour::default());
+    let store = Store::new(BIN);
+    let typo = arena(&store, &server, &["run", "--refresh", "aks"]);
+    typo.assert_code(2).assert_stderr_contains("unknown step 'aks'; did you mean 'ask'?");
+    let uncached = arena(&store, &server, &["run", "--refresh", "score"]);
+    uncached.assert_code(2).assert_stderr_contains("step 'score' is not cached");
+    let clear = store.run(&["cache", "clear", "scor"]);
+    clear.assert_code(2).assert_stderr_contains("cached steps: ask");
+    let mode = arena(&store, &server, &["run", "--cache", "sometimes"]);
+    mode.assert_code(2).assert_stderr_contains("off, read, write, on");
+    mode.check_eq(server.requests(), 0, "requests: no unit ran");
+
+    // A cache directory that cannot be written: a file where the directory should be.
+    std::fs::create_dir_all(store.path()).expect("store dir");
+    std::fs::write(store.path().join("cache"), b"not a directory").expect("file");
+    let blocked = arena(&store, &server, &["run", "--replicates", "1"]);
+    blocked.assert_code(2).assert_stderr_contains("is not writable").assert_stderr_contains("--cache off");
+    blocked.check_eq(server.requests(), 0, "requests: no unit ran");
+    let read_only = arena(&store, &server, &["run", "--replicates", "1", "--cache", "off"]);
+    read_only.assert_code(0);
 }

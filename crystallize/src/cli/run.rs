@@ -78,6 +78,7 @@ pub(super) fn run(
     for (name, capacity) in &args.limits {
         session = session.limit(name.clone(), *capacity);
     }
+    let session = args.cache.apply(session);
     let prepared = session.prepare()?;
     for note in &prepared.notes {
         eprintln!("{note}");
@@ -153,6 +154,9 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         results.info.jobs,
         run_dir.path().display()
     );
+    if let Some(line) = super::cache::summary_line(&results.units) {
+        eprintln!("{line}");
+    }
     let report_problems = match output {
         Output::Report(format) => {
             inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()
