@@ -367,3 +367,144 @@ fn cache_flags_naming_unknown_steps_or_an_unwritable_cache_fail_before_any_unit(
     let read_only = arena(&store, &server, &["run", "--replicates", "1", "--cache", "off"]);
     read_only.assert_code(0);
 }
+
+/// The example's sources, changed by `edits` (each `(from, to)` must occur exactly once, so that
+/// an edit of the example breaks this test loudly instead of testing nothing).
+fn edited(file: &str, edits: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, to) in edits {
+        assert_eq!(text.matches(from).count(), 1, "`{from}` must occur once in {}", path.display());
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// Builds copies of the example, each a crate of its own with some of its code changed: a real
+/// recompile, by cargo, in the target directory of this build (so only the copies and what
+/// their workspace builds differently compile), offline. Returns each binary's path.
+fn build_variants(variants: &[(&str, Vec<(&str, String)>)]) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root");
+    // CARGO_TARGET_TMPDIR is `<target dir>/tmp`.
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let target = tmp.parent().expect("the target directory").to_path_buf();
+    let workspace = tmp.join("llm_arena_variants");
+    let _ = std::fs::remove_dir_all(&workspace);
+    // The workspace's own manifest, minus its members, with its path dependencies made absolute;
+    // the same lock file, so the same versions. The real members are path dependencies here, and
+    // keep the profile they have as members (`[profile.dev.package."*"]` is for the others).
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("root manifest");
+    let shared = &manifest[manifest.find("[workspace.package]").expect("[workspace.package]")..];
+    let shared = shared.replace("path = \"", &format!("path = \"{}/", root.display()));
+    let members: Vec<String> = variants.iter().map(|(name, _)| format!("\"{name}\"")).collect();
+    let mut text = format!("[workspace]\nresolver = \"2\"\nmembers = [{}]\n\n{shared}\n", members.join(", "));
+    for member in ["crystallize", "crystallize-macros"] {
+        text.push_str(&format!("[profile.dev.package.{member}]\nopt-level = 0\n"));
+    }
+    let write = |path: std::path::PathBuf, text: &str| {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("variant directory");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    };
+    write(workspace.join("Cargo.toml"), &text);
+    std::fs::copy(root.join("Cargo.lock"), workspace.join("Cargo.lock")).expect("lock file");
+    let package = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .expect("example manifest");
+    let package = &package[..package.find("[dev-dependencies]").expect("[dev-dependencies]")];
+    let mut args = vec!["build".to_owned(), "--offline".into(), "--manifest-path".into()];
+    args.push(workspace.join("Cargo.toml").display().to_string());
+    for (name, files) in variants {
+        let dir = workspace.join(name);
+        write(dir.join("Cargo.toml"), &package.replacen("name = \"llm_arena\"", &format!("name = \"{name}\""), 1));
+        for file in ["main.rs", "game.rs", "ollama.rs"] {
+            let source = files.iter().find(|(f, _)| *f == file).map(|(_, text)| text.clone());
+            let source = source.unwrap_or_else(|| edited(file, &[]));
+            write(dir.join("src").join(file), &source);
+        }
+        args.extend(["-p".to_owned(), (*name).to_owned()]);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(&cargo);
+    command.args(&args).env("CARGO_TARGET_DIR", &target).current_dir(&workspace);
+    command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let started = std::time::Instant::now();
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", cargo.to_string_lossy()));
+    // Waited for on a thread, so that a build stuck on a lock fails the test instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(Duration::from_secs(30 * 60)) {
+        Ok(output) => output.expect("cargo build"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+            panic!("cargo build of the variants did not finish in 30 minutes (waiting on a lock?)");
+        }
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "cargo {} failed:\n{stderr}", args.join(" "));
+    let compiled: Vec<&str> = stderr.lines().filter(|l| l.trim_start().starts_with("Compiling")).collect();
+    eprintln!("built the variants in {:.0?}, compiling {} crate(s): {compiled:?}", started.elapsed(), compiled.len());
+    variants.iter().map(|(name, _)| target.join("debug").join(name)).collect()
+}
+
+#[test]
+fn rescoring_after_a_recompile_asks_no_model_and_changing_the_model_step_asks_every_call_again() {
+    // Scoring changed: a new metric, counted by the scoring step (`score`) only.
+    let scoring = edited(
+        "main.rs",
+        &[
+            ("    pub calls: u32,\n}", "    pub calls: u32,\n    /// Rounds both got right.\n    pub both_right: u32,\n}"),
+            (
+                "        calls: rounds.iter().map(|round| round.a.calls + round.b.calls).sum(),\n",
+                "        calls: rounds.iter().map(|round| round.a.calls + round.b.calls).sum(),\n        \
+                 both_right: right(&|round| round.a.correct && round.b.correct),\n",
+            ),
+        ],
+    );
+    // The step that calls the model changed (its pause between retries).
+    let model = edited("game.rs", &[("Duration::from_millis(50 * u64::from(calls))", "Duration::from_millis(60 * u64::from(calls))")]);
+    let bins = build_variants(&[
+        ("llm_arena_rescored", vec![("main.rs", scoring)]),
+        ("llm_arena_reasked", vec![("game.rs", model)]),
+    ]);
+    let server = FakeOllama::start(Behaviour::default());
+    let store = Store::new(BIN);
+    let run = |program: &std::path::Path| {
+        crystallize_tests::Command::new(program)
+            .args(["run", "--replicates", "10", "--json"])
+            .env("CRYSTALLIZE_STORE", store.path())
+            .env("OLLAMA_HOST", server.url())
+            .current_dir(store.path())
+            .timeout(Duration::from_secs(120))
+            .run()
+    };
+    let games = CONDITIONS.len() as u64 * 10;
+    let first = run(std::path::Path::new(BIN));
+    first.assert_code(0);
+    let calls = server.requests();
+    first.check_eq(calls, games * CALLS_PER_GAME, "model calls of 3 conditions x 10 games");
+    let again = run(std::path::Path::new(BIN));
+    again.assert_code(0);
+    again.check_eq(server.requests(), calls, "model calls of the same run again");
+    again.check_eq(units(&again), units(&first), "the same metrics, bit for bit");
+
+    let rescored = run(&bins[0]);
+    rescored.assert_code(0);
+    rescored.check_eq(server.requests(), calls, "model calls after changing only the scoring");
+    let (before, after) = (units(&first), units(&rescored));
+    rescored.check_eq(after.len() as u64, games, "units rescored");
+    for (unit, (status, metrics, _)) in &after {
+        rescored.check_eq(status.as_str(), "ok", format!("status of {unit:?}"));
+        let both = metrics.get("both_right").copied().unwrap_or_else(|| rescored.fail(format!("{unit:?}: no both_right")));
+        rescored.check(both <= metrics["score_a"].min(metrics["score_b"]), format!("{unit:?}: both_right {both}"));
+        let mut old = metrics.clone();
+        old.remove("both_right");
+        rescored.check_eq(&old, &before[unit].1, format!("{unit:?}: the other metrics are the first run's"));
+    }
+
+    let reasked = run(&bins[1]);
+    reasked.assert_code(0);
+    reasked.check_eq(server.requests(), 2 * calls, "model calls after changing the step that calls the model");
+    reasked.check_eq(units(&reasked), units(&first), "the same answers from the deterministic fake");
+}
