@@ -230,6 +230,45 @@ mod step {
     }
 
     #[test]
+    fn cached() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(cache),
+            quote!(
+                fn judge(question: &Question, reply: &str) -> Verdict {
+                    if reply.is_empty() {
+                        return Verdict::Blank;
+                    }
+                    Verdict::of(question, reply)
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn cached_async_with_a_limit_a_skipped_argument_and_a_result() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(limit = "ollama", cache(skip(client))),
+            quote!(
+                pub async fn ask(client: &Client, model: &str, question: &Question) -> Result<Reply, Error> {
+                    client.chat(model, question).await
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn cached_shared_with_a_version() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(cache(shared, version = 2)),
+            quote!(
+                fn parse(text: &str) -> Result<Vec<u32>, ParseIntError> {
+                    text.split(',').map(str::parse).collect()
+                }
+            ),
+        )));
+    }
+
+    #[test]
     fn on_a_method() {
         // A method is not a file-level item on its own; wrap the expansion in an `impl` to print it.
         let method = expand(
@@ -453,7 +492,7 @@ mod crate_path {
             ),
         )
         .to_string();
-        assert!(message.contains("valid keys: limit, crate"), "{message}");
+        assert!(message.contains("valid keys: limit, cache, crate"), "{message}");
         let message = crate::params::expand(quote!(
             #[crystallize(krate = x)]
             struct P {}

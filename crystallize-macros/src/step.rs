@@ -148,14 +148,20 @@ fn parse_cache(content: TokenStream, errors: &mut Errors) -> CacheArgs {
             }
             Arg::KeyValue { key, value } if key == "version" => {
                 if args::check_key(key, CACHE_KEYS, &mut seen, errors) {
-                    let version = args::parse_bounded(value, "cache version", 0, u64::from(u32::MAX), 2, errors);
+                    let version = args::parse_bounded(value, "version", 0, u64::from(u32::MAX), 2, errors);
                     cache.version = version.and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
                 }
             }
             Arg::List { key, content } if key == "skip" => {
                 if args::check_key(key, CACHE_KEYS, &mut seen, errors) {
+                    // `parse_any`: `self` is a keyword, and a receiver may be skipped too.
                     let names = syn::parse::Parser::parse2(
-                        syn::punctuated::Punctuated::<Ident, syn::Token![,]>::parse_terminated,
+                        |input: syn::parse::ParseStream| {
+                            syn::punctuated::Punctuated::<Ident, syn::Token![,]>::parse_terminated_with(
+                                input,
+                                syn::ext::IdentExt::parse_any,
+                            )
+                        },
                         content.clone(),
                     );
                     match names {
