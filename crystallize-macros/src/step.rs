@@ -83,10 +83,9 @@ fn parse(attr: TokenStream, function: ItemFn) -> syn::Result<Model> {
                     cache = Some(parse_cache(content.clone(), &mut errors));
                 }
             }
-            Arg::KeyValue { key, .. } if key == "version" || key == "shared" || key == "skip" => errors.at(
-                key.span(),
-                format!("`{key}` belongs inside `cache(...)`: `#[step(cache({key} ...))]`"),
-            ),
+            Arg::KeyValue { key, .. } if key == "version" || key == "shared" || key == "skip" => {
+                errors.at(key.span(), format!("`{key}` belongs inside `cache(...)`: `#[step(cache({key} ...))]`"))
+            }
             // The one name a user is likely to try, answered with where a step's name comes from.
             Arg::KeyValue { key, .. } if key == "name" => errors.at(
                 key.span(),
@@ -172,8 +171,12 @@ fn parse_cache(content: TokenStream, errors: &mut Errors) -> CacheArgs {
             }
             Arg::Positional(path) => {
                 let name = path.to_token_stream().to_string();
-                let hint = args::suggestion(&name, CACHE_KEYS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-                errors.spanned(path, format!("unknown cache option `{name}`{hint} valid: shared, version = N, skip(arg, ...)"));
+                let hint =
+                    args::suggestion(&name, CACHE_KEYS).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                errors.spanned(
+                    path,
+                    format!("unknown cache option `{name}`{hint} valid: shared, version = N, skip(arg, ...)"),
+                );
             }
             Arg::KeyValue { key, .. } | Arg::List { key, .. } => {
                 if args::check_key(key, CACHE_KEYS, &mut seen, errors) {

@@ -232,7 +232,7 @@ pub fn limit_blocking(name: &'static str) -> crate::limits::LimitGuard {
 
 /// What `#[step(cache)]` generates code against: the key of a call, its lookup and its store.
 pub mod cache {
-    pub use crate::cache::{check_value, Call, CacheArg, CacheSpec, CacheValue, Codec, KeyBuilder, OkOnly, Whole};
+    pub use crate::cache::{check_value, CacheArg, CacheSpec, CacheValue, Call, Codec, KeyBuilder, OkOnly, Whole};
 
     /// The body of a cached `#[step] async fn`: timed like any async step; a hit returns the
     /// stored output without running `body` (so it takes no limit's permit either).

@@ -425,7 +425,10 @@ fn build_variants(variants: &[(&str, Vec<(&str, String)>)]) -> Vec<std::path::Pa
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(&cargo);
     command.args(&args).env("CARGO_TARGET_DIR", &target).current_dir(&workspace);
-    command.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let started = std::time::Instant::now();
     let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", cargo.to_string_lossy()));
     // Waited for on a thread, so that a build stuck on a lock fails the test instead of hanging.
@@ -454,7 +457,10 @@ fn rescoring_after_a_recompile_asks_no_model_and_changing_the_model_step_asks_ev
     let scoring = edited(
         "main.rs",
         &[
-            ("    pub calls: u32,\n}", "    pub calls: u32,\n    /// Rounds both got right.\n    pub both_right: u32,\n}"),
+            (
+                "    pub calls: u32,\n}",
+                "    pub calls: u32,\n    /// Rounds both got right.\n    pub both_right: u32,\n}",
+            ),
             (
                 "        calls: rounds.iter().map(|round| round.a.calls + round.b.calls).sum(),\n",
                 "        calls: rounds.iter().map(|round| round.a.calls + round.b.calls).sum(),\n        \
@@ -463,7 +469,10 @@ fn rescoring_after_a_recompile_asks_no_model_and_changing_the_model_step_asks_ev
         ],
     );
     // The step that calls the model changed (its pause between retries).
-    let model = edited("game.rs", &[("Duration::from_millis(50 * u64::from(calls))", "Duration::from_millis(60 * u64::from(calls))")]);
+    let model = edited(
+        "game.rs",
+        &[("Duration::from_millis(50 * u64::from(calls))", "Duration::from_millis(60 * u64::from(calls))")],
+    );
     let bins = build_variants(&[
         ("llm_arena_rescored", vec![("main.rs", scoring)]),
         ("llm_arena_reasked", vec![("game.rs", model)]),
@@ -496,7 +505,8 @@ fn rescoring_after_a_recompile_asks_no_model_and_changing_the_model_step_asks_ev
     rescored.check_eq(after.len() as u64, games, "units rescored");
     for (unit, (status, metrics, _)) in &after {
         rescored.check_eq(status.as_str(), "ok", format!("status of {unit:?}"));
-        let both = metrics.get("both_right").copied().unwrap_or_else(|| rescored.fail(format!("{unit:?}: no both_right")));
+        let both =
+            metrics.get("both_right").copied().unwrap_or_else(|| rescored.fail(format!("{unit:?}: no both_right")));
         rescored.check(both <= metrics["score_a"].min(metrics["score_b"]), format!("{unit:?}: both_right {both}"));
         let mut old = metrics.clone();
         old.remove("both_right");
@@ -507,4 +517,90 @@ fn rescoring_after_a_recompile_asks_no_model_and_changing_the_model_step_asks_ev
     reasked.assert_code(0);
     reasked.check_eq(server.requests(), 2 * calls, "model calls after changing the step that calls the model");
     reasked.check_eq(units(&reasked), units(&first), "the same answers from the deterministic fake");
+}
+
+#[test]
+fn two_processes_filling_one_cache_at_once_leave_it_whole() {
+    // Latency keeps both runs in flight together; both ask the same calls and write the same
+    // entries, renaming over each other.
+    let server = FakeOllama::start(Behaviour::default().latency(Duration::from_millis(3)));
+    let store = Store::new(BIN);
+    let start = || {
+        let mut command = store.process(&["run", "--replicates", "4", "--json"]);
+        command
+            .env("OLLAMA_HOST", server.url())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().expect("start a run")
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().expect("run a"), b.wait_with_output().expect("run b"));
+    assert!(
+        a.status.success() && b.status.success(),
+        "both runs succeed:\n{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let calls = CONDITIONS.len() as u64 * 4 * CALLS_PER_GAME;
+    let asked = server.requests();
+    assert!(asked >= calls && asked <= 2 * calls, "each call asked once or twice: {asked}");
+
+    let stats = store.run(&["cache", "stats", "--json"]);
+    stats.assert_code(0);
+    let json = stats.json();
+    stats.check_eq(stats.u64_at(&json, "/damaged"), 0, "damaged entries");
+    stats.check_eq(stats.u64_at(&json, "/entries"), calls, "one entry per call");
+    // Every entry reads back: a third run asks nothing and records what the first two did.
+    let third = arena(&store, &server, &["run", "--replicates", "4", "--json"]);
+    third.assert_code(0);
+    third.check_eq(server.requests(), asked, "requests of a run after both");
+    let first: serde_json::Value = serde_json::from_slice(&a.stdout).expect("run a's JSON");
+    third.check_eq(units_metrics(&third.json()), units_metrics(&first), "metrics of the third run and the first");
+}
+
+/// Every entry file of the store's step cache.
+fn cache_entries(store: &Store) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(store.path().join("cache")).expect("cache dir").filter_map(Result::ok) {
+        if shard.file_name().len() == 2 {
+            files.extend(std::fs::read_dir(shard.path()).expect("shard").filter_map(Result::ok).map(|e| e.path()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn damaged_entries_are_misses_with_a_warning_and_gc_and_clear_remove_entries() {
+    let server = FakeOllama::start(Behaviour::default());
+    let store = Store::new(BIN);
+    let first = arena(&store, &server, &["run", "--replicates", "2", "--json"]);
+    first.assert_code(0);
+    let calls = server.requests();
+    let entries = cache_entries(&store);
+    first.check_eq(entries.len() as u64, calls, "entries");
+    // One truncated, one with a byte of its value changed, one emptied.
+    let bytes = std::fs::read(&entries[0]).expect("entry");
+    std::fs::write(&entries[0], &bytes[..bytes.len() - 3]).expect("truncate");
+    let mut changed = std::fs::read(&entries[1]).expect("entry");
+    let last = changed.len() - 2;
+    changed[last] ^= 0x01;
+    std::fs::write(&entries[1], changed).expect("change");
+    std::fs::write(&entries[2], b"").expect("empty");
+    let second = arena(&store, &server, &["run", "--replicates", "2", "--json"]);
+    second.assert_code(0).assert_stderr_contains("ignoring the damaged cache entry");
+    second.check_eq(server.requests(), calls + 3, "only the damaged entries' calls are asked again");
+    second.check_eq(units(&second), units(&first), "the same metrics");
+
+    // The damaged entries were rewritten by the second run; gc keeps every current entry.
+    let gc = store.run(&["cache", "gc"]);
+    gc.assert_code(0)
+        .assert_stdout_contains("removed 0 unreachable, 0 damaged")
+        .assert_stdout_contains(&format!("kept {calls} current"));
+    std::fs::write(&entries[3], b"garbage").expect("damage");
+    let gc = store.run(&["cache", "gc"]);
+    gc.assert_code(0).assert_stdout_contains("1 damaged");
+    let clear = store.run(&["cache", "clear", "ask"]);
+    clear.assert_code(0).assert_stdout_contains(&format!("removed {} entries of step ask", calls - 1));
+    clear.check_eq(cache_entries(&store).len(), 0, "entries after clear");
 }

@@ -30,9 +30,9 @@ pub(crate) fn scan(dir: &Path) -> Vec<Found> {
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| {
-            path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
-                name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit())
-            })
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.len() == 2 && name.bytes().all(|b| b.is_ascii_hexdigit()))
         })
         .filter(|path| path.is_dir())
         .collect();

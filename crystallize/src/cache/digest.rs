@@ -203,7 +203,11 @@ impl<'a> ser::Serializer for Feeder<'a> {
         self.variant(name, index, variant);
         Ok(())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(mut self, name: &'static str, value: &T) -> Result<(), KeyError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), KeyError> {
         self.tag(NEWTYPE_STRUCT);
         self.bytes(name.as_bytes());
         value.serialize(self)

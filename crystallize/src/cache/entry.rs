@@ -243,3 +243,57 @@ mod tests {
         assert!(matches!(read(dir.path(), &key), Err(Damage::Corrupt(_))));
     }
 }
+
+#[cfg(test)]
+mod concurrency {
+    use super::*;
+
+    #[test]
+    fn writers_racing_on_one_key_never_show_a_reader_a_torn_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = sha256(b"shared key");
+        // Payloads of different lengths, so a torn mix of two would fail the length or checksum.
+        let payloads: Vec<Vec<u8>> =
+            (0..4).map(|n| format!("{{\"v\":\"{}\"}}", "x".repeat(1000 * (n + 1))).into_bytes()).collect();
+        let entries: Vec<Vec<u8>> = payloads
+            .iter()
+            .map(|p| {
+                let header = Header {
+                    key: hex(&key),
+                    step: "s".into(),
+                    module: "m".into(),
+                    fingerprint: "0".repeat(16),
+                    version: 0,
+                    shared: false,
+                    created_ms: 0,
+                    len: p.len() as u64,
+                    sha256: hex(&sha256(p)),
+                };
+                encode(&header, p)
+            })
+            .collect();
+        std::thread::scope(|scope| {
+            for entry in &entries {
+                let dir = dir.path();
+                scope.spawn(move || {
+                    for _ in 0..200 {
+                        write(dir, &key, entry).unwrap();
+                    }
+                });
+            }
+            let dir = dir.path();
+            let payloads = &payloads;
+            scope.spawn(move || {
+                for _ in 0..2000 {
+                    match read(dir, &key) {
+                        Ok((_, payload)) => assert!(payloads.contains(&payload), "a payload nobody wrote"),
+                        Err(Damage::Missing) => {}
+                        Err(other) => panic!("a reader saw {other:?}"),
+                    }
+                }
+            });
+        });
+        // Nothing left behind but the entry.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}

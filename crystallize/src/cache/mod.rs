@@ -121,8 +121,11 @@ pub(crate) fn dir_of(root: &Path) -> PathBuf {
 
 /// Every `#[step(cache)]` of this binary, by name.
 pub(crate) fn cached_steps() -> Vec<&'static StepInfo> {
-    let mut steps: Vec<&'static StepInfo> =
-        inventory::iter::<crate::registry::StepEntry>.into_iter().map(|entry| entry.0).filter(|s| s.cache.is_some()).collect();
+    let mut steps: Vec<&'static StepInfo> = inventory::iter::<crate::registry::StepEntry>
+        .into_iter()
+        .map(|entry| entry.0)
+        .filter(|s| s.cache.is_some())
+        .collect();
     steps.sort_by_key(|step| (step.name, step.location.module_path));
     steps
 }
@@ -149,7 +152,12 @@ impl Cache {
     /// The cache of the store at `root` for a run in `mode`; `None` when off. Every `--refresh`
     /// name is checked, and a cache the mode writes to must be writable: both are errors before
     /// any unit runs.
-    pub(crate) fn open(root: &Path, mode: CacheMode, refresh: &[String], explain: bool) -> Result<Option<Arc<Cache>>, Error> {
+    pub(crate) fn open(
+        root: &Path,
+        mode: CacheMode,
+        refresh: &[String],
+        explain: bool,
+    ) -> Result<Option<Arc<Cache>>, Error> {
         for name in refresh {
             check_step("--refresh", name)?;
         }
@@ -343,9 +351,8 @@ impl KeyBuilder {
         let Some(spec) = step.cache else { return Call { active: None } };
         let position = unit.next_position(step);
         if let Some(problem) = failed {
-            unit.cache.warn_once(format!("args {}", step.name), || {
-                format!("step {} is not cached: {problem}", step.name)
-            });
+            unit.cache
+                .warn_once(format!("args {}", step.name), || format!("step {} is not cached: {problem}", step.name));
             return Call { active: None };
         }
         let args: Hash = hasher.finalize().into();

@@ -66,7 +66,10 @@ pub(super) fn cache(args: &CacheArgs) -> Result<ExitCode, Error> {
                     println!("  {} damaged entries (removed by `cache gc`)", stats.damaged);
                 }
                 if !stats.steps.is_empty() {
-                    println!("{:<24} {:>8} {:>10} {:>8} {:>8} {:>9}", "step", "entries", "bytes", "hits", "misses", "hit rate");
+                    println!(
+                        "{:<24} {:>8} {:>10} {:>8} {:>8} {:>9}",
+                        "step", "entries", "bytes", "hits", "misses", "hit rate"
+                    );
                 }
                 for step in &stats.steps {
                     let rate = step.hit_rate().map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "-".into());
