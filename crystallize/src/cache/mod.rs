@@ -101,9 +101,10 @@ pub struct CacheCount {
     pub misses: u32,
 }
 
-/// The cache of a run: where it is and what the run may do with it.
+/// The cache of a run: where it is and what the run may do with it. (`pub` only to be the type
+/// of a hidden field of `RunOptions`; not reachable by name.)
 #[derive(Debug)]
-pub(crate) struct Cache {
+pub struct Cache {
     dir: PathBuf,
     mode: CacheMode,
     /// Steps whose stored outputs are ignored and overwritten (`--refresh STEP`).

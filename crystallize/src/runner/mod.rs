@@ -81,8 +81,9 @@ pub struct RunOptions {
     /// The run's named resource limits (see `crate::limits`).
     #[cfg(feature = "async")]
     pub limits: Option<Arc<crate::limits::Limits>>,
-    /// The step cache (`#[step(cache)]`), when the run uses one.
-    pub(crate) cache: Option<Arc<crate::cache::Cache>>,
+    /// The step cache (`#[step(cache)]`), when the run uses one (set by `Session`).
+    #[doc(hidden)]
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Default for RunOptions {
