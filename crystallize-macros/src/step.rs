@@ -393,7 +393,7 @@ fn render_cached(model: &Model, cache: &CacheModel, take_limit: &TokenStream) ->
             ReturnType::Default => quote!(()),
             ReturnType::Type(_, ty) => ty.to_token_stream(),
         };
-        let run = crate::args::krate_spanned! {krate, ident.span()=>
+        crate::args::krate_spanned! {krate, ident.span()=>
             let __crystallize_step_guard = #krate::__private::StepGuard::enter(&__CRYSTALLIZE_STEP);
             #check_value
             #key
@@ -410,7 +410,6 @@ fn render_cached(model: &Model, cache: &CacheModel, take_limit: &TokenStream) ->
             let __crystallize_out: #output = (move || -> #output #block)();
             __crystallize_call.store(#krate::__private::cache::#codec, &__crystallize_out);
             __crystallize_out
-        };
-        run
+        }
     }
 }
