@@ -422,7 +422,8 @@ fn build_variants(variants: &[(&str, Vec<(&str, String)>)]) -> Vec<std::path::Pa
         }
         args.extend(["-p".to_owned(), (*name).to_owned()]);
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The cargo that runs this test (set at run time), else the one that built it.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut command = std::process::Command::new(&cargo);
     command.args(&args).env("CARGO_TARGET_DIR", &target).current_dir(&workspace);
     command

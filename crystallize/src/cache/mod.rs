@@ -162,7 +162,8 @@ impl Cache {
         for name in refresh {
             check_step("--refresh", name)?;
         }
-        if mode == CacheMode::Off {
+        // Nothing to cache in this binary: the store is not touched.
+        if mode == CacheMode::Off || cached_steps().is_empty() {
             return Ok(None);
         }
         let dir = dir_of(root);
