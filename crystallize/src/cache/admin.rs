@@ -213,3 +213,65 @@ pub(crate) fn gc(dir: &Path, steps: &[&'static StepInfo]) -> Collected {
     }
     collected
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::digest::{hex, sha256};
+    use crate::cache::CacheSpec;
+    use crate::registry::Location;
+
+    static SPEC: CacheSpec = CacheSpec { shared: false, version: 1 };
+    static ASK: StepInfo = StepInfo {
+        name: "ask",
+        location: Location { module_path: "arena::game", file: "game.rs", line: 1 },
+        fingerprint: 0xabc,
+        limit: None,
+        cache: Some(&SPEC),
+    };
+
+    fn put(dir: &Path, seed: &[u8], module: &str, fingerprint: u64, version: u32) -> PathBuf {
+        let key = sha256(seed);
+        let payload = b"1";
+        let header = Header {
+            key: hex(&key),
+            step: "ask".into(),
+            module: module.into(),
+            fingerprint: format!("{fingerprint:016x}"),
+            version,
+            shared: false,
+            created_ms: 0,
+            len: 1,
+            sha256: hex(&sha256(payload)),
+        };
+        entry::write(dir, &key, &entry::encode(&header, payload)).unwrap();
+        entry::path_of(dir, &key)
+    }
+
+    #[test]
+    fn gc_removes_what_no_current_step_reaches_and_keeps_other_crates_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = put(dir.path(), b"a", "arena::game", 0xabc, 1);
+        // The same step in a copy of the crate under another name is reached too.
+        let copy = put(dir.path(), b"b", "arena_v2::game", 0xabc, 1);
+        let old_code = put(dir.path(), b"c", "arena::game", 0xdef, 1);
+        let old_version = put(dir.path(), b"d", "arena::game", 0xabc, 0);
+        let other_crate = put(dir.path(), b"e", "lab::game", 0xdef, 0);
+        let damaged = put(dir.path(), b"f", "arena::game", 0xabc, 1);
+        fs::write(&damaged, b"crystallize-cache 1\n{").unwrap();
+
+        let collected = gc(dir.path(), &[&ASK]);
+        assert_eq!((collected.unreachable, collected.damaged, collected.kept, collected.foreign), (2, 1, 2, 1));
+        for (path, kept) in
+            [(current, true), (copy, true), (old_code, false), (old_version, false), (other_crate, true), (damaged, false)]
+        {
+            assert_eq!(path.exists(), kept, "{}", path.display());
+        }
+
+        let stats_dir = dir.path();
+        assert_eq!(scan(stats_dir).len(), 3);
+        assert_eq!(clear(stats_dir, Some("nope")), (0, 0));
+        assert_eq!(clear(stats_dir, Some("ask")).0, 3);
+        assert!(scan(stats_dir).is_empty());
+    }
+}
