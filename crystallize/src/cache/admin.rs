@@ -262,9 +262,14 @@ mod tests {
 
         let collected = gc(dir.path(), &[&ASK]);
         assert_eq!((collected.unreachable, collected.damaged, collected.kept, collected.foreign), (2, 1, 2, 1));
-        for (path, kept) in
-            [(current, true), (copy, true), (old_code, false), (old_version, false), (other_crate, true), (damaged, false)]
-        {
+        for (path, kept) in [
+            (current, true),
+            (copy, true),
+            (old_code, false),
+            (old_version, false),
+            (other_crate, true),
+            (damaged, false),
+        ] {
             assert_eq!(path.exists(), kept, "{}", path.display());
         }
 
