@@ -45,7 +45,7 @@ static FLAKY_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
 fn flaky(ctx: &mut Ctx) -> Result<(), Failure> {
     let seed = ctx.seed();
     let first = draw(seed, 0) + draw(seed, 1);
-    if FLAKY_ATTEMPTS.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+    if FLAKY_ATTEMPTS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
         return Err(Failure::retryable("the server went away"));
     }
     ctx.record("total", first + draw(seed, 2));
