@@ -25,6 +25,11 @@
 //! failed request is retried `retries` times when worth it (connection, timeout, 5xx); a unit
 //! whose game still fails is a failed unit, with the HTTP status and URL in its message, and
 //! `run --resume` replays only the failed units.
+//!
+//! `game::ask` is also `cache(skip(client))`: every reply is kept in the store's step cache, keyed
+//! by the model, the question, the sampling, the unit and the call's position, so running the
+//! same games again (after changing `score`, say) asks the server nothing; `--cache off` or
+//! `--refresh ask` asks again, and `cache stats` shows what is kept (see docs/CACHE.md).
 
 mod game;
 mod ollama;
@@ -78,7 +83,8 @@ pub struct ArenaMetrics {
     pub score_b: u32,
     /// Rounds played.
     pub rounds: u32,
-    /// HTTP calls made, retries included.
+    /// HTTP calls the answers took, retries included; an answer served from the step cache
+    /// counts the calls of the run that asked it (a hit records that run's metrics exactly).
     pub calls: u32,
 }
 
