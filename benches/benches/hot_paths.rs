@@ -62,6 +62,7 @@ fn unit(replicate: u64) -> UnitResult {
         records: Vec::new(),
         duration_ms: 0.000_4,
         attempts: Vec::new(),
+        cache: Default::default(),
     }
 }
 

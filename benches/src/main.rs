@@ -10,11 +10,13 @@
 //! crystallize-bench scan --units N [--repeat K]    the resume scan alone, on a run of N units stored first
 //! crystallize-bench emit --units N [--repeat K]    the emit cost alone
 //! crystallize-bench io [--units N] [--jobs J]      I/O-bound units, async vs threads (default 1000 units, 200 in flight)
+//! crystallize-bench cache --units N [--repeat K]   a step cache hit against a trivial step, N calls
 //! ```
 //!
 //! Every timing is the fastest of K repetitions (default 3), the two sides of a comparison taking
 //! turns: on a shared machine the minimum is the estimate least disturbed by other work.
 
+mod cached;
 mod io_bound;
 mod trivial;
 
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             resume_scan(&journal, args.repeat);
             emit_cost(&scratch, (args.units / 5).max(2), args.repeat);
             parallel_speedup(&scratch, args.repeat);
+            cached::cache_cost(&scratch, 200, args.repeat);
             let _ = std::fs::remove_dir_all(&scratch);
         }
         "stats" => match args.rest.first() {
@@ -110,6 +113,12 @@ fn main() -> ExitCode {
             emit_cost(&scratch, args.units, args.repeat);
             let _ = std::fs::remove_dir_all(&scratch);
         }
+        "cache" => {
+            // The step cache's cost alone.
+            let scratch = scratch_dir();
+            cached::cache_cost(&scratch, (args.units / cached::CALLS).max(1), args.repeat);
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
         "scan" => {
             // The resume scan alone, on a run stored here first (for profiling).
             let scratch = scratch_dir();
@@ -121,7 +130,7 @@ fn main() -> ExitCode {
         "io" => io(&args),
         "io-side" => io_side(&args),
         other => {
-            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit, io");
+            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit, io, cache");
             return ExitCode::from(2);
         }
     }

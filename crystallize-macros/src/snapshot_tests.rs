@@ -218,6 +218,18 @@ mod step {
     }
 
     #[test]
+    fn cached_with_a_timeout_and_retries() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(limit = "ollama", cache(skip(client)), timeout = "30s", retries = 2),
+            quote!(
+                async fn ask(client: &Client, question: String) -> Result<String, Failure> {
+                    client.chat(&question).await
+                }
+            ),
+        )));
+    }
+
+    #[test]
     fn async_with_a_limit() {
         insta::assert_snapshot!(pretty(expand(
             quote!(limit = "ollama"),
@@ -252,6 +264,45 @@ mod step {
             ),
         );
         insta::assert_snapshot!(pretty(quote!(impl Player { #method })));
+    }
+
+    #[test]
+    fn cached() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(cache),
+            quote!(
+                fn judge(question: &Question, reply: &str) -> Verdict {
+                    if reply.is_empty() {
+                        return Verdict::Blank;
+                    }
+                    Verdict::of(question, reply)
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn cached_async_with_a_limit_a_skipped_argument_and_a_result() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(limit = "ollama", cache(skip(client))),
+            quote!(
+                pub async fn ask(client: &Client, model: &str, question: &Question) -> Result<Reply, Error> {
+                    client.chat(model, question).await
+                }
+            ),
+        )));
+    }
+
+    #[test]
+    fn cached_shared_with_a_version() {
+        insta::assert_snapshot!(pretty(expand(
+            quote!(cache(shared, version = 2)),
+            quote!(
+                fn parse(text: &str) -> Result<Vec<u32>, ParseIntError> {
+                    text.split(',').map(str::parse).collect()
+                }
+            ),
+        )));
     }
 
     #[test]
@@ -499,7 +550,7 @@ mod crate_path {
             ),
         )
         .to_string();
-        assert!(message.contains("valid keys: limit, timeout, retries, crate"), "{message}");
+        assert!(message.contains("valid keys: limit, timeout, retries, cache, crate"), "{message}");
         let message = crate::params::expand(quote!(
             #[crystallize(krate = x)]
             struct P {}

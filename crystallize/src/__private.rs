@@ -292,6 +292,30 @@ pub fn step_timed_out(step: &'static StepInfo, ms: u64, attempts: u32) -> ! {
     crate::runner::step_timed_out(step, std::time::Duration::from_millis(ms), attempts)
 }
 
+/// What `#[step(cache)]` generates code against: the key of a call, its lookup and its store.
+pub mod cache {
+    pub use crate::cache::{check_value, CacheArg, CacheSpec, CacheValue, Call, Codec, KeyBuilder, OkOnly, Whole};
+
+    /// The body of a cached `#[step] async fn`: timed like any async step; a hit returns the
+    /// stored output without running `body` (so it takes no limit's permit either).
+    #[cfg(feature = "async")]
+    pub async fn step_async<C, F>(step: &'static super::StepInfo, call: Call, codec: C, body: F) -> F::Output
+    where
+        F: std::future::Future,
+        C: Codec<F::Output> + Copy,
+    {
+        super::step_async(step, async move {
+            if let Some(hit) = call.lookup(codec) {
+                return hit;
+            }
+            let out = body.await;
+            call.store(codec, &out);
+            out
+        })
+        .await
+    }
+}
+
 /// Internals for this workspace's benchmarks and white-box tests; not public API, not covered
 /// by semver.
 pub mod internals {

@@ -85,6 +85,8 @@ pub(crate) struct UnitSink {
     /// The run's named resource limits.
     #[cfg(feature = "async")]
     pub(crate) limits: Option<Arc<crate::limits::Limits>>,
+    /// The step cache of this attempt of the unit (`#[step(cache)]`), when the run has one.
+    pub(crate) cache: Option<Arc<crate::cache::UnitCache>>,
 }
 
 /// Keeps events from [`Emitter`]s (other threads) out of the output once the unit has finished,
@@ -109,7 +111,19 @@ impl UnitSink {
             gate: Arc::new(Gate { open: AtomicBool::new(true), in_flight: AtomicUsize::new(0) }),
             #[cfg(feature = "async")]
             limits: None,
+            cache: None,
         }
+    }
+
+    /// The same sink, with this attempt's step cache.
+    pub(crate) fn with_cache(mut self, cache: Option<Arc<crate::cache::UnitCache>>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Emits an event of the framework's own (the step cache's explanations in `debug`).
+    pub(crate) fn emit_internal(&self, name: &'static str, payload: serde_json::Value) {
+        self.send_event(Cow::Borrowed(name), payload);
     }
 
     /// The same sink, in a run with these limits.

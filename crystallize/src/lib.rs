@@ -60,6 +60,7 @@
 
 #[cfg(feature = "async")]
 mod async_runtime;
+mod cache;
 mod cli;
 mod config_file;
 mod confirmation;

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cache::CacheCount;
 pub use crate::metrics::Metrics;
 
 /// One value recorded with [`Ctx::record`](crate::Ctx::record).
@@ -171,6 +172,11 @@ pub struct UnitResult {
     /// seed is the same in every attempt, so the result does not depend on how often it failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Hits and misses of each `#[step(cache)]` step in this unit (its last attempt), by step
+    /// name; empty when no cached step ran or the cache was off. Records before the cache read
+    /// as empty.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cache: std::collections::BTreeMap<String, CacheCount>,
 }
 
 impl UnitResult {

@@ -46,6 +46,7 @@ use crate::store::recorder::{self, Origin};
 use crate::store::{RunDir, Status, Store};
 use crate::verbose::{StepLines, VerbosePrinter};
 
+pub use crate::cache::CacheMode;
 use crate::sequential::Monitor;
 pub use crate::sequential::{SequentialResult, Status as SequentialStatus, StoppingRule};
 
@@ -78,6 +79,15 @@ pub struct Session {
     lease_stale: Duration,
     until_decided: Option<StoppingRule>,
     decision_lines: bool,
+    cache: CacheChoice,
+}
+
+/// What a session does with the step cache (see [`Session::cache`]).
+#[derive(Default)]
+struct CacheChoice {
+    /// `None`: the default (on for a run, read for `debug`).
+    mode: Option<CacheMode>,
+    refresh: Vec<String>,
 }
 
 pub use crate::shard::Shard;
@@ -118,7 +128,23 @@ impl Session {
             lease_stale: lease::DEFAULT_STALE,
             until_decided: None,
             decision_lines: false,
+            cache: CacheChoice::default(),
         }
+    }
+
+    /// What the run does with the outputs of `#[step(cache)]` steps, kept in the store's
+    /// `cache/` (default [`CacheMode::On`]; `debug` reads only). A run without a store caches
+    /// nothing.
+    pub fn cache(mut self, mode: CacheMode) -> Self {
+        self.cache.mode = Some(mode);
+        self
+    }
+
+    /// Runs every call of the cached step `step` again and stores its new outputs (checked
+    /// when the run starts: an unknown or uncached step is an error).
+    pub fn refresh(mut self, step: impl Into<String>) -> Self {
+        self.cache.refresh.push(step.into());
+        self
     }
 
     /// A run of the experiment `E`: the marker type `#[experiment]` puts beside the function
@@ -393,7 +419,16 @@ impl Session {
             done: Default::default(),
             shard: None,
         };
-        let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, ..RunOptions::default() };
+        let cache = match &self.store {
+            Some(dir) => crate::cache::Cache::open(
+                Store::locate(Some(dir)).root(),
+                self.cache.mode.unwrap_or(CacheMode::Read),
+                &self.cache.refresh,
+                true,
+            )?,
+            None => None,
+        };
+        let options = RunOptions { jobs: 1, live_metrics: true, describe_input: true, cache, ..RunOptions::default() };
         let mut printer = VerbosePrinter::new(std::io::stdout(), &condition, experiment, self.steps);
         let mut observers: Vec<&mut dyn Observer> = vec![&mut printer];
         let mut own = self.observers;
@@ -431,10 +466,23 @@ impl Session {
             lease_stale,
             until_decided,
             decision_lines,
+            cache,
         } = self;
         // A sequential run plans its maximum: scheduling stops early when decided.
         let replicates = until_decided.as_ref().map(|rule| rule.max_replicates).filter(|&max| max > 0).or(replicates);
         let store = store.map(|dir| Store::locate(Some(&dir)));
+        // Checked before anything is planned: a bad --refresh or an unwritable cache costs nothing.
+        let cache = match &store {
+            Some(store) => {
+                crate::cache::Cache::open(store.root(), cache.mode.unwrap_or_default(), &cache.refresh, false)?
+            }
+            None => {
+                for name in &cache.refresh {
+                    crate::cache::check_step("--refresh", name)?;
+                }
+                None
+            }
+        };
         let mut notes = Vec::new();
         let mut run_defaults = crate::registry::RunDefaults::NONE;
         let mut is_async = false;
@@ -573,6 +621,7 @@ impl Session {
                 lease_stale,
                 stopping,
                 decision_lines,
+                cache,
             },
         })
     }
@@ -763,6 +812,7 @@ struct Running {
     lease_stale: Duration,
     stopping: Option<StoppingRule>,
     decision_lines: bool,
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// The stopping rule a run goes by: the one asked for (on a resumed run, the recorded rule with
@@ -923,8 +973,18 @@ impl Opened {
     /// runs the remaining units, reporting to the session's observers and then `extra`.
     pub(crate) fn execute(self, cancel: Cancel, extra: &mut [&mut dyn Observer]) -> Result<Finished, Error> {
         let Opened { mut plan, run_dir, drift, origin, running } = self;
-        let Running { jobs, fail_fast, mut observers, timeout, limits, retry, lease_stale, stopping, decision_lines } =
-            running;
+        let Running {
+            jobs,
+            fail_fast,
+            mut observers,
+            timeout,
+            limits,
+            retry,
+            lease_stale,
+            stopping,
+            decision_lines,
+            cache,
+        } = running;
         // The lease of the units it runs, held until their records are on disk; its writer id
         // is also its session record's and its journal's. Nothing to run: no lease, no records.
         let writer = crate::store::writer_id();
@@ -958,6 +1018,7 @@ impl Opened {
             #[cfg(feature = "async")]
             limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
             rounds: None,
+            cache,
         };
         let run_id = run_dir.as_ref().map(|dir| dir.manifest.run.clone());
         let mut options = options;

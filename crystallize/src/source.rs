@@ -34,4 +34,6 @@ pub struct StepInfo {
     pub fingerprint: u64,
     /// The limit the step holds while it runs (`#[step(limit = "ollama")]`).
     pub limit: Option<&'static str>,
+    /// How its outputs are cached (`#[step(cache)]`); `None`: they are not.
+    pub cache: Option<&'static crate::cache::CacheSpec>,
 }

@@ -196,6 +196,7 @@ mod tests {
         location: Location { module_path: "game", file: "game.rs", line: 1 },
         fingerprint: 0,
         limit: None,
+        cache: None,
     };
 
     /// The printer's output for a unit that calls its step `calls` times.
@@ -227,6 +228,7 @@ mod tests {
             records: Vec::new(),
             duration_ms: 1.0,
             attempts: Vec::new(),
+            cache: Default::default(),
         });
         String::from_utf8(out).expect("utf-8")
     }

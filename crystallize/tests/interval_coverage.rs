@@ -31,6 +31,7 @@ fn unit(condition: &str, replicate: u64, value: f64) -> UnitResult {
         records: Vec::new(),
         duration_ms: 0.0,
         attempts: Vec::new(),
+        cache: Default::default(),
     }
 }
 

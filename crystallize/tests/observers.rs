@@ -442,6 +442,7 @@ fn unit(condition: &str, replicate: u64, ok: bool) -> UnitResult {
         records: Vec::new(),
         duration_ms: 1.0,
         attempts: Vec::new(),
+        cache: Default::default(),
     }
 }
 

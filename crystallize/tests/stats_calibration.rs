@@ -41,6 +41,7 @@ fn unit(condition: &str, replicate: u64, seed: u64, value: f64) -> UnitResult {
         records: Vec::new(),
         duration_ms: 0.0,
         attempts: Vec::new(),
+        cache: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! 1. builds `crystallize-bench` (release, in `target/bench`, so that other builds never wait on
 //!    it) and runs its in-process comparisons: overhead against a hand-written rayon loop,
-//!    parallel speedup, resume scan, emit cost;
+//!    parallel speedup, resume scan, emit cost, the cost of a step cache hit and an entry's disk;
 //! 2. times crystallize's permutation test and BCa bootstrap, and SciPy's on the same data, when
 //!    `python3` has SciPy;
 //! 3. runs the same trivial experiment through the Python ancestor, crystallize-ml 0.27.0 and
@@ -181,6 +181,24 @@ pub fn bench(args: &[String]) -> ExitCode {
         value: number(&values, "emit_cost_ratio"),
         target: Target::None,
         what: "10 emits per unit vs none, events log attached".into(),
+        skipped: None,
+    });
+
+    comparisons.push(Comparison {
+        name: "cache_hit_us".into(),
+        value: number(&values, "cache_hit_us"),
+        target: Target::AtMost(20.0),
+        what: "a #[step(cache)] hit minus a trivial step's own cost, µs per call".into(),
+        skipped: None,
+    });
+    comparisons.push(Comparison {
+        name: "cache_entry_disk_bytes".into(),
+        value: number(&values, "cache_entry_disk_bytes"),
+        target: Target::None,
+        what: format!(
+            "disk per cache entry of a u64 output ({} bytes of file)",
+            values.get("cache_entry_bytes").map_or("?", String::as_str)
+        ),
         skipped: None,
     });
 

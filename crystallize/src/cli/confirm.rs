@@ -20,7 +20,7 @@ use crate::plan::BASELINE;
 use crate::registry::{Experiment, Registry};
 use crate::report;
 use crate::seed::SeedPolicy;
-use crate::session::Session;
+use crate::session::{CacheMode, Session};
 use crate::stats::Correction;
 use crate::store::preregistration::{Adequacy, Exploration, Preregistration};
 use crate::store::{RunDir, Store};
@@ -75,6 +75,11 @@ pub(super) struct ConfirmArgs {
     /// the report then says INVALID or CONFOUNDED, never VALID.
     #[arg(long)]
     force: bool,
+    /// Serve `#[step(cache)]` outputs stored before this confirmation. Without it a
+    /// confirmation runs every cached step afresh (`--cache write`: fresh data must be fresh)
+    /// and stores the outputs.
+    #[arg(long)]
+    allow_cached: bool,
     /// Print the report as one JSON object.
     #[arg(long, conflicts_with = "md")]
     json: bool,
@@ -190,6 +195,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
     let origin = run::origin(invocation);
     let session = Session::named(experiment.name());
     let session = run::how_units_run(session, args.jobs, args.fail_fast, args.timeout, args.retries);
+    let session = session.cache(if args.allow_cached { CacheMode::On } else { CacheMode::Write });
     let mut prepared = session
         .treatments(treatments.iter().cloned())
         .sets(sets.iter().cloned())

@@ -36,7 +36,11 @@ pub(super) fn debug(registry: &Registry, args: &DebugArgs, app: &super::App) -> 
             }
         }
     };
+    let session = args.cache.apply(session.store(Store::locate(args.store.store.as_deref()).root()));
     let unit = session.settings(settings).steps(args.steps).debug_replicate(condition_name, args.replicate)?;
+    if let Some(line) = super::cache::summary_line(std::slice::from_ref(&unit)) {
+        eprintln!("{line}");
+    }
     // Exit 1 when the unit failed, even if it failed exactly as stored: `debug --run R && echo
     // fixed` must not say "fixed" for a unit that still fails.
     let matches = stored.as_ref().is_none_or(|run| compare_with_stored(&unit, run));

@@ -3,6 +3,7 @@
 //! 0 every unit succeeded, 1 some unit failed (or the run was interrupted), 2 bad usage or input,
 //! detected before any unit ran.
 
+mod cache;
 mod confirm;
 mod debug;
 mod diff;
@@ -84,6 +85,33 @@ enum Command {
     /// Run a run's shards as a job array of a cluster scheduler (Slurm), against a shared store.
     #[command(subcommand)]
     Submit(submit::SubmitCommand),
+    /// The step cache of the store: `stats`, `clear [STEP]`, `gc`.
+    Cache(cache::CacheArgs),
+}
+
+/// What a run does with the step cache (`#[step(cache)]`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct CacheFlags {
+    /// What to do with the outputs of `#[step(cache)]` steps: on (serve stored outputs, store
+    /// new ones), read (serve, store nothing), write (run every step, store its output), off.
+    #[arg(long = "cache", value_name = "off|read|write|on", value_parser = crate::cache::CacheMode::parse)]
+    mode: Option<crate::cache::CacheMode>,
+    /// Run every call of this cached step again and store the new outputs (repeatable).
+    #[arg(long = "refresh", value_name = "STEP")]
+    refresh: Vec<String>,
+}
+
+impl CacheFlags {
+    /// Gives the flags to `session`.
+    pub(crate) fn apply(&self, mut session: crate::session::Session) -> crate::session::Session {
+        if let Some(mode) = self.mode {
+            session = session.cache(mode);
+        }
+        for step in &self.refresh {
+            session = session.refresh(step.clone());
+        }
+        session
+    }
 }
 
 /// Where runs are stored.
@@ -147,6 +175,8 @@ struct RunArgs {
     #[command(flatten)]
     sequential: until_decided::SequentialArgs,
     #[command(flatten)]
+    cache: CacheFlags,
+    #[command(flatten)]
     store: StoreArgs,
 }
 
@@ -197,6 +227,9 @@ struct DebugArgs {
     /// Reproduce this unit of a stored run (its seed and configuration) and compare the metrics.
     #[arg(long, value_name = "RUN", conflicts_with_all = ["seed", "sets"])]
     run: Option<String>,
+    /// The step cache (default for debug: read, which stores nothing).
+    #[command(flatten)]
+    cache: CacheFlags,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -355,6 +388,7 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Watch(args) => watch::watch(&args),
         Command::Status(args) => status::status(&args, &context),
         Command::Submit(command) => submit::submit(&registry, command, &context),
+        Command::Cache(args) => cache::cache(&args),
     });
     match outcome {
         Ok(code) => code,

@@ -84,6 +84,7 @@ pub(super) fn run(
     if matches!(output, Output::Stream { .. }) {
         session = session.decision_lines();
     }
+    session = args.cache.apply(session);
     let prepared = session.prepare()?;
     for note in &prepared.notes {
         eprintln!("{note}");
@@ -174,6 +175,9 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         results.info.jobs,
         run_dir.path().display()
     );
+    if let Some(line) = super::cache::summary_line(&results.units) {
+        eprintln!("{line}");
+    }
     let report_problems = match output {
         Output::Report(format) => {
             inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()

@@ -998,6 +998,7 @@ mod tests {
             records: Vec::new(),
             duration_ms: 1.0,
             attempts: Vec::new(),
+            cache: Default::default(),
         }
     }
 

@@ -85,6 +85,9 @@ pub struct RunOptions {
     /// Run in rounds of replicate indices (`run --until-decided`): units start in index order
     /// (every condition of index k before index k + 1), and none past the gate's horizon.
     pub rounds: Option<Gate>,
+    /// The step cache (`#[step(cache)]`), when the run uses one (set by `Session`).
+    #[doc(hidden)]
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 /// The replicate indices a run in rounds may start: those below a horizon that the
@@ -142,6 +145,7 @@ impl Default for RunOptions {
             #[cfg(feature = "async")]
             limits: None,
             rounds: None,
+            cache: None,
         }
     }
 }
@@ -242,6 +246,26 @@ pub use steps::{in_run as step_in_run, step_timed_out, StepRetries};
 #[cfg(feature = "async")]
 pub(crate) fn current_limits() -> Option<Arc<crate::limits::Limits>> {
     isolation::with_current(|sink| sink.limits.clone()).flatten()
+}
+
+/// The step cache of the unit current on this thread or task, for `#[step(cache)]`.
+pub(crate) fn current_cache() -> Option<Arc<crate::cache::UnitCache>> {
+    isolation::with_current(|sink| sink.cache.clone()).flatten()
+}
+
+/// The unit current on this thread or task.
+pub(crate) fn current_unit() -> Option<Arc<UnitKey>> {
+    isolation::with_current(|sink| sink.unit.clone())
+}
+
+/// Emits a framework event to the unit current here, if any.
+pub(crate) fn emit_from_step(name: &'static str, payload: serde_json::Value) {
+    isolation::with_current(|sink| sink.emit_internal(name, payload));
+}
+
+/// The hits and misses of a finished attempt, for its record.
+pub(crate) fn cache_counts(sink: &UnitSink) -> BTreeMap<String, crate::cache::CacheCount> {
+    sink.cache.as_ref().map(|cache| cache.counts()).unwrap_or_default()
 }
 
 /// Runs every unit of `plan`, reporting to `observers` from one output thread.
@@ -361,6 +385,7 @@ struct UnitStarter {
     interest: Interest,
     #[cfg(feature = "async")]
     limits: Option<Arc<crate::limits::Limits>>,
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl UnitStarter {
@@ -384,6 +409,7 @@ impl UnitStarter {
             interest,
             #[cfg(feature = "async")]
             limits: options.limits.clone(),
+            cache: options.cache.clone(),
         }
     }
 
@@ -407,6 +433,7 @@ impl UnitStarter {
             .with_interest(self.interest);
         #[cfg(feature = "async")]
         let sink = sink.with_limits(self.limits.clone());
+        let sink = sink.with_cache(self.cache.clone().map(crate::cache::UnitCache::new));
         if self.interest.unit_started {
             sink.send(Message::UnitStarted(key.clone()));
         }
@@ -471,6 +498,7 @@ fn finish_unit(key: &UnitKey, ctx: Option<Ctx>, ended: Ended, duration: Duration
         records,
         duration_ms: duration.as_secs_f64() * 1e3,
         attempts: Vec::new(),
+        cache: BTreeMap::new(),
     }
 }
 
@@ -563,12 +591,14 @@ fn run_one(
     // The unit's clock started with its sink (reading the clock costs as much as a cheap step).
     let started = sink.started;
     let key = sink.unit.clone();
-    let ended = run_isolated(&condition.run, &mut ctx, sink);
+    let ended = run_isolated(&condition.run, &mut ctx, sink.clone());
     let duration = started.elapsed();
     // Threads the unit spawned may still hold emitters: from here on, their events are dropped.
     ctx.close_events();
     let worth_retrying = retryable(&ended, &options.retry);
-    (finish_unit(&key, Some(ctx), ended, duration), worth_retrying)
+    let mut result = finish_unit(&key, Some(ctx), ended, duration);
+    result.cache = cache_counts(&sink);
+    (result, worth_retrying)
 }
 
 /// Runs a sync unit's body on this thread with `sink` as the current unit and panics caught;
@@ -615,7 +645,9 @@ fn run_one_with_deadline(
     // From here on, whatever the unit (or an abandoned one) emits is dropped.
     sink.close();
     let worth_retrying = retryable(&ended, policy);
-    (finish_unit(&key, ctx, ended, duration), worth_retrying)
+    let mut result = finish_unit(&key, ctx, ended, duration);
+    result.cache = cache_counts(&sink);
+    (result, worth_retrying)
 }
 
 /// Each metric's mean over its records; the records themselves are kept only when they say more
@@ -717,6 +749,7 @@ mod tests {
             records: Vec::new(),
             duration_ms: 0.0,
             attempts: Vec::new(),
+            cache: Default::default(),
         }
     }
 

@@ -127,7 +127,9 @@ async fn run_attempt(
         None => (None, Ended::TimedOut(timeout.unwrap_or_default())),
     };
     let worth_retrying = retryable(&ended, policy);
-    (finish_unit(&key, ctx, ended, duration), worth_retrying)
+    let mut result = finish_unit(&key, ctx, ended, duration);
+    result.cache = super::cache_counts(&sink);
+    (result, worth_retrying)
 }
 
 /// Polls a unit's future with panics caught: a panic ends the unit with the panic's message and

@@ -75,6 +75,10 @@ fn encode(out: &mut Vec<u8>, unit: &UnitResult) -> serde_json::Result<()> {
         out.extend_from_slice(b",\"attempts\":");
         value(&mut *out, &unit.attempts)?;
     }
+    if !unit.cache.is_empty() {
+        out.extend_from_slice(b",\"cache\":");
+        value(&mut *out, &unit.cache)?;
+    }
     out.push(b'}');
     Ok(())
 }
@@ -656,6 +660,7 @@ mod tests {
             records: Vec::new(),
             duration_ms: 0.5,
             attempts: Vec::new(),
+            cache: Default::default(),
         }
     }
 
@@ -698,7 +703,11 @@ mod tests {
             attempts: vec![crate::results::Attempt { attempt: 1, error: failed_once, duration_ms: 2.5 }],
             ..unit("b", 1)
         };
-        for u in [unit("a", 0), full, without_error, retried] {
+        let cached = UnitResult {
+            cache: [("ask".to_owned(), crate::results::CacheCount { hits: 2, misses: 1 })].into(),
+            ..unit("b", 2)
+        };
+        for u in [unit("a", 0), full, without_error, retried, cached] {
             let mut ours = Vec::new();
             encode(&mut ours, &u).unwrap();
             let theirs = serde_json::to_vec(&RecordRef { schema: SCHEMA, kind: "unit", unit: &u }).unwrap();

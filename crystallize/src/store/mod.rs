@@ -806,6 +806,7 @@ mod tests {
             records: Vec::new(),
             duration_ms: 0.5,
             attempts: Vec::new(),
+            cache: Default::default(),
         }
     }
 

@@ -3,9 +3,12 @@
 //! round the higher score wins (a tie is nobody's win).
 //!
 //! Questions are built from the unit's generator, so every condition of a replicate asks the same
-//! questions. Each request is [`ask`], a `#[step(limit = "ollama")] async fn`: inside a unit it
-//! holds a permit of the run's `ollama` limit while it waits for the server, and the unit's
-//! observers see it start and end.
+//! questions. Each request is [`ask`], a `#[step(limit = "ollama", cache(skip(client)))] async
+//! fn`: inside a unit it holds a permit of the run's `ollama` limit while it waits for the
+//! server, the unit's observers see it start and end, and its reply is kept in the store's step
+//! cache, so that a run of the same games (after a change to how they are scored, say) asks the
+//! server nothing. Reading a reply ([`judge`]) and scoring a game (`score` in `main.rs`) are not
+//! cached: changing them re-scores the stored replies.
 
 use std::time::Duration;
 
@@ -25,8 +28,8 @@ pub struct Duel {
     pub rounds: u32,
 }
 
-/// How requests are sent: sampling options and retries.
-#[derive(Clone, Debug)]
+/// How requests are sent: sampling options and retries. Part of the cache key of every request.
+#[derive(Clone, Debug, Serialize)]
 pub struct Sampling {
     /// The Ollama seed of every request of the game (with the prompt, it fixes each reply).
     pub seed: u64,
@@ -118,7 +121,16 @@ pub struct GameError {
     pub source: OllamaError,
 }
 
-/// A player's answer to one question.
+/// What a model replied to one question, as the step cache stores it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reply {
+    /// The raw reply.
+    pub text: String,
+    /// HTTP calls made for it (1 unless retried).
+    pub calls: u32,
+}
+
+/// A player's answer to one question: the reply, read.
 #[derive(Clone, Debug, Serialize)]
 pub struct Answer {
     /// The raw reply.
@@ -134,30 +146,36 @@ pub struct Answer {
 /// Asks `model` the question, retrying retryable failures up to `sampling.retries` times with a
 /// short growing pause (a busy server gets a moment). `Err` holds the attempts made. The permit
 /// of the `ollama` limit is held across the retries: a retry is the same request, still in flight.
-#[crystallize::step(limit = "ollama")]
+///
+/// Cached: the key is the model, the question, the sampling (seed, temperature, retries), the
+/// unit and the call's position in it; the client (where the server is) is not part of it. A
+/// reply is stored only when the call succeeded.
+#[crystallize::step(limit = "ollama", cache(skip(client)))]
 pub async fn ask(
     client: &OllamaClient,
     model: &str,
     question: &Question,
     sampling: &Sampling,
-) -> Result<Answer, (OllamaError, u32)> {
+) -> Result<Reply, (OllamaError, u32)> {
     let options = ChatOptions { seed: Some(sampling.seed), temperature: Some(sampling.temperature) };
     let request = ChatRequest::new(model, prompt(question), options);
     let mut calls = 0;
     loop {
         calls += 1;
         match client.chat(&request).await {
-            Ok(response) => {
-                let reply = response.message.content;
-                let choice = parse_answer(&reply);
-                return Ok(Answer { correct: choice == Some(question.correct), reply, choice, calls });
-            }
+            Ok(response) => return Ok(Reply { text: response.message.content, calls }),
             Err(error) if error.is_retryable() && calls <= sampling.retries => {
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(calls))).await;
             }
             Err(error) => return Err((error, calls)),
         }
     }
+}
+
+/// Reads a reply: the option it names and whether that is the right one.
+pub fn judge(question: &Question, reply: Reply) -> Answer {
+    let choice = parse_answer(&reply.text);
+    Answer { correct: choice == Some(question.correct), reply: reply.text, choice, calls: reply.calls }
 }
 
 /// One round: both players answer the question, one after the other (so a game keeps at most one
@@ -188,27 +206,7 @@ pub async fn play_round(
     };
     let a = ask(client, &duel.player_a, &question, sampling).await.map_err(|e| fail('A', &duel.player_a, e))?;
     let b = ask(client, &duel.player_b, &question, sampling).await.map_err(|e| fail('B', &duel.player_b, e))?;
-    Ok(Round { question, a, b })
-}
-
-/// The outcome of a game.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Outcome {
-    /// Right answers of player one.
-    pub score_a: u32,
-    /// Right answers of player two.
-    pub score_b: u32,
-    /// Rounds played.
-    pub rounds: u32,
-    /// HTTP calls made, retries included.
-    pub calls: u32,
-}
-
-impl Outcome {
-    /// Whether player one won (scored strictly more).
-    pub fn a_won(&self) -> bool {
-        self.score_a > self.score_b
-    }
+    Ok(Round { a: judge(&question, a), b: judge(&question, b), question })
 }
 
 /// Plays `questions` in order, calling `on_round` after each round (to show the game live).
@@ -217,18 +215,15 @@ pub async fn play(
     duel: &Duel,
     questions: Vec<Question>,
     sampling: &Sampling,
-    mut on_round: impl FnMut(&Round, &Outcome),
-) -> Result<Outcome, GameError> {
-    let mut outcome = Outcome::default();
+    mut on_round: impl FnMut(&Round),
+) -> Result<Vec<Round>, GameError> {
+    let mut rounds = Vec::with_capacity(questions.len());
     for question in questions {
         let round = play_round(client, duel, question, sampling).await?;
-        outcome.rounds += 1;
-        outcome.calls += round.a.calls + round.b.calls;
-        outcome.score_a += u32::from(round.a.correct);
-        outcome.score_b += u32::from(round.b.correct);
-        on_round(&round, &outcome);
+        on_round(&round);
+        rounds.push(round);
     }
-    Ok(outcome)
+    Ok(rounds)
 }
 
 #[cfg(test)]

@@ -25,6 +25,11 @@
 //! failed request is retried `retries` times when worth it (connection, timeout, 5xx); a unit
 //! whose game still fails is a failed unit, with the HTTP status and URL in its message, and
 //! `run --resume` replays only the failed units.
+//!
+//! `game::ask` is also `cache(skip(client))`: every reply is kept in the store's step cache, keyed
+//! by the model, the question, the sampling, the unit and the call's position, so running the
+//! same games again (after changing `score`, say) asks the server nothing; `--cache off` or
+//! `--refresh ask` asks again, and `cache stats` shows what is kept (see docs/CACHE.md).
 
 mod game;
 mod ollama;
@@ -33,7 +38,7 @@ use std::time::Duration;
 
 use crystallize::prelude::*;
 use crystallize::results::Failure;
-use game::{Duel, Outcome, Sampling};
+use game::{Duel, Round, Sampling};
 use ollama::OllamaClient;
 
 const LLAMA_A: &str = "llama3:8b";
@@ -78,7 +83,8 @@ pub struct ArenaMetrics {
     pub score_b: u32,
     /// Rounds played.
     pub rounds: u32,
-    /// HTTP calls made, retries included.
+    /// HTTP calls the answers took, retries included; an answer served from the step cache
+    /// counts the calls of the run that asked it (a hit records that run's metrics exactly).
     pub calls: u32,
 }
 
@@ -113,7 +119,10 @@ async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<Ar
     // not `Sync`, and the game's future must stay `Send` to run on the async runner.
     let players = &duel;
     let events = &mut *ctx;
-    let played = game::play(&client, &duel, questions, &sampling, move |round, so_far| {
+    let mut so_far = [0u32; 2];
+    let played = game::play(&client, &duel, questions, &sampling, move |round| {
+        so_far[0] += u32::from(round.a.correct);
+        so_far[1] += u32::from(round.b.correct);
         events.emit(
             "round",
             json!({
@@ -123,13 +132,13 @@ async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<Ar
                 "correct": letter(Some(round.question.correct)),
                 "a": { "model": players.player_a, "reply": round.a.reply, "choice": letter(round.a.choice), "correct": round.a.correct },
                 "b": { "model": players.player_b, "reply": round.b.reply, "choice": letter(round.b.choice), "correct": round.b.correct },
-                "score": [so_far.score_a, so_far.score_b],
+                "score": so_far,
             }),
         );
     })
     .await;
-    let outcome: Outcome = match played {
-        Ok(outcome) => outcome,
+    let rounds = match played {
+        Ok(rounds) => rounds,
         Err(error) => {
             let mut message = format!("{error} [Ollama at {}]", client.base());
             // An unknown model is a 404: say which models the server does have.
@@ -143,13 +152,23 @@ async fn llm_arena(duel: Duel, params: &ArenaParams, ctx: &mut Ctx) -> Result<Ar
             return Err(if error.source.is_retryable() { Failure::retryable(message) } else { Failure::new(message) });
         }
     };
-    Ok(ArenaMetrics {
-        win: outcome.a_won(),
-        score_a: outcome.score_a,
-        score_b: outcome.score_b,
-        rounds: outcome.rounds,
-        calls: outcome.calls,
-    })
+    Ok(score(&rounds))
+}
+
+/// Scores a played game: a step of its own and not cached, so that a change to how games are
+/// scored re-scores the replies the step cache kept, without asking the models again.
+#[step]
+fn score(rounds: &[Round]) -> ArenaMetrics {
+    let right = |answers: &dyn Fn(&Round) -> bool| rounds.iter().filter(|round| answers(round)).count() as u32;
+    let score_a = right(&|round| round.a.correct);
+    let score_b = right(&|round| round.b.correct);
+    ArenaMetrics {
+        win: score_a > score_b,
+        score_a,
+        score_b,
+        rounds: rounds.len() as u32,
+        calls: rounds.iter().map(|round| round.a.calls + round.b.calls).sum(),
+    }
 }
 
 /// The letter of an option index, `-` for none.
@@ -163,5 +182,9 @@ fn letter(choice: Option<usize>) -> String {
 /// Player two plays `dolphin-llama3:latest`.
 #[treatment(llm_arena, datasource = dolphin_pair)]
 fn dolphin() {}
+
+/// Both players sample at a higher temperature.
+#[treatment(llm_arena, set(temperature = 1.0))]
+fn warm() {}
 
 crystallize::main!();
