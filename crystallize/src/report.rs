@@ -19,7 +19,7 @@ use crate::hypothesis::{self, EvalOptions, Hypothesis, HypothesisError, Hypothes
 use crate::runner::{RunInfo, RunResults};
 use crate::stats::Correction;
 use crate::store::preregistration::Read;
-use crate::store::{RunDir, RunState, Store};
+use crate::store::{Damage, RunDir, RunState, Status, Store};
 use crate::summary::{self, number};
 
 /// A hypothesis of the report, decided.
@@ -57,6 +57,9 @@ pub struct Report {
     pub undecided: Vec<Undecided>,
     /// The integrity of a confirmation; `None` for any other run.
     pub integrity: Option<Integrity>,
+    /// For a stored run: its status and the damage its journals hold (every damaged line is
+    /// also a warning naming its file and line).
+    pub stored: Option<(Status, Damage)>,
 }
 
 /// The hypothesis an error is about, when it names one.
@@ -139,7 +142,14 @@ pub fn seeds_shared(run: &RunDir) -> bool {
 impl Report {
     /// A report of `results` without hypotheses.
     pub fn new(run: Option<&str>, results: RunResults) -> Report {
-        Report { run: run.map(str::to_owned), results, hypotheses: Vec::new(), undecided: Vec::new(), integrity: None }
+        Report {
+            run: run.map(str::to_owned),
+            results,
+            hypotheses: Vec::new(),
+            undecided: Vec::new(),
+            integrity: None,
+            stored: None,
+        }
     }
 
     /// Decides `texts` together (parsing them first: one that does not parse is undecided) and
@@ -188,6 +198,7 @@ impl Report {
             eprintln!("warning: {warning}");
         }
         let mut report = Report::new(Some(&run.manifest.run), stored_results(run, &state));
+        report.stored = Some((state.status(), state.damage));
         let shared = seeds_shared(run);
         let defaults = EvalOptions::default();
         match run.read_preregistration() {
@@ -223,6 +234,7 @@ impl Report {
     pub fn has_problems(&self) -> bool {
         self.results.failed() > 0
             || !self.undecided.is_empty()
+            || self.stored.is_some_and(|(status, _)| status == Status::Damaged)
             || self.integrity.as_ref().is_some_and(|i| i.status != confirmation::Status::Valid)
     }
 
@@ -255,6 +267,23 @@ impl Report {
             }
         }
         attempts
+    }
+
+    /// `damaged: ...` when the run's journals hold damaged or rejected records; `None` otherwise.
+    fn damage_line(&self) -> Option<String> {
+        let (status, damage) = self.stored?;
+        (damage.total() > 0).then(|| {
+            format!(
+                "{}: {} damaged journal line(s), {} record(s) outside the plan, {} disagreeing record(s), {} unit(s) \
+                 in doubt (each named on stderr){}",
+                if status == Status::Damaged { "damaged" } else { "damage (every unit has a result)" },
+                damage.lines,
+                damage.rejected,
+                damage.conflicts,
+                damage.in_doubt,
+                if status == Status::Damaged { "; `run --resume` runs the affected units again" } else { "" }
+            )
+        })
     }
 
     /// `retries: 3 units needed retries (4 failed attempts: 3 timeout, 1 error)`, and the failed
@@ -293,6 +322,10 @@ impl Report {
                     }),
                 );
             }
+            if let Some((status, damage)) = &self.stored {
+                object.insert("status".into(), serde_json::to_value(status).unwrap_or(Value::Null));
+                object.insert("damage".into(), serde_json::to_value(damage).unwrap_or(Value::Null));
+            }
             object.insert("hypotheses".into(), serde_json::to_value(&self.hypotheses).unwrap_or(Value::Null));
             if !self.undecided.is_empty() {
                 object.insert("hypothesis_errors".into(), serde_json::to_value(&self.undecided).unwrap_or(Value::Null));
@@ -312,6 +345,9 @@ impl Report {
             let _ = writeln!(out, "{}", summary::headline(run, &self.results));
         }
         out.push_str(&summary::to_table(&self.results));
+        if let Some(line) = self.damage_line() {
+            let _ = writeln!(out, "{line}");
+        }
         if let Some(line) = self.attempts_line() {
             let _ = writeln!(out, "{line}");
         }
@@ -357,6 +393,9 @@ impl Report {
             let _ = writeln!(out, "{}\n", summary::headline(run, &self.results));
         }
         out.push_str(&summary::to_markdown(&self.results));
+        if let Some(line) = self.damage_line() {
+            let _ = writeln!(out, "\n{line}");
+        }
         if !self.hypotheses.is_empty() {
             let _ = writeln!(out, "\n{}\n", self.family_line());
             let mut rows = self.hypothesis_rows();

@@ -167,7 +167,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     }
     // Only a run that stopped early needs its journal read again, to say how to resume it.
     let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
-    if let Some(state) = stopped.filter(|state| state.status() == Status::Incomplete) {
+    if let Some(state) = stopped.filter(|state| matches!(state.status(), Status::Incomplete | Status::Damaged)) {
         eprintln!(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
             state.done(),

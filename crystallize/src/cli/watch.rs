@@ -12,15 +12,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
-
 use super::progress::{duration, rate_text};
 use super::WatchArgs;
 use crate::error::Error;
 use crate::runner::UnitResult;
 use crate::store::events::{self as events_log, Logged, Tail};
-use crate::store::manifest::SCHEMA;
-use crate::store::{RunDir, RunState, Status, Store};
+use crate::store::{journal, Damage, RunDir, RunState, Status, Store};
 use crate::summary;
 
 pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
@@ -45,11 +42,13 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
         let status = state.status();
         quiet_and_gone =
             if gone && changes.units.is_empty() && changes.events.is_empty() { quiet_and_gone + 1 } else { 0 };
-        let stopped = status == Status::Incomplete && quiet_and_gone >= 2;
+        // A damaged run may still be running: its writers may yet write the units it lacks.
+        let unfinished = matches!(status, Status::Incomplete | Status::Damaged);
+        let stopped = unfinished && quiet_and_gone >= 2;
         if !view.update(&watcher, &state, &changes) {
             return Ok(ExitCode::SUCCESS); // stdout was closed: nobody is watching any more
         }
-        if status != Status::Incomplete || stopped {
+        if !unfinished || stopped {
             view.finish(&watcher, &state);
             if stopped {
                 eprintln!(
@@ -87,7 +86,7 @@ fn latest_in_progress(store: &Store) -> Result<RunDir, Error> {
     let mut latest = None;
     for run in runs.into_iter().rev() {
         let status = run.state().status();
-        if status == Status::Incomplete {
+        if matches!(status, Status::Incomplete | Status::Damaged) {
             return Ok(run);
         }
         if latest.is_none() {
@@ -104,16 +103,6 @@ fn latest_in_progress(store: &Store) -> Result<RunDir, Error> {
             store.root().display()
         ),
     }))
-}
-
-/// One line of a journal, as `journal.rs` writes it.
-#[derive(Deserialize)]
-struct JournalLine {
-    schema: u32,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(flatten)]
-    unit: UnitResult,
 }
 
 /// An event, as shown.
@@ -162,6 +151,8 @@ struct Watcher {
     /// Units done and failed, kept as records arrive (for the plain log's running counts).
     done_count: usize,
     failed_count: usize,
+    /// Damage seen in the journals so far.
+    damage: Damage,
 }
 
 impl Watcher {
@@ -185,6 +176,7 @@ impl Watcher {
             baseline: None,
             done_count: 0,
             failed_count: 0,
+            damage: Damage::default(),
         }
     }
 
@@ -226,20 +218,31 @@ impl Watcher {
             }
         }
         for line in self.journals.poll() {
-            let record = match serde_json::from_slice::<JournalLine>(&line.bytes) {
-                Ok(record) if record.schema == SCHEMA && record.kind == "unit" => record.unit,
-                Ok(_) => continue,
+            // As the store reads it: a line that does not parse or fails its checksum is damage.
+            let record = match journal::parse_record(&line.bytes) {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
                 Err(error) => {
-                    changes.warnings.push(format!("{}: not a valid unit record ({error}); ignored", line.position()));
+                    self.damage.lines += 1;
+                    changes.warnings.push(format!("{}: {error}; ignored", line.position()));
                     continue;
                 }
             };
-            let Some(index) = self.condition_index(&record.condition) else { continue };
+            let Some(index) = self.condition_index(&record.condition) else {
+                self.damage.rejected += 1;
+                changes.warnings.push(format!(
+                    "{}: a record of condition '{}', which is not part of the run; ignored",
+                    line.position(),
+                    record.condition
+                ));
+                continue;
+            };
             // As the store reads it: a record outside the plan, or with another seed than its
             // replicate derives, does not count.
             if !self.planned(record.replicate)
                 || !self.run.seed_matches(&record.condition, record.replicate, record.seed)
             {
+                self.damage.rejected += 1;
                 changes.warnings.push(format!(
                     "{}: a record of {} #{} that is not part of the run's plan; ignored",
                     line.position(),
@@ -250,8 +253,19 @@ impl Watcher {
             }
             let key = (index, record.replicate);
             self.running.remove(&key);
-            // As the store reads it: the first success stands; a later success is a duplicate.
-            if self.units.get(&key).is_some_and(UnitResult::is_ok) {
+            let digest = |unit: &UnitResult| journal::metrics_digest(unit.metrics.iter().map(|(n, v)| (n.as_str(), *v)));
+            // The first success stands; a later success is a duplicate. One with other metrics is
+            // damage (the store's reader then leaves the unit in doubt, to run again).
+            if let Some(first) = self.units.get(&key).filter(|u| u.is_ok()) {
+                if record.is_ok() && digest(first) != digest(&record) {
+                    self.damage.conflicts += 1;
+                    changes.warnings.push(format!(
+                        "{}: a second successful record of {} #{} whose metrics differ from the first one",
+                        line.position(),
+                        record.condition,
+                        record.replicate
+                    ));
+                }
                 continue;
             }
             let previous = self.units.insert(key, record.clone());
@@ -301,6 +315,7 @@ impl Watcher {
             units: self.units.clone(),
             rejected: Vec::new(),
             warnings: Vec::new(),
+            damage: self.damage,
         }
     }
 

@@ -13,10 +13,17 @@ use rayon::prelude::*;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::manifest::SCHEMA;
+use super::integrity::{self, Check};
 use crate::events::{Interest, Observer};
 use crate::runner::{Cancel, UnitResult, UnitStatus};
 use crate::seed::{fnv1a, mix};
+
+/// The schema of the journal lines this version writes: 2, each line sealed with its checksum
+/// (see [`super::integrity`]). Lines of schema 1 (no checksum) are still read.
+pub const JOURNAL_SCHEMA: u32 = 2;
+
+/// The schema of the journal lines written before lines carried a checksum.
+const LEGACY_SCHEMA: u32 = 1;
 
 /// One line of a journal, as read: the unit's fields as `T` (a [`UnitResult`], or the
 /// [`UnitShape`] of a scan).
@@ -40,15 +47,15 @@ struct RecordRef<'a> {
     unit: &'a UnitResult,
 }
 
-/// Writes `unit`'s journal line, without its newline: exactly what serde writes for a
-/// `{"schema":1,"type":"unit", ...the unit's fields}` record (a test pins the two together, so
+/// Writes `unit`'s journal record, without its checksum and newline: exactly what serde writes for
+/// a `{"schema":2,"type":"unit", ...the unit's fields}` record (a test pins the two together, so
 /// a field added to [`UnitResult`] fails it until it is written here), but with the keys as
 /// literals: the output thread writes a line per unit, and escaping ten constant keys through a
 /// map serializer was most of its work.
 fn encode(out: &mut Vec<u8>, unit: &UnitResult) -> serde_json::Result<()> {
     use serde_json::to_writer as value;
     out.extend_from_slice(b"{\"schema\":");
-    value(&mut *out, &SCHEMA)?;
+    value(&mut *out, &JOURNAL_SCHEMA)?;
     out.extend_from_slice(b",\"type\":\"unit\",\"experiment\":");
     value(&mut *out, &unit.experiment)?;
     out.extend_from_slice(b",\"condition\":");
@@ -155,6 +162,7 @@ impl JournalWriter {
             self.pending.truncate(start);
             return Err(io::Error::other(error));
         }
+        integrity::seal(&mut self.pending, start);
         self.pending.push(b'\n');
         if self.pending.len() >= PENDING_LIMIT {
             self.write_pending()?;
@@ -244,6 +252,10 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// What was skipped and why: torn last lines, unparsable lines, unreadable files.
     pub warnings: Vec<String>,
+    /// How many of the skipped lines are damage (a line that does not parse, fails its checksum
+    /// or lacks one in a checksummed journal, or could not be read), not the torn last line an
+    /// interrupted writer leaves or a record of a newer version.
+    pub damaged: usize,
 }
 
 /// Reads every `journal-*.jsonl` in `dir`. Never fails: damage becomes warnings, and the units of
@@ -258,6 +270,7 @@ pub fn read_all(dir: &Path) -> Loaded {
         read_one(
             path,
             &mut loaded.warnings,
+            &mut loaded.damaged,
             |line| parse_line::<UnitResult>(line),
             |unit, line| {
                 units.push(unit);
@@ -297,6 +310,8 @@ pub struct Scanned {
     pub files: Vec<PathBuf>,
     /// The same warnings as [`read_all`]'s.
     pub warnings: Vec<String>,
+    /// The same count as [`Loaded::damaged`].
+    pub damaged: usize,
 }
 
 /// Reads every `journal-*.jsonl` in `dir` as [`read_all`] does, accepting and rejecting exactly
@@ -307,21 +322,25 @@ pub struct Scanned {
 pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
     let mut scanned = Scanned::default();
     let parse = |line: &[u8]| match parse_line::<UnitShape>(line) {
-        Parsed::Unit(unit) => Parsed::Unit((
-            conditions.iter().position(|c| **c == *unit.condition).ok_or_else(|| unit.condition.into_owned()),
-            unit.replicate,
-            unit.seed,
-            unit.status == UnitStatus::Ok,
-            unit.metrics.0,
-        )),
+        Parsed::Unit(unit, sealed) => Parsed::Unit(
+            (
+                conditions.iter().position(|c| **c == *unit.condition).ok_or_else(|| unit.condition.into_owned()),
+                unit.replicate,
+                unit.seed,
+                unit.status == UnitStatus::Ok,
+                unit.metrics.0,
+            ),
+            sealed,
+        ),
         Parsed::Blank => Parsed::Blank,
         Parsed::Foreign { schema, kind } => Parsed::Foreign { schema, kind },
         Parsed::Invalid(error) => Parsed::Invalid(error),
+        Parsed::Corrupt(reason) => Parsed::Corrupt(reason),
     };
     scanned.files = journals(dir, &mut scanned.warnings);
     for (file, path) in scanned.files.iter().enumerate() {
         let units = &mut scanned.units;
-        read_one(path, &mut scanned.warnings, parse, |(condition, replicate, seed, ok, digest), line| {
+        read_one(path, &mut scanned.warnings, &mut scanned.damaged, parse, |(condition, replicate, seed, ok, digest), line| {
             units.push(ScannedUnit { condition, replicate, seed, ok, digest, at: LineAt { file: file as u32, line } })
         });
     }
@@ -375,33 +394,64 @@ fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
 /// What one line of a journal holds.
 enum Parsed<T> {
     Blank,
-    Unit(T),
-    Foreign { schema: u32, kind: String },
+    /// A unit record, and whether its line carried a valid checksum.
+    Unit(T, bool),
+    Foreign {
+        schema: u32,
+        kind: String,
+    },
     Invalid(serde_json::Error),
+    /// A line whose checksum fails, or a line of schema 2 without one: why.
+    Corrupt(String),
 }
 
 /// The start of every line this version writes.
-const PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
+const PREFIX: &[u8] = b"{\"schema\":2,\"type\":\"unit\",";
+/// The start of the lines of schema 1.
+const LEGACY_PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
 // [`PREFIX`] spells the schema out.
-const _: () = assert!(SCHEMA == 1, "update PREFIX with the schema");
+const _: () = assert!(JOURNAL_SCHEMA == 2 && LEGACY_SCHEMA == 1, "update PREFIX with the schema");
 
 /// Parses one line into `T` (a [`UnitResult`] or a [`UnitShape`]: both accept the same lines).
-/// Lines this version wrote start with [`PREFIX`] and parse straight into `T` (whose fields
-/// follow); any other line (written by another tool, or damaged) goes through the general
-/// [`Record`].
+/// A line that ends with a checksum is verified first, whatever it claims to be; a line of
+/// schema 2 must have one. Lines this version wrote start with [`PREFIX`] and parse straight
+/// into `T` (whose fields follow; the checksum is a field `T` ignores); any other line (of
+/// schema 1, written by another tool, or damaged) goes through the general [`Record`].
 fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
-    if line.starts_with(PREFIX) {
+    let sealed = match integrity::verify(line) {
+        Check::Valid => true,
+        Check::Absent => false,
+        Check::Mismatch(reason) => return Parsed::Corrupt(reason),
+    };
+    if (sealed && line.starts_with(PREFIX)) || (!sealed && line.starts_with(LEGACY_PREFIX)) {
         if let Ok(unit) = serde_json::from_slice::<T>(line) {
-            return Parsed::Unit(unit);
+            return Parsed::Unit(unit, sealed);
         }
     }
     if line.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Blank;
     }
     match serde_json::from_slice::<Record<T>>(line) {
-        Ok(record) if record.schema == SCHEMA && record.kind == "unit" => Parsed::Unit(record.unit),
+        Ok(record) if record.kind == "unit" && record.schema == JOURNAL_SCHEMA && !sealed => {
+            Parsed::Corrupt(format!("a record of schema {JOURNAL_SCHEMA} without its checksum"))
+        }
+        Ok(record) if record.kind == "unit" && (record.schema == JOURNAL_SCHEMA || record.schema == LEGACY_SCHEMA) => {
+            Parsed::Unit(record.unit, sealed)
+        }
         Ok(record) => Parsed::Foreign { schema: record.schema, kind: record.kind },
         Err(error) => Parsed::Invalid(error),
+    }
+}
+
+/// Reads one journal line as a unit record, as [`read_all`] does: `Ok(None)` for a blank line
+/// or a record of another type or a newer schema, `Err` (why) for a line that does not parse or
+/// fails its checksum. For readers that follow a journal line by line (`watch`).
+pub fn parse_record(line: &[u8]) -> Result<Option<UnitResult>, String> {
+    match parse_line::<UnitResult>(line) {
+        Parsed::Unit(unit, _) => Ok(Some(unit)),
+        Parsed::Blank | Parsed::Foreign { .. } => Ok(None),
+        Parsed::Invalid(error) => Err(format!("not a valid unit record ({error})")),
+        Parsed::Corrupt(reason) => Err(format!("a damaged unit record: {reason}")),
     }
 }
 
@@ -415,19 +465,27 @@ const BLOCK: usize = 4 << 20;
 fn read_one<T: Send>(
     path: &Path,
     warnings: &mut Vec<String>,
+    damaged: &mut usize,
     parse: impl Fn(&[u8]) -> Parsed<T> + Sync,
     mut take: impl FnMut(T, u64),
 ) {
     let cannot_read = |error: io::Error| format!("cannot read {}: {error}; its units will run again", path.display());
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(error) => return warnings.push(cannot_read(error)),
+        Err(error) => {
+            *damaged += 1;
+            return warnings.push(cannot_read(error));
+        }
     };
     let (mut current, mut next) = (Vec::new(), Vec::new());
     let mut eof = false;
     if let Err(error) = fill(&mut file, &mut current, &mut eof) {
+        *damaged += 1;
         return warnings.push(cannot_read(error));
     }
+    // From its first checksummed line on, a journal is one this version wrote: a line without a
+    // checksum after it was not written by its writer.
+    let mut sealed_journal = false;
     // Lines before `current`.
     let mut line = 0;
     loop {
@@ -457,17 +515,38 @@ fn read_one<T: Send>(
             let at = || format!("{}:{}", path.display(), line + index + 1);
             match parsed {
                 Parsed::Blank => {}
-                Parsed::Unit(unit) => take(unit, (line + index + 1) as u64),
+                Parsed::Unit(unit, true) => {
+                    sealed_journal = true;
+                    take(unit, (line + index + 1) as u64)
+                }
+                Parsed::Unit(_, false) if sealed_journal => {
+                    *damaged += 1;
+                    warnings.push(format!(
+                        "{}: a record without a checksum in a journal whose earlier lines have one (it was not \
+                         written by the journal's writer); ignored, its unit will run again",
+                        at()
+                    ))
+                }
+                Parsed::Unit(unit, false) => take(unit, (line + index + 1) as u64),
                 Parsed::Foreign { schema, kind } => warnings.push(format!(
-                    "{}: record of schema {schema} type '{kind}' is not understood by this version (schema {SCHEMA}); ignored",
+                    "{}: record of schema {schema} type '{kind}' is not understood by this version (schema \
+                     {JOURNAL_SCHEMA}); ignored",
                     at()
                 )),
-                Parsed::Invalid(error) => warnings
-                    .push(format!("{}: not a valid unit record ({error}); ignored, its unit will run again", at())),
+                Parsed::Invalid(error) => {
+                    *damaged += 1;
+                    warnings
+                        .push(format!("{}: not a valid unit record ({error}); ignored, its unit will run again", at()))
+                }
+                Parsed::Corrupt(reason) => {
+                    *damaged += 1;
+                    warnings.push(format!("{}: damaged line: {reason}; ignored, its unit will run again", at()))
+                }
             }
         }
         line += count;
         if let Err(error) = read {
+            *damaged += 1;
             return warnings.push(format!(
                 "cannot read {} after line {line}: {error}; its units from there on will run again",
                 path.display()
@@ -701,9 +780,56 @@ mod tests {
         for u in [unit("a", 0), full, without_error, retried] {
             let mut ours = Vec::new();
             encode(&mut ours, &u).unwrap();
-            let theirs = serde_json::to_vec(&RecordRef { schema: SCHEMA, kind: "unit", unit: &u }).unwrap();
+            let theirs = serde_json::to_vec(&RecordRef { schema: JOURNAL_SCHEMA, kind: "unit", unit: &u }).unwrap();
             assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
         }
+    }
+
+    #[test]
+    fn every_line_is_sealed_and_a_changed_value_is_rejected_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_units(dir.path(), "1", &[unit("a", 0), unit("a", 1), unit("a", 2)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            assert!(line.starts_with("{\"schema\":2,\"type\":\"unit\","), "{line}");
+            assert_eq!(integrity::verify(line.as_bytes()), Check::Valid, "{line}");
+        }
+        // An edited metric (still valid JSON, still a plausible record) fails the checksum.
+        let edited = text.replacen("\"win\":1.0", "\"win\":0.0", 2).replacen("\"win\":0.0", "\"win\":1.0", 1);
+        std::fs::write(&path, edited).unwrap();
+        let loaded = read_all(dir.path());
+        let replicates: Vec<u64> = loaded.units.iter().map(|u| u.replicate).collect();
+        assert_eq!(replicates, [0, 2]);
+        assert_eq!(loaded.damaged, 1);
+        assert!(loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: its content does not match its checksum"));
+        let scanned = scan_all(dir.path(), &["a".to_owned()]);
+        assert_eq!((scanned.warnings.clone(), scanned.damaged), (loaded.warnings.clone(), 1));
+    }
+
+    #[test]
+    fn lines_of_schema_1_still_read_but_not_after_sealed_lines_of_the_same_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":4,"seed":7,"status":"ok","metrics":{"win":1.0},"duration_ms":0.5}"#;
+        std::fs::write(dir.path().join("journal-0.jsonl"), format!("{legacy}\n")).unwrap();
+        let path = write_units(dir.path(), "1", &[unit("a", 0)]);
+        // A schema 2 line without its checksum, and a schema 1 line after sealed ones.
+        let unsealed = legacy.replace("\"schema\":1", "\"schema\":2").replace(":4,", ":5,");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("{unsealed}\n{}\n", legacy.replace(":4,", ":6,")));
+        std::fs::write(&path, text).unwrap();
+        let loaded = read_all(dir.path());
+        let replicates: Vec<u64> = loaded.units.iter().map(|u| u.replicate).collect();
+        assert_eq!(replicates, [4, 0], "{:?}", loaded.warnings);
+        assert_eq!(loaded.damaged, 2);
+        assert!(loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: a record of schema 2 without its checksum"));
+        assert!(loaded.warnings[1].contains("journal-1.jsonl:3: a record without a checksum in a journal whose earlier"));
+        let scanned = scan_all(dir.path(), &["a".to_owned()]);
+        assert_eq!((scanned.warnings, scanned.damaged), (loaded.warnings, 2));
+        // A torn last line is not damage: an interrupted writer leaves one.
+        let path = write_units(dir.path(), "2", &[unit("a", 1)]);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        assert_eq!(read_all(dir.path()).damaged, 2);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 pub mod events;
 #[doc(hidden)]
 pub mod exit_guard;
+pub(crate) mod integrity;
 #[doc(hidden)]
 pub mod journal;
 #[doc(hidden)]
@@ -30,7 +31,7 @@ pub mod time;
 /// How a unit's seed derives from the run's seed: part of the stored format (a journal record
 /// whose seed is not the one its replicate derives is rejected).
 pub use crate::seed::{unit_seed, SeedPolicy};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -38,7 +39,6 @@ use serde::Serialize;
 use crate::error::{suggest, Error};
 use crate::plan::{DoneUnits, MAX_REPLICATES};
 use crate::runner::{UnitResult, UnitStatus};
-use journal::LineAt;
 use manifest::{Manifest, Session, SCHEMA};
 
 /// The environment variable naming the store directory.
@@ -271,7 +271,7 @@ pub struct RunDir {
 }
 
 /// Where a run stands, derived from its files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every planned unit has a successful record.
@@ -280,14 +280,21 @@ pub enum Status {
     Failed,
     /// Some planned units have no record yet (interrupted, or still running).
     Incomplete,
+    /// Some planned units have no trusted record because of damage: journal lines that do not
+    /// parse or fail their checksum, records that are not part of the run's plan, or successful
+    /// records of a unit that disagree. `run --resume` runs those units again.
+    Damaged,
 }
 
 impl Status {
     /// The status of a run of `planned` units, `done` of them successful and `recorded` of them
-    /// with any record.
-    fn of(done: usize, recorded: usize, planned: usize) -> Status {
+    /// with any trusted record, where `damage` records were rejected or disagree: damage only
+    /// matters while it leaves a planned unit without a result (a resume runs those again).
+    fn of(done: usize, recorded: usize, planned: usize, damage: usize) -> Status {
         if done >= planned {
             Status::Complete
+        } else if damage > 0 {
+            Status::Damaged
         } else if recorded >= planned {
             Status::Failed
         } else {
@@ -302,6 +309,7 @@ impl std::fmt::Display for Status {
             Status::Complete => "complete",
             Status::Failed => "complete with failures",
             Status::Incomplete => "incomplete",
+            Status::Damaged => "damaged",
         })
     }
 }
@@ -317,12 +325,37 @@ pub struct RunState {
     /// `first_replicate..first_replicate + replicates`.
     pub first_replicate: u64,
     /// Per unit (condition, replicate): its first successful record, or else its latest failure.
+    /// A unit whose successful records disagree is not here (see [`RunState::in_doubt`]).
     pub units: BTreeMap<(usize, u64), UnitResult>,
     /// `(condition, replicate)` of every well-formed record that does not belong to the run's
     /// plan (see [`RunDir::state`]), in journal order: none of them counts.
     pub rejected: Vec<(String, u64)>,
     /// Damage found while reading.
     pub warnings: Vec<String>,
+    /// How many records were rejected or disagree (see [`Damage`]).
+    pub damage: Damage,
+}
+
+/// What damage reading a run found: each kind is also a warning naming the file and line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// Journal lines that do not parse, fail their checksum, lack one in a checksummed journal,
+    /// or could not be read (not the torn last line an interrupted writer leaves).
+    pub lines: usize,
+    /// Well-formed records that are not part of the run: an unknown condition, a replicate
+    /// outside the plan, a seed that is not the one its replicate derives.
+    pub rejected: usize,
+    /// Successful records of a unit whose metrics differ from the standing one's.
+    pub conflicts: usize,
+    /// Units whose successful records disagree, not settled by a later journal: not done.
+    pub in_doubt: usize,
+}
+
+impl Damage {
+    /// Lines and records found damaged, all kinds together.
+    pub fn total(&self) -> usize {
+        self.lines + self.rejected + self.conflicts
+    }
 }
 
 /// `conditions` times `replicates`, saturating: the count is only compared with counts of
@@ -356,7 +389,7 @@ impl RunState {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.keys().filter(|(_, r)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned())
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
     }
 
     /// `(condition, replicate)` of every unit with a successful record.
@@ -390,6 +423,8 @@ pub struct RunScan {
     units: Vec<Vec<(u64, bool)>>,
     /// Damage found while reading: the same as [`RunState::warnings`].
     pub warnings: Vec<String>,
+    /// The same as [`RunState::damage`].
+    pub damage: Damage,
 }
 
 impl RunScan {
@@ -426,7 +461,7 @@ impl RunScan {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.iter().flatten().filter(|(r, _)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned())
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
     }
 
     /// `(condition, replicate)` of every unit with a successful record: the same as
@@ -564,55 +599,30 @@ impl RunDir {
                 Err(name) => name.as_str(),
             }
         }
-        let check = |unit: &journal::ScannedUnit| {
-            expect.check(unit.condition.as_ref().ok().copied(), name(&conditions, unit), unit.replicate, unit.seed)
-        };
-        // Warnings about records, with the record's index: merged below in journal order, the
-        // order in which `state` gives the same warnings.
+        let mut damage = Damage { lines: scanned.damaged, ..Damage::default() };
         let mut notes: Vec<(usize, String)> = Vec::new();
-        let mut units = vec![Vec::new(); conditions.len()];
+        let mut accepted = Vec::with_capacity(scanned.units.len());
         for (seq, unit) in scanned.units.iter().enumerate() {
-            match check(unit) {
-                Ok(index) => units[index].push((unit.replicate, unit.ok)),
-                Err(reason) => notes.push((seq, rejected(&journal::describe(&scanned.files, unit.at), &reason))),
-            }
-        }
-        // Units with more than one success: rare (two processes resuming at once), so their
-        // metrics are compared in a second pass over only them rather than a map of every unit.
-        let mut repeated: HashSet<(usize, u64)> = HashSet::new();
-        for (index, units) in units.iter_mut().enumerate() {
-            // A success sorts before the failures of its unit, and the first record of each unit
-            // is kept: a unit is done if any of its records is a success, as in `state`.
-            units.sort_unstable_by_key(|&(replicate, ok)| (replicate, !ok));
-            repeated.extend(units.windows(2).filter(|w| w[0] == w[1] && w[0].1).map(|w| (index, w[0].0)));
-            units.dedup_by_key(|(replicate, _)| *replicate);
-        }
-        if !repeated.is_empty() {
-            let mut first: HashMap<(usize, u64), (u64, LineAt)> = HashMap::new();
-            for (seq, unit) in scanned.units.iter().enumerate() {
-                let Ok(index) = unit.condition else { continue };
-                if !unit.ok || !repeated.contains(&(index, unit.replicate)) {
-                    continue;
-                }
-                if check(unit).is_err() {
-                    continue;
-                }
-                match first.get(&(index, unit.replicate)) {
-                    None => {
-                        first.insert((index, unit.replicate), (unit.digest, unit.at));
-                    }
-                    Some((digest, at)) if *digest != unit.digest => {
-                        let (here, there) =
-                            (journal::describe(&scanned.files, unit.at), journal::describe(&scanned.files, *at));
-                        notes.push((seq, disagree(&here, &there, name(&conditions, unit), unit.replicate)));
-                    }
-                    Some(_) => {}
+            let condition = unit.condition.as_ref().ok().copied();
+            match expect.check(condition, name(&conditions, unit), unit.replicate, unit.seed) {
+                Ok(index) => accepted.push((index, unit.replicate, seq)),
+                Err(reason) => {
+                    damage.rejected += 1;
+                    notes.push((seq, rejected(&journal::describe(&scanned.files, unit.at), &reason)));
                 }
             }
-            notes.sort_by_key(|(seq, _)| *seq);
         }
+        let mut units = vec![Vec::new(); conditions.len()];
+        let fact = |seq: usize| {
+            let unit = &scanned.units[seq];
+            integrity::Fact { ok: unit.ok, digest: unit.digest, at: unit.at }
+        };
+        resolve_units(&mut accepted, fact, &mut damage, &mut notes, &scanned.files, &conditions, |index, replicate, seq| {
+            units[index].push((replicate, scanned.units[seq].ok))
+        });
+        notes.sort_by_key(|(seq, _)| *seq);
         warnings.extend(notes.into_iter().map(|(_, note)| note));
-        RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings }
+        RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings, damage }
     }
 
     /// Reads the journals and derives the state of every unit. Only records that belong to the
@@ -627,37 +637,35 @@ impl RunDir {
         let expect = self.expectation(&conditions, replicates);
         let loaded = journal::read_all(&self.path);
         warnings.extend(loaded.warnings);
-        // Each unit's record with where it was read, for a warning about a later one.
-        let mut kept: BTreeMap<(usize, u64), (UnitResult, LineAt)> = BTreeMap::new();
+        let mut damage = Damage { lines: loaded.damaged, ..Damage::default() };
+        let mut notes: Vec<(usize, String)> = Vec::new();
         let mut rejected_units = Vec::new();
-        for (unit, line_at) in loaded.units.into_iter().zip(loaded.at) {
-            let at = || journal::describe(&loaded.files, line_at);
+        let mut accepted = Vec::with_capacity(loaded.units.len());
+        for (seq, (unit, line_at)) in loaded.units.iter().zip(&loaded.at).enumerate() {
             let known = conditions.iter().position(|c| *c == unit.condition);
-            let index = match expect.check(known, &unit.condition, unit.replicate, unit.seed) {
-                Ok(index) => index,
+            match expect.check(known, &unit.condition, unit.replicate, unit.seed) {
+                Ok(index) => accepted.push((index, unit.replicate, seq)),
                 Err(reason) => {
-                    warnings.push(rejected(&at(), &reason));
-                    rejected_units.push((unit.condition, unit.replicate));
-                    continue;
-                }
-            };
-            let key = (index, unit.replicate);
-            match kept.get(&key) {
-                // The first success stands; a later success of the same unit is a duplicate, and
-                // one with other metrics says the unit is not reproducible (or a journal was edited).
-                Some((existing, first)) if existing.status == UnitStatus::Ok => {
-                    if unit.status == UnitStatus::Ok && !same_metrics(existing, &unit) {
-                        let first = journal::describe(&loaded.files, *first);
-                        warnings.push(disagree(&at(), &first, &unit.condition, unit.replicate));
-                    }
-                }
-                _ => {
-                    kept.insert(key, (unit, line_at));
+                    damage.rejected += 1;
+                    notes.push((seq, rejected(&journal::describe(&loaded.files, *line_at), &reason)));
+                    rejected_units.push((unit.condition.clone(), unit.replicate));
                 }
             }
         }
-        // Sorted already: collecting rebuilds the map in one linear pass.
-        let units: BTreeMap<(usize, u64), UnitResult> = kept.into_iter().map(|(key, (unit, _))| (key, unit)).collect();
+        let fact = |seq: usize| {
+            let unit: &UnitResult = &loaded.units[seq];
+            let digest = journal::metrics_digest(unit.metrics.iter().map(|(name, value)| (name.as_str(), *value)));
+            integrity::Fact { ok: unit.is_ok(), digest, at: loaded.at[seq] }
+        };
+        let mut chosen = Vec::with_capacity(accepted.len());
+        resolve_units(&mut accepted, fact, &mut damage, &mut notes, &loaded.files, &conditions, |index, replicate, seq| {
+            chosen.push(((index, replicate), seq))
+        });
+        let mut slots: Vec<Option<UnitResult>> = loaded.units.into_iter().map(Some).collect();
+        let units: BTreeMap<(usize, u64), UnitResult> =
+            chosen.into_iter().filter_map(|(key, seq)| slots[seq].take().map(|unit| (key, unit))).collect();
+        notes.sort_by_key(|(seq, _)| *seq);
+        warnings.extend(notes.into_iter().map(|(_, note)| note));
         RunState {
             conditions,
             replicates,
@@ -665,11 +673,48 @@ impl RunDir {
             units,
             rejected: rejected_units,
             warnings,
+            damage,
         }
     }
 }
 
-/// What a record must be to count in a run (see [`RunDir::state`]).
+/// Resolves the accepted records `(condition, replicate, seq)` unit by unit (see
+/// [`integrity::resolve`]): `keep(condition, replicate, seq)` for each unit's result, in plan
+/// order; a note per disagreeing record, and the count of units left in doubt, in `damage`.
+fn resolve_units(
+    accepted: &mut [(usize, u64, usize)],
+    fact: impl Fn(usize) -> integrity::Fact,
+    damage: &mut Damage,
+    notes: &mut Vec<(usize, String)>,
+    files: &[PathBuf],
+    conditions: &[String],
+    mut keep: impl FnMut(usize, u64, usize),
+) {
+    // Sorted by unit, and within a unit by read order.
+    accepted.sort_unstable();
+    let mut facts = Vec::new();
+    for group in accepted.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (index, replicate) = (group[0].0, group[0].1);
+        if let [(_, _, seq)] = group {
+            keep(index, replicate, *seq);
+            continue;
+        }
+        facts.clear();
+        facts.extend(group.iter().map(|&(_, _, seq)| fact(seq)));
+        let (verdict, conflicts) = integrity::resolve(&facts);
+        for (here, there) in conflicts {
+            damage.conflicts += 1;
+            let (at, first) = (journal::describe(files, facts[here].at), journal::describe(files, facts[there].at));
+            notes.push((group[here].2, disagree(&at, &first, &conditions[index], replicate)));
+        }
+        match verdict {
+            Some(integrity::Verdict::Result(chosen)) => keep(index, replicate, group[chosen].2),
+            Some(integrity::Verdict::InDoubt) => damage.in_doubt += 1,
+            None => {}
+        }
+    }
+}
+
 struct Expectation {
     run: String,
     /// The run's conditions, for messages.
@@ -721,15 +766,12 @@ fn rejected(at: &str, reason: &str) -> String {
 fn disagree(at: &str, first: &str, condition: &str, replicate: u64) -> String {
     format!(
         "{at}: a second successful record of {condition} #{replicate} whose metrics differ from the first one, at \
-         {first}; the first is kept (is the unit not deterministic, or was a journal edited?)"
+         {first}; neither counts until the unit runs again (`run --resume`): is the unit not deterministic, or was \
+         a journal edited?"
     )
 }
 
 /// Whether two records have the same metrics, bit for bit (NaN equals NaN).
-fn same_metrics(a: &UnitResult, b: &UnitResult) -> bool {
-    a.metrics.len() == b.metrics.len()
-        && a.metrics.iter().zip(b.metrics.iter()).all(|((n, x), (m, y))| n == m && x.to_bits() == y.to_bits())
-}
 
 /// A writer id: start time first, so that ids sort chronologically, then the process id.
 pub fn writer_id() -> String {
@@ -871,7 +913,10 @@ mod tests {
         let (_dir, run) = seeded_run(&lines);
         let state = run.state();
         let scan = assert_scan_agrees(&run);
-        assert_eq!((state.done(), state.planned(), state.status()), (6, 8, Status::Incomplete));
+        // Rejected records leave planned units without a result: the run is damaged, not just
+        // incomplete, and the damage is counted.
+        assert_eq!((state.done(), state.planned(), state.status()), (6, 8, Status::Damaged));
+        assert_eq!(state.damage, Damage { rejected: 2, ..Damage::default() });
         assert!(!scan.done_set().contains(l, 2) && !scan.done_set().contains(b, 1));
         assert_eq!(state.warnings.len(), 2, "{:?}", state.warnings);
         assert!(
@@ -906,7 +951,10 @@ mod tests {
         let (_dir, run) = seeded_run(&lines);
         let state = run.state();
         assert_scan_agrees(&run);
-        assert_eq!(state.status(), Status::Complete);
+        // loaded #3 is in doubt: neither record counts, and a resume runs it again.
+        assert_eq!(state.status(), Status::Damaged);
+        assert_eq!(state.damage, Damage { lines: 0, rejected: 2, conflicts: 1, in_doubt: 1 });
+        assert!(!run.scan().done_set().contains(l, 3));
         assert_eq!(state.warnings.len(), 3, "{:?}", state.warnings);
         assert!(state.warnings[0].contains("baseline #7"), "{:?}", state.warnings);
         assert!(state.warnings[2].contains("'gone'"), "{:?}", state.warnings);
@@ -915,8 +963,18 @@ mod tests {
             warning.contains("journal-1.jsonl:11: a second successful record of loaded #3 whose metrics differ"),
             "{warning}"
         );
-        assert!(warning.contains("journal-1.jsonl:8; the first is kept"), "{warning}");
-        assert_eq!(state.units[&(1, 3)].metrics.get("win"), Some(&1.0), "the first stands");
+        assert!(warning.contains("journal-1.jsonl:8; neither counts until the unit runs again"), "{warning}");
+        assert!(!state.units.contains_key(&(1, 3)), "neither stands");
+        // The journal of a later session (a resume) settles it: the run is complete again, the
+        // old lines still named.
+        let mut journal = JournalWriter::create(run.journal_path("2"), Cancel::default()).unwrap();
+        journal.unit_finished(&seeded(l, 3, true));
+        journal.finish().unwrap();
+        let state = run.state();
+        assert_scan_agrees(&run);
+        assert_eq!(state.status(), Status::Complete);
+        assert_eq!(state.damage, Damage { lines: 0, rejected: 2, conflicts: 1, in_doubt: 0 });
+        assert_eq!(state.units[&(1, 3)].metrics.get("win"), Some(&1.0));
     }
 
     #[test]
@@ -926,7 +984,7 @@ mod tests {
         let second = [unit(b, 3, true), unit(b, 1, false), unit(l, 1, false), unit(b, 0, true), unit(l, 9, true)];
         let (_dir, run) = run_with(&[&first, &second], 0);
         let scan = assert_scan_agrees(&run);
-        assert_eq!((scan.done(), scan.failed(), scan.status()), (3, 1, Status::Incomplete));
+        assert_eq!((scan.done(), scan.failed(), scan.status()), (3, 1, Status::Damaged));
         let done = scan.done_set();
         // `gone` is no condition of the run and replicate 9 is outside its 4 replicates.
         assert_eq!(done.iter().collect::<Vec<_>>(), [(b, 0), (b, 3), (l, 1)]);
@@ -939,8 +997,9 @@ mod tests {
         assert_eq!(assert_scan_agrees(&run).status(), Status::Failed);
         let (_dir, run) = run_with(&[&all, &[unit(b, 2, true)]], 0);
         assert_eq!(assert_scan_agrees(&run).status(), Status::Complete);
+        // Replicates 0 and 1 are outside a plan from 2: damage, not merely missing units.
         let (_dir, run) = run_with(&[&all], 2);
-        assert_eq!(assert_scan_agrees(&run).status(), Status::Incomplete);
+        assert_eq!(assert_scan_agrees(&run).status(), Status::Damaged);
         let (_dir, run) = run_with(&[], 0);
         assert_eq!(assert_scan_agrees(&run).status(), Status::Incomplete);
     }
