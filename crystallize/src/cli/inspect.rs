@@ -139,7 +139,10 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
                 damage.in_doubt,
                 run.manifest.run,
                 if state.status() == crate::store::Status::Damaged {
-                    format!("; `run {} --resume {}` runs the affected units again", run.manifest.experiment, run.manifest.run)
+                    format!(
+                        "; `run {} --resume {}` runs the affected units again",
+                        run.manifest.experiment, run.manifest.run
+                    )
                 } else {
                     String::new()
                 }

@@ -11,7 +11,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::progress::{duration, rate_text};
 use super::WatchArgs;
 use crate::error::Error;
@@ -19,6 +18,7 @@ use crate::runner::UnitResult;
 use crate::store::events::{self as events_log, Logged, Tail};
 use crate::store::{journal, Damage, RunDir, RunState, Status, Store};
 use crate::summary;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
     let store = Store::locate(args.store.store.as_deref());
@@ -253,7 +253,8 @@ impl Watcher {
             }
             let key = (index, record.replicate);
             self.running.remove(&key);
-            let digest = |unit: &UnitResult| journal::metrics_digest(unit.metrics.iter().map(|(n, v)| (n.as_str(), *v)));
+            let digest =
+                |unit: &UnitResult| journal::metrics_digest(unit.metrics.iter().map(|(n, v)| (n.as_str(), *v)));
             // The first success stands; a later success is a duplicate. One with other metrics is
             // damage (the store's reader then leaves the unit in doubt, to run again).
             if let Some(first) = self.units.get(&key).filter(|u| u.is_ok()) {

@@ -52,13 +52,18 @@ pub(crate) fn verify(line: &[u8]) -> Check {
     let hex = &line[key_at + KEY.len()..n - 2];
     let stored = std::str::from_utf8(hex).ok().filter(|h| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
     let Some(stored) = stored.and_then(|h| u32::from_str_radix(h, 16).ok()) else {
-        return Check::Mismatch(format!("its checksum '{}' is not 8 lowercase hex digits", String::from_utf8_lossy(hex)));
+        return Check::Mismatch(format!(
+            "its checksum '{}' is not 8 lowercase hex digits",
+            String::from_utf8_lossy(hex)
+        ));
     };
     let computed = crc32fast::hash(&line[..key_at]);
     if stored == computed {
         Check::Valid
     } else {
-        Check::Mismatch(format!("its content does not match its checksum (crc32 {computed:08x}, the line says {stored:08x})"))
+        Check::Mismatch(format!(
+            "its content does not match its checksum (crc32 {computed:08x}, the line says {stored:08x})"
+        ))
     }
 }
 
@@ -162,7 +167,10 @@ mod tests {
         // Duplicates agree: the first stands.
         assert_eq!(resolve(&[fact(true, 1, 0, 1), fact(true, 1, 1, 1)]), (Some(Verdict::Result(0)), vec![]));
         // A failure before or after a success: the success stands.
-        assert_eq!(resolve(&[fact(false, 0, 0, 1), fact(true, 1, 0, 2), fact(false, 0, 1, 1)]).0, Some(Verdict::Result(1)));
+        assert_eq!(
+            resolve(&[fact(false, 0, 0, 1), fact(true, 1, 0, 2), fact(false, 0, 1, 1)]).0,
+            Some(Verdict::Result(1))
+        );
         // Only failures: the latest.
         assert_eq!(resolve(&[fact(false, 0, 0, 1), fact(false, 0, 1, 1)]).0, Some(Verdict::Result(1)));
         // Disagreement in one journal: in doubt.

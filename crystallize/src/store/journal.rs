@@ -351,9 +351,22 @@ pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
     scanned.files = journals(dir, &mut scanned.warnings);
     for (file, path) in scanned.files.iter().enumerate() {
         let units = &mut scanned.units;
-        read_one(path, &mut scanned.warnings, &mut scanned.damaged, parse, |(condition, replicate, seed, ok, digest), line| {
-            units.push(ScannedUnit { condition, replicate, seed, ok, digest, at: LineAt { file: file as u32, line } })
-        });
+        read_one(
+            path,
+            &mut scanned.warnings,
+            &mut scanned.damaged,
+            parse,
+            |(condition, replicate, seed, ok, digest), line| {
+                units.push(ScannedUnit {
+                    condition,
+                    replicate,
+                    seed,
+                    ok,
+                    digest,
+                    at: LineAt { file: file as u32, line },
+                })
+            },
+        );
     }
     scanned
 }
@@ -832,8 +845,12 @@ mod tests {
         let replicates: Vec<u64> = loaded.units.iter().map(|u| u.replicate).collect();
         assert_eq!(replicates, [4, 0], "{:?}", loaded.warnings);
         assert_eq!(loaded.damaged, 2);
-        assert!(loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: a record of schema 2 without its checksum"));
-        assert!(loaded.warnings[1].contains("journal-1.jsonl:3: a record without a checksum in a journal whose earlier"));
+        assert!(
+            loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: a record of schema 2 without its checksum")
+        );
+        assert!(
+            loaded.warnings[1].contains("journal-1.jsonl:3: a record without a checksum in a journal whose earlier")
+        );
         let scanned = scan_all(dir.path(), &["a".to_owned()]);
         assert_eq!((scanned.warnings, scanned.damaged), (loaded.warnings, 2));
         // A torn last line is not damage: an interrupted writer leaves one.
@@ -1053,5 +1070,230 @@ mod tests {
         let scanned = scan_all(dir.path(), &conditions);
         assert_eq!(scanned.warnings, loaded.warnings);
         assert_eq!(scanned.units, keys_of(&loaded, &conditions));
+    }
+
+    mod properties {
+        //! Property tests of the journal's reader: what the writer writes reads back as it was
+        //! written, a damaged line never reads as a unit, and the scan's reader accepts and
+        //! rejects exactly what the full reader does, for thousands of generated lines.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn cases(n: u32) -> ProptestConfig {
+            let n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+            ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        fn finite() -> impl Strategy<Value = f64> {
+            // JSON has no NaN or infinity: a unit's values are finite (see the report).
+            any::<f64>().prop_filter("finite", |v| v.is_finite())
+        }
+
+        fn error() -> impl Strategy<Value = crate::runner::UnitError> {
+            (".{0,12}", prop::option::of(".{0,8}"), 0..3u8).prop_map(|(message, location, kind)| {
+                crate::runner::UnitError {
+                    message,
+                    location,
+                    kind: [
+                        crate::results::FailureKind::Error,
+                        crate::results::FailureKind::Panic,
+                        crate::results::FailureKind::Timeout,
+                    ][kind as usize],
+                }
+            })
+        }
+
+        pub(super) fn unit_result() -> impl Strategy<Value = UnitResult> {
+            (
+                (".{0,8}", ".{0,8}", any::<u64>(), any::<u64>(), any::<bool>(), prop::option::of(error())),
+                prop::collection::btree_map(".{0,6}", finite(), 0..4),
+                prop::collection::vec(
+                    (".{0,4}", finite(), prop::collection::vec((".{0,3}", ".{0,3}"), 0..2))
+                        .prop_map(|(name, value, tags)| crate::events::MetricRecord { name, value, tags }),
+                    0..3,
+                ),
+                finite(),
+                prop::collection::vec(
+                    (1..5u32, error(), finite()).prop_map(|(attempt, error, duration_ms)| crate::results::Attempt {
+                        attempt,
+                        error,
+                        duration_ms,
+                    }),
+                    0..2,
+                ),
+            )
+                .prop_map(
+                    |((experiment, condition, replicate, seed, ok, error), metrics, records, duration_ms, attempts)| {
+                        UnitResult {
+                            experiment,
+                            condition,
+                            replicate,
+                            seed,
+                            status: if ok { UnitStatus::Ok } else { UnitStatus::Error },
+                            error,
+                            metrics: metrics.into(),
+                            records,
+                            duration_ms,
+                            attempts,
+                        }
+                    },
+                )
+        }
+
+        fn sealed_line(unit: &UnitResult) -> Vec<u8> {
+            let mut line = Vec::new();
+            encode(&mut line, unit).unwrap();
+            integrity::seal(&mut line, 0);
+            line
+        }
+
+        /// Whether the scan's reader and the full reader agree on `line`: both accept it (as the
+        /// same unit) or both reject it the same way.
+        fn readers_agree(line: &[u8]) -> Result<(), TestCaseError> {
+            let full = parse_line::<UnitResult>(line);
+            let shape = parse_line::<UnitShape>(line);
+            match (&full, &shape) {
+                (Parsed::Unit(u, a), Parsed::Unit(s, b)) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!((&*u.condition, u.replicate, u.seed), (&*s.condition, s.replicate, s.seed));
+                    prop_assert_eq!(u.is_ok(), s.status == UnitStatus::Ok);
+                }
+                (Parsed::Blank, Parsed::Blank) => {}
+                (Parsed::Foreign { schema: a, kind: k }, Parsed::Foreign { schema: b, kind: l }) => {
+                    prop_assert_eq!((a, k), (b, l))
+                }
+                (Parsed::Invalid(a), Parsed::Invalid(b)) => {
+                    prop_assert!(!a.to_string().is_empty());
+                    prop_assert_eq!(a.to_string(), b.to_string())
+                }
+                (Parsed::Corrupt(a), Parsed::Corrupt(b)) => {
+                    prop_assert!(!a.is_empty());
+                    prop_assert_eq!(a, b)
+                }
+                _ => prop_assert!(false, "the readers disagree on {:?}", String::from_utf8_lossy(line)),
+            }
+            Ok(())
+        }
+
+        /// Pieces of journal lines, glued at random: keys, values of every type, and junk.
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    ",",
+                    ":",
+                    "\"schema\":2,",
+                    "\"schema\":1,",
+                    "\"type\":\"unit\",",
+                    "\"condition\":",
+                    "\"replicate\":",
+                    "\"seed\":",
+                    "\"status\":\"ok\"",
+                    "\"metrics\":",
+                    "\"records\":",
+                    "\"error\":",
+                    "\"duration_ms\":",
+                    "\"experiment\":",
+                    "\"crc32\":\"",
+                    "null",
+                    "true",
+                    "-1",
+                    "1e999",
+                    "18446744073709551616",
+                    "0.5",
+                    "\"x\"",
+                    "{\"w\":1}",
+                ])
+                .prop_map(str::to_owned),
+                any::<u64>().prop_map(|v| v.to_string()),
+                "\"[^\"\\\\]{0,4}\"",
+                "[0-9a-f]{8}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(cases(2000))]
+
+            #[test]
+            fn what_the_writer_writes_reads_back_exactly(unit in unit_result()) {
+                let line = sealed_line(&unit);
+                prop_assert!(!line.contains(&b'\n'));
+                match parse_line::<UnitResult>(&line) {
+                    Parsed::Unit(read, sealed) => {
+                        prop_assert!(sealed);
+                        prop_assert_eq!(read.metrics.len(), unit.metrics.len());
+                        for ((a, x), (b, y)) in read.metrics.iter().zip(unit.metrics.iter()) {
+                            prop_assert_eq!((a, x.to_bits()), (b, y.to_bits()));
+                        }
+                        prop_assert_eq!(read, unit);
+                    }
+                    _ => prop_assert!(false, "not read back: {}", String::from_utf8_lossy(&line)),
+                }
+                readers_agree(&line)?;
+            }
+
+            #[test]
+            fn a_sealed_line_with_any_byte_changed_or_cut_never_reads_as_a_unit(
+                unit in unit_result(),
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let line = sealed_line(&unit);
+                let mut changed = line.clone();
+                let at = at.index(line.len());
+                prop_assume!(changed[at] != byte);
+                changed[at] = byte;
+                prop_assert!(!matches!(parse_line::<UnitResult>(&changed), Parsed::Unit(..)),
+                    "{}", String::from_utf8_lossy(&changed));
+                readers_agree(&changed)?;
+                let cut = &line[..cut.index(line.len())];
+                prop_assert!(!matches!(parse_line::<UnitResult>(cut), Parsed::Unit(..)));
+                readers_agree(cut)?;
+            }
+
+            #[test]
+            fn any_bytes_are_read_the_same_by_both_readers(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+                readers_agree(&bytes)?;
+            }
+
+            #[test]
+            fn glued_pieces_are_read_the_same_by_both_readers(pieces in prop::collection::vec(piece(), 0..16)) {
+                let line = pieces.concat();
+                readers_agree(line.as_bytes())?;
+                readers_agree(&seal_record(line.as_bytes()))?;
+            }
+
+            #[test]
+            fn records_with_fields_changed_to_any_value_are_read_the_same_by_both_readers(
+                unit in unit_result(),
+                field in prop::sample::select(vec!["condition", "replicate", "seed", "status", "metrics", "error",
+                    "records", "duration_ms", "experiment", "schema", "type"]),
+                value in prop_oneof![
+                    Just(serde_json::Value::Null),
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    any::<f64>().prop_map(serde_json::Value::from),
+                    ".{0,6}".prop_map(serde_json::Value::from),
+                    Just(serde_json::json!([1, "a"])),
+                    Just(serde_json::json!({"w": "x"})),
+                    Just(serde_json::json!(18446744073709551615u64)),
+                ],
+                reseal in any::<bool>(),
+            ) {
+                let mut record: serde_json::Value = serde_json::from_slice(&sealed_line(&unit)).unwrap();
+                record[field] = value;
+                let text = record.to_string();
+                let line = if reseal {
+                    record.as_object_mut().unwrap().remove("crc32");
+                    seal_record(record.to_string().as_bytes())
+                } else {
+                    text.into_bytes()
+                };
+                readers_agree(&line)?;
+            }
+        }
     }
 }

@@ -617,9 +617,15 @@ impl RunDir {
             let unit = &scanned.units[seq];
             integrity::Fact { ok: unit.ok, digest: unit.digest, at: unit.at }
         };
-        resolve_units(&mut accepted, fact, &mut damage, &mut notes, &scanned.files, &conditions, |index, replicate, seq| {
-            units[index].push((replicate, scanned.units[seq].ok))
-        });
+        resolve_units(
+            &mut accepted,
+            fact,
+            &mut damage,
+            &mut notes,
+            &scanned.files,
+            &conditions,
+            |index, replicate, seq| units[index].push((replicate, scanned.units[seq].ok)),
+        );
         notes.sort_by_key(|(seq, _)| *seq);
         warnings.extend(notes.into_iter().map(|(_, note)| note));
         RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings, damage }
@@ -658,9 +664,15 @@ impl RunDir {
             integrity::Fact { ok: unit.is_ok(), digest, at: loaded.at[seq] }
         };
         let mut chosen = Vec::with_capacity(accepted.len());
-        resolve_units(&mut accepted, fact, &mut damage, &mut notes, &loaded.files, &conditions, |index, replicate, seq| {
-            chosen.push(((index, replicate), seq))
-        });
+        resolve_units(
+            &mut accepted,
+            fact,
+            &mut damage,
+            &mut notes,
+            &loaded.files,
+            &conditions,
+            |index, replicate, seq| chosen.push(((index, replicate), seq)),
+        );
         let mut slots: Vec<Option<UnitResult>> = loaded.units.into_iter().map(Some).collect();
         let units: BTreeMap<(usize, u64), UnitResult> =
             chosen.into_iter().filter_map(|(key, seq)| slots[seq].take().map(|unit| (key, unit))).collect();
@@ -1002,5 +1014,110 @@ mod tests {
         assert_eq!(assert_scan_agrees(&run).status(), Status::Damaged);
         let (_dir, run) = run_with(&[], 0);
         assert_eq!(assert_scan_agrees(&run).status(), Status::Incomplete);
+    }
+
+    mod properties {
+        //! Property tests of the manifest's and session records' readers: a manifest damaged in
+        //! any byte, cut anywhere or with any field set to any value is read, or refused with an
+        //! error naming the file; what is read can be planned (no count past the maximum, no
+        //! index past 2^64), and reading the run's units never panics.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn cases(n: u32) -> ProptestConfig {
+            let n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+            ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        fn any_json() -> impl Strategy<Value = serde_json::Value> {
+            prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<u64>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                prop::sample::select(vec![0u64, 1, 2, MAX_REPLICATES, MAX_REPLICATES + 1, u64::MAX - 1, u64::MAX])
+                    .prop_map(serde_json::Value::from),
+                ".{0,6}".prop_map(serde_json::Value::from),
+                Just(serde_json::json!([])),
+                Just(serde_json::json!({"baseline": {}})),
+            ]
+        }
+
+        /// Checks what reading `bytes` as the manifest of a run directory gives.
+        fn read_manifest(bytes: &[u8], session: Option<&[u8]>) -> Result<(), TestCaseError> {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("manifest.json");
+            std::fs::write(&path, bytes).unwrap();
+            if let Some(session) = session {
+                std::fs::write(dir.path().join("session-1.json"), session).unwrap();
+            }
+            match RunDir::open(dir.path()) {
+                Ok(run) => {
+                    let (first, replicates) = (run.manifest.first_replicate, run.manifest.replicates);
+                    prop_assert!(replicates <= MAX_REPLICATES && first.checked_add(replicates).is_some());
+                    let (state, scan) = (run.state(), run.scan());
+                    prop_assert_eq!(state.status(), scan.status());
+                    prop_assert!(state.replicates <= MAX_REPLICATES);
+                    for warning in &scan.warnings {
+                        prop_assert!(warning.contains("session-1.json"), "{}", warning);
+                    }
+                }
+                Err(Error::Store(message)) => {
+                    prop_assert!(
+                        message.contains(&path.display().to_string()) && message.len() > path.as_os_str().len() + 10,
+                        "{}",
+                        message
+                    )
+                }
+                Err(other) => prop_assert!(false, "not a store error: {other}"),
+            }
+            Ok(())
+        }
+
+        fn manifest_bytes() -> Vec<u8> {
+            static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            BYTES
+                .get_or_init(|| {
+                    let (_dir, run) = run_with(&[], 0);
+                    serde_json::to_vec_pretty(&run.manifest).unwrap()
+                })
+                .clone()
+        }
+
+        proptest! {
+            #![proptest_config(cases(1000))]
+
+            #[test]
+            fn a_manifest_with_any_byte_changed_or_cut_is_read_or_refused_naming_it(
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let bytes = manifest_bytes();
+                let mut changed = bytes.clone();
+                changed[at.index(bytes.len())] = byte;
+                read_manifest(&changed, None)?;
+                read_manifest(&bytes[..cut.index(bytes.len())], None)?;
+            }
+
+            #[test]
+            fn a_manifest_or_session_with_a_field_of_any_value_is_read_or_refused_naming_it(
+                field in prop::sample::select(vec!["schema", "replicates", "first_replicate", "run", "experiment",
+                    "config", "request", "command", "created", "hypotheses", "versions"]),
+                value in any_json(),
+                session_field in prop::sample::select(vec!["schema", "replicates", "writer", "forced", "started"]),
+                session_value in any_json(),
+            ) {
+                let mut manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes()).unwrap();
+                manifest[field] = value;
+                let mut session = serde_json::json!({
+                    "schema": 1, "writer": "1", "started": "now", "command": [], "replicates": 3, "forced": false,
+                    "host": "h"
+                });
+                session[session_field] = session_value;
+                read_manifest(manifest.to_string().as_bytes(), Some(session.to_string().as_bytes()))?;
+            }
+        }
     }
 }
