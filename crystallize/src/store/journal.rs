@@ -507,8 +507,10 @@ fn read_one<T: Send>(
         *damaged += 1;
         return warnings.push(cannot_read(error));
     }
-    // From its first checksummed line on, a journal is one this version wrote: a line without a
-    // checksum after it was not written by its writer.
+    // A journal with a checksummed line is one this version wrote, every line of it sealed: a
+    // line without a checksum in it was not written by its writer. Decided block by block (a
+    // block's lines are all parsed before any is taken), so that a line rewritten without its
+    // checksum is rejected even before the first sealed line.
     let mut sealed_journal = false;
     // Lines before `current`.
     let mut line = 0;
@@ -535,19 +537,17 @@ fn read_one<T: Send>(
             },
         );
         let count = parsed.len();
+        sealed_journal = sealed_journal || parsed.iter().any(|p| matches!(p, Parsed::Unit(_, true)));
         for (index, parsed) in parsed.into_iter().enumerate() {
             let at = || format!("{}:{}", path.display(), line + index + 1);
             match parsed {
                 Parsed::Blank => {}
-                Parsed::Unit(unit, true) => {
-                    sealed_journal = true;
-                    take(unit, (line + index + 1) as u64)
-                }
+                Parsed::Unit(unit, true) => take(unit, (line + index + 1) as u64),
                 Parsed::Unit(_, false) if sealed_journal => {
                     *damaged += 1;
                     warnings.push(format!(
-                        "{}: a record without a checksum in a journal whose earlier lines have one (it was not \
-                         written by the journal's writer); ignored, its unit will run again",
+                        "{}: a record without a checksum in a journal whose lines have one (it was not written \
+                         by the journal's writer); ignored, its unit will run again",
                         at()
                     ))
                 }
@@ -848,11 +848,22 @@ mod tests {
         assert!(
             loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: a record of schema 2 without its checksum")
         );
-        assert!(
-            loaded.warnings[1].contains("journal-1.jsonl:3: a record without a checksum in a journal whose earlier")
-        );
+        assert!(loaded.warnings[1].contains("journal-1.jsonl:3: a record without a checksum in a journal whose lines"));
         let scanned = scan_all(dir.path(), &["a".to_owned()]);
         assert_eq!((scanned.warnings, scanned.damaged), (loaded.warnings, 2));
+        // A line rewritten without its checksum before the journal's sealed lines: rejected too.
+        let path = write_units(dir.path(), "15", &[unit("a", 8), unit("a", 9)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = text.lines().nth(1).unwrap().to_owned();
+        std::fs::write(&path, format!("{}\n{second}\n", legacy.replace(":4,", ":8,"))).unwrap();
+        let loaded = read_all(dir.path());
+        assert_eq!(loaded.damaged, 3, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[2].contains("journal-15.jsonl:1: a record without a checksum"),
+            "{:?}",
+            loaded.warnings
+        );
+        std::fs::remove_file(&path).unwrap();
         // A torn last line is not damage: an interrupted writer leaves one.
         let path = write_units(dir.path(), "2", &[unit("a", 1)]);
         let bytes = std::fs::read(&path).unwrap();
