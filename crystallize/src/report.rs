@@ -114,8 +114,9 @@ pub fn decide(
 }
 
 /// The results of a stored run as `run` saw them at its end.
-pub fn stored_results(run: &RunDir, state: &RunState) -> RunResults {
-    let units = state.results();
+pub fn stored_results(run: &RunDir, state: &mut RunState) -> RunResults {
+    // Moved out, not copied: a report of a million units held them twice.
+    let units: Vec<crate::runner::UnitResult> = std::mem::take(&mut state.units).into_values().collect();
     let planned = state.planned();
     RunResults {
         info: RunInfo {
@@ -193,12 +194,13 @@ impl Report {
     /// (alpha, correction, test, minimum effect). A confirmation's registered hypothesis is still
     /// decided as it was registered: options chosen after seeing the data cannot change it.
     pub fn from_store_with(store: &Store, run: &RunDir, extra: &[String], options: &EvalOptions) -> Report {
-        let state = run.state();
+        let mut state = run.state();
         for warning in &state.warnings {
             eprintln!("warning: {warning}");
         }
-        let mut report = Report::new(Some(&run.manifest.run), stored_results(run, &state));
-        report.stored = Some((state.status(), state.damage));
+        let status = state.status();
+        let mut report = Report::new(Some(&run.manifest.run), stored_results(run, &mut state));
+        report.stored = Some((status, state.damage));
         let shared = seeds_shared(run);
         let defaults = EvalOptions::default();
         match run.read_preregistration() {
@@ -217,13 +219,13 @@ impl Report {
                 }
                 report.decide(extra, shared, options, Some(false));
                 let result = report.hypotheses.iter().find(|d| d.preregistered == Some(true)).map(|d| &d.result);
-                report.integrity = confirmation::assess_run(store, run, &state, result);
+                report.integrity = confirmation::assess_run(store, run, &state, &report.results.units, result);
             }
             _ => {
                 let mut all = run.manifest.hypotheses.clone();
                 all.extend(extra.iter().cloned());
                 report.decide(&all, shared, options, None);
-                report.integrity = confirmation::assess_run(store, run, &state, None);
+                report.integrity = confirmation::assess_run(store, run, &state, &report.results.units, None);
             }
         }
         report

@@ -145,7 +145,8 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
             opened.execute(cancel, &mut [&mut progress as &mut dyn Observer])?
         }
     };
-    let results = &finished.results;
+    let mut finished = finished;
+    let results = &mut finished.results;
     eprintln!(
         "ran {} units in {:.2} s with {} jobs; stored in {}",
         results.units.len(),
@@ -153,6 +154,12 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         results.info.jobs,
         run_dir.path().display()
     );
+    // The report is recomputed from the store: of this session's results only the failures are
+    // needed from here on (to name them), and holding every unit while the report reads them
+    // all again doubled the peak memory of a big run.
+    results.units.retain(|unit| !unit.is_ok());
+    results.units.shrink_to_fit();
+    let results = &finished.results;
     let report_problems = match output {
         Output::Report(format) => {
             inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()

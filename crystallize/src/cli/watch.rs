@@ -16,7 +16,7 @@ use super::WatchArgs;
 use crate::error::Error;
 use crate::runner::UnitResult;
 use crate::store::events::{self as events_log, Logged, Tail};
-use crate::store::{journal, Damage, RunDir, RunState, Status, Store};
+use crate::store::{journal, Damage, RunDir, Status, Store};
 use crate::summary;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -105,6 +105,29 @@ fn latest_in_progress(store: &Store) -> Result<RunDir, Error> {
     }))
 }
 
+/// Where a watched run stands: units done, failed and planned, and its status.
+struct Tally {
+    done: usize,
+    failed: usize,
+    planned: usize,
+    status: Status,
+}
+
+impl Tally {
+    fn done(&self) -> usize {
+        self.done
+    }
+    fn failed(&self) -> usize {
+        self.failed
+    }
+    fn planned(&self) -> usize {
+        self.planned
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
+}
+
 /// An event, as shown.
 struct SeenEvent {
     condition: String,
@@ -140,7 +163,11 @@ struct Watcher {
     replicates: u64,
     journals: Tail,
     events: Tail,
-    units: BTreeMap<(usize, u64), UnitResult>,
+    /// Per unit with a record: the digest of its metrics when it succeeded, `None` when it only
+    /// failed. Not the records themselves: watching a run of a million units must not hold them.
+    units: BTreeMap<(usize, u64), Option<u64>>,
+    /// Per condition: each metric's sum and count over the successful units, for the means.
+    sums: Vec<BTreeMap<String, (f64, usize)>>,
     running: BTreeSet<(usize, u64)>,
     latest: VecDeque<SeenEvent>,
     keep_events: usize,
@@ -168,6 +195,7 @@ impl Watcher {
             journals,
             events,
             units: BTreeMap::new(),
+            sums: Vec::new(),
             running: BTreeSet::new(),
             latest: VecDeque::new(),
             keep_events,
@@ -205,7 +233,7 @@ impl Watcher {
             let Some(index) = self.condition_index(condition) else { continue };
             match logged {
                 Logged::UnitStarted { .. } => {
-                    if !self.units.get(&(index, replicate)).is_some_and(UnitResult::is_ok) {
+                    if !self.units.get(&(index, replicate)).is_some_and(Option::is_some) {
                         self.running.insert((index, replicate));
                     }
                 }
@@ -257,8 +285,8 @@ impl Watcher {
                 |unit: &UnitResult| journal::metrics_digest(unit.metrics.iter().map(|(n, v)| (n.as_str(), *v)));
             // The first success stands; a later success is a duplicate. One with other metrics is
             // damage (the store's reader then leaves the unit in doubt, to run again).
-            if let Some(first) = self.units.get(&key).filter(|u| u.is_ok()) {
-                if record.is_ok() && digest(first) != digest(&record) {
+            if let Some(Some(first)) = self.units.get(&key) {
+                if record.is_ok() && *first != digest(&record) {
                     self.damage.conflicts += 1;
                     changes.warnings.push(format!(
                         "{}: a second successful record of {} #{} whose metrics differ from the first one",
@@ -269,7 +297,17 @@ impl Watcher {
                 }
                 continue;
             }
-            let previous = self.units.insert(key, record.clone());
+            let previous = self.units.insert(key, record.is_ok().then(|| digest(&record)));
+            if record.is_ok() {
+                if self.sums.len() < self.conditions.len() {
+                    self.sums.resize(self.conditions.len(), BTreeMap::new());
+                }
+                for (name, value) in &record.metrics {
+                    let entry = self.sums[index].entry(name.clone()).or_insert((0.0, 0));
+                    entry.0 += value;
+                    entry.1 += 1;
+                }
+            }
             if self.planned(record.replicate) {
                 self.failed_count = self.failed_count.saturating_sub(usize::from(previous.is_some()));
                 if record.is_ok() {
@@ -308,20 +346,15 @@ impl Watcher {
         self.run.manifest.replicates
     }
 
-    fn state(&self) -> RunState {
-        RunState {
-            conditions: self.conditions.clone(),
-            replicates: self.replicates,
-            first_replicate: self.run.manifest.first_replicate,
-            units: self.units.clone(),
-            rejected: Vec::new(),
-            warnings: Vec::new(),
-            damage: self.damage,
-        }
+    /// Where the run stands, as the store would say it from what was read so far.
+    fn state(&self) -> Tally {
+        let planned = crate::store::planned_units(self.conditions.len(), self.replicates);
+        let (done, failed) = (self.done_count, self.failed_count);
+        Tally { done, failed, planned, status: Status::of(done, done + failed, planned, self.damage.total()) }
     }
 
     fn done(&self) -> usize {
-        self.units.values().filter(|u| u.is_ok()).count()
+        self.done_count
     }
 
     /// Units per second since the first poll, once some finished meanwhile.
@@ -344,21 +377,19 @@ impl Watcher {
     fn per_condition(&self) -> Vec<(usize, usize, usize, BTreeMap<String, f64>)> {
         type Sums = BTreeMap<String, (f64, usize)>;
         let mut rows: Vec<(usize, usize, usize, Sums)> = vec![(0, 0, 0, BTreeMap::new()); self.conditions.len()];
-        for ((index, replicate), unit) in &self.units {
+        for ((index, replicate), digest) in &self.units {
             let Some(row) = rows.get_mut(*index) else { continue };
             if !self.planned(*replicate) {
                 continue;
             }
-            if unit.is_ok() {
+            if digest.is_some() {
                 row.0 += 1;
-                for (name, value) in &unit.metrics {
-                    let entry = row.3.entry(name.clone()).or_insert((0.0, 0));
-                    entry.0 += value;
-                    entry.1 += 1;
-                }
             } else {
                 row.1 += 1;
             }
+        }
+        for (row, sums) in rows.iter_mut().zip(&self.sums) {
+            row.3 = sums.clone();
         }
         for (index, _) in &self.running {
             if let Some(row) = rows.get_mut(*index) {
@@ -374,7 +405,7 @@ impl Watcher {
     }
 
     /// The view of the run: a headline, a table per condition, the latest events.
-    fn render(&self, state: &RunState, with_events: bool) -> String {
+    fn render(&self, state: &Tally, with_events: bool) -> String {
         let mut text = String::new();
         let rate = self.rate();
         let remaining = state.planned().saturating_sub(state.done() + state.failed()) as u64;
@@ -480,7 +511,7 @@ impl View {
     }
 
     /// Shows what changed; false when stdout is gone.
-    fn update(&mut self, watcher: &Watcher, state: &RunState, changes: &Changes) -> bool {
+    fn update(&mut self, watcher: &Watcher, state: &Tally, changes: &Changes) -> bool {
         for warning in &changes.warnings {
             eprintln!("warning: {warning}");
         }
@@ -526,7 +557,7 @@ impl View {
     }
 
     /// The final view, left on screen (or at the end of the log).
-    fn finish(&mut self, watcher: &Watcher, state: &RunState) {
+    fn finish(&mut self, watcher: &Watcher, state: &Tally) {
         if let View::Live { bar, .. } = self {
             bar.finish_and_clear();
         }

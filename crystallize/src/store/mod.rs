@@ -290,7 +290,7 @@ impl Status {
     /// The status of a run of `planned` units, `done` of them successful and `recorded` of them
     /// with any trusted record, where `damage` records were rejected or disagree: damage only
     /// matters while it leaves a planned unit without a result (a resume runs those again).
-    fn of(done: usize, recorded: usize, planned: usize, damage: usize) -> Status {
+    pub(crate) fn of(done: usize, recorded: usize, planned: usize, damage: usize) -> Status {
         if done >= planned {
             Status::Complete
         } else if damage > 0 {
@@ -360,7 +360,7 @@ impl Damage {
 
 /// `conditions` times `replicates`, saturating: the count is only compared with counts of
 /// records, which can never reach it.
-fn planned_units(conditions: usize, replicates: u64) -> usize {
+pub(crate) fn planned_units(conditions: usize, replicates: u64) -> usize {
     conditions.saturating_mul(usize::try_from(replicates).unwrap_or(usize::MAX))
 }
 
