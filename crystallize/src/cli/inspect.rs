@@ -240,7 +240,11 @@ pub(super) fn print_report(
     let report = Report::from_store_with(store, run, extra, options);
     let mut out = std::io::stdout().lock();
     let _ = match format {
-        Format::Json => writeln!(out, "{}", report.to_json()),
+        Format::Json => {
+            let mut buffered = std::io::BufWriter::with_capacity(1 << 16, &mut out);
+            let written = report.write_json(&mut buffered).and_then(|()| writeln!(buffered));
+            written.and_then(|()| buffered.flush())
+        }
         Format::Text => write!(out, "{}", report.to_text()),
         Format::Markdown => write!(out, "{}", report.to_markdown()),
     };
