@@ -274,19 +274,28 @@ pub struct Loaded {
 /// the run (its condition, replicate and seed) is for the caller to check: see
 /// [`crate::store::RunDir::state`].
 pub fn read_all(dir: &Path) -> Loaded {
+    let (mut units, mut at) = (Vec::new(), Vec::new());
+    let mut loaded = read_each(dir, |unit, line_at| {
+        units.push(unit);
+        at.push(line_at);
+    });
+    (loaded.units, loaded.at) = (units, at);
+    loaded
+}
+
+/// [`read_all`], giving each record to `take` as it is read (journals by writer, lines in order)
+/// instead of holding them all: the returned [`Loaded`] has the files, warnings and damage, and
+/// no units.
+pub fn read_each(dir: &Path, mut take: impl FnMut(UnitResult, LineAt)) -> Loaded {
     let mut loaded = Loaded::default();
     loaded.files = journals(dir, &mut loaded.warnings);
     for (file, path) in loaded.files.iter().enumerate() {
-        let (units, at) = (&mut loaded.units, &mut loaded.at);
         read_one(
             path,
             &mut loaded.warnings,
             &mut loaded.damaged,
             |line| parse_line::<UnitResult>(line),
-            |unit, line| {
-                units.push(unit);
-                at.push(LineAt { file: file as u32, line });
-            },
+            |unit, line| take(unit, LineAt { file: file as u32, line }),
         );
     }
     loaded

@@ -31,7 +31,7 @@ pub mod time;
 /// How a unit's seed derives from the run's seed: part of the stored format (a journal record
 /// whose seed is not the one its replicate derives is rejected).
 pub use crate::seed::{unit_seed, SeedPolicy};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -39,6 +39,7 @@ use serde::Serialize;
 use crate::error::{suggest, Error};
 use crate::plan::{DoneUnits, MAX_REPLICATES};
 use crate::runner::{UnitResult, UnitStatus};
+use journal::LineAt;
 use manifest::{Manifest, Session, SCHEMA};
 
 /// The environment variable naming the store directory.
@@ -641,43 +642,74 @@ impl RunDir {
         let conditions = self.conditions();
         let (replicates, mut warnings) = self.planned_replicates();
         let expect = self.expectation(&conditions, replicates);
-        let loaded = journal::read_all(&self.path);
-        warnings.extend(loaded.warnings);
-        let mut damage = Damage { lines: loaded.damaged, ..Damage::default() };
-        let mut notes: Vec<(usize, String)> = Vec::new();
+        // Records are resolved as they are read (the same rules as `integrity::resolve`, which
+        // the scan uses; a test holds the two together), so that only each unit's result is held,
+        // not every record.
+        enum Note {
+            Rejected(LineAt, String),
+            Disagree { at: LineAt, first: LineAt, index: usize, replicate: u64 },
+        }
+        /// How a unit's records stand so far: its standing success (digest, where), or not.
+        struct Standing {
+            ok: bool,
+            digest: u64,
+            at: LineAt,
+            doubt_file: Option<u32>,
+        }
+        let mut units: BTreeMap<(usize, u64), UnitResult> = BTreeMap::new();
+        let mut standing: HashMap<(usize, u64), Standing> = HashMap::new();
+        let mut notes: Vec<Note> = Vec::new();
         let mut rejected_units = Vec::new();
-        let mut accepted = Vec::with_capacity(loaded.units.len());
-        for (seq, (unit, line_at)) in loaded.units.iter().zip(&loaded.at).enumerate() {
+        let mut damage = Damage::default();
+        let read = journal::read_each(&self.path, |unit, line_at| {
             let known = conditions.iter().position(|c| *c == unit.condition);
-            match expect.check(known, &unit.condition, unit.replicate, unit.seed) {
-                Ok(index) => accepted.push((index, unit.replicate, seq)),
+            let index = match expect.check(known, &unit.condition, unit.replicate, unit.seed) {
+                Ok(index) => index,
                 Err(reason) => {
                     damage.rejected += 1;
-                    notes.push((seq, rejected(&journal::describe(&loaded.files, *line_at), &reason)));
-                    rejected_units.push((unit.condition.clone(), unit.replicate));
+                    notes.push(Note::Rejected(line_at, reason));
+                    rejected_units.push((unit.condition, unit.replicate));
+                    return;
                 }
+            };
+            let key = (index, unit.replicate);
+            let slot = standing.entry(key).or_insert(Standing { ok: false, digest: 0, at: line_at, doubt_file: None });
+            if !unit.is_ok() {
+                // A failure stands only until a success: the latest failure is kept.
+                if !slot.ok {
+                    units.insert(key, unit);
+                }
+                return;
+            }
+            let digest = journal::metrics_digest(unit.metrics.iter().map(|(name, value)| (name.as_str(), *value)));
+            let settles = slot.doubt_file.is_some_and(|file| line_at.file > file);
+            if !slot.ok || settles {
+                *slot = Standing { ok: true, digest, at: line_at, doubt_file: None };
+                units.insert(key, unit);
+            } else if slot.digest != digest {
+                damage.conflicts += 1;
+                notes.push(Note::Disagree { at: line_at, first: slot.at, index, replicate: unit.replicate });
+                slot.doubt_file = Some(slot.doubt_file.map_or(line_at.file, |file| file.max(line_at.file)));
+            }
+        });
+        for (key, slot) in &standing {
+            if slot.ok && slot.doubt_file.is_some() {
+                units.remove(key);
+                damage.in_doubt += 1;
             }
         }
-        let fact = |seq: usize| {
-            let unit: &UnitResult = &loaded.units[seq];
-            let digest = journal::metrics_digest(unit.metrics.iter().map(|(name, value)| (name.as_str(), *value)));
-            integrity::Fact { ok: unit.is_ok(), digest, at: loaded.at[seq] }
-        };
-        let mut chosen = Vec::with_capacity(accepted.len());
-        resolve_units(
-            &mut accepted,
-            fact,
-            &mut damage,
-            &mut notes,
-            &loaded.files,
-            &conditions,
-            |index, replicate, seq| chosen.push(((index, replicate), seq)),
-        );
-        let mut slots: Vec<Option<UnitResult>> = loaded.units.into_iter().map(Some).collect();
-        let units: BTreeMap<(usize, u64), UnitResult> =
-            chosen.into_iter().filter_map(|(key, seq)| slots[seq].take().map(|unit| (key, unit))).collect();
-        notes.sort_by_key(|(seq, _)| *seq);
-        warnings.extend(notes.into_iter().map(|(_, note)| note));
+        drop(standing);
+        damage.lines = read.damaged;
+        warnings.extend(read.warnings);
+        warnings.extend(notes.into_iter().map(|note| match note {
+            Note::Rejected(at, reason) => rejected(&journal::describe(&read.files, at), &reason),
+            Note::Disagree { at, first, index, replicate } => disagree(
+                &journal::describe(&read.files, at),
+                &journal::describe(&read.files, first),
+                &conditions[index],
+                replicate,
+            ),
+        }));
         RunState {
             conditions,
             replicates,
@@ -1083,6 +1115,40 @@ mod tests {
                     serde_json::to_vec_pretty(&run.manifest).unwrap()
                 })
                 .clone()
+        }
+
+        /// A record of a run of `baseline` and `loaded`, replicates 0..4: some outside the plan,
+        /// some failed, metrics from two values (so that successes of a unit may disagree).
+        fn record() -> impl Strategy<Value = UnitResult> {
+            (0..3usize, 0..6u64, any::<bool>(), 0..2u8).prop_map(|(condition, replicate, ok, value)| {
+                let name = ["baseline", "loaded", "gone"][condition];
+                let mut unit = unit(name, replicate, ok || value == 0);
+                unit.metrics.insert("win".into(), f64::from(value));
+                unit
+            })
+        }
+
+        proptest! {
+            #![proptest_config(cases(200))]
+
+            #[test]
+            fn the_scan_and_the_state_resolve_any_records_the_same_way(
+                journals in prop::collection::vec(prop::collection::vec(record(), 0..12), 1..4),
+            ) {
+                let slices: Vec<&[UnitResult]> = journals.iter().map(Vec::as_slice).collect();
+                let (_dir, run) = run_with(&slices, 0);
+                let (state, scan) = (run.state(), run.scan());
+                prop_assert_eq!(&scan.warnings, &state.warnings);
+                prop_assert_eq!(scan.damage, state.damage);
+                prop_assert_eq!(scan.done_set(), state.done_set());
+                prop_assert_eq!((scan.done(), scan.failed(), scan.status()), (state.done(), state.failed(), state.status()));
+                // A unit counted done has the metrics of one of its successful records.
+                for ((index, replicate), kept) in &state.units {
+                    let name = &state.conditions[*index];
+                    prop_assert!(journals.iter().flatten().any(|u| u.condition == *name && u.replicate == *replicate
+                        && u.status == kept.status && u.metrics == kept.metrics));
+                }
+            }
         }
 
         proptest! {
