@@ -815,8 +815,6 @@ fn disagree(at: &str, first: &str, condition: &str, replicate: u64) -> String {
     )
 }
 
-/// Whether two records have the same metrics, bit for bit (NaN equals NaN).
-
 /// A writer id: start time first, so that ids sort chronologically, then the process id.
 pub fn writer_id() -> String {
     let (secs, nanos) = time::now();
