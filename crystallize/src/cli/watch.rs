@@ -38,10 +38,14 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
         // Whether the writers are gone is asked before reading, so that what they wrote last is read.
         let gone = watcher.writers_gone();
         let changes = watcher.poll();
+        let caught_up = watcher.caught_up();
         let state = watcher.state();
         let status = state.status();
-        quiet_and_gone =
-            if gone && changes.units.is_empty() && changes.events.is_empty() { quiet_and_gone + 1 } else { 0 };
+        quiet_and_gone = if gone && caught_up && changes.units.is_empty() && changes.events.is_empty() {
+            quiet_and_gone + 1
+        } else {
+            0
+        };
         // A damaged run may still be running: its writers may yet write the units it lacks.
         let unfinished = matches!(status, Status::Incomplete | Status::Damaged);
         let stopped = unfinished && quiet_and_gone >= 2;
@@ -75,7 +79,10 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
             );
             return Ok(ExitCode::from(1));
         }
-        std::thread::sleep(interval);
+        // Files read only in part (a big run followed from its start) are read on at once.
+        if caught_up {
+            std::thread::sleep(interval);
+        }
     }
 }
 
@@ -334,6 +341,11 @@ impl Watcher {
             self.baseline = Some((Instant::now(), self.done()));
         }
         changes
+    }
+
+    /// Whether the last poll read the run's files to their ends.
+    fn caught_up(&self) -> bool {
+        self.journals.caught_up() && self.events.caught_up()
     }
 
     /// Whether `replicate` is one of the run's planned replicate indices.
