@@ -114,11 +114,7 @@ pub fn decide(
 }
 
 /// The results of a stored run as `run` saw them at its end.
-pub fn stored_results(run: &RunDir, state: &mut RunState) -> RunResults {
-    // Moved out, not copied: a report of a million units held them twice.
-    let kept = std::mem::take(&mut state.units);
-    let mut units: Vec<crate::runner::UnitResult> = Vec::with_capacity(kept.len());
-    units.extend(kept.into_values());
+pub fn stored_results(run: &RunDir, state: &RunState, units: Vec<crate::runner::UnitResult>) -> RunResults {
     let planned = state.planned();
     RunResults {
         info: RunInfo {
@@ -196,12 +192,13 @@ impl Report {
     /// (alpha, correction, test, minimum effect). A confirmation's registered hypothesis is still
     /// decided as it was registered: options chosen after seeing the data cannot change it.
     pub fn from_store_with(store: &Store, run: &RunDir, extra: &[String], options: &EvalOptions) -> Report {
-        let mut state = run.state();
+        // The units apart from the state, in plan order: no map of a million units beside them.
+        let (state, units) = run.results();
         for warning in &state.warnings {
             eprintln!("warning: {warning}");
         }
-        let status = state.status();
-        let mut report = Report::new(Some(&run.manifest.run), stored_results(run, &mut state));
+        let status = state.status_with(&units);
+        let mut report = Report::new(Some(&run.manifest.run), stored_results(run, &state, units));
         report.stored = Some((status, state.damage));
         let shared = seeds_shared(run);
         let defaults = EvalOptions::default();

@@ -393,6 +393,15 @@ impl RunState {
         Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
     }
 
+    /// The run's status when its units are `units` (as [`RunDir::results`] gives them, apart
+    /// from the state).
+    pub fn status_with(&self, units: &[UnitResult]) -> Status {
+        let range = self.replicate_range();
+        let recorded = units.iter().filter(|u| range.contains(&u.replicate)).count();
+        let done = units.iter().filter(|u| u.status == UnitStatus::Ok).count();
+        Status::of(done, recorded, self.planned(), self.damage.total())
+    }
+
     /// `(condition, replicate)` of every unit with a successful record.
     pub fn done_set(&self) -> DoneUnits {
         let mut done = DoneUnits::default();
@@ -637,8 +646,20 @@ impl RunDir {
     /// replicate derives from the manifest's seed and policy. Any other record is ignored with a
     /// warning naming its file and line (its unit, if planned, is not done and runs again on
     /// resume). A second success of a unit with other metrics than the first is a warning naming
-    /// both lines; the first stands.
+    /// both lines, and leaves the unit in doubt (not done) until a later journal settles it.
     pub fn state(&self) -> RunState {
+        let (mut state, units) = self.results();
+        let conditions = &state.conditions;
+        state.units = units
+            .into_iter()
+            .filter_map(|unit| Some(((conditions.iter().position(|c| *c == unit.condition)?, unit.replicate), unit)))
+            .collect();
+        state
+    }
+
+    /// [`RunDir::state`], with the units apart, in plan order (condition, then replicate), and
+    /// the state's `units` empty: what a report needs, without a map of every unit beside them.
+    pub fn results(&self) -> (RunState, Vec<UnitResult>) {
         let conditions = self.conditions();
         let (replicates, mut warnings) = self.planned_replicates();
         let expect = self.expectation(&conditions, replicates);
@@ -649,14 +670,18 @@ impl RunDir {
             Rejected(LineAt, String),
             Disagree { at: LineAt, first: LineAt, index: usize, replicate: u64 },
         }
-        /// How a unit's records stand so far: its standing success (digest, where), or not.
+        /// How a unit's records stand so far: its standing success (digest, where), or not, and
+        /// where its kept record is in `units`.
         struct Standing {
             ok: bool,
             digest: u64,
             at: LineAt,
             doubt_file: Option<u32>,
+            slot: usize,
         }
-        let mut units: BTreeMap<(usize, u64), UnitResult> = BTreeMap::new();
+        // Kept records in read order; reserved for the most lines the journals can hold (a
+        // reservation costs no memory until used, and growing by doubling would copy them all).
+        let mut units: Vec<Option<UnitResult>> = Vec::with_capacity(self.most_records());
         let mut standing: HashMap<(usize, u64), Standing> = HashMap::new();
         let mut notes: Vec<Note> = Vec::new();
         let mut rejected_units = Vec::new();
@@ -673,32 +698,38 @@ impl RunDir {
                 }
             };
             let key = (index, unit.replicate);
-            let slot = standing.entry(key).or_insert(Standing { ok: false, digest: 0, at: line_at, doubt_file: None });
+            let slot = standing.entry(key).or_insert_with(|| {
+                units.push(None);
+                Standing { ok: false, digest: 0, at: line_at, doubt_file: None, slot: units.len() - 1 }
+            });
             if !unit.is_ok() {
                 // A failure stands only until a success: the latest failure is kept.
                 if !slot.ok {
-                    units.insert(key, unit);
+                    units[slot.slot] = Some(unit);
                 }
                 return;
             }
             let digest = journal::metrics_digest(unit.metrics.iter().map(|(name, value)| (name.as_str(), *value)));
             let settles = slot.doubt_file.is_some_and(|file| line_at.file > file);
             if !slot.ok || settles {
-                *slot = Standing { ok: true, digest, at: line_at, doubt_file: None };
-                units.insert(key, unit);
+                *slot = Standing { ok: true, digest, at: line_at, doubt_file: None, slot: slot.slot };
+                units[slot.slot] = Some(unit);
             } else if slot.digest != digest {
                 damage.conflicts += 1;
                 notes.push(Note::Disagree { at: line_at, first: slot.at, index, replicate: unit.replicate });
                 slot.doubt_file = Some(slot.doubt_file.map_or(line_at.file, |file| file.max(line_at.file)));
             }
         });
-        for (key, slot) in &standing {
+        for slot in standing.values() {
             if slot.ok && slot.doubt_file.is_some() {
-                units.remove(key);
+                units[slot.slot] = None;
                 damage.in_doubt += 1;
             }
         }
         drop(standing);
+        let mut units: Vec<UnitResult> = units.into_iter().flatten().collect();
+        let position = |unit: &UnitResult| conditions.iter().position(|c| *c == unit.condition);
+        units.sort_unstable_by(|a, b| (position(a), a.replicate).cmp(&(position(b), b.replicate)));
         damage.lines = read.damaged;
         warnings.extend(read.warnings);
         warnings.extend(notes.into_iter().map(|note| match note {
@@ -710,15 +741,34 @@ impl RunDir {
                 replicate,
             ),
         }));
-        RunState {
+        let state = RunState {
             conditions,
             replicates,
             first_replicate: self.manifest.first_replicate,
-            units,
+            units: BTreeMap::new(),
             rejected: rejected_units,
             warnings,
             damage,
-        }
+        };
+        (state, units)
+    }
+
+    /// The most records the run's journals can hold: their bytes over the shortest record line.
+    fn most_records(&self) -> usize {
+        // `{"schema":1,"type":"unit","experiment":"","condition":"","replicate":0,"seed":0,
+        // "status":"ok","metrics":{},"duration_ms":0}` and its newline: 124 bytes.
+        const SHORTEST_LINE: u64 = 124;
+        let bytes: u64 = std::fs::read_dir(&self.path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("journal-")))
+                    .filter_map(|e| e.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()))
+                    .sum()
+            })
+            .unwrap_or(0);
+        // At most 4 Mi records reserved (about 1 GB of address space): a bigger run grows past it.
+        usize::try_from(bytes / SHORTEST_LINE).unwrap_or(usize::MAX).min(1 << 22)
     }
 }
 
@@ -905,6 +955,9 @@ mod tests {
 
     fn assert_scan_agrees(run: &RunDir) -> RunScan {
         let (state, scan) = (run.state(), run.scan());
+        let (apart, units) = run.results();
+        assert_eq!(apart.status_with(&units), state.status());
+        assert_eq!(units, state.units.values().cloned().collect::<Vec<_>>(), "the same units, in plan order");
         assert_eq!(scan.conditions, state.conditions);
         assert_eq!((scan.replicates, scan.first_replicate), (state.replicates, state.first_replicate));
         assert_eq!((scan.planned(), scan.done(), scan.failed()), (state.planned(), state.done(), state.failed()));
