@@ -729,7 +729,7 @@ impl RunDir {
         drop(standing);
         let mut units: Vec<UnitResult> = units.into_iter().flatten().collect();
         let position = |unit: &UnitResult| conditions.iter().position(|c| *c == unit.condition);
-        units.sort_unstable_by(|a, b| (position(a), a.replicate).cmp(&(position(b), b.replicate)));
+        units.sort_unstable_by_key(|a| (position(a), a.replicate));
         damage.lines = read.damaged;
         warnings.extend(read.warnings);
         warnings.extend(notes.into_iter().map(|note| match note {
