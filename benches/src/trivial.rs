@@ -166,7 +166,7 @@ struct Metrics {
 
 /// What a researcher would write instead of the framework: a rayon loop over (condition,
 /// replicate) that derives the same seed, draws the same value, times the unit, and formats the
-/// same JSON line; lines are formatted in parallel in chunks and written in order by one thread,
+/// same JSON line, sealed with the same checksum; lines are formatted in parallel in chunks and written in order by one thread,
 /// then synced like the framework's journal. Returns the sum of the values (to check that both
 /// computed the same thing, up to the order of summation) and the number of lines written.
 pub fn hand_written(path: &Path, replicates: u64) -> (f64, usize) {
@@ -188,7 +188,7 @@ pub fn hand_written(path: &Path, replicates: u64) -> (f64, usize) {
                 let duration_ms = started.elapsed().as_secs_f64() * 1e3;
                 sum += value;
                 let line = Line {
-                    schema: 1,
+                    schema: 2,
                     kind: "unit",
                     experiment: "trivial",
                     condition,
@@ -198,7 +198,12 @@ pub fn hand_written(path: &Path, replicates: u64) -> (f64, usize) {
                     metrics: Metrics { value },
                     duration_ms,
                 };
+                let start = buffer.len();
                 serde_json::to_writer(&mut buffer, &line).expect("a line serializes");
+                // Sealed as the framework seals its lines: the CRC-32 of the record as its last field.
+                buffer.pop();
+                let crc = crc32fast::hash(&buffer[start..]);
+                write!(buffer, ",\"crc32\":\"{crc:08x}\"}}").expect("a line in memory");
                 buffer.push(b'\n');
             }
             (buffer, sum)

@@ -484,6 +484,7 @@ pub fn assess_run(
     store: &Store,
     run: &RunDir,
     state: &RunState,
+    units: &[crate::runner::UnitResult],
     result: Option<&HypothesisResult>,
 ) -> Option<Integrity> {
     let read = run.read_preregistration();
@@ -502,10 +503,9 @@ pub fn assess_run(
         preregistration: &read,
         sessions: &sessions,
         // Records the store ignores as outside the plan still show which indices the run used.
-        replicates_recorded: state
-            .units
-            .keys()
-            .map(|(_, r)| *r)
+        replicates_recorded: units
+            .iter()
+            .map(|unit| unit.replicate)
             .chain(state.rejected.iter().map(|(_, r)| *r))
             .collect(),
         earlier: &earlier,

@@ -75,6 +75,8 @@ mod limits;
 mod metrics;
 mod overrides;
 mod params;
+#[cfg(test)]
+mod parser_properties;
 mod plan;
 mod quick;
 mod registry;

@@ -291,7 +291,7 @@ pub fn parse_value(text: &str) -> Result<Value, String> {
     if is_bare(trimmed) {
         return Ok(scalar(trimmed));
     }
-    let mut parser = Parser { text: trimmed, chars: trimmed.char_indices().collect(), at: 0 };
+    let mut parser = Parser { text: trimmed, chars: trimmed.char_indices().collect(), at: 0, depth: 0 };
     let value = parser.value()?;
     parser.skip_space();
     if parser.at < parser.chars.len() {
@@ -333,7 +333,13 @@ struct Parser<'a> {
     text: &'a str,
     chars: Vec<(usize, char)>,
     at: usize,
+    /// Lists and maps open around the current position.
+    depth: usize,
 }
+
+/// The deepest lists and maps may nest in a value: the parser recurses, and a `--set` of
+/// 100 000 `[` must be an error, not a stack overflow.
+const MAX_NESTING: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<char> {
@@ -353,9 +359,16 @@ impl Parser<'_> {
 
     fn value(&mut self) -> Result<Value, String> {
         self.skip_space();
+        if matches!(self.peek(), Some('[' | '{')) {
+            if self.depth >= MAX_NESTING {
+                return Err(self.error(&format!("lists and maps are nested more than {MAX_NESTING} deep")));
+            }
+            self.depth += 1;
+            let value = if self.peek() == Some('[') { self.list() } else { self.map() };
+            self.depth -= 1;
+            return value;
+        }
         match self.peek() {
-            Some('[') => self.list(),
-            Some('{') => self.map(),
             Some(quote @ ('"' | '\'')) => self.quoted(quote).map(Value::String),
             Some(_) => Ok(scalar(&self.bare(&[',', ']', '}']))),
             None => Err(self.error("a value is missing")),
@@ -429,11 +442,12 @@ impl Parser<'_> {
         }
         loop {
             self.skip_space();
-            let key = match self.peek() {
-                Some(quote @ ('"' | '\'')) => self.quoted(quote)?,
-                _ => self.bare(&[':', ',', '}']),
+            // A quoted key may be empty (`{"": 1}`); a bare one may not.
+            let (key, quoted) = match self.peek() {
+                Some(quote @ ('"' | '\'')) => (self.quoted(quote)?, true),
+                _ => (self.bare(&[':', ',', '}']), false),
             };
-            if key.is_empty() {
+            if key.is_empty() && !quoted {
                 return Err(self.error("a key is missing"));
             }
             self.skip_space();

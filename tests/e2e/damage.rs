@@ -32,7 +32,17 @@ fn journal(store: &Store, id: &str) -> PathBuf {
     journals[0].clone()
 }
 
-/// Rewrites the journal line of `condition` #`replicate` with `change`; its 1-based line number.
+/// `value` (a journal record read from a line) as a line with a valid checksum: what a tool
+/// writing records of its own would write. A line edited without it fails its checksum.
+fn resealed(mut value: Value) -> String {
+    if let Value::Object(object) = &mut value {
+        object.remove("crc32");
+    }
+    String::from_utf8(crystallize::store::journal::seal_record(value.to_string().as_bytes())).expect("UTF-8")
+}
+
+/// Rewrites the journal line of `condition` #`replicate` with `change`, with a valid checksum (a
+/// record that is well formed, but not the run's); its 1-based line number.
 fn edit_record(path: &Path, condition: &str, replicate: u64, change: impl Fn(&mut Value)) -> usize {
     let text = std::fs::read_to_string(path).expect("journal");
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -45,7 +55,7 @@ fn edit_record(path: &Path, condition: &str, replicate: u64, change: impl Fn(&mu
         .expect("the record");
     let mut value: Value = serde_json::from_str(&lines[index]).expect("a record");
     change(&mut value);
-    lines[index] = value.to_string();
+    lines[index] = resealed(value);
     std::fs::write(path, lines.join("\n") + "\n").expect("write journal");
     index + 1
 }
@@ -69,8 +79,9 @@ fn a_record_outside_the_plan_does_not_count_and_its_unit_runs_again() {
     let path = journal(&store, &id);
     let line = edit_record(&path, "dolphin", 2, |v| v["replicate"] = 999.into());
     let run = store.only_run();
-    assert_eq!(run["status"], "incomplete", "{run}");
+    assert_eq!(run["status"], "damaged", "{run}");
     assert_eq!(run["units_done"], 11);
+    assert_eq!(run["damage"]["rejected"], 1, "{run}");
 
     let resumed = store.run(&["run", "--resume"]);
     resumed.assert_code(0);
@@ -96,6 +107,8 @@ fn a_record_with_another_seed_than_its_replicate_derives_does_not_count() {
     let line = edit_record(&path, "baseline", 1, |v| v["seed"] = 12345.into());
     assert_eq!(store.only_run()["units_done"], 8);
     let report = store.run(&["report", &id]);
+    report.assert_code(1);
+    report.assert_stdout_contains("damaged: 0 damaged journal line(s), 1 record(s) outside the plan");
     report.assert_stderr_contains(&format!("{}:{line}: a record of baseline #1 with seed 12345", path.display()));
     let resumed = store.run(&["run", "--resume"]);
     resumed.assert_code(0);
@@ -117,10 +130,10 @@ fn two_successful_records_of_a_unit_that_disagree_are_named_by_both_lines() {
     let rounds = copy["metrics"]["rounds"].as_f64().expect("rounds");
     copy["metrics"]["rounds"] = (rounds + 1.0).into();
     let lines = text.lines().count();
-    std::fs::write(&path, format!("{text}{copy}\n")).expect("append");
+    std::fs::write(&path, format!("{text}{}\n", resealed(copy))).expect("append");
 
     let report = store.run(&["report", &id, "--json"]);
-    report.assert_code(0);
+    report.assert_code(1);
     report.assert_stderr_contains(&format!(
         "{}:{}: a second successful record of dolphin #1 whose metrics differ from the first one, at {}:{}",
         path.display(),
@@ -128,15 +141,70 @@ fn two_successful_records_of_a_unit_that_disagree_are_named_by_both_lines() {
         path.display(),
         index + 1
     ));
+    report.assert_stderr_contains("neither counts until the unit runs again");
     let summary = report.json();
-    let kept = summary["units"]
+    assert_eq!(summary["status"], "damaged", "{summary}");
+    assert_eq!(summary["damage"]["in_doubt"], 1, "{summary}");
+    let dolphin_1 = |summary: &Value| {
+        summary["units"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .filter(|u| u["condition"] == "dolphin" && u["replicate"] == 1)
+            .map(|u| u["metrics"]["rounds"].as_f64())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dolphin_1(&summary), [], "neither record counts");
+    // A resume runs the unit again; its record (the unit is deterministic) settles it.
+    let resumed = store.run(&["run", "--resume"]);
+    resumed.assert_code(0);
+    resumed.assert_stderr_contains("ran 1 units");
+    let report = store.run(&["report", &id, "--json"]);
+    report.assert_code(0);
+    let summary = report.json();
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(dolphin_1(&summary), [Some(rounds)], "the rerun agrees with the original");
+}
+
+#[test]
+fn a_line_edited_without_its_checksum_is_damage_named_by_line_and_its_unit_runs_again() {
+    let (store, id) = store_with_run("3");
+    let path = journal(&store, &id);
+    // A metric changed in place: still valid JSON, still a plausible record, but not what the
+    // unit recorded.
+    let text = std::fs::read_to_string(&path).expect("journal");
+    let (index, original) =
+        text.lines().enumerate().find(|(_, l)| l.contains("\"condition\":\"baseline\",\"replicate\":2,")).expect("#2");
+    let mut value: Value = serde_json::from_str(original).expect("record");
+    value["metrics"]["rounds"] = 99.into();
+    let edited = text.replace(original, &value.to_string());
+    std::fs::write(&path, edited).expect("edit");
+
+    let run = store.only_run();
+    assert_eq!((run["status"].as_str(), run["units_done"].as_u64()), (Some("damaged"), Some(8)), "{run}");
+    assert_eq!(run["damage"]["lines"], 1, "{run}");
+    let listed = store.run(&["runs"]);
+    listed.assert_stderr_contains(&format!("warning: run {id} has 1 damaged journal line(s)"));
+    listed.assert_stdout_contains("damaged");
+    let report = store.run(&["report", &id, "--json"]);
+    report.assert_code(1);
+    report.assert_stderr_contains(&format!(
+        "{}:{}: damaged line: its content does not match its checksum",
+        path.display(),
+        index + 1
+    ));
+    let rounds: Vec<f64> = report.json()["units"]
         .as_array()
         .expect("units")
         .iter()
-        .find(|u| u["condition"] == "dolphin" && u["replicate"] == 1)
-        .expect("dolphin #1")["metrics"]["rounds"]
-        .as_f64();
-    assert_eq!(kept, Some(rounds), "the first record stands");
+        .filter_map(|u| u["metrics"]["rounds"].as_f64())
+        .collect();
+    assert!(!rounds.contains(&99.0), "the edited value is not a result: {rounds:?}");
+    let resumed = store.run(&["run", "--resume"]);
+    resumed.assert_code(0);
+    resumed.assert_stderr_contains("8 of 9 units already done");
+    resumed.assert_stderr_contains("ran 1 units");
+    assert_eq!(store.only_run()["status"], "complete");
 }
 
 #[test]

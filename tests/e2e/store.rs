@@ -192,7 +192,7 @@ fn a_corrupted_line_is_reported_with_file_and_line_and_its_unit_runs_again() {
 
     let report = store.run(&["report", &id]);
     report.assert_stderr_contains(&format!("{}:3: not a valid unit record", journal.display()));
-    assert_eq!(store.only_run()["status"], "incomplete");
+    assert_eq!(store.only_run()["status"], "damaged");
     let resumed = store.run(&["run", "--resume"]);
     resumed.assert_code(0);
     resumed.assert_stderr_contains("ran 1 units");

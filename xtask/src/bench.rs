@@ -11,9 +11,11 @@
 //! 4. runs the I/O-bound comparison: 1000 units of 3 calls each to a local server answering in
 //!    100 ms, 200 in flight, through the async runner and the thread-based one (`crystallize-bench
 //!    io`), against the ideal wall time;
-//! 5. measures the build: a clean debug build of `social_deception` in `target/bench-build`, then
+//! 5. measures the peak memory of `run`, `report`, `report --json`, `runs` and `watch` of the
+//!    trivial experiment at a tenth of `--units` and at all of them (`trivial-cli`, release);
+//! 6. measures the build: a clean debug build of `social_deception` in `target/bench-build`, then
 //!    the rebuild after touching a step's file;
-//! 6. prints a table of ratios against their targets, then one `name=value` line per comparison,
+//! 7. prints a table of ratios against their targets, then one `name=value` line per comparison,
 //!    and rewrites the generated part of BENCHMARKS.md.
 //!
 //! A comparison that cannot run here (no SciPy, no pip) is skipped with a message and reported as
@@ -81,11 +83,20 @@ struct Options {
     build_cost: bool,
     python: bool,
     write: bool,
+    /// Only the memory of the commands (no other comparison; BENCHMARKS.md is not rewritten).
+    memory_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options =
-        Options { units: 1_000_000, python_units: 10_000, repeat: 3, build_cost: true, python: true, write: true };
+    let mut options = Options {
+        units: 1_000_000,
+        python_units: 10_000,
+        repeat: 3,
+        build_cost: true,
+        python: true,
+        write: true,
+        memory_only: false,
+    };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut number = |name: &str| -> Result<u64, String> {
@@ -100,6 +111,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--no-build-cost" => options.build_cost = false,
             "--no-python" => options.python = false,
             "--no-write" => options.write = false,
+            "--memory-only" => {
+                options.memory_only = true;
+                options.write = false;
+            }
             "--quick" => {
                 options.units = 100_000;
                 options.python_units = 2_000;
@@ -108,7 +123,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             other => {
                 return Err(format!(
                     "unknown option '{other}'; options: --units N, --python-units N, --repeat K, --quick, \
-                     --no-build-cost, --no-python, --no-write"
+                     --no-build-cost, --no-python, --no-write, --memory-only"
                 ))
             }
         }
@@ -134,7 +149,17 @@ pub fn bench(args: &[String]) -> ExitCode {
     eprintln!("== building crystallize-bench (release, target/bench)");
     let bench_target = root.join("target/bench");
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "crystallize-bench", "--bin", "crystallize-bench"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "crystallize-bench",
+            "--bin",
+            "crystallize-bench",
+            "--bin",
+            "trivial-cli",
+        ])
         .env("CARGO_TARGET_DIR", &bench_target)
         .current_dir(&root)
         .status();
@@ -143,6 +168,14 @@ pub fn bench(args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let binary = bench_target.join("release/crystallize-bench");
+    if options.memory_only {
+        eprintln!("== peak memory of the commands");
+        let values = memory_of_commands(&bench_target, &options, &mut Vec::new());
+        for (key, value) in values {
+            println!("{key}={value}");
+        }
+        return ExitCode::SUCCESS;
+    }
 
     eprintln!("== in-process comparisons ({} units)", options.units);
     let units = options.units.to_string();
@@ -220,6 +253,9 @@ pub fn bench(args: &[String]) -> ExitCode {
         }
     }
 
+    eprintln!("== peak memory of the commands");
+    values.extend(memory_of_commands(&bench_target, &options, &mut comparisons));
+
     let elapsed = started.elapsed().as_secs_f64();
     let load_after = load_average();
     values.insert("bench_wall_s".into(), format!("{elapsed:.1}"));
@@ -287,6 +323,39 @@ fn io_bound(binary: &Path, options: &Options, values: &mut BTreeMap<String, Stri
             skipped: None,
         },
     ]
+}
+
+/// The peak memory of `run`, `report`, `report --json`, `runs` and `watch` at a tenth of
+/// `--units` and at all of them; the comparisons at all of them (`run` and `report` must stay
+/// under 150 MiB at a million units) go to `comparisons`.
+fn memory_of_commands(
+    bench_target: &Path,
+    options: &Options,
+    comparisons: &mut Vec<Comparison>,
+) -> BTreeMap<String, String> {
+    let cli = bench_target.join("release/trivial-cli");
+    let mut values = BTreeMap::new();
+    for units in [(options.units / 10).max(2), options.units] {
+        match crate::memory::commands(&cli, bench_target, units) {
+            Ok(found) => values.extend(found),
+            Err(error) => eprintln!("warning: peak memory at {units} units not measured: {error}"),
+        }
+    }
+    for command in ["run", "report", "report_json", "watch"] {
+        let key = format!("memory_{command}_{}_mib", options.units);
+        comparisons.push(Comparison {
+            name: format!("peak_memory_{command}_mib"),
+            value: number(&values, &key),
+            target: if command == "run" || command == "report" { Target::AtMost(150.0) } else { Target::None },
+            what: format!(
+                "peak resident memory of `{}` of {} trivial units (MiB)",
+                command.replace('_', " --"),
+                options.units
+            ),
+            skipped: None,
+        });
+    }
+    values
 }
 
 fn workspace_root() -> PathBuf {

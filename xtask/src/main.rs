@@ -5,6 +5,7 @@
 //! `cargo xtask bench` runs the side-by-side comparisons of BENCHMARKS.md and rewrites it.
 
 mod bench;
+mod memory;
 mod system;
 
 use std::process::{Command, ExitCode};

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::hypothesis::{checked_hypothesis, EvalOptions};
 use crate::registry::{Experiment, Registry};
 use crate::report::Report;
-use crate::store::{Listing, RunDir, RunState, Store};
+use crate::store::{Listing, RunDir, RunScan, Store};
 use crate::summary;
 
 pub(super) fn list(registry: &Registry, json: bool) -> Result<ExitCode, Error> {
@@ -116,14 +116,39 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
     for run in &damaged {
         eprintln!("warning: run {} is damaged: {}", run.id, run.reason);
     }
-    let rows: Vec<(RunDir, RunState)> = runs
+    // Which units are done is all a listing needs: the scan reads no results.
+    let rows: Vec<(RunDir, RunScan)> = runs
         .into_iter()
         .filter(|run| args.experiment.as_ref().is_none_or(|e| *e == run.manifest.experiment))
         .map(|run| {
-            let state = run.state();
+            let state = run.scan();
             (run, state)
         })
         .collect();
+    // Damage in a run's journals is said, not only counted: `report RUN` lists every line.
+    for (run, state) in &rows {
+        let damage = state.damage;
+        if damage.total() > 0 {
+            eprintln!(
+                "warning: run {} has {} damaged journal line(s), {} record(s) outside its plan and {} disagreeing \
+                 record(s) ({} unit(s) in doubt); `report {}` names each file and line{}",
+                run.manifest.run,
+                damage.lines,
+                damage.rejected,
+                damage.conflicts,
+                damage.in_doubt,
+                run.manifest.run,
+                if state.status() == crate::store::Status::Damaged {
+                    format!(
+                        "; `run {} --resume {}` runs the affected units again",
+                        run.manifest.experiment, run.manifest.run
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let list: Vec<serde_json::Value> = rows
@@ -137,6 +162,7 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
                     "units_done": state.done(),
                     "units_planned": state.planned(),
                     "units_failed": state.failed(),
+                    "damage": state.damage,
                     // Lossily: a path that is not UTF-8 cannot be a JSON string (serializing it fails).
                     "path": run.path().to_string_lossy(),
                 })
@@ -214,7 +240,11 @@ pub(super) fn print_report(
     let report = Report::from_store_with(store, run, extra, options);
     let mut out = std::io::stdout().lock();
     let _ = match format {
-        Format::Json => writeln!(out, "{}", report.to_json()),
+        Format::Json => {
+            let mut buffered = std::io::BufWriter::with_capacity(1 << 16, &mut out);
+            let written = report.write_json(&mut buffered).and_then(|()| writeln!(buffered));
+            written.and_then(|()| buffered.flush())
+        }
         Format::Text => write!(out, "{}", report.to_text()),
         Format::Markdown => write!(out, "{}", report.to_markdown()),
     };

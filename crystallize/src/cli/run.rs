@@ -167,7 +167,8 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
             opened.execute(cancel, &mut [&mut progress as &mut dyn Observer])?
         }
     };
-    let results = &finished.results;
+    let mut finished = finished;
+    let results = &mut finished.results;
     eprintln!(
         "ran {} units in {:.2} s with {} jobs; stored in {}",
         results.units.len(),
@@ -178,6 +179,12 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     if let Some(line) = super::cache::summary_line(&results.units) {
         eprintln!("{line}");
     }
+    // The report is recomputed from the store: of this session's results only the failures are
+    // needed from here on (to name them), and holding every unit while the report reads them
+    // all again doubled the peak memory of a big run.
+    results.units.retain(|unit| !unit.is_ok());
+    results.units.shrink_to_fit();
+    let results = &finished.results;
     let report_problems = match output {
         Output::Report(format) => {
             inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()
@@ -197,7 +204,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     // Only a run that stopped early needs its journal read again, to say how to resume it.
     let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
     let ran_through = stopped.is_none();
-    if let Some(state) = stopped.filter(|state| state.status() == Status::Incomplete) {
+    if let Some(state) = stopped.filter(|state| matches!(state.status(), Status::Incomplete | Status::Damaged)) {
         eprintln!(
             "stopped with {} of {} units done; resume with:\n  {} run {} --resume {}{}",
             state.done(),

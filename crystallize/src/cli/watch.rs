@@ -11,17 +11,14 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
-
 use super::progress::{duration, rate_text};
 use super::WatchArgs;
 use crate::error::Error;
 use crate::runner::UnitResult;
 use crate::store::events::{self as events_log, Logged, Tail};
-use crate::store::manifest::SCHEMA;
-use crate::store::{RunDir, RunState, Status, Store};
+use crate::store::{journal, Damage, RunDir, Status, Store};
 use crate::summary;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
     let store = Store::locate(args.store.store.as_deref());
@@ -41,15 +38,21 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
         // Whether the writers are gone is asked before reading, so that what they wrote last is read.
         let gone = watcher.writers_gone();
         let changes = watcher.poll();
+        let caught_up = watcher.caught_up();
         let state = watcher.state();
         let status = state.status();
-        quiet_and_gone =
-            if gone && changes.units.is_empty() && changes.events.is_empty() { quiet_and_gone + 1 } else { 0 };
-        let stopped = status == Status::Incomplete && quiet_and_gone >= 2;
+        quiet_and_gone = if gone && caught_up && changes.units.is_empty() && changes.events.is_empty() {
+            quiet_and_gone + 1
+        } else {
+            0
+        };
+        // A damaged run may still be running: its writers may yet write the units it lacks.
+        let unfinished = matches!(status, Status::Incomplete | Status::Damaged);
+        let stopped = unfinished && quiet_and_gone >= 2;
         if !view.update(&watcher, &state, &changes) {
             return Ok(ExitCode::SUCCESS); // stdout was closed: nobody is watching any more
         }
-        if status != Status::Incomplete || stopped {
+        if !unfinished || stopped {
             view.finish(&watcher, &state);
             // A run with --until-decided that stopped because every hypothesis was decided
             // ended as it should: nothing to resume.
@@ -90,7 +93,10 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
             );
             return Ok(ExitCode::from(1));
         }
-        std::thread::sleep(interval);
+        // Files read only in part (a big run followed from its start) are read on at once.
+        if caught_up {
+            std::thread::sleep(interval);
+        }
     }
 }
 
@@ -101,7 +107,7 @@ fn latest_in_progress(store: &Store) -> Result<RunDir, Error> {
     let mut latest = None;
     for run in runs.into_iter().rev() {
         let status = run.state().status();
-        if status == Status::Incomplete {
+        if matches!(status, Status::Incomplete | Status::Damaged) {
             return Ok(run);
         }
         if latest.is_none() {
@@ -120,14 +126,27 @@ fn latest_in_progress(store: &Store) -> Result<RunDir, Error> {
     }))
 }
 
-/// One line of a journal, as `journal.rs` writes it.
-#[derive(Deserialize)]
-struct JournalLine {
-    schema: u32,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(flatten)]
-    unit: UnitResult,
+/// Where a watched run stands: units done, failed and planned, and its status.
+struct Tally {
+    done: usize,
+    failed: usize,
+    planned: usize,
+    status: Status,
+}
+
+impl Tally {
+    fn done(&self) -> usize {
+        self.done
+    }
+    fn failed(&self) -> usize {
+        self.failed
+    }
+    fn planned(&self) -> usize {
+        self.planned
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
 }
 
 /// An event, as shown.
@@ -165,7 +184,14 @@ struct Watcher {
     replicates: u64,
     journals: Tail,
     events: Tail,
-    units: BTreeMap<(usize, u64), UnitResult>,
+    /// Per unit with a record: the digest of its metrics when it succeeded, `None` when it only
+    /// failed. Not the records themselves: watching a run of a million units must not hold them.
+    units: BTreeMap<(usize, u64), Option<u64>>,
+    /// For a run with `--until-decided` only (at most its maximum replicates per condition): the
+    /// successful records, which its sequential test replays.
+    sequential_units: BTreeMap<(usize, u64), UnitResult>,
+    /// Per condition: each metric's sum and count over the successful units, for the means.
+    sums: Vec<BTreeMap<String, (f64, usize)>>,
     running: BTreeSet<(usize, u64)>,
     latest: VecDeque<SeenEvent>,
     keep_events: usize,
@@ -176,6 +202,8 @@ struct Watcher {
     /// Units done and failed, kept as records arrive (for the plain log's running counts).
     done_count: usize,
     failed_count: usize,
+    /// Damage seen in the journals so far.
+    damage: Damage,
 }
 
 impl Watcher {
@@ -191,6 +219,8 @@ impl Watcher {
             journals,
             events,
             units: BTreeMap::new(),
+            sequential_units: BTreeMap::new(),
+            sums: Vec::new(),
             running: BTreeSet::new(),
             latest: VecDeque::new(),
             keep_events,
@@ -199,6 +229,7 @@ impl Watcher {
             baseline: None,
             done_count: 0,
             failed_count: 0,
+            damage: Damage::default(),
         }
     }
 
@@ -227,7 +258,7 @@ impl Watcher {
             let Some(index) = self.condition_index(condition) else { continue };
             match logged {
                 Logged::UnitStarted { .. } => {
-                    if !self.units.get(&(index, replicate)).is_some_and(UnitResult::is_ok) {
+                    if !self.units.get(&(index, replicate)).is_some_and(Option::is_some) {
                         self.running.insert((index, replicate));
                     }
                 }
@@ -240,20 +271,31 @@ impl Watcher {
             }
         }
         for line in self.journals.poll() {
-            let record = match serde_json::from_slice::<JournalLine>(&line.bytes) {
-                Ok(record) if record.schema == SCHEMA && record.kind == "unit" => record.unit,
-                Ok(_) => continue,
+            // As the store reads it: a line that does not parse or fails its checksum is damage.
+            let record = match journal::parse_record(&line.bytes) {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
                 Err(error) => {
-                    changes.warnings.push(format!("{}: not a valid unit record ({error}); ignored", line.position()));
+                    self.damage.lines += 1;
+                    changes.warnings.push(format!("{}: {error}; ignored", line.position()));
                     continue;
                 }
             };
-            let Some(index) = self.condition_index(&record.condition) else { continue };
+            let Some(index) = self.condition_index(&record.condition) else {
+                self.damage.rejected += 1;
+                changes.warnings.push(format!(
+                    "{}: a record of condition '{}', which is not part of the run; ignored",
+                    line.position(),
+                    record.condition
+                ));
+                continue;
+            };
             // As the store reads it: a record outside the plan, or with another seed than its
             // replicate derives, does not count.
             if !self.planned(record.replicate)
                 || !self.run.seed_matches(&record.condition, record.replicate, record.seed)
             {
+                self.damage.rejected += 1;
                 changes.warnings.push(format!(
                     "{}: a record of {} #{} that is not part of the run's plan; ignored",
                     line.position(),
@@ -264,11 +306,36 @@ impl Watcher {
             }
             let key = (index, record.replicate);
             self.running.remove(&key);
-            // As the store reads it: the first success stands; a later success is a duplicate.
-            if self.units.get(&key).is_some_and(UnitResult::is_ok) {
+            let digest =
+                |unit: &UnitResult| journal::metrics_digest(unit.metrics.iter().map(|(n, v)| (n.as_str(), *v)));
+            // The first success stands; a later success is a duplicate. One with other metrics is
+            // damage (the store's reader then leaves the unit in doubt, to run again).
+            if let Some(Some(first)) = self.units.get(&key) {
+                if record.is_ok() && *first != digest(&record) {
+                    self.damage.conflicts += 1;
+                    changes.warnings.push(format!(
+                        "{}: a second successful record of {} #{} whose metrics differ from the first one",
+                        line.position(),
+                        record.condition,
+                        record.replicate
+                    ));
+                }
                 continue;
             }
-            let previous = self.units.insert(key, record.clone());
+            let previous = self.units.insert(key, record.is_ok().then(|| digest(&record)));
+            if record.is_ok() && self.run.manifest.stopping.is_some() {
+                self.sequential_units.insert(key, record.clone());
+            }
+            if record.is_ok() {
+                if self.sums.len() < self.conditions.len() {
+                    self.sums.resize(self.conditions.len(), BTreeMap::new());
+                }
+                for (name, value) in &record.metrics {
+                    let entry = self.sums[index].entry(name.clone()).or_insert((0.0, 0));
+                    entry.0 += value;
+                    entry.1 += 1;
+                }
+            }
             if self.planned(record.replicate) {
                 self.failed_count = self.failed_count.saturating_sub(usize::from(previous.is_some()));
                 if record.is_ok() {
@@ -297,6 +364,11 @@ impl Watcher {
         changes
     }
 
+    /// Whether the last poll read the run's files to their ends.
+    fn caught_up(&self) -> bool {
+        self.journals.caught_up() && self.events.caught_up()
+    }
+
     /// Whether `replicate` is one of the run's planned replicate indices.
     fn planned(&self, replicate: u64) -> bool {
         let first = self.run.manifest.first_replicate;
@@ -307,19 +379,15 @@ impl Watcher {
         self.run.manifest.replicates
     }
 
-    fn state(&self) -> RunState {
-        RunState {
-            conditions: self.conditions.clone(),
-            replicates: self.replicates,
-            first_replicate: self.run.manifest.first_replicate,
-            units: self.units.clone(),
-            rejected: Vec::new(),
-            warnings: Vec::new(),
-        }
+    /// Where the run stands, as the store would say it from what was read so far.
+    fn state(&self) -> Tally {
+        let planned = crate::store::planned_units(self.conditions.len(), self.replicates);
+        let (done, failed) = (self.done_count, self.failed_count);
+        Tally { done, failed, planned, status: Status::of(done, done + failed, planned, self.damage.total()) }
     }
 
     fn done(&self) -> usize {
-        self.units.values().filter(|u| u.is_ok()).count()
+        self.done_count
     }
 
     /// Units per second since the first poll, once some finished meanwhile.
@@ -342,21 +410,19 @@ impl Watcher {
     fn per_condition(&self) -> Vec<(usize, usize, usize, BTreeMap<String, f64>)> {
         type Sums = BTreeMap<String, (f64, usize)>;
         let mut rows: Vec<(usize, usize, usize, Sums)> = vec![(0, 0, 0, BTreeMap::new()); self.conditions.len()];
-        for ((index, replicate), unit) in &self.units {
+        for ((index, replicate), digest) in &self.units {
             let Some(row) = rows.get_mut(*index) else { continue };
             if !self.planned(*replicate) {
                 continue;
             }
-            if unit.is_ok() {
+            if digest.is_some() {
                 row.0 += 1;
-                for (name, value) in &unit.metrics {
-                    let entry = row.3.entry(name.clone()).or_insert((0.0, 0));
-                    entry.0 += value;
-                    entry.1 += 1;
-                }
             } else {
                 row.1 += 1;
             }
+        }
+        for (row, sums) in rows.iter_mut().zip(&self.sums) {
+            row.3 = sums.clone();
         }
         for (index, _) in &self.running {
             if let Some(row) = rows.get_mut(*index) {
@@ -375,12 +441,12 @@ impl Watcher {
     /// from the units read (as `report` does).
     fn sequential(&self) -> Vec<crate::sequential::SequentialResult> {
         let Some(rule) = &self.run.manifest.stopping else { return Vec::new() };
-        let units: Vec<UnitResult> = self.units.values().cloned().collect();
+        let units: Vec<UnitResult> = self.sequential_units.values().cloned().collect();
         crate::sequential::replay(rule, &self.run.manifest.experiment, self.run.manifest.first_replicate, &units)
     }
 
     /// The view of the run: a headline, a table per condition, the latest events.
-    fn render(&self, state: &RunState, with_events: bool) -> String {
+    fn render(&self, state: &Tally, with_events: bool) -> String {
         let mut text = String::new();
         let rate = self.rate();
         let remaining = state.planned().saturating_sub(state.done() + state.failed()) as u64;
@@ -489,7 +555,7 @@ impl View {
     }
 
     /// Shows what changed; false when stdout is gone.
-    fn update(&mut self, watcher: &Watcher, state: &RunState, changes: &Changes) -> bool {
+    fn update(&mut self, watcher: &Watcher, state: &Tally, changes: &Changes) -> bool {
         for warning in &changes.warnings {
             eprintln!("warning: {warning}");
         }
@@ -540,7 +606,7 @@ impl View {
     }
 
     /// The final view, left on screen (or at the end of the log).
-    fn finish(&mut self, watcher: &Watcher, state: &RunState) {
+    fn finish(&mut self, watcher: &Watcher, state: &Tally) {
         if let View::Live { bar, .. } = self {
             bar.finish_and_clear();
         }

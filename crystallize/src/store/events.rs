@@ -325,17 +325,26 @@ pub struct Tail {
     dir: PathBuf,
     prefix: String,
     files: BTreeMap<PathBuf, Followed>,
+    /// Whether the last poll read every file to its end (see [`Tail::caught_up`]).
+    caught_up: bool,
 }
+
+/// The most bytes one poll reads of one file: following a run of a million units from its
+/// start must not hold its whole journal and events log at once.
+const POLL_LIMIT: u64 = 4 << 20;
 
 impl Tail {
     /// Follows `dir/<prefix>*.jsonl`, from the start of each file.
     pub fn new(dir: &Path, prefix: &str) -> Tail {
-        Tail { dir: dir.to_path_buf(), prefix: prefix.to_owned(), files: BTreeMap::new() }
+        Tail { dir: dir.to_path_buf(), prefix: prefix.to_owned(), files: BTreeMap::new(), caught_up: true }
     }
 
     /// The complete lines appended since the last call, file by file in name order (files of
     /// writers that started earlier first). Files that appeared since are read from the start.
+    /// At most 4 MiB of each file are read per call: [`Tail::caught_up`] says whether more is
+    /// waiting.
     pub fn poll(&mut self) -> Vec<TailLine> {
+        self.caught_up = true;
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
@@ -354,8 +363,12 @@ impl Tail {
             if length <= followed.offset {
                 continue;
             }
-            let mut appended = Vec::with_capacity((length - followed.offset) as usize);
-            if file.seek(SeekFrom::Start(followed.offset)).is_err() || file.read_to_end(&mut appended).is_err() {
+            let want = (length - followed.offset).min(POLL_LIMIT);
+            self.caught_up &= want == length - followed.offset;
+            let mut appended = Vec::with_capacity(want as usize);
+            if file.seek(SeekFrom::Start(followed.offset)).is_err()
+                || Read::take(&mut file, want).read_to_end(&mut appended).is_err()
+            {
                 continue;
             }
             followed.offset += appended.len() as u64;
@@ -378,6 +391,12 @@ impl Tail {
             followed.lines -= 1;
         }
         found
+    }
+
+    /// Whether the last [`Tail::poll`] read every file to the end it had then (false: a poll
+    /// right away reads more).
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// A warning for each file whose last line has no newline yet (a writer mid-write, or one
@@ -450,5 +469,31 @@ mod tests {
         assert!(tail.poll().is_empty());
         assert!(tail.torn().is_empty());
         assert_eq!(tail.bytes_read(), 19);
+    }
+
+    #[test]
+    fn a_tail_reads_a_big_file_a_bounded_part_at_a_time_with_every_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = 3 * POLL_LIMIT as usize / 100;
+        let text: String = (0..lines).map(|i| format!("{i:099}\n")).collect();
+        std::fs::write(dir.path().join("journal-a.jsonl"), &text).unwrap();
+        let mut tail = Tail::new(dir.path(), "journal-");
+        let mut seen = Vec::new();
+        let mut polls = 0;
+        loop {
+            let found = tail.poll();
+            polls += 1;
+            assert!(found.len() as u64 <= POLL_LIMIT / 100 + 1, "a poll reads at most its limit");
+            seen.extend(found.into_iter().map(|l| (l.number, String::from_utf8(l.bytes).unwrap())));
+            if tail.caught_up() {
+                break;
+            }
+        }
+        assert!(polls >= 3, "{polls} polls");
+        assert_eq!(seen.len(), lines);
+        for (index, (number, line)) in seen.iter().enumerate() {
+            assert_eq!((*number, line.clone()), (index + 1, format!("{index:099}")));
+        }
+        assert!(tail.torn().is_empty());
     }
 }

@@ -13,10 +13,17 @@ use rayon::prelude::*;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::manifest::SCHEMA;
+use super::integrity::{self, Check};
 use crate::events::{Interest, Observer};
 use crate::runner::{Cancel, UnitResult, UnitStatus};
 use crate::seed::{fnv1a, mix};
+
+/// The schema of the journal lines this version writes: 2, each line sealed with its checksum
+/// (see [`super::integrity`]). Lines of schema 1 (no checksum) are still read.
+pub const JOURNAL_SCHEMA: u32 = 2;
+
+/// The schema of the journal lines written before lines carried a checksum.
+const LEGACY_SCHEMA: u32 = 1;
 
 /// One line of a journal, as read: the unit's fields as `T` (a [`UnitResult`], or the
 /// [`UnitShape`] of a scan).
@@ -40,15 +47,15 @@ struct RecordRef<'a> {
     unit: &'a UnitResult,
 }
 
-/// Writes `unit`'s journal line, without its newline: exactly what serde writes for a
-/// `{"schema":1,"type":"unit", ...the unit's fields}` record (a test pins the two together, so
+/// Writes `unit`'s journal record, without its checksum and newline: exactly what serde writes for
+/// a `{"schema":2,"type":"unit", ...the unit's fields}` record (a test pins the two together, so
 /// a field added to [`UnitResult`] fails it until it is written here), but with the keys as
 /// literals: the output thread writes a line per unit, and escaping ten constant keys through a
 /// map serializer was most of its work.
 fn encode(out: &mut Vec<u8>, unit: &UnitResult) -> serde_json::Result<()> {
     use serde_json::to_writer as value;
     out.extend_from_slice(b"{\"schema\":");
-    value(&mut *out, &SCHEMA)?;
+    value(&mut *out, &JOURNAL_SCHEMA)?;
     out.extend_from_slice(b",\"type\":\"unit\",\"experiment\":");
     value(&mut *out, &unit.experiment)?;
     out.extend_from_slice(b",\"condition\":");
@@ -81,6 +88,17 @@ fn encode(out: &mut Vec<u8>, unit: &UnitResult) -> serde_json::Result<()> {
     }
     out.push(b'}');
     Ok(())
+}
+
+/// `record` (one JSON object, without a checksum or a newline) as a line of journal schema 2:
+/// sealed with its checksum as its last field (see [`super::integrity`]). For tools that write
+/// journal lines; `record` should say `"schema":2`.
+pub fn seal_record(record: &[u8]) -> Vec<u8> {
+    let mut line = record.trim_ascii_end().to_vec();
+    if line.last() == Some(&b'}') {
+        integrity::seal(&mut line, 0);
+    }
+    line
 }
 
 /// How often the journal is forced to disk: `fsync` is what survives a power loss, and doing it
@@ -159,6 +177,7 @@ impl JournalWriter {
             self.pending.truncate(start);
             return Err(io::Error::other(error));
         }
+        integrity::seal(&mut self.pending, start);
         self.pending.push(b'\n');
         if self.pending.len() >= PENDING_LIMIT {
             self.write_pending()?;
@@ -248,6 +267,10 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
     /// What was skipped and why: torn last lines, unparsable lines, unreadable files.
     pub warnings: Vec<String>,
+    /// How many of the skipped lines are damage (a line that does not parse, fails its checksum
+    /// or lacks one in a checksummed journal, or could not be read), not the torn last line an
+    /// interrupted writer leaves or a record of a newer version.
+    pub damaged: usize,
 }
 
 /// Reads every `journal-*.jsonl` in `dir`. Never fails: damage becomes warnings, and the units of
@@ -255,18 +278,28 @@ pub struct Loaded {
 /// the run (its condition, replicate and seed) is for the caller to check: see
 /// [`crate::store::RunDir::state`].
 pub fn read_all(dir: &Path) -> Loaded {
+    let (mut units, mut at) = (Vec::new(), Vec::new());
+    let mut loaded = read_each(dir, |unit, line_at| {
+        units.push(unit);
+        at.push(line_at);
+    });
+    (loaded.units, loaded.at) = (units, at);
+    loaded
+}
+
+/// [`read_all`], giving each record to `take` as it is read (journals by writer, lines in order)
+/// instead of holding them all: the returned [`Loaded`] has the files, warnings and damage, and
+/// no units.
+pub fn read_each(dir: &Path, mut take: impl FnMut(UnitResult, LineAt)) -> Loaded {
     let mut loaded = Loaded::default();
     loaded.files = journals(dir, &mut loaded.warnings);
     for (file, path) in loaded.files.iter().enumerate() {
-        let (units, at) = (&mut loaded.units, &mut loaded.at);
         read_one(
             path,
             &mut loaded.warnings,
+            &mut loaded.damaged,
             |line| parse_line::<UnitResult>(line),
-            |unit, line| {
-                units.push(unit);
-                at.push(LineAt { file: file as u32, line });
-            },
+            |unit, line| take(unit, LineAt { file: file as u32, line }),
         );
     }
     loaded
@@ -301,6 +334,8 @@ pub struct Scanned {
     pub files: Vec<PathBuf>,
     /// The same warnings as [`read_all`]'s.
     pub warnings: Vec<String>,
+    /// The same count as [`Loaded::damaged`].
+    pub damaged: usize,
 }
 
 /// Reads every `journal-*.jsonl` in `dir` as [`read_all`] does, accepting and rejecting exactly
@@ -311,23 +346,40 @@ pub struct Scanned {
 pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
     let mut scanned = Scanned::default();
     let parse = |line: &[u8]| match parse_line::<UnitShape>(line) {
-        Parsed::Unit(unit) => Parsed::Unit((
-            conditions.iter().position(|c| **c == *unit.condition).ok_or_else(|| unit.condition.into_owned()),
-            unit.replicate,
-            unit.seed,
-            unit.status == UnitStatus::Ok,
-            unit.metrics.0,
-        )),
+        Parsed::Unit(unit, sealed) => Parsed::Unit(
+            (
+                conditions.iter().position(|c| **c == *unit.condition).ok_or_else(|| unit.condition.into_owned()),
+                unit.replicate,
+                unit.seed,
+                unit.status == UnitStatus::Ok,
+                unit.metrics.0,
+            ),
+            sealed,
+        ),
         Parsed::Blank => Parsed::Blank,
         Parsed::Foreign { schema, kind } => Parsed::Foreign { schema, kind },
         Parsed::Invalid(error) => Parsed::Invalid(error),
+        Parsed::Corrupt(reason) => Parsed::Corrupt(reason),
     };
     scanned.files = journals(dir, &mut scanned.warnings);
     for (file, path) in scanned.files.iter().enumerate() {
         let units = &mut scanned.units;
-        read_one(path, &mut scanned.warnings, parse, |(condition, replicate, seed, ok, digest), line| {
-            units.push(ScannedUnit { condition, replicate, seed, ok, digest, at: LineAt { file: file as u32, line } })
-        });
+        read_one(
+            path,
+            &mut scanned.warnings,
+            &mut scanned.damaged,
+            parse,
+            |(condition, replicate, seed, ok, digest), line| {
+                units.push(ScannedUnit {
+                    condition,
+                    replicate,
+                    seed,
+                    ok,
+                    digest,
+                    at: LineAt { file: file as u32, line },
+                })
+            },
+        );
     }
     scanned
 }
@@ -379,33 +431,64 @@ fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
 /// What one line of a journal holds.
 enum Parsed<T> {
     Blank,
-    Unit(T),
-    Foreign { schema: u32, kind: String },
+    /// A unit record, and whether its line carried a valid checksum.
+    Unit(T, bool),
+    Foreign {
+        schema: u32,
+        kind: String,
+    },
     Invalid(serde_json::Error),
+    /// A line whose checksum fails, or a line of schema 2 without one: why.
+    Corrupt(String),
 }
 
 /// The start of every line this version writes.
-const PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
+const PREFIX: &[u8] = b"{\"schema\":2,\"type\":\"unit\",";
+/// The start of the lines of schema 1.
+const LEGACY_PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
 // [`PREFIX`] spells the schema out.
-const _: () = assert!(SCHEMA == 1, "update PREFIX with the schema");
+const _: () = assert!(JOURNAL_SCHEMA == 2 && LEGACY_SCHEMA == 1, "update PREFIX with the schema");
 
 /// Parses one line into `T` (a [`UnitResult`] or a [`UnitShape`]: both accept the same lines).
-/// Lines this version wrote start with [`PREFIX`] and parse straight into `T` (whose fields
-/// follow); any other line (written by another tool, or damaged) goes through the general
-/// [`Record`].
+/// A line that ends with a checksum is verified first, whatever it claims to be; a line of
+/// schema 2 must have one. Lines this version wrote start with [`PREFIX`] and parse straight
+/// into `T` (whose fields follow; the checksum is a field `T` ignores); any other line (of
+/// schema 1, written by another tool, or damaged) goes through the general [`Record`].
 fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
-    if line.starts_with(PREFIX) {
+    let sealed = match integrity::verify(line) {
+        Check::Valid => true,
+        Check::Absent => false,
+        Check::Mismatch(reason) => return Parsed::Corrupt(reason),
+    };
+    if (sealed && line.starts_with(PREFIX)) || (!sealed && line.starts_with(LEGACY_PREFIX)) {
         if let Ok(unit) = serde_json::from_slice::<T>(line) {
-            return Parsed::Unit(unit);
+            return Parsed::Unit(unit, sealed);
         }
     }
     if line.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Blank;
     }
     match serde_json::from_slice::<Record<T>>(line) {
-        Ok(record) if record.schema == SCHEMA && record.kind == "unit" => Parsed::Unit(record.unit),
+        Ok(record) if record.kind == "unit" && record.schema == JOURNAL_SCHEMA && !sealed => {
+            Parsed::Corrupt(format!("a record of schema {JOURNAL_SCHEMA} without its checksum"))
+        }
+        Ok(record) if record.kind == "unit" && (record.schema == JOURNAL_SCHEMA || record.schema == LEGACY_SCHEMA) => {
+            Parsed::Unit(record.unit, sealed)
+        }
         Ok(record) => Parsed::Foreign { schema: record.schema, kind: record.kind },
         Err(error) => Parsed::Invalid(error),
+    }
+}
+
+/// Reads one journal line as a unit record, as [`read_all`] does: `Ok(None)` for a blank line
+/// or a record of another type or a newer schema, `Err` (why) for a line that does not parse or
+/// fails its checksum. For readers that follow a journal line by line (`watch`).
+pub fn parse_record(line: &[u8]) -> Result<Option<UnitResult>, String> {
+    match parse_line::<UnitResult>(line) {
+        Parsed::Unit(unit, _) => Ok(Some(unit)),
+        Parsed::Blank | Parsed::Foreign { .. } => Ok(None),
+        Parsed::Invalid(error) => Err(format!("not a valid unit record ({error})")),
+        Parsed::Corrupt(reason) => Err(format!("a damaged unit record: {reason}")),
     }
 }
 
@@ -419,19 +502,29 @@ const BLOCK: usize = 4 << 20;
 fn read_one<T: Send>(
     path: &Path,
     warnings: &mut Vec<String>,
+    damaged: &mut usize,
     parse: impl Fn(&[u8]) -> Parsed<T> + Sync,
     mut take: impl FnMut(T, u64),
 ) {
     let cannot_read = |error: io::Error| format!("cannot read {}: {error}; its units will run again", path.display());
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(error) => return warnings.push(cannot_read(error)),
+        Err(error) => {
+            *damaged += 1;
+            return warnings.push(cannot_read(error));
+        }
     };
     let (mut current, mut next) = (Vec::new(), Vec::new());
     let mut eof = false;
     if let Err(error) = fill(&mut file, &mut current, &mut eof) {
+        *damaged += 1;
         return warnings.push(cannot_read(error));
     }
+    // A journal with a checksummed line is one this version wrote, every line of it sealed: a
+    // line without a checksum in it was not written by its writer. Decided block by block (a
+    // block's lines are all parsed before any is taken), so that a line rewritten without its
+    // checksum is rejected even before the first sealed line.
+    let mut sealed_journal = false;
     // Lines before `current`.
     let mut line = 0;
     loop {
@@ -457,21 +550,40 @@ fn read_one<T: Send>(
             },
         );
         let count = parsed.len();
+        sealed_journal = sealed_journal || parsed.iter().any(|p| matches!(p, Parsed::Unit(_, true)));
         for (index, parsed) in parsed.into_iter().enumerate() {
             let at = || format!("{}:{}", path.display(), line + index + 1);
             match parsed {
                 Parsed::Blank => {}
-                Parsed::Unit(unit) => take(unit, (line + index + 1) as u64),
+                Parsed::Unit(unit, true) => take(unit, (line + index + 1) as u64),
+                Parsed::Unit(_, false) if sealed_journal => {
+                    *damaged += 1;
+                    warnings.push(format!(
+                        "{}: a record without a checksum in a journal whose lines have one (it was not written \
+                         by the journal's writer); ignored, its unit will run again",
+                        at()
+                    ))
+                }
+                Parsed::Unit(unit, false) => take(unit, (line + index + 1) as u64),
                 Parsed::Foreign { schema, kind } => warnings.push(format!(
-                    "{}: record of schema {schema} type '{kind}' is not understood by this version (schema {SCHEMA}); ignored",
+                    "{}: record of schema {schema} type '{kind}' is not understood by this version (schema \
+                     {JOURNAL_SCHEMA}); ignored",
                     at()
                 )),
-                Parsed::Invalid(error) => warnings
-                    .push(format!("{}: not a valid unit record ({error}); ignored, its unit will run again", at())),
+                Parsed::Invalid(error) => {
+                    *damaged += 1;
+                    warnings
+                        .push(format!("{}: not a valid unit record ({error}); ignored, its unit will run again", at()))
+                }
+                Parsed::Corrupt(reason) => {
+                    *damaged += 1;
+                    warnings.push(format!("{}: damaged line: {reason}; ignored, its unit will run again", at()))
+                }
             }
         }
         line += count;
         if let Err(error) = read {
+            *damaged += 1;
             return warnings.push(format!(
                 "cannot read {} after line {line}: {error}; its units from there on will run again",
                 path.display()
@@ -710,9 +822,71 @@ mod tests {
         for u in [unit("a", 0), full, without_error, retried, cached] {
             let mut ours = Vec::new();
             encode(&mut ours, &u).unwrap();
-            let theirs = serde_json::to_vec(&RecordRef { schema: SCHEMA, kind: "unit", unit: &u }).unwrap();
+            let theirs = serde_json::to_vec(&RecordRef { schema: JOURNAL_SCHEMA, kind: "unit", unit: &u }).unwrap();
             assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
         }
+    }
+
+    #[test]
+    fn every_line_is_sealed_and_a_changed_value_is_rejected_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_units(dir.path(), "1", &[unit("a", 0), unit("a", 1), unit("a", 2)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            assert!(line.starts_with("{\"schema\":2,\"type\":\"unit\","), "{line}");
+            assert_eq!(integrity::verify(line.as_bytes()), Check::Valid, "{line}");
+        }
+        // An edited metric (still valid JSON, still a plausible record) fails the checksum.
+        let edited = text.replacen("\"win\":1.0", "\"win\":0.0", 2).replacen("\"win\":0.0", "\"win\":1.0", 1);
+        std::fs::write(&path, edited).unwrap();
+        let loaded = read_all(dir.path());
+        let replicates: Vec<u64> = loaded.units.iter().map(|u| u.replicate).collect();
+        assert_eq!(replicates, [0, 2]);
+        assert_eq!(loaded.damaged, 1);
+        assert!(loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: its content does not match its checksum"));
+        let scanned = scan_all(dir.path(), &["a".to_owned()]);
+        assert_eq!((scanned.warnings.clone(), scanned.damaged), (loaded.warnings.clone(), 1));
+    }
+
+    #[test]
+    fn lines_of_schema_1_still_read_but_not_after_sealed_lines_of_the_same_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = r#"{"schema":1,"type":"unit","experiment":"e","condition":"a","replicate":4,"seed":7,"status":"ok","metrics":{"win":1.0},"duration_ms":0.5}"#;
+        std::fs::write(dir.path().join("journal-0.jsonl"), format!("{legacy}\n")).unwrap();
+        let path = write_units(dir.path(), "1", &[unit("a", 0)]);
+        // A schema 2 line without its checksum, and a schema 1 line after sealed ones.
+        let unsealed = legacy.replace("\"schema\":1", "\"schema\":2").replace(":4,", ":5,");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("{unsealed}\n{}\n", legacy.replace(":4,", ":6,")));
+        std::fs::write(&path, text).unwrap();
+        let loaded = read_all(dir.path());
+        let replicates: Vec<u64> = loaded.units.iter().map(|u| u.replicate).collect();
+        assert_eq!(replicates, [4, 0], "{:?}", loaded.warnings);
+        assert_eq!(loaded.damaged, 2);
+        assert!(
+            loaded.warnings[0].contains("journal-1.jsonl:2: damaged line: a record of schema 2 without its checksum")
+        );
+        assert!(loaded.warnings[1].contains("journal-1.jsonl:3: a record without a checksum in a journal whose lines"));
+        let scanned = scan_all(dir.path(), &["a".to_owned()]);
+        assert_eq!((scanned.warnings, scanned.damaged), (loaded.warnings, 2));
+        // A line rewritten without its checksum before the journal's sealed lines: rejected too.
+        let path = write_units(dir.path(), "15", &[unit("a", 8), unit("a", 9)]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = text.lines().nth(1).unwrap().to_owned();
+        std::fs::write(&path, format!("{}\n{second}\n", legacy.replace(":4,", ":8,"))).unwrap();
+        let loaded = read_all(dir.path());
+        assert_eq!(loaded.damaged, 3, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings[2].contains("journal-15.jsonl:1: a record without a checksum"),
+            "{:?}",
+            loaded.warnings
+        );
+        std::fs::remove_file(&path).unwrap();
+        // A torn last line is not damage: an interrupted writer leaves one.
+        let path = write_units(dir.path(), "2", &[unit("a", 1)]);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        assert_eq!(read_all(dir.path()).damaged, 2);
     }
 
     #[test]
@@ -925,5 +1099,231 @@ mod tests {
         let scanned = scan_all(dir.path(), &conditions);
         assert_eq!(scanned.warnings, loaded.warnings);
         assert_eq!(scanned.units, keys_of(&loaded, &conditions));
+    }
+
+    mod properties {
+        //! Property tests of the journal's reader: what the writer writes reads back as it was
+        //! written, a damaged line never reads as a unit, and the scan's reader accepts and
+        //! rejects exactly what the full reader does, for thousands of generated lines.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn cases(n: u32) -> ProptestConfig {
+            let n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+            ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        fn finite() -> impl Strategy<Value = f64> {
+            // JSON has no NaN or infinity: a unit's values are finite (see the report).
+            any::<f64>().prop_filter("finite", |v| v.is_finite())
+        }
+
+        fn error() -> impl Strategy<Value = crate::runner::UnitError> {
+            (".{0,12}", prop::option::of(".{0,8}"), 0..3u8).prop_map(|(message, location, kind)| {
+                crate::runner::UnitError {
+                    message,
+                    location,
+                    kind: [
+                        crate::results::FailureKind::Error,
+                        crate::results::FailureKind::Panic,
+                        crate::results::FailureKind::Timeout,
+                    ][kind as usize],
+                }
+            })
+        }
+
+        pub(super) fn unit_result() -> impl Strategy<Value = UnitResult> {
+            (
+                (".{0,8}", ".{0,8}", any::<u64>(), any::<u64>(), any::<bool>(), prop::option::of(error())),
+                prop::collection::btree_map(".{0,6}", finite(), 0..4),
+                prop::collection::vec(
+                    (".{0,4}", finite(), prop::collection::vec((".{0,3}", ".{0,3}"), 0..2))
+                        .prop_map(|(name, value, tags)| crate::events::MetricRecord { name, value, tags }),
+                    0..3,
+                ),
+                finite(),
+                prop::collection::vec(
+                    (1..5u32, error(), finite()).prop_map(|(attempt, error, duration_ms)| crate::results::Attempt {
+                        attempt,
+                        error,
+                        duration_ms,
+                    }),
+                    0..2,
+                ),
+            )
+                .prop_map(
+                    |((experiment, condition, replicate, seed, ok, error), metrics, records, duration_ms, attempts)| {
+                        UnitResult {
+                            experiment,
+                            condition,
+                            replicate,
+                            seed,
+                            status: if ok { UnitStatus::Ok } else { UnitStatus::Error },
+                            error,
+                            metrics: metrics.into(),
+                            records,
+                            duration_ms,
+                            attempts,
+                            cache: Default::default(),
+                        }
+                    },
+                )
+        }
+
+        fn sealed_line(unit: &UnitResult) -> Vec<u8> {
+            let mut line = Vec::new();
+            encode(&mut line, unit).unwrap();
+            integrity::seal(&mut line, 0);
+            line
+        }
+
+        /// Whether the scan's reader and the full reader agree on `line`: both accept it (as the
+        /// same unit) or both reject it the same way.
+        fn readers_agree(line: &[u8]) -> Result<(), TestCaseError> {
+            let full = parse_line::<UnitResult>(line);
+            let shape = parse_line::<UnitShape>(line);
+            match (&full, &shape) {
+                (Parsed::Unit(u, a), Parsed::Unit(s, b)) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!((&*u.condition, u.replicate, u.seed), (&*s.condition, s.replicate, s.seed));
+                    prop_assert_eq!(u.is_ok(), s.status == UnitStatus::Ok);
+                }
+                (Parsed::Blank, Parsed::Blank) => {}
+                (Parsed::Foreign { schema: a, kind: k }, Parsed::Foreign { schema: b, kind: l }) => {
+                    prop_assert_eq!((a, k), (b, l))
+                }
+                (Parsed::Invalid(a), Parsed::Invalid(b)) => {
+                    prop_assert!(!a.to_string().is_empty());
+                    prop_assert_eq!(a.to_string(), b.to_string())
+                }
+                (Parsed::Corrupt(a), Parsed::Corrupt(b)) => {
+                    prop_assert!(!a.is_empty());
+                    prop_assert_eq!(a, b)
+                }
+                _ => prop_assert!(false, "the readers disagree on {:?}", String::from_utf8_lossy(line)),
+            }
+            Ok(())
+        }
+
+        /// Pieces of journal lines, glued at random: keys, values of every type, and junk.
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "{",
+                    "}",
+                    "[",
+                    "]",
+                    ",",
+                    ":",
+                    "\"schema\":2,",
+                    "\"schema\":1,",
+                    "\"type\":\"unit\",",
+                    "\"condition\":",
+                    "\"replicate\":",
+                    "\"seed\":",
+                    "\"status\":\"ok\"",
+                    "\"metrics\":",
+                    "\"records\":",
+                    "\"error\":",
+                    "\"duration_ms\":",
+                    "\"experiment\":",
+                    "\"crc32\":\"",
+                    "null",
+                    "true",
+                    "-1",
+                    "1e999",
+                    "18446744073709551616",
+                    "0.5",
+                    "\"x\"",
+                    "{\"w\":1}",
+                ])
+                .prop_map(str::to_owned),
+                any::<u64>().prop_map(|v| v.to_string()),
+                "\"[^\"\\\\]{0,4}\"",
+                "[0-9a-f]{8}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(cases(2000))]
+
+            #[test]
+            fn what_the_writer_writes_reads_back_exactly(unit in unit_result()) {
+                let line = sealed_line(&unit);
+                prop_assert!(!line.contains(&b'\n'));
+                match parse_line::<UnitResult>(&line) {
+                    Parsed::Unit(read, sealed) => {
+                        prop_assert!(sealed);
+                        prop_assert_eq!(read.metrics.len(), unit.metrics.len());
+                        for ((a, x), (b, y)) in read.metrics.iter().zip(unit.metrics.iter()) {
+                            prop_assert_eq!((a, x.to_bits()), (b, y.to_bits()));
+                        }
+                        prop_assert_eq!(read, unit);
+                    }
+                    _ => prop_assert!(false, "not read back: {}", String::from_utf8_lossy(&line)),
+                }
+                readers_agree(&line)?;
+            }
+
+            #[test]
+            fn a_sealed_line_with_any_byte_changed_or_cut_never_reads_as_a_unit(
+                unit in unit_result(),
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let line = sealed_line(&unit);
+                let mut changed = line.clone();
+                let at = at.index(line.len());
+                prop_assume!(changed[at] != byte);
+                changed[at] = byte;
+                prop_assert!(!matches!(parse_line::<UnitResult>(&changed), Parsed::Unit(..)),
+                    "{}", String::from_utf8_lossy(&changed));
+                readers_agree(&changed)?;
+                let cut = &line[..cut.index(line.len())];
+                prop_assert!(!matches!(parse_line::<UnitResult>(cut), Parsed::Unit(..)));
+                readers_agree(cut)?;
+            }
+
+            #[test]
+            fn any_bytes_are_read_the_same_by_both_readers(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+                readers_agree(&bytes)?;
+            }
+
+            #[test]
+            fn glued_pieces_are_read_the_same_by_both_readers(pieces in prop::collection::vec(piece(), 0..16)) {
+                let line = pieces.concat();
+                readers_agree(line.as_bytes())?;
+                readers_agree(&seal_record(line.as_bytes()))?;
+            }
+
+            #[test]
+            fn records_with_fields_changed_to_any_value_are_read_the_same_by_both_readers(
+                unit in unit_result(),
+                field in prop::sample::select(vec!["condition", "replicate", "seed", "status", "metrics", "error",
+                    "records", "duration_ms", "experiment", "schema", "type"]),
+                value in prop_oneof![
+                    Just(serde_json::Value::Null),
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    any::<f64>().prop_map(serde_json::Value::from),
+                    ".{0,6}".prop_map(serde_json::Value::from),
+                    Just(serde_json::json!([1, "a"])),
+                    Just(serde_json::json!({"w": "x"})),
+                    Just(serde_json::json!(18446744073709551615u64)),
+                ],
+                reseal in any::<bool>(),
+            ) {
+                let mut record: serde_json::Value = serde_json::from_slice(&sealed_line(&unit)).unwrap();
+                record[field] = value;
+                let text = record.to_string();
+                let line = if reseal {
+                    record.as_object_mut().unwrap().remove("crc32");
+                    seal_record(record.to_string().as_bytes())
+                } else {
+                    text.into_bytes()
+                };
+                readers_agree(&line)?;
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@
 pub mod events;
 #[doc(hidden)]
 pub mod exit_guard;
+pub(crate) mod integrity;
 #[doc(hidden)]
 pub mod journal;
 #[doc(hidden)]
@@ -35,7 +36,7 @@ pub mod time;
 /// How a unit's seed derives from the run's seed: part of the stored format (a journal record
 /// whose seed is not the one its replicate derives is rejected).
 pub use crate::seed::{unit_seed, SeedPolicy};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -276,7 +277,7 @@ pub struct RunDir {
 }
 
 /// Where a run stands, derived from its files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Every planned unit has a successful record.
@@ -285,14 +286,21 @@ pub enum Status {
     Failed,
     /// Some planned units have no record yet (interrupted, or still running).
     Incomplete,
+    /// Some planned units have no trusted record because of damage: journal lines that do not
+    /// parse or fail their checksum, records that are not part of the run's plan, or successful
+    /// records of a unit that disagree. `run --resume` runs those units again.
+    Damaged,
 }
 
 impl Status {
     /// The status of a run of `planned` units, `done` of them successful and `recorded` of them
-    /// with any record.
-    fn of(done: usize, recorded: usize, planned: usize) -> Status {
+    /// with any trusted record, where `damage` records were rejected or disagree: damage only
+    /// matters while it leaves a planned unit without a result (a resume runs those again).
+    pub(crate) fn of(done: usize, recorded: usize, planned: usize, damage: usize) -> Status {
         if done >= planned {
             Status::Complete
+        } else if damage > 0 {
+            Status::Damaged
         } else if recorded >= planned {
             Status::Failed
         } else {
@@ -307,6 +315,7 @@ impl std::fmt::Display for Status {
             Status::Complete => "complete",
             Status::Failed => "complete with failures",
             Status::Incomplete => "incomplete",
+            Status::Damaged => "damaged",
         })
     }
 }
@@ -322,17 +331,42 @@ pub struct RunState {
     /// `first_replicate..first_replicate + replicates`.
     pub first_replicate: u64,
     /// Per unit (condition, replicate): its first successful record, or else its latest failure.
+    /// A unit whose successful records disagree is not here (see [`RunState::in_doubt`]).
     pub units: BTreeMap<(usize, u64), UnitResult>,
     /// `(condition, replicate)` of every well-formed record that does not belong to the run's
     /// plan (see [`RunDir::state`]), in journal order: none of them counts.
     pub rejected: Vec<(String, u64)>,
     /// Damage found while reading.
     pub warnings: Vec<String>,
+    /// How many records were rejected or disagree (see [`Damage`]).
+    pub damage: Damage,
+}
+
+/// What damage reading a run found: each kind is also a warning naming the file and line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Damage {
+    /// Journal lines that do not parse, fail their checksum, lack one in a checksummed journal,
+    /// or could not be read (not the torn last line an interrupted writer leaves).
+    pub lines: usize,
+    /// Well-formed records that are not part of the run: an unknown condition, a replicate
+    /// outside the plan, a seed that is not the one its replicate derives.
+    pub rejected: usize,
+    /// Successful records of a unit whose metrics differ from the standing one's.
+    pub conflicts: usize,
+    /// Units whose successful records disagree, not settled by a later journal: not done.
+    pub in_doubt: usize,
+}
+
+impl Damage {
+    /// Lines and records found damaged, all kinds together.
+    pub fn total(&self) -> usize {
+        self.lines + self.rejected + self.conflicts
+    }
 }
 
 /// `conditions` times `replicates`, saturating: the count is only compared with counts of
 /// records, which can never reach it.
-fn planned_units(conditions: usize, replicates: u64) -> usize {
+pub(crate) fn planned_units(conditions: usize, replicates: u64) -> usize {
     conditions.saturating_mul(usize::try_from(replicates).unwrap_or(usize::MAX))
 }
 
@@ -361,7 +395,16 @@ impl RunState {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.keys().filter(|(_, r)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned())
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
+    }
+
+    /// The run's status when its units are `units` (as [`RunDir::results`] gives them, apart
+    /// from the state).
+    pub fn status_with(&self, units: &[UnitResult]) -> Status {
+        let range = self.replicate_range();
+        let recorded = units.iter().filter(|u| range.contains(&u.replicate)).count();
+        let done = units.iter().filter(|u| u.status == UnitStatus::Ok).count();
+        Status::of(done, recorded, self.planned(), self.damage.total())
     }
 
     /// `(condition, replicate)` of every unit with a successful record.
@@ -395,6 +438,8 @@ pub struct RunScan {
     units: Vec<Vec<(u64, bool)>>,
     /// Damage found while reading: the same as [`RunState::warnings`].
     pub warnings: Vec<String>,
+    /// The same as [`RunState::damage`].
+    pub damage: Damage,
 }
 
 impl RunScan {
@@ -437,7 +482,7 @@ impl RunScan {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.iter().flatten().filter(|(r, _)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned())
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
     }
 
     /// `(condition, replicate)` of every unit with a successful record: the same as
@@ -575,55 +620,36 @@ impl RunDir {
                 Err(name) => name.as_str(),
             }
         }
-        let check = |unit: &journal::ScannedUnit| {
-            expect.check(unit.condition.as_ref().ok().copied(), name(&conditions, unit), unit.replicate, unit.seed)
-        };
-        // Warnings about records, with the record's index: merged below in journal order, the
-        // order in which `state` gives the same warnings.
+        let mut damage = Damage { lines: scanned.damaged, ..Damage::default() };
         let mut notes: Vec<(usize, String)> = Vec::new();
-        let mut units = vec![Vec::new(); conditions.len()];
+        let mut accepted = Vec::with_capacity(scanned.units.len());
         for (seq, unit) in scanned.units.iter().enumerate() {
-            match check(unit) {
-                Ok(index) => units[index].push((unit.replicate, unit.ok)),
-                Err(reason) => notes.push((seq, rejected(&journal::describe(&scanned.files, unit.at), &reason))),
-            }
-        }
-        // Units with more than one success: rare (two processes resuming at once), so their
-        // metrics are compared in a second pass over only them rather than a map of every unit.
-        let mut repeated: HashSet<(usize, u64)> = HashSet::new();
-        for (index, units) in units.iter_mut().enumerate() {
-            // A success sorts before the failures of its unit, and the first record of each unit
-            // is kept: a unit is done if any of its records is a success, as in `state`.
-            units.sort_unstable_by_key(|&(replicate, ok)| (replicate, !ok));
-            repeated.extend(units.windows(2).filter(|w| w[0] == w[1] && w[0].1).map(|w| (index, w[0].0)));
-            units.dedup_by_key(|(replicate, _)| *replicate);
-        }
-        if !repeated.is_empty() {
-            let mut first: HashMap<(usize, u64), (u64, LineAt)> = HashMap::new();
-            for (seq, unit) in scanned.units.iter().enumerate() {
-                let Ok(index) = unit.condition else { continue };
-                if !unit.ok || !repeated.contains(&(index, unit.replicate)) {
-                    continue;
-                }
-                if check(unit).is_err() {
-                    continue;
-                }
-                match first.get(&(index, unit.replicate)) {
-                    None => {
-                        first.insert((index, unit.replicate), (unit.digest, unit.at));
-                    }
-                    Some((digest, at)) if *digest != unit.digest => {
-                        let (here, there) =
-                            (journal::describe(&scanned.files, unit.at), journal::describe(&scanned.files, *at));
-                        notes.push((seq, disagree(&here, &there, name(&conditions, unit), unit.replicate)));
-                    }
-                    Some(_) => {}
+            let condition = unit.condition.as_ref().ok().copied();
+            match expect.check(condition, name(&conditions, unit), unit.replicate, unit.seed) {
+                Ok(index) => accepted.push((index, unit.replicate, seq)),
+                Err(reason) => {
+                    damage.rejected += 1;
+                    notes.push((seq, rejected(&journal::describe(&scanned.files, unit.at), &reason)));
                 }
             }
-            notes.sort_by_key(|(seq, _)| *seq);
         }
+        let mut units = vec![Vec::new(); conditions.len()];
+        let fact = |seq: usize| {
+            let unit = &scanned.units[seq];
+            integrity::Fact { ok: unit.ok, digest: unit.digest, at: unit.at }
+        };
+        resolve_units(
+            &mut accepted,
+            fact,
+            &mut damage,
+            &mut notes,
+            &scanned.files,
+            &conditions,
+            |index, replicate, seq| units[index].push((replicate, scanned.units[seq].ok)),
+        );
+        notes.sort_by_key(|(seq, _)| *seq);
         warnings.extend(notes.into_iter().map(|(_, note)| note));
-        RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings }
+        RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings, damage }
     }
 
     /// Reads the journals and derives the state of every unit. Only records that belong to the
@@ -631,56 +657,169 @@ impl RunDir {
     /// replicate derives from the manifest's seed and policy. Any other record is ignored with a
     /// warning naming its file and line (its unit, if planned, is not done and runs again on
     /// resume). A second success of a unit with other metrics than the first is a warning naming
-    /// both lines; the first stands.
+    /// both lines, and leaves the unit in doubt (not done) until a later journal settles it.
     pub fn state(&self) -> RunState {
+        let (mut state, units) = self.results();
+        let conditions = &state.conditions;
+        state.units = units
+            .into_iter()
+            .filter_map(|unit| Some(((conditions.iter().position(|c| *c == unit.condition)?, unit.replicate), unit)))
+            .collect();
+        state
+    }
+
+    /// [`RunDir::state`], with the units apart, in plan order (condition, then replicate), and
+    /// the state's `units` empty: what a report needs, without a map of every unit beside them.
+    pub fn results(&self) -> (RunState, Vec<UnitResult>) {
         let conditions = self.conditions();
         let (replicates, mut warnings) = self.planned_replicates();
         let expect = self.expectation(&conditions, replicates);
-        let loaded = journal::read_all(&self.path);
-        warnings.extend(loaded.warnings);
-        // Each unit's record with where it was read, for a warning about a later one.
-        let mut kept: BTreeMap<(usize, u64), (UnitResult, LineAt)> = BTreeMap::new();
+        // Records are resolved as they are read (the same rules as `integrity::resolve`, which
+        // the scan uses; a test holds the two together), so that only each unit's result is held,
+        // not every record.
+        enum Note {
+            Rejected(LineAt, String),
+            Disagree { at: LineAt, first: LineAt, index: usize, replicate: u64 },
+        }
+        /// How a unit's records stand so far: its standing success (digest, where), or not, and
+        /// where its kept record is in `units`.
+        struct Standing {
+            ok: bool,
+            digest: u64,
+            at: LineAt,
+            doubt_file: Option<u32>,
+            slot: usize,
+        }
+        // Kept records in read order; reserved for the most lines the journals can hold (a
+        // reservation costs no memory until used, and growing by doubling would copy them all).
+        let mut units: Vec<Option<UnitResult>> = Vec::with_capacity(self.most_records());
+        let mut standing: HashMap<(usize, u64), Standing> = HashMap::new();
+        let mut notes: Vec<Note> = Vec::new();
         let mut rejected_units = Vec::new();
-        for (unit, line_at) in loaded.units.into_iter().zip(loaded.at) {
-            let at = || journal::describe(&loaded.files, line_at);
+        let mut damage = Damage::default();
+        let read = journal::read_each(&self.path, |unit, line_at| {
             let known = conditions.iter().position(|c| *c == unit.condition);
             let index = match expect.check(known, &unit.condition, unit.replicate, unit.seed) {
                 Ok(index) => index,
                 Err(reason) => {
-                    warnings.push(rejected(&at(), &reason));
+                    damage.rejected += 1;
+                    notes.push(Note::Rejected(line_at, reason));
                     rejected_units.push((unit.condition, unit.replicate));
-                    continue;
+                    return;
                 }
             };
             let key = (index, unit.replicate);
-            match kept.get(&key) {
-                // The first success stands; a later success of the same unit is a duplicate, and
-                // one with other metrics says the unit is not reproducible (or a journal was edited).
-                Some((existing, first)) if existing.status == UnitStatus::Ok => {
-                    if unit.status == UnitStatus::Ok && !same_metrics(existing, &unit) {
-                        let first = journal::describe(&loaded.files, *first);
-                        warnings.push(disagree(&at(), &first, &unit.condition, unit.replicate));
-                    }
+            let slot = standing.entry(key).or_insert_with(|| {
+                units.push(None);
+                Standing { ok: false, digest: 0, at: line_at, doubt_file: None, slot: units.len() - 1 }
+            });
+            if !unit.is_ok() {
+                // A failure stands only until a success: the latest failure is kept.
+                if !slot.ok {
+                    units[slot.slot] = Some(unit);
                 }
-                _ => {
-                    kept.insert(key, (unit, line_at));
-                }
+                return;
+            }
+            let digest = journal::metrics_digest(unit.metrics.iter().map(|(name, value)| (name.as_str(), *value)));
+            let settles = slot.doubt_file.is_some_and(|file| line_at.file > file);
+            if !slot.ok || settles {
+                *slot = Standing { ok: true, digest, at: line_at, doubt_file: None, slot: slot.slot };
+                units[slot.slot] = Some(unit);
+            } else if slot.digest != digest {
+                damage.conflicts += 1;
+                notes.push(Note::Disagree { at: line_at, first: slot.at, index, replicate: unit.replicate });
+                slot.doubt_file = Some(slot.doubt_file.map_or(line_at.file, |file| file.max(line_at.file)));
+            }
+        });
+        for slot in standing.values() {
+            if slot.ok && slot.doubt_file.is_some() {
+                units[slot.slot] = None;
+                damage.in_doubt += 1;
             }
         }
-        // Sorted already: collecting rebuilds the map in one linear pass.
-        let units: BTreeMap<(usize, u64), UnitResult> = kept.into_iter().map(|(key, (unit, _))| (key, unit)).collect();
-        RunState {
+        drop(standing);
+        let mut units: Vec<UnitResult> = units.into_iter().flatten().collect();
+        let position = |unit: &UnitResult| conditions.iter().position(|c| *c == unit.condition);
+        units.sort_unstable_by_key(|a| (position(a), a.replicate));
+        damage.lines = read.damaged;
+        warnings.extend(read.warnings);
+        warnings.extend(notes.into_iter().map(|note| match note {
+            Note::Rejected(at, reason) => rejected(&journal::describe(&read.files, at), &reason),
+            Note::Disagree { at, first, index, replicate } => disagree(
+                &journal::describe(&read.files, at),
+                &journal::describe(&read.files, first),
+                &conditions[index],
+                replicate,
+            ),
+        }));
+        let state = RunState {
             conditions,
             replicates,
             first_replicate: self.manifest.first_replicate,
-            units,
+            units: BTreeMap::new(),
             rejected: rejected_units,
             warnings,
+            damage,
+        };
+        (state, units)
+    }
+
+    /// The most records the run's journals can hold: their bytes over the shortest record line.
+    fn most_records(&self) -> usize {
+        // `{"schema":1,"type":"unit","experiment":"","condition":"","replicate":0,"seed":0,
+        // "status":"ok","metrics":{},"duration_ms":0}` and its newline: 124 bytes.
+        const SHORTEST_LINE: u64 = 124;
+        let bytes: u64 = std::fs::read_dir(&self.path)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("journal-")))
+                    .filter_map(|e| e.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()))
+                    .sum()
+            })
+            .unwrap_or(0);
+        // At most 4 Mi records reserved (about 1 GB of address space): a bigger run grows past it.
+        usize::try_from(bytes / SHORTEST_LINE).unwrap_or(usize::MAX).min(1 << 22)
+    }
+}
+
+/// Resolves the accepted records `(condition, replicate, seq)` unit by unit (see
+/// [`integrity::resolve`]): `keep(condition, replicate, seq)` for each unit's result, in plan
+/// order; a note per disagreeing record, and the count of units left in doubt, in `damage`.
+fn resolve_units(
+    accepted: &mut [(usize, u64, usize)],
+    fact: impl Fn(usize) -> integrity::Fact,
+    damage: &mut Damage,
+    notes: &mut Vec<(usize, String)>,
+    files: &[PathBuf],
+    conditions: &[String],
+    mut keep: impl FnMut(usize, u64, usize),
+) {
+    // Sorted by unit, and within a unit by read order.
+    accepted.sort_unstable();
+    let mut facts = Vec::new();
+    for group in accepted.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (index, replicate) = (group[0].0, group[0].1);
+        if let [(_, _, seq)] = group {
+            keep(index, replicate, *seq);
+            continue;
+        }
+        facts.clear();
+        facts.extend(group.iter().map(|&(_, _, seq)| fact(seq)));
+        let (verdict, conflicts) = integrity::resolve(&facts);
+        for (here, there) in conflicts {
+            damage.conflicts += 1;
+            let (at, first) = (journal::describe(files, facts[here].at), journal::describe(files, facts[there].at));
+            notes.push((group[here].2, disagree(&at, &first, &conditions[index], replicate)));
+        }
+        match verdict {
+            Some(integrity::Verdict::Result(chosen)) => keep(index, replicate, group[chosen].2),
+            Some(integrity::Verdict::InDoubt) => damage.in_doubt += 1,
+            None => {}
         }
     }
 }
 
-/// What a record must be to count in a run (see [`RunDir::state`]).
 struct Expectation {
     run: String,
     /// The run's conditions, for messages.
@@ -732,14 +871,9 @@ fn rejected(at: &str, reason: &str) -> String {
 fn disagree(at: &str, first: &str, condition: &str, replicate: u64) -> String {
     format!(
         "{at}: a second successful record of {condition} #{replicate} whose metrics differ from the first one, at \
-         {first}; the first is kept (is the unit not deterministic, or was a journal edited?)"
+         {first}; neither counts until the unit runs again (`run --resume`): is the unit not deterministic, or was \
+         a journal edited?"
     )
-}
-
-/// Whether two records have the same metrics, bit for bit (NaN equals NaN).
-fn same_metrics(a: &UnitResult, b: &UnitResult) -> bool {
-    a.metrics.len() == b.metrics.len()
-        && a.metrics.iter().zip(b.metrics.iter()).all(|((n, x), (m, y))| n == m && x.to_bits() == y.to_bits())
 }
 
 /// A writer id: start time first, so that ids sort chronologically, then the process id.
@@ -833,6 +967,9 @@ mod tests {
 
     fn assert_scan_agrees(run: &RunDir) -> RunScan {
         let (state, scan) = (run.state(), run.scan());
+        let (apart, units) = run.results();
+        assert_eq!(apart.status_with(&units), state.status());
+        assert_eq!(units, state.units.values().cloned().collect::<Vec<_>>(), "the same units, in plan order");
         assert_eq!(scan.conditions, state.conditions);
         assert_eq!((scan.replicates, scan.first_replicate), (state.replicates, state.first_replicate));
         assert_eq!((scan.planned(), scan.done(), scan.failed()), (state.planned(), state.done(), state.failed()));
@@ -883,7 +1020,10 @@ mod tests {
         let (_dir, run) = seeded_run(&lines);
         let state = run.state();
         let scan = assert_scan_agrees(&run);
-        assert_eq!((state.done(), state.planned(), state.status()), (6, 8, Status::Incomplete));
+        // Rejected records leave planned units without a result: the run is damaged, not just
+        // incomplete, and the damage is counted.
+        assert_eq!((state.done(), state.planned(), state.status()), (6, 8, Status::Damaged));
+        assert_eq!(state.damage, Damage { rejected: 2, ..Damage::default() });
         assert!(!scan.done_set().contains(l, 2) && !scan.done_set().contains(b, 1));
         assert_eq!(state.warnings.len(), 2, "{:?}", state.warnings);
         assert!(
@@ -918,7 +1058,10 @@ mod tests {
         let (_dir, run) = seeded_run(&lines);
         let state = run.state();
         assert_scan_agrees(&run);
-        assert_eq!(state.status(), Status::Complete);
+        // loaded #3 is in doubt: neither record counts, and a resume runs it again.
+        assert_eq!(state.status(), Status::Damaged);
+        assert_eq!(state.damage, Damage { lines: 0, rejected: 2, conflicts: 1, in_doubt: 1 });
+        assert!(!run.scan().done_set().contains(l, 3));
         assert_eq!(state.warnings.len(), 3, "{:?}", state.warnings);
         assert!(state.warnings[0].contains("baseline #7"), "{:?}", state.warnings);
         assert!(state.warnings[2].contains("'gone'"), "{:?}", state.warnings);
@@ -927,8 +1070,18 @@ mod tests {
             warning.contains("journal-1.jsonl:11: a second successful record of loaded #3 whose metrics differ"),
             "{warning}"
         );
-        assert!(warning.contains("journal-1.jsonl:8; the first is kept"), "{warning}");
-        assert_eq!(state.units[&(1, 3)].metrics.get("win"), Some(&1.0), "the first stands");
+        assert!(warning.contains("journal-1.jsonl:8; neither counts until the unit runs again"), "{warning}");
+        assert!(!state.units.contains_key(&(1, 3)), "neither stands");
+        // The journal of a later session (a resume) settles it: the run is complete again, the
+        // old lines still named.
+        let mut journal = JournalWriter::create(run.journal_path("2"), Cancel::default()).unwrap();
+        journal.unit_finished(&seeded(l, 3, true));
+        journal.finish().unwrap();
+        let state = run.state();
+        assert_scan_agrees(&run);
+        assert_eq!(state.status(), Status::Complete);
+        assert_eq!(state.damage, Damage { lines: 0, rejected: 2, conflicts: 1, in_doubt: 0 });
+        assert_eq!(state.units[&(1, 3)].metrics.get("win"), Some(&1.0));
     }
 
     #[test]
@@ -938,7 +1091,7 @@ mod tests {
         let second = [unit(b, 3, true), unit(b, 1, false), unit(l, 1, false), unit(b, 0, true), unit(l, 9, true)];
         let (_dir, run) = run_with(&[&first, &second], 0);
         let scan = assert_scan_agrees(&run);
-        assert_eq!((scan.done(), scan.failed(), scan.status()), (3, 1, Status::Incomplete));
+        assert_eq!((scan.done(), scan.failed(), scan.status()), (3, 1, Status::Damaged));
         let done = scan.done_set();
         // `gone` is no condition of the run and replicate 9 is outside its 4 replicates.
         assert_eq!(done.iter().collect::<Vec<_>>(), [(b, 0), (b, 3), (l, 1)]);
@@ -951,9 +1104,161 @@ mod tests {
         assert_eq!(assert_scan_agrees(&run).status(), Status::Failed);
         let (_dir, run) = run_with(&[&all, &[unit(b, 2, true)]], 0);
         assert_eq!(assert_scan_agrees(&run).status(), Status::Complete);
+        // Replicates 0 and 1 are outside a plan from 2: damage, not merely missing units.
         let (_dir, run) = run_with(&[&all], 2);
-        assert_eq!(assert_scan_agrees(&run).status(), Status::Incomplete);
+        assert_eq!(assert_scan_agrees(&run).status(), Status::Damaged);
         let (_dir, run) = run_with(&[], 0);
         assert_eq!(assert_scan_agrees(&run).status(), Status::Incomplete);
+    }
+
+    mod properties {
+        //! Property tests of the manifest's and session records' readers: a manifest damaged in
+        //! any byte, cut anywhere or with any field set to any value is read, or refused with an
+        //! error naming the file; what is read can be planned (no count past the maximum, no
+        //! index past 2^64), and reading the run's units never panics.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn cases(n: u32) -> ProptestConfig {
+            let n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
+            ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        fn any_json() -> impl Strategy<Value = serde_json::Value> {
+            prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<u64>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                prop::sample::select(vec![0u64, 1, 2, MAX_REPLICATES, MAX_REPLICATES + 1, u64::MAX - 1, u64::MAX])
+                    .prop_map(serde_json::Value::from),
+                ".{0,6}".prop_map(serde_json::Value::from),
+                Just(serde_json::json!([])),
+                Just(serde_json::json!({"baseline": {}})),
+            ]
+        }
+
+        /// Checks what reading `bytes` as the manifest of a run directory gives.
+        fn read_manifest(bytes: &[u8], session: Option<&[u8]>) -> Result<(), TestCaseError> {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("manifest.json");
+            std::fs::write(&path, bytes).unwrap();
+            if let Some(session) = session {
+                std::fs::write(dir.path().join("session-1.json"), session).unwrap();
+            }
+            match RunDir::open(dir.path()) {
+                Ok(run) => {
+                    let (first, replicates) = (run.manifest.first_replicate, run.manifest.replicates);
+                    prop_assert!(replicates <= MAX_REPLICATES && first.checked_add(replicates).is_some());
+                    let (state, scan) = (run.state(), run.scan());
+                    prop_assert_eq!(state.status(), scan.status());
+                    prop_assert!(state.replicates <= MAX_REPLICATES);
+                    for warning in &scan.warnings {
+                        prop_assert!(warning.contains("session-1.json"), "{}", warning);
+                    }
+                }
+                Err(Error::Store(message)) => {
+                    prop_assert!(
+                        message.contains(&path.display().to_string()) && message.len() > path.as_os_str().len() + 10,
+                        "{}",
+                        message
+                    )
+                }
+                Err(other) => prop_assert!(false, "not a store error: {other}"),
+            }
+            Ok(())
+        }
+
+        fn manifest_bytes() -> Vec<u8> {
+            static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            BYTES
+                .get_or_init(|| {
+                    let (_dir, run) = run_with(&[], 0);
+                    serde_json::to_vec_pretty(&run.manifest).unwrap()
+                })
+                .clone()
+        }
+
+        /// A record of a run of `baseline` and `loaded`, replicates 0..4: some outside the plan,
+        /// some failed, metrics from two values (so that successes of a unit may disagree).
+        fn record() -> impl Strategy<Value = UnitResult> {
+            (0..3usize, 0..6u64, any::<bool>(), 0..2u8).prop_map(|(condition, replicate, ok, value)| {
+                let name = ["baseline", "loaded", "gone"][condition];
+                let mut unit = unit(name, replicate, ok || value == 0);
+                unit.metrics.insert("win".into(), f64::from(value));
+                unit
+            })
+        }
+
+        proptest! {
+            #![proptest_config(cases(200))]
+
+            #[test]
+            fn the_scan_and_the_state_resolve_any_records_the_same_way(
+                journals in prop::collection::vec(prop::collection::vec(record(), 0..12), 1..4),
+            ) {
+                let (_dir, run) = run_with(&[], 0);
+                // Sealed lines written straight to the files: a writer's fsync per case made this
+                // test wait on the disk.
+                for (writer, units) in journals.iter().enumerate() {
+                    let mut text = Vec::new();
+                    for unit in units {
+                        let mut value = serde_json::to_value(unit).unwrap();
+                        value["schema"] = 2.into();
+                        value["type"] = "unit".into();
+                        text.extend(journal::seal_record(value.to_string().as_bytes()));
+                        text.push(b'\n');
+                    }
+                    std::fs::write(run.journal_path(&writer.to_string()), text).unwrap();
+                }
+                let (state, scan) = (run.state(), run.scan());
+                prop_assert_eq!(&scan.warnings, &state.warnings);
+                prop_assert_eq!(scan.damage, state.damage);
+                prop_assert_eq!(scan.done_set(), state.done_set());
+                prop_assert_eq!((scan.done(), scan.failed(), scan.status()), (state.done(), state.failed(), state.status()));
+                // A unit counted done has the metrics of one of its successful records.
+                for ((index, replicate), kept) in &state.units {
+                    let name = &state.conditions[*index];
+                    prop_assert!(journals.iter().flatten().any(|u| u.condition == *name && u.replicate == *replicate
+                        && u.status == kept.status && u.metrics == kept.metrics));
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(cases(1000))]
+
+            #[test]
+            fn a_manifest_with_any_byte_changed_or_cut_is_read_or_refused_naming_it(
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let bytes = manifest_bytes();
+                let mut changed = bytes.clone();
+                changed[at.index(bytes.len())] = byte;
+                read_manifest(&changed, None)?;
+                read_manifest(&bytes[..cut.index(bytes.len())], None)?;
+            }
+
+            #[test]
+            fn a_manifest_or_session_with_a_field_of_any_value_is_read_or_refused_naming_it(
+                field in prop::sample::select(vec!["schema", "replicates", "first_replicate", "run", "experiment",
+                    "config", "request", "command", "created", "hypotheses", "versions"]),
+                value in any_json(),
+                session_field in prop::sample::select(vec!["schema", "replicates", "writer", "forced", "started"]),
+                session_value in any_json(),
+            ) {
+                let mut manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes()).unwrap();
+                manifest[field] = value;
+                let mut session = serde_json::json!({
+                    "schema": 1, "writer": "1", "started": "now", "command": [], "replicates": 3, "forced": false,
+                    "host": "h"
+                });
+                session[session_field] = session_value;
+                read_manifest(manifest.to_string().as_bytes(), Some(session.to_string().as_bytes()))?;
+            }
+        }
     }
 }
