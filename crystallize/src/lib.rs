@@ -68,6 +68,7 @@ mod context;
 mod diff;
 mod error;
 mod events;
+mod export;
 #[cfg(feature = "async")]
 mod limits;
 mod metrics;

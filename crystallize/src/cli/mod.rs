@@ -6,7 +6,9 @@
 mod confirm;
 mod debug;
 mod diff;
+mod export;
 mod inspect;
+mod outfile;
 mod plan;
 mod progress;
 mod run;
@@ -74,6 +76,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Follow a run in progress (default: the latest incomplete one) by reading only the store.
     Watch(WatchArgs),
+    /// A stored run in tidy long format (one row per unit and metric) as CSV or JSON Lines.
+    Export(export::ExportArgs),
 }
 
 /// Where runs are stored.
@@ -355,6 +359,7 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Confirm(args) => confirm::confirm(&registry, &args, &context),
         Command::Plan(args) => plan::plan(&registry, &args),
         Command::Watch(args) => watch::watch(&args),
+        Command::Export(args) => export::export(&args),
     });
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,100 @@
+//! End-to-end tests of the views of a stored run of the `social_deception` example: `export`
+//! read back by Python's `csv` module, `report --html` and `run --html` (file, thinning, bad
+//! paths), and `view`, the local web server. The browser tests (real headless Chromium) are in
+//! tests/e2e/browser.rs.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+
+use crystallize_tests::Store;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
+
+/// `(condition, replicate) -> (seed, status, metric -> value)`.
+type Units = BTreeMap<(String, u64), (u64, String, BTreeMap<String, f64>)>;
+
+/// The units of a `report --json`.
+fn units_of_report(report: &Value) -> Units {
+    let mut units = Units::new();
+    for unit in report["units"].as_array().expect("units in report --json") {
+        let metrics = unit["metrics"]
+            .as_object()
+            .expect("metrics")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().expect("a number")))
+            .collect();
+        let key =
+            (unit["condition"].as_str().expect("condition").to_owned(), unit["replicate"].as_u64().expect("replicate"));
+        units.insert(
+            key,
+            (unit["seed"].as_u64().expect("seed"), unit["status"].as_str().expect("status").into(), metrics),
+        );
+    }
+    units
+}
+
+/// Reads a CSV file with Python's `csv` module (a reader pandas users trust) and returns its
+/// rows as JSON objects keyed by the header.
+fn python_csv_rows(path: &std::path::Path) -> Vec<BTreeMap<String, String>> {
+    let script = "import csv, json, sys\nwith open(sys.argv[1], newline='') as f:\n    print(json.dumps(list(csv.DictReader(f))))";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("python3 is needed to read the CSV back (install python3): {error}"));
+    assert!(output.status.success(), "python3 failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("python printed JSON")
+}
+
+#[test]
+fn export_csv_read_by_python_gives_exactly_the_units_and_metrics_of_report_json() {
+    let store = new_store();
+    store.run(&["run", "--replicates", "4", "--treatment", "dolphin"]).assert_code(0);
+    let id = store.run_ids().pop().expect("a run");
+    let report = store.run(&["report", &id, "--json"]);
+    report.assert_code(0);
+    let expected = units_of_report(&report.json());
+    assert_eq!(expected.len(), 8, "2 conditions x 4 replicates");
+
+    let csv = store.path().join("out.csv");
+    let out = store.run(&["export", &id, "--csv", csv.to_str().expect("utf-8 path")]);
+    out.assert_code(0);
+    let rows = python_csv_rows(&csv);
+    let mut found = Units::new();
+    for row in &rows {
+        assert_eq!(row["run"], id);
+        assert_eq!(row["experiment"], "social_deception");
+        let key = (row["condition"].clone(), row["replicate"].parse::<u64>().expect("replicate"));
+        let entry = found
+            .entry(key)
+            .or_insert_with(|| (row["seed"].parse().expect("seed"), row["status"].clone(), BTreeMap::new()));
+        assert_eq!(entry.0.to_string(), row["seed"], "one seed per unit");
+        let value: f64 = row["value"].parse().expect("value");
+        assert!(entry.2.insert(row["metric"].clone(), value).is_none(), "one row per unit and metric: {row:?}");
+    }
+    assert_eq!(found, expected, "the CSV holds exactly the units and metrics of report --json");
+
+    // JSON Lines to stdout: the same rows.
+    let out = store.run(&["export", &id, "--jsonl", "-"]);
+    out.assert_code(0);
+    let lines = out.json_lines();
+    out.check_eq(lines.len(), rows.len(), "as many JSON lines as CSV rows");
+}
+
+#[test]
+fn export_refuses_an_unknown_run_and_an_unwritable_path() {
+    let store = new_store();
+    store.run(&["run", "--replicates", "2"]).assert_code(0);
+    let id = store.run_ids().pop().expect("a run");
+    store.run(&["export", "nope", "--csv", "-"]).assert_code(2).assert_stderr_contains("no run 'nope'");
+    let out = store.run(&["export", &id, "--csv", "/nonexistent-dir/x.csv"]);
+    out.assert_code(2).assert_stderr_contains("the directory /nonexistent-dir does not exist");
+    store.run(&["export", &id]).assert_code(2).assert_stderr_contains("--csv");
+}
+
+/// An empty store for the example.
+fn new_store() -> Store {
+    Store::new(BIN)
+}
