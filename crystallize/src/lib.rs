@@ -69,6 +69,7 @@ mod diff;
 mod error;
 mod events;
 mod export;
+mod html;
 #[cfg(feature = "async")]
 mod limits;
 mod metrics;

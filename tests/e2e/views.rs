@@ -94,6 +94,96 @@ fn export_refuses_an_unknown_run_and_an_unwritable_path() {
     store.run(&["export", &id]).assert_code(2).assert_stderr_contains("--csv");
 }
 
+/// Every `data-NAME="..."` value in `html` of an element whose class is `class`.
+fn attributes(html: &str, class: &str, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let has_class = |piece: &str| {
+        piece
+            .split_once("class=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .is_some_and(|(classes, _)| classes.split(' ').any(|c| c == class))
+    };
+    for piece in html.split('<').filter(|p| has_class(p)) {
+        let key = format!("{name}=\"");
+        if let Some(start) = piece.find(&key) {
+            let rest = &piece[start + key.len()..];
+            found.push(rest[..rest.find('"').expect("closing quote")].to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn report_html_is_one_self_contained_file_with_every_replicate_and_hypothesis() {
+    let store = new_store();
+    store.run(&["run", "--replicates", "6"]).assert_code(0);
+    let id = store.run_ids().pop().expect("a run");
+    let path = store.path().join("report.html");
+    let out = store.run(&[
+        "report",
+        &id,
+        "--html",
+        path.to_str().expect("utf-8"),
+        "--hypothesis",
+        "dolphin_spoilers.win > baseline.win",
+    ]);
+    out.assert_code(0).assert_stderr_contains("wrote the HTML report to");
+    out.check(out.stdout.is_empty(), "--html prints no table");
+    let html = std::fs::read_to_string(&path).expect("the report file");
+    assert!(html.starts_with("<!DOCTYPE html>"), "an HTML document");
+    for outside in ["<script", "src=", "href=\"http", "url(", "@import"] {
+        assert!(!html.contains(outside), "the report must not load anything: found {outside}");
+    }
+    // Three metrics, three conditions: every strip has all 6 replicates.
+    let points = attributes(&html, "condition", "data-points");
+    assert_eq!(points.len(), 9, "{points:?}");
+    assert!(points.iter().all(|p| p == "6"), "{points:?}");
+    let hypotheses = attributes(&html, "hypothesis", "data-hypothesis");
+    assert_eq!(
+        hypotheses,
+        ["dolphin.win &lt; baseline.win", "dolphin_spoilers.win &gt; baseline.win"],
+        "escaped in the attribute"
+    );
+    for section in ["id=\"configuration\"", "id=\"reproducibility\"", "id=\"failures\"", "id=\"paired\""] {
+        assert!(html.contains(section), "{section} missing");
+    }
+    assert!(html.contains(&id), "the run id is on the page");
+    assert!(!html.contains("id=\"thinned\""), "nothing thinned at 6 replicates");
+
+    // `-` is stdout; an unknown run is exit 2.
+    let out = store.run(&["report", &id, "--html", "-"]);
+    out.assert_code(0).assert_stdout_contains("<!DOCTYPE html>");
+    store.run(&["report", "nope", "--html", "-"]).assert_code(2).assert_stderr_contains("no run 'nope'");
+}
+
+#[test]
+fn run_html_refuses_an_unwritable_path_before_any_unit_runs() {
+    let store = new_store();
+    let out = store.run(&["run", "--replicates", "2", "--html", "/nonexistent-dir/r.html"]);
+    out.assert_code(2).assert_stderr_contains(
+        "invalid --html /nonexistent-dir/r.html: the directory /nonexistent-dir does not exist",
+    );
+    out.check(store.run_ids().is_empty(), "no run was created");
+    let dir = store.path().to_str().expect("utf-8").to_owned();
+    store.run(&["run", "--replicates", "2", "--html", &dir]).assert_code(2).assert_stderr_contains("it is a directory");
+}
+
+#[test]
+fn a_run_with_more_points_than_the_limit_is_thinned_says_so_and_stays_small() {
+    let store = new_store();
+    let path = store.path().join("big.html");
+    let out =
+        store.run(&["run", "--replicates", "2100", "--treatment", "dolphin", "--html", path.to_str().expect("utf-8")]);
+    out.assert_code(0);
+    let html = std::fs::read_to_string(&path).expect("the report file");
+    assert!(html.contains("id=\"thinned\""), "the page says it thinned");
+    assert!(html.contains("more than 2000 values"), "and names the limit");
+    let points = attributes(&html, "condition", "data-points");
+    let values = attributes(&html, "condition", "data-values");
+    assert!(points.iter().all(|p| p == "2000") && values.iter().all(|v| v == "2100"), "{points:?} {values:?}");
+    assert!(html.len() < 5_000_000, "{} bytes", html.len());
+}
+
 /// An empty store for the example.
 fn new_store() -> Store {
     Store::new(BIN)

@@ -7,6 +7,7 @@ mod confirm;
 mod debug;
 mod diff;
 mod export;
+mod html;
 mod inspect;
 mod outfile;
 mod plan;
@@ -150,6 +151,10 @@ struct TableRunArgs {
     /// Print the summary as Markdown tables.
     #[arg(long)]
     md: bool,
+    /// Also write the report as one self-contained HTML file (checked writable before any unit
+    /// runs).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +217,10 @@ struct ReportArgs {
     /// Print Markdown tables (for a paper or a pull request).
     #[arg(long)]
     md: bool,
+    /// Write the report as one self-contained HTML file (plots as inline SVG, no script, no
+    /// network) to FILE, or `-` for stdout, instead of printing tables.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "md"])]
+    html: Option<PathBuf>,
     /// Also decide this hypothesis (repeatable), e.g. "dolphin.win > baseline.win"; corrected
     /// together with the run's own.
     #[arg(long = "hypothesis", value_name = "H")]
@@ -348,14 +357,17 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::List { json } => inspect::list(&registry, json),
         Command::Run(args) => {
             let output = run::Output::Report(inspect::Format::from_flags(args.json, args.md));
-            run::run(&registry, &args.run, &context, output)
+            let html = args.html.as_deref().map(outfile::Target::of);
+            run::run(&registry, &args.run, &context, output, html)
         }
-        Command::Stream(args) => run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }),
+        Command::Stream(args) => {
+            run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }, None)
+        }
         Command::Debug(args) => debug::debug(&registry, &args, &app),
         Command::Diff(args) => diff::diff(&registry, &args, &app),
         Command::Show(args) => show::show(&registry, &args, &app),
         Command::Runs(args) => inspect::runs(&registry, &args),
-        Command::Report(args) => inspect::report(&args),
+        Command::Report(args) => inspect::report(&args, &context),
         Command::Confirm(args) => confirm::confirm(&registry, &args, &context),
         Command::Plan(args) => plan::plan(&registry, &args),
         Command::Watch(args) => watch::watch(&args),

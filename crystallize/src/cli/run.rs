@@ -42,6 +42,8 @@ pub(super) struct Execution<'a> {
     pub store: &'a Store,
     /// ` --store DIR` when one was given, for the resume command printed on an interruption.
     pub store_flag: String,
+    /// Where to write the HTML report (`run --html FILE`), already checked writable.
+    pub html: Option<super::outfile::Target>,
 }
 
 pub(super) fn run(
@@ -49,8 +51,13 @@ pub(super) fn run(
     args: &RunArgs,
     invocation: &Invocation,
     output: Output,
+    html: Option<super::outfile::Target>,
 ) -> Result<ExitCode, Error> {
     let experiment = registry.experiment(args.experiment.as_deref())?;
+    // An output path that cannot be written fails now, not after an hour of units.
+    if let Some(target) = &html {
+        target.check("--html")?;
+    }
     let store = Store::locate(args.store.store.as_deref());
     let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
     let mut session = Session::named(experiment.name())
@@ -82,7 +89,8 @@ pub(super) fn run(
     for note in &prepared.notes {
         eprintln!("{note}");
     }
-    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag: store_flag(&args.store) };
+    let execution =
+        Execution { fail_fast: args.fail_fast, output, store: &store, store_flag: store_flag(&args.store), html };
     execute(prepared.open()?, invocation, execution)
 }
 
@@ -123,7 +131,7 @@ pub(super) fn origin(invocation: &Invocation) -> Origin {
 /// (a hypothesis that could not be decided, a confirmation that is not valid), 130 when
 /// interrupted.
 pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execution<'_>) -> Result<ExitCode, Error> {
-    let Execution { fail_fast, output, store, store_flag } = execution;
+    let Execution { fail_fast, output, store, store_flag, html } = execution;
     let Some(run_dir) = opened.run_dir().cloned() else {
         return Err(Error::Store("the command line stores every run".into()));
     };
@@ -155,7 +163,11 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     );
     let report_problems = match output {
         Output::Report(format) => {
-            inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()
+            let report = inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default());
+            if let Some(target) = &html {
+                super::html::write(&report, &run_dir, &invocation.program, target)?;
+            }
+            report.has_problems()
         }
         Output::Stream { .. } => false,
     };
