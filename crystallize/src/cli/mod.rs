@@ -15,6 +15,8 @@ mod progress;
 mod run;
 mod show;
 mod stream;
+#[cfg(feature = "view")]
+mod view;
 mod watch;
 
 use std::path::PathBuf;
@@ -77,6 +79,10 @@ enum Command {
     Show(show::ShowArgs),
     /// Follow a run in progress (default: the latest incomplete one) by reading only the store.
     Watch(WatchArgs),
+    /// A local read-only web server over the store (127.0.0.1): the runs, each run's report,
+    /// two runs compared, a run in progress live.
+    #[cfg(feature = "view")]
+    View(view::ViewArgs),
     /// A stored run in tidy long format (one row per unit and metric) as CSV or JSON Lines.
     Export(export::ExportArgs),
 }
@@ -372,6 +378,8 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::Plan(args) => plan::plan(&registry, &args),
         Command::Watch(args) => watch::watch(&args),
         Command::Export(args) => export::export(&args),
+        #[cfg(feature = "view")]
+        Command::View(args) => view::view(&args, &context.program),
     });
     match outcome {
         Ok(code) => code,

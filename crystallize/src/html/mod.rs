@@ -49,7 +49,7 @@ const STYLE: &str = r#"
 :root { --ink: #1a1a1a; --muted: #5a5a5a; --rule: #d4d4d4; --paper: #ffffff; --soft: #f4f4f4; }
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-  color: var(--ink); background: var(--paper); margin: 0 auto; max-width: 960px; padding: 24px 28px 60px; }
+  color: var(--ink); background: var(--paper); margin: 0 auto; max-width: 1000px; padding: 24px 28px 60px; }
 h1 { font-size: 1.5em; margin: 0 0 4px; }
 h2 { font-size: 1.2em; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 2px solid var(--ink); }
 h3 { font-size: 1.02em; margin: 20px 0 6px; }
@@ -60,6 +60,7 @@ p, li { max-width: 75ch; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 10px; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }
 td.n { text-align: right; white-space: nowrap; }
+td.nowrap { white-space: nowrap; }
 th { border-bottom: 1.5px solid var(--ink); font-weight: 600; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.92em; }
 pre { background: var(--soft); padding: 8px 10px; overflow-x: auto; white-space: pre-wrap; word-break: break-word; }
@@ -88,6 +89,7 @@ figcaption { color: var(--muted); font-size: 0.9em; max-width: 400px; }
 .legend { color: var(--muted); font-size: 0.9em; }
 details summary { cursor: pointer; }
 nav { margin-bottom: 12px; }
+#live ul { margin: 4px 0 0; padding-left: 20px; font-size: 0.85em; }
 @media print {
   body { max-width: none; padding: 0; font-size: 11pt; }
   h2 { break-after: avoid; } svg.plot, table, figure { break-inside: avoid; }
@@ -95,6 +97,14 @@ nav { margin-bottom: 12px; }
   a { color: inherit; text-decoration: none; }
 }
 "#;
+
+/// A page of the viewer around `body`, with the report's style.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — crystallize</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
+        escape(title)
+    )
+}
 
 fn status_class(status: &crate::store::Status) -> &'static str {
     match status {
