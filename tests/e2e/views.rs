@@ -157,6 +157,47 @@ fn report_html_is_one_self_contained_file_with_every_replicate_and_hypothesis() 
 }
 
 #[test]
+fn the_report_lists_each_failure_with_a_debug_command_that_reproduces_it() {
+    let store = new_store();
+    let path = store.path().join("failures.html");
+    let out = store.run(&[
+        "run",
+        "--replicates",
+        "4",
+        "--treatment",
+        "dolphin",
+        "--set",
+        "crash_on_replicate=2",
+        "--html",
+        path.to_str().expect("utf-8"),
+    ]);
+    out.assert_code(1);
+    let html = std::fs::read_to_string(&path).expect("the report file");
+    let commands: Vec<String> = html
+        .split("<tr class=\"failure\">")
+        .skip(1)
+        .map(|row| {
+            let code = &row[row.find("<code>").expect("a command") + 6..];
+            code[..code.find("</code>").expect("end")]
+                .replace("&#39;", "'")
+                .replace("&quot;", "\"")
+                .replace("&amp;", "&")
+        })
+        .collect();
+    assert_eq!(commands.len(), 2, "one failure per condition: {commands:?}");
+    for command in &commands {
+        let words = crystallize_tests::shell_split(command).expect("a shell command");
+        assert_eq!(words[0], BIN, "{command}");
+        let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+        assert!(args.contains(&"--replicate") && args.contains(&"2"), "{command}");
+        // It reproduces the failure: the same panic, matching the stored unit, exit code 1.
+        let out = store.run(&args);
+        out.assert_code(1).assert_stdout_contains("FAILED after");
+        out.assert_stdout_contains("simulated crash in replicate 2").assert_stdout_contains("matches the stored unit");
+    }
+}
+
+#[test]
 fn run_html_refuses_an_unwritable_path_before_any_unit_runs() {
     let store = new_store();
     let out = store.run(&["run", "--replicates", "2", "--html", "/nonexistent-dir/r.html"]);
@@ -182,6 +223,25 @@ fn a_run_with_more_points_than_the_limit_is_thinned_says_so_and_stays_small() {
     let values = attributes(&html, "condition", "data-values");
     assert!(points.iter().all(|p| p == "2000") && values.iter().all(|v| v == "2100"), "{points:?} {values:?}");
     assert!(html.len() < 5_000_000, "{} bytes", html.len());
+}
+
+#[test]
+fn view_refuses_a_missing_store_an_unknown_run_and_a_port_in_use() {
+    let store = new_store();
+    let missing = store.path().join("no-such-store");
+    let out = store.run(&["view", "--port", "0", "--store", missing.to_str().expect("utf-8")]);
+    out.assert_code(2).assert_stderr_contains("there is no store at");
+    out.assert_stderr_contains("no-such-store");
+
+    store.run(&["run", "--replicates", "2"]).assert_code(0);
+    store.run(&["view", "nope", "--port", "0"]).assert_code(2).assert_stderr_contains("no run 'nope'");
+
+    // A port someone else holds: the error names it and suggests another.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    let out = store.run(&["view", "--port", &port]);
+    out.assert_code(2).assert_stderr_contains(&format!("port {port} on 127.0.0.1 is in use"));
+    out.assert_stderr_contains("--port 0 to pick a free one");
 }
 
 /// An empty store for the example.

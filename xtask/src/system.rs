@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// Every Debian package some test drives for real. A test that needs one finds it installed when
 /// it runs under `cargo xtask test`.
-pub const DEBIAN_PACKAGES: &[&str] = &[];
+pub const DEBIAN_PACKAGES: &[&str] = &["chromium"];
 
 /// Installs those of `packages` that `dpkg` does not know as installed: `apt-get update` first,
 /// then one `apt-get install`. Needs root and apt-get; says what to do otherwise.
