@@ -247,7 +247,8 @@ fn the_viewer_lists_runs_opens_one_compares_two_and_follows_a_run_in_progress() 
     let store = Store::new(BIN);
     store.run(&["run", "--replicates", "3"]).assert_code(0);
     store.run(&["run", "--replicates", "4", "--seed", "9"]).assert_code(0);
-    let finished = store.run_ids();
+    let mut finished = store.run_ids();
+    finished.sort();
     assert_eq!(finished.len(), 2);
     let viewer = Viewer::start(&store);
     let chromium = Chromium::start();
@@ -262,12 +263,19 @@ fn the_viewer_lists_runs_opens_one_compares_two_and_follows_a_run_in_progress() 
     ids.sort();
     assert_eq!(ids, finished, "{listed}");
     assert!(listed.as_array().expect("rows").iter().all(|r| r[1] == "complete"), "{listed}");
-    let link = format!("a[href='/runs/{}']", finished[0]);
+    // The run of 3 replicates (9 units) is the one opened.
+    let small = store
+        .runs()
+        .iter()
+        .find(|r| r["units_planned"] == 9)
+        .and_then(|r| r["id"].as_str().map(str::to_owned))
+        .expect("the run of 3 replicates");
+    let link = format!("a[href='/runs/{small}']");
     tab.wait_for_element(&link).expect("a link to the run").click().expect("click");
     wait_for(Duration::from_secs(60), "the run's report", || {
         (eval(&tab, "document.querySelectorAll('svg.strip').length").as_u64() == Some(3)).then_some(())
     });
-    assert!(tab.get_url().ends_with(&format!("/runs/{}", finished[0])), "{}", tab.get_url());
+    assert!(tab.get_url().ends_with(&format!("/runs/{small}")), "{}", tab.get_url());
     let points = eval(&tab, "document.querySelectorAll('svg.strip g.condition circle.point').length");
     assert_eq!(points.as_u64(), Some(3 * 3 * 3), "3 metrics x 3 conditions x 3 replicates");
 

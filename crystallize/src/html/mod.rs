@@ -99,6 +99,7 @@ nav { margin-bottom: 12px; }
 "#;
 
 /// A page of the viewer around `body`, with the report's style.
+#[cfg(feature = "view")]
 pub fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — crystallize</title><style>{STYLE}</style></head><body>{body}</body></html>\n",
