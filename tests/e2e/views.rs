@@ -198,6 +198,39 @@ fn the_report_lists_each_failure_with_a_debug_command_that_reproduces_it() {
 }
 
 #[test]
+fn the_report_of_a_confirmation_shows_its_preregistration_and_integrity() {
+    let store = new_store();
+    store.run(&["run", "--replicates", "8"]).assert_code(0);
+    let out = store.run(&[
+        "confirm",
+        "social_deception",
+        "dolphin_spoilers.win > baseline.win",
+        "--replicates",
+        "10",
+        "--json",
+    ]);
+    out.assert_code(0);
+    let id = out.str_at(&out.json(), "/run").to_owned();
+    let out = store.run(&["report", &id, "--html", "-"]);
+    out.assert_code(0);
+    let html = &out.stdout;
+    let confirmation = &html[html.find("<section id=\"confirmation\">").expect("a confirmation section")..];
+    let confirmation = &confirmation[..confirmation.find("</section>").expect("its end")];
+    for expected in
+        ["Pre-registration", "dolphin_spoilers.win &gt; baseline.win", "Integrity: <span class=\"ok\">VALID</span>"]
+    {
+        assert!(confirmation.contains(expected), "{expected} missing in {confirmation}");
+    }
+    for check in ["preregistered", "code", "fresh", "n"] {
+        assert!(
+            confirmation.contains(&format!("<tr><td>{check}</td><td class=\"ok\">")),
+            "check {check} passed: {confirmation}"
+        );
+    }
+    assert!(html.contains("(pre-registered)"), "the registered hypothesis is marked");
+}
+
+#[test]
 fn run_html_refuses_an_unwritable_path_before_any_unit_runs() {
     let store = new_store();
     let out = store.run(&["run", "--replicates", "2", "--html", "/nonexistent-dir/r.html"]);

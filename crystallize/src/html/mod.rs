@@ -67,7 +67,7 @@ pre { background: var(--soft); padding: 8px 10px; overflow-x: auto; white-space:
 .note { background: #fff7e0; border-left: 4px solid #E69F00; padding: 6px 10px; }
 .verdict { font-weight: 700; }
 .verdict.supported { color: #0072B2; } .verdict.not-supported { color: #D55E00; }
-.verdict.inconclusive { color: #6b6b6b; } .verdict.within-noise { color: #9a6700; }
+.verdict.inconclusive { color: #6b6b6b; } .verdict.within-noise { color: #8a5d00; }
 .ok { color: #0072B2; font-weight: 600; } .bad { color: #D55E00; font-weight: 700; }
 svg.plot { display: block; max-width: 100%; height: auto; margin: 4px 0 10px; }
 svg text { font: 12px system-ui, sans-serif; fill: var(--ink); }
@@ -89,6 +89,7 @@ figcaption { color: var(--muted); font-size: 0.9em; max-width: 400px; }
 .legend { color: var(--muted); font-size: 0.9em; }
 details summary { cursor: pointer; }
 nav { margin-bottom: 12px; }
+#live { margin-bottom: 18px; }
 #live ul { margin: 4px 0 0; padding-left: 20px; font-size: 0.85em; }
 @media print {
   body { max-width: none; padding: 0; font-size: 11pt; }
@@ -199,7 +200,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
             let (_, symbol, class) = svg::verdict_style(&r.verdict);
             let _ = write!(
                 out,
-                "<tr><td><code>{}</code>{}</td><td class=\"verdict {class}\">{symbol} {}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td><code>{}</code>{}</td><td class=\"verdict {class} nowrap\">{symbol} {}</td><td class=\"nowrap\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 escape(&r.hypothesis),
                 if d.preregistered == Some(true) { " (pre-registered)" } else { "" },
                 r.verdict,

@@ -293,6 +293,8 @@ pub fn forest_plot(hypotheses: &[&HypothesisResult]) -> String {
     for (index, h) in hypotheses.iter().enumerate() {
         let middle = top + row * index as f64 + row / 2.0;
         let (colour, symbol, class) = verdict_style(&h.verdict);
+        // Orange marks are fine, orange text on white is not: the word gets a darker shade.
+        let text_colour = if class == "within-noise" { "#8a5d00" } else { colour };
         let _ = write!(
             out,
             r#"<g class="hypothesis {class}" data-hypothesis="{t}" data-verdict="{v}"><text class="label" x="{:.1}" y="{:.1}" text-anchor="end">{t}</text>"#,
@@ -331,14 +333,14 @@ pub fn forest_plot(hypotheses: &[&HypothesisResult]) -> String {
             };
             let _ = write!(
                 out,
-                r#"<line class="ci" stroke="{colour}" x1="{:.1}" x2="{:.1}" y1="{middle:.1}" y2="{middle:.1}"/>"#,
+                r#"<line class="ci" style="stroke:{colour}" x1="{:.1}" x2="{:.1}" y1="{middle:.1}" y2="{middle:.1}"/>"#,
                 clamp(ci.low),
                 clamp(ci.high)
             );
         }
         let _ = write!(
             out,
-            r#"<circle class="effect" cx="{:.1}" cy="{middle:.1}" r="5" fill="{colour}"><title>effect {}</title></circle><text class="verdict" x="{:.1}" y="{:.1}" fill="{colour}">{symbol} {}</text></g>"#,
+            r#"<circle class="effect" cx="{:.1}" cy="{middle:.1}" r="5" fill="{colour}"><title>effect {}</title></circle><text class="verdict" x="{:.1}" y="{:.1}" style="fill:{text_colour}">{symbol} {}</text></g>"#,
             scale.at(h.effect),
             short(h.effect),
             width - right_text + 10.0,
