@@ -116,10 +116,15 @@ impl Chromium {
 
 /// Evaluates `expression` in `tab` and returns its value as JSON.
 fn eval(tab: &Tab, expression: &str) -> Value {
+    try_eval(tab, expression).unwrap_or_else(|error| panic!("evaluating {expression}: {error}"))
+}
+
+/// [`eval`], or the error (while a page is being replaced, there is no page to ask).
+fn try_eval(tab: &Tab, expression: &str) -> Result<Value, String> {
     let wrapped = format!("JSON.stringify((function () {{ return {expression}; }})())");
-    let result = tab.evaluate(&wrapped, false).unwrap_or_else(|error| panic!("evaluating {expression}: {error}"));
+    let result = tab.evaluate(&wrapped, false).map_err(|error| error.to_string())?;
     let text = result.value.and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| "null".into());
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Polls `check` until it returns `Some`, for at most `within` (generous: the machine may be
@@ -273,7 +278,8 @@ fn the_viewer_lists_runs_opens_one_compares_two_and_follows_a_run_in_progress() 
     let link = format!("a[href='/runs/{small}']");
     tab.wait_for_element(&link).expect("a link to the run").click().expect("click");
     wait_for(Duration::from_secs(60), "the run's report", || {
-        (eval(&tab, "document.querySelectorAll('svg.strip').length").as_u64() == Some(3)).then_some(())
+        let strips = try_eval(&tab, "document.querySelectorAll('svg.strip').length").ok()?;
+        (strips.as_u64() == Some(3)).then_some(())
     });
     assert!(tab.get_url().ends_with(&format!("/runs/{small}")), "{}", tab.get_url());
     let points = eval(&tab, "document.querySelectorAll('svg.strip g.condition circle.point').length");
@@ -289,6 +295,14 @@ fn the_viewer_lists_runs_opens_one_compares_two_and_follows_a_run_in_progress() 
     expected.assert_code(0);
     assert_eq!(diff.as_str().map(str::trim), Some(expected.stdout.trim()), "the page shows `diff RUN_A RUN_B`");
     assert!(eval(&tab, "document.querySelectorAll('#compare tr').length").as_u64() > Some(1));
+
+    // Read-only: nothing answers a write.
+    let status = tab
+        .evaluate("fetch('/api/runs', { method: 'POST' }).then(function (r) { return r.status; })", true)
+        .expect("a POST")
+        .value;
+    assert_eq!(status, Some(Value::from(405)), "POST is not allowed");
+    seen.lock().unwrap_or_else(|p| p.into_inner()).errors.retain(|e| !e.contains("405"));
 
     // An unknown run: the 404 page, naming the runs there are. (The browser reports the status
     // in its console, as it should: that one message is expected.)
@@ -317,17 +331,18 @@ fn the_viewer_lists_runs_opens_one_compares_two_and_follows_a_run_in_progress() 
         .expect("navigate")
         .wait_until_navigated()
         .expect("loaded");
-    let done = |tab: &Tab| -> Option<u64> {
+    let number = |tab: &Tab, id: &str| -> Option<u64> {
         // During the page's own reload the element may be missing for a moment.
-        tab.evaluate("document.getElementById('live-done') && document.getElementById('live-done').textContent", false)
-            .ok()
-            .and_then(|r| r.value)
-            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
+        let script = format!("document.getElementById('{id}') && document.getElementById('{id}').textContent");
+        tab.evaluate(&script, false).ok().and_then(|r| r.value).and_then(|v| v.as_str().and_then(|s| s.parse().ok()))
     };
-    let first = wait_for(Duration::from_secs(60), "the live count", || done(&tab));
-    let later = wait_for(Duration::from_secs(180), "the live count to advance", || done(&tab).filter(|n| *n > first));
+    let first = wait_for(Duration::from_secs(60), "the live count", || number(&tab, "live-done"));
+    let later = wait_for(Duration::from_secs(180), "the live count to advance", || {
+        number(&tab, "live-done").filter(|n| *n > first)
+    });
     assert!(later > first);
-    assert_eq!(eval(&tab, "document.getElementById('live-planned').textContent"), "120");
+    let planned = wait_for(Duration::from_secs(60), "the planned count", || number(&tab, "live-planned"));
+    assert_eq!(planned, 120, "3 conditions x 40 replicates");
 
     let seen = seen.lock().expect("lock");
     assert!(seen.errors.is_empty(), "console errors: {:?}", seen.errors);

@@ -240,6 +240,8 @@ fn run_html_refuses_an_unwritable_path_before_any_unit_runs() {
     out.check(store.run_ids().is_empty(), "no run was created");
     let dir = store.path().to_str().expect("utf-8").to_owned();
     store.run(&["run", "--replicates", "2", "--html", &dir]).assert_code(2).assert_stderr_contains("it is a directory");
+    store.run(&["run", "--replicates", "2", "--html", "-"]).assert_code(2).assert_stderr_contains("give a file");
+    assert!(store.run_ids().is_empty(), "still no run");
 }
 
 #[test]

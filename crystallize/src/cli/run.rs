@@ -56,6 +56,13 @@ pub(super) fn run(
     let experiment = registry.experiment(args.experiment.as_deref())?;
     // An output path that cannot be written fails now, not after an hour of units.
     if let Some(target) = &html {
+        if matches!(target, super::outfile::Target::Stdout) {
+            return Err(Error::BadOption {
+                option: "--html".into(),
+                value: "-".into(),
+                why: "stdout carries the run's report; give a file (report RUN --html - prints the page)".into(),
+            });
+        }
         target.check("--html")?;
     }
     let store = Store::locate(args.store.store.as_deref());

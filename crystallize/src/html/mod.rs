@@ -18,7 +18,7 @@ use crate::store::preregistration::Read;
 use crate::store::RunDir;
 use crate::summary::{self, interval_text, number};
 
-pub use svg::MAX_POINTS;
+pub use svg::{MAX_POINTS, PAGE_POINTS};
 
 /// Escapes text for HTML content and attribute values.
 pub(crate) fn escape(text: &str) -> String {
@@ -233,6 +233,8 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
 
     // Per metric: every replicate.
     out.push_str("<section id=\"metrics\"><h2>Metrics</h2><p class=\"legend\">Each point is one replicate; the box spans the quartiles with the median as a bar; the diamond is the mean and the black bar its 95% interval.</p>");
+    let strip_count: usize = summaries.iter().map(|s| s.metrics.len()).sum();
+    let limit = svg::points_per_strip(strip_count);
     for metric in &metrics {
         let strips: Vec<svg::Strip> = summaries
             .iter()
@@ -241,7 +243,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
                 Some(svg::Strip { condition: &s.condition, values: results.values(&s.condition, metric), summary })
             })
             .collect();
-        let (plot, thin) = svg::strip_plot(metric, &strips);
+        let (plot, thin) = svg::strip_plot(metric, &strips, limit);
         thinned |= thin;
         let _ = write!(out, "<h3>{}</h3>{plot}", escape(metric));
     }
@@ -292,7 +294,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
             if pairs.is_empty() {
                 continue;
             }
-            let (plot, thin) = svg::paired_plot(metric, x, y, &pairs);
+            let (plot, thin) = svg::paired_plot(metric, x, y, &pairs, MAX_POINTS);
             thinned |= thin;
             let _ = write!(
                 out,
@@ -310,7 +312,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
     if thinned {
         let _ = write!(
             out,
-            "<p class=\"note\" id=\"thinned\">Thinned: a condition or pair has more than {MAX_POINTS} values, so {MAX_POINTS} evenly spaced ones of them (in sorted order, the extremes included) are drawn as points. Boxes, means, intervals and every table use all values.</p>"
+            "<p class=\"note\" id=\"thinned\">Thinned: a condition has more than {limit} values of a metric (or a paired plot more than {MAX_POINTS} seeds), so that many evenly spaced ones of them (in sorted order, the extremes included) are drawn as points; at most {MAX_POINTS} per condition and {PAGE_POINTS} on the page. Boxes, means, intervals and every table use all values.</p>"
         );
     }
 

@@ -17,6 +17,18 @@ use crate::summary::MetricSummary;
 /// evenly spaced sample of the sorted values is drawn (so the shape stays) and the page says so.
 pub const MAX_POINTS: usize = 2000;
 
+/// Most points drawn on the whole page: with many conditions and metrics each strip gets its
+/// share (but never fewer than [`MIN_POINTS`]), so that the file stays a few MB whatever the run.
+pub const PAGE_POINTS: usize = 60_000;
+
+/// The fewest points a strip is thinned to.
+pub const MIN_POINTS: usize = 200;
+
+/// How many points each strip of a page with `strips` strips may draw.
+pub fn points_per_strip(strips: usize) -> usize {
+    (PAGE_POINTS / strips.max(1)).clamp(MIN_POINTS, MAX_POINTS)
+}
+
 /// The Okabe–Ito palette: distinguishable with the common colour-vision deficiencies and in
 /// greyscale print (together with the text labels every mark has).
 pub const PALETTE: [&str; 7] = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000"];
@@ -104,12 +116,14 @@ fn jitter(i: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
 }
 
-/// At most [`MAX_POINTS`] of `sorted`, evenly spaced (all of them when there are fewer).
-pub fn thin(sorted: &[f64]) -> Vec<f64> {
-    if sorted.len() <= MAX_POINTS {
+/// At most `limit` (2 or more) of `sorted`, evenly spaced, the extremes included (all of them
+/// when there are fewer).
+pub fn thin<T: Copy>(sorted: &[T], limit: usize) -> Vec<T> {
+    let limit = limit.max(2);
+    if sorted.len() <= limit {
         return sorted.to_vec();
     }
-    (0..MAX_POINTS).map(|i| sorted[i * (sorted.len() - 1) / (MAX_POINTS - 1)]).collect()
+    (0..limit).map(|i| sorted[i * (sorted.len() - 1) / (limit - 1)]).collect()
 }
 
 /// The `q` quantile of sorted values (linear interpolation, as R's type 7 and NumPy's default).
@@ -156,7 +170,7 @@ fn axis(out: &mut String, scale: &Scale, top: f64, bottom: f64, label: &str) {
 /// (jittered vertically), the box from the first to the third quartile with the median, and the
 /// mean as a diamond with its 95 % interval as a bar. Returns the SVG and whether any condition
 /// was thinned.
-pub fn strip_plot(metric: &str, strips: &[Strip]) -> (String, bool) {
+pub fn strip_plot(metric: &str, strips: &[Strip], limit: usize) -> (String, bool) {
     let row = 54.0;
     let top = 10.0;
     let height = top + row * strips.len() as f64 + 40.0;
@@ -182,7 +196,7 @@ pub fn strip_plot(metric: &str, strips: &[Strip]) -> (String, bool) {
         let middle = top + row * index as f64 + row / 2.0;
         let mut sorted = strip.values.clone();
         sorted.sort_by(f64::total_cmp);
-        let drawn = thin(&sorted);
+        let drawn = thin(&sorted, limit);
         thinned |= drawn.len() < sorted.len();
         let _ = write!(
             out,
@@ -355,14 +369,10 @@ pub fn forest_plot(hypotheses: &[&HypothesisResult]) -> String {
 /// The paired view: per seed (replicate), the value under `y_label` against the value under
 /// `x_label`, with the diagonal y = x; points above it favour the y condition. Returns the SVG
 /// and whether it was thinned.
-pub fn paired_plot(metric: &str, x_label: &str, y_label: &str, pairs: &[(f64, f64)]) -> (String, bool) {
+pub fn paired_plot(metric: &str, x_label: &str, y_label: &str, pairs: &[(f64, f64)], limit: usize) -> (String, bool) {
     let size = 300.0;
     let margin = 50.0;
-    let drawn: Vec<(f64, f64)> = if pairs.len() <= MAX_POINTS {
-        pairs.to_vec()
-    } else {
-        (0..MAX_POINTS).map(|i| pairs[i * (pairs.len() - 1) / (MAX_POINTS - 1)]).collect()
-    };
+    let drawn = thin(pairs, limit);
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
     for (x, y) in pairs {
         low = low.min(x.min(*y));
@@ -435,13 +445,16 @@ mod tests {
     fn every_value_is_a_point_up_to_the_limit_then_a_sample() {
         let summary = MetricSummary::of(&[1.0, 2.0, 3.0]).unwrap();
         let strip = Strip { condition: "a<b", values: vec![1.0, 2.0, 3.0], summary: &summary };
-        let (svg, thinned) = strip_plot("m", &[strip]);
+        let (svg, thinned) = strip_plot("m", &[strip], MAX_POINTS);
         assert!(!thinned);
         assert_eq!(svg.matches(r#"class="point""#).count(), 3);
         assert!(svg.contains(r#"data-condition="a&lt;b""#), "{svg}");
         let many: Vec<f64> = (0..10_000).map(f64::from).collect();
-        let sample = thin(&many);
+        let sample = thin(&many, MAX_POINTS);
         assert_eq!(sample.len(), MAX_POINTS);
         assert_eq!((sample[0], sample[MAX_POINTS - 1]), (0.0, 9_999.0), "the extremes stay");
+        assert_eq!(points_per_strip(3), MAX_POINTS);
+        assert_eq!(points_per_strip(100), 600, "a page of 100 strips shares the page's budget");
+        assert_eq!(points_per_strip(10_000), MIN_POINTS);
     }
 }
