@@ -318,9 +318,9 @@ async fn run_page(State(viewer): State<Arc<Viewer>>, Path(id): Path<String>) -> 
             Err(error) => return unknown_run(&error),
         };
         let report = Report::from_store(&store, &run, &[]);
-        let live = live_json(&run);
-        let extras = if live["status"] == "incomplete" {
-            live_parts(&run, &live)
+        // Only a run with units left is followed live (and only then are its events read).
+        let extras = if report.results.skipped > 0 {
+            live_parts(&run, &live_json(&run))
         } else {
             Extras { nav: nav(), tail: String::new() }
         };

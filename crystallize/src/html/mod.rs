@@ -276,6 +276,8 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
         let mut pairs_to_draw: Vec<(String, String, String)> = report
             .hypotheses
             .iter()
+            // A hypothesis comparing two different metrics has no per-seed pairs of one metric.
+            .filter(|d| d.result.left.metric == d.result.right.metric)
             .map(|d| (d.result.left.metric.clone(), d.result.right.condition.clone(), d.result.left.condition.clone()))
             .filter(|(_, x, y)| x != y)
             .collect();
@@ -288,7 +290,8 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
                 }
             }
         }
-        pairs_to_draw.dedup();
+        let mut unique = std::collections::HashSet::new();
+        pairs_to_draw.retain(|pair| unique.insert(pair.clone()));
         for (metric, x, y) in pairs_to_draw.iter().take(12) {
             let pairs = paired_values(report, metric, x, y);
             if pairs.is_empty() {
