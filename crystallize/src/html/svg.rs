@@ -176,9 +176,13 @@ pub fn strip_plot(metric: &str, strips: &[Strip], limit: usize) -> (String, bool
     let height = top + row * strips.len() as f64 + 40.0;
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
     for strip in strips {
-        low = low.min(strip.summary.min);
-        high = high.max(strip.summary.max);
-        if let Some(ci) = &strip.summary.ci {
+        for x in [strip.summary.min, strip.summary.max, strip.summary.mean] {
+            if x.is_finite() {
+                low = low.min(x);
+                high = high.max(x);
+            }
+        }
+        if let Some(ci) = strip.summary.ci.as_ref().filter(|ci| ci.low.is_finite() && ci.high.is_finite()) {
             low = low.min(ci.low);
             high = high.max(ci.high);
         }
@@ -194,7 +198,9 @@ pub fn strip_plot(metric: &str, strips: &[Strip], limit: usize) -> (String, bool
     for (index, strip) in strips.iter().enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
         let middle = top + row * index as f64 + row / 2.0;
-        let mut sorted = strip.values.clone();
+        // A value that is not finite has no place on an axis (the tables still count it).
+        let finite: Vec<f64> = strip.values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mut sorted = finite.clone();
         sorted.sort_by(f64::total_cmp);
         let drawn = thin(&sorted, limit);
         thinned |= drawn.len() < sorted.len();
@@ -210,7 +216,7 @@ pub fn strip_plot(metric: &str, strips: &[Strip], limit: usize) -> (String, bool
         // The points, in one group so the markup per point stays small.
         let _ = write!(out, r#"<g class="points" fill="{colour}" fill-opacity="0.45">"#);
         // Points in replicate order when all are drawn (the jitter then follows the replicate).
-        let points: &[f64] = if drawn.len() == strip.values.len() { &strip.values } else { &drawn };
+        let points: &[f64] = if drawn.len() == finite.len() { &finite } else { &drawn };
         for (i, value) in points.iter().enumerate() {
             let y = middle + jitter(i as u64 ^ ((index as u64) << 40)) * row * 0.3;
             let _ = write!(out, r#"<circle class="point" cx="{:.1}" cy="{y:.1}" r="3"/>"#, scale.at(*value));
@@ -230,13 +236,17 @@ pub fn strip_plot(metric: &str, strips: &[Strip], limit: usize) -> (String, bool
                 m = scale.at(median)
             );
         }
-        if let Some(ci) = &strip.summary.ci {
+        if let Some(ci) = strip.summary.ci.as_ref().filter(|ci| ci.low.is_finite() && ci.high.is_finite()) {
             let _ = write!(
                 out,
                 r#"<line class="ci" x1="{:.1}" x2="{:.1}" y1="{middle:.1}" y2="{middle:.1}"/>"#,
                 scale.at(ci.low),
                 scale.at(ci.high)
             );
+        }
+        if !strip.summary.mean.is_finite() {
+            out.push_str("</g>");
+            continue;
         }
         let x = scale.at(strip.summary.mean);
         let _ = write!(
@@ -354,8 +364,10 @@ pub fn forest_plot(hypotheses: &[&HypothesisResult]) -> String {
         }
         let _ = write!(
             out,
-            r#"<circle class="effect" cx="{:.1}" cy="{middle:.1}" r="5" fill="{colour}"><title>effect {}</title></circle><text class="verdict" x="{:.1}" y="{:.1}" style="fill:{text_colour}">{symbol} {}</text></g>"#,
-            scale.at(h.effect),
+            r#"<circle class="effect" cx="{:.1}" cy="{middle:.1}" r="{}" fill="{colour}"><title>effect {}</title></circle><text class="verdict" x="{:.1}" y="{:.1}" style="fill:{text_colour}">{symbol} {}</text></g>"#,
+            // An effect that is not a number (no data) is drawn as nothing, at the null line.
+            if h.effect.is_finite() { scale.at(h.effect) } else { zero },
+            if h.effect.is_finite() { 5 } else { 0 },
             short(h.effect),
             width - right_text + 10.0,
             middle + 4.0,
@@ -372,9 +384,10 @@ pub fn forest_plot(hypotheses: &[&HypothesisResult]) -> String {
 pub fn paired_plot(metric: &str, x_label: &str, y_label: &str, pairs: &[(f64, f64)], limit: usize) -> (String, bool) {
     let size = 300.0;
     let margin = 50.0;
-    let drawn = thin(pairs, limit);
+    let pairs: Vec<(f64, f64)> = pairs.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let drawn = thin(&pairs, limit);
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
-    for (x, y) in pairs {
+    for (x, y) in &pairs {
         low = low.min(x.min(*y));
         high = high.max(x.max(*y));
     }
@@ -439,6 +452,19 @@ mod tests {
         assert_eq!(short(-2.0), "-2");
         let ticks = Scale::padded(0.0, 1.0, 0.0, 100.0).ticks();
         assert_eq!(ticks, vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+    }
+
+    #[test]
+    fn values_that_are_not_finite_are_left_off_the_axes() {
+        let values = [1.0, f64::NAN, 3.0, f64::INFINITY];
+        let summary = MetricSummary::of(&values).unwrap();
+        let strip = Strip { condition: "c", values: values.to_vec(), summary: &summary };
+        let (svg, _) = strip_plot("m", &[strip], MAX_POINTS);
+        assert_eq!(svg.matches(r#"class="point""#).count(), 2);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        let (svg, _) = paired_plot("m", "a", "b", &[(1.0, 2.0), (f64::NAN, 1.0)], MAX_POINTS);
+        assert_eq!(svg.matches(r#"class="pair""#).count(), 1);
+        assert!(!svg.contains("NaN"), "{svg}");
     }
 
     #[test]
