@@ -11,6 +11,7 @@
 //! crystallize-bench emit --units N [--repeat K]    the emit cost alone
 //! crystallize-bench io [--units N] [--jobs J]      I/O-bound units, async vs threads (default 1000 units, 200 in flight)
 //! crystallize-bench cache --units N [--repeat K]   a step cache hit against a trivial step, N calls
+//! crystallize-bench html --units N [--repeat K]    the HTML report of a stored run of N units (time, MB)
 //! ```
 //!
 //! Every timing is the fastest of K repetitions (default 3), the two sides of a comparison taking
@@ -127,10 +128,30 @@ fn main() -> ExitCode {
             resume_scan(&store, args.repeat);
             let _ = std::fs::remove_dir_all(&scratch);
         }
+        "html" => {
+            // The HTML report of a stored run of N units: its time and its size.
+            let scratch = scratch_dir();
+            let store = scratch.join("html-store");
+            let (_, run) = trivial::run_stored(&store, &trivial::plan("trivial", (args.units / 2).max(1), &[]), jobs());
+            let store = Store::locate(Some(&store));
+            let extra = ["loaded.value > baseline.value".to_owned()];
+            let mut size = 0;
+            let best = fastest(args.repeat, || {
+                let started = Instant::now();
+                size = crystallize::__private::internals::html_report(&store, &run, &extra).len();
+                started.elapsed()
+            });
+            report("html_units", args.units);
+            report("html_report_s", best.as_secs_f64());
+            report("html_report_mb", size as f64 / 1e6);
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
         "io" => io(&args),
         "io-side" => io_side(&args),
         other => {
-            eprintln!("error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit, io, cache");
+            eprintln!(
+                "error: unknown command '{other}'; commands: all, stats, trivial, hand, scan, emit, io, cache, html"
+            );
             return ExitCode::from(2);
         }
     }

@@ -326,4 +326,11 @@ pub mod internals {
     pub use crate::runner::{default_jobs, execute, Cancel, RunOptions};
     pub use crate::seed::mix;
     pub use crate::summary::summarize;
+
+    /// The HTML report of a stored run with `extra` hypotheses, as `report RUN --html` writes it
+    /// (for `cargo xtask bench`, which times it on 100 000 units).
+    pub fn html_report(store: &crate::store::Store, run: &crate::store::RunDir, extra: &[String]) -> String {
+        let report = crate::report::Report::from_store(store, run, extra);
+        crate::html::render(&report, run, "bench", &crate::html::Extras::default())
+    }
 }

@@ -70,6 +70,8 @@ mod diff;
 mod duration;
 mod error;
 mod events;
+mod export;
+mod html;
 #[cfg(feature = "async")]
 mod limits;
 mod metrics;

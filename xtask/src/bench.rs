@@ -238,6 +238,26 @@ pub fn bench(args: &[String]) -> ExitCode {
     eprintln!("== I/O-bound units: async runner vs threads (crystallize-bench io)");
     comparisons.extend(io_bound(&binary, &options, &mut values));
 
+    eprintln!("== the HTML report of 100 000 units");
+    match capture(Command::new(&binary).args(["html", "--units", "100000", "--repeat", &repeat]).current_dir(&root)) {
+        Ok(found) => values.extend(found),
+        Err(error) => eprintln!("warning: the HTML report benchmark failed: {error}"),
+    }
+    comparisons.push(Comparison {
+        name: "html_report_s".into(),
+        value: number(&values, "html_report_s"),
+        target: Target::AtMost(5.0),
+        what: "`report --html` of a stored run of 100 000 units (read, summarise, decide, render)".into(),
+        skipped: None,
+    });
+    comparisons.push(Comparison {
+        name: "html_report_mb".into(),
+        value: number(&values, "html_report_mb"),
+        target: Target::AtMost(5.0),
+        what: "the size of that HTML file, in MB (points thinned beyond 2000 per condition)".into(),
+        skipped: None,
+    });
+
     eprintln!("== statistics vs SciPy");
     comparisons.extend(stats_vs_scipy(&root, &binary, &options, &mut values));
 

@@ -2,10 +2,12 @@
 //! packages the system tests need, then runs every test); `cargo xtask ci` checks formatting, then
 //! runs it; `cargo xtask fixtures` regenerates the
 //! SciPy reference values of `crystallize::stats` (needs Python with numpy, scipy, statsmodels);
-//! `cargo xtask bench` runs the side-by-side comparisons of BENCHMARKS.md and rewrites it.
+//! `cargo xtask bench` runs the side-by-side comparisons of BENCHMARKS.md and rewrites it;
+//! `cargo xtask screenshots` photographs the HTML report and the viewer into target/screenshots/.
 
 mod bench;
 mod memory;
+mod screenshots;
 mod system;
 
 use std::process::{Command, ExitCode};
@@ -17,12 +19,13 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("fixtures") => fixtures(),
         Some("bench") => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        Some("screenshots") => screenshots::screenshots(),
         Some(other) => {
-            eprintln!("error: unknown task '{other}'; tasks: test, ci, fixtures, bench");
+            eprintln!("error: unknown task '{other}'; tasks: test, ci, fixtures, bench, screenshots");
             ExitCode::from(2)
         }
         None => {
-            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  test      the README's test command: installs missing Debian packages (as root), then runs every test\n  ci        format check, then `cargo xtask test` (as .ci/run does)\n  fixtures  rewrite crystallize/tests/fixtures/stats/*.json from SciPy (python3 with numpy, scipy, statsmodels)\n  bench     side-by-side benchmarks (overhead, speedup, resume, emit, SciPy, crystallize-ml, build); rewrites BENCHMARKS.md");
+            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  test      the README's test command: installs missing Debian packages (as root), then runs every test\n  ci        format check, then `cargo xtask test` (as .ci/run does)\n  fixtures  rewrite crystallize/tests/fixtures/stats/*.json from SciPy (python3 with numpy, scipy, statsmodels)\n  bench     side-by-side benchmarks (overhead, speedup, resume, emit, SciPy, crystallize-ml, build); rewrites BENCHMARKS.md\n  screenshots  PNGs of the HTML report and the viewer in target/screenshots/ (headless Chromium)");
             ExitCode::from(2)
         }
     }

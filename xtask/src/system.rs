@@ -11,6 +11,8 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // daemon, started by the test itself with its own configuration.
     "slurm-wlm",
     "munge",
+    // tests/e2e/browser.rs: a real headless Chromium, driven over CDP.
+    "chromium",
 ];
 
 /// Installs those of `packages` that `dpkg` does not know as installed: `apt-get update` first,

@@ -312,6 +312,7 @@ pub(super) fn confirm(registry: &Registry, args: &ConfirmArgs, invocation: &Invo
         output: Output::Report(format),
         store: &store,
         store_flag: run::store_flag(&args.store),
+        html: None,
     };
     run::execute(opened, invocation, execution)
 }

@@ -205,6 +205,12 @@ fn conditions(
     })
 }
 
+/// `diff RUN_A RUN_B` as plain text without colour: what `view` shows when comparing two runs.
+#[cfg(feature = "view")]
+pub(super) fn runs_text(a: &RunDir, b: &RunDir) -> String {
+    runs(a, b, false, &Format::Text(Paint { on: false }))
+}
+
 /// How to print.
 enum Format {
     Text(Paint),

@@ -260,9 +260,13 @@ pub(super) fn print_report(
     report
 }
 
-pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
+pub(super) fn report(args: &ReportArgs, invocation: &super::run::Invocation) -> Result<ExitCode, Error> {
     let store = Store::locate(args.store.store.as_deref());
     let run = store.run(&args.run)?;
+    let html = args.html.as_deref().map(super::outfile::Target::of);
+    if let Some(target) = &html {
+        target.check("--html")?;
+    }
     // Every --hypothesis is checked against the run's conditions before anything is computed.
     let conditions = run.conditions();
     let names: Vec<&str> = conditions.iter().map(String::as_str).collect();
@@ -277,7 +281,14 @@ pub(super) fn report(args: &ReportArgs) -> Result<ExitCode, Error> {
         min_effect: args.min_effect,
         ..EvalOptions::default()
     };
-    let report = print_report(&store, &run, format, &args.hypotheses, &options);
+    let report = match &html {
+        Some(target) => {
+            let report = Report::from_store_with(&store, &run, &args.hypotheses, &options);
+            super::html::write(&report, &run, &invocation.program, target)?;
+            report
+        }
+        None => print_report(&store, &run, format, &args.hypotheses, &options),
+    };
     Ok(if report.has_problems() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

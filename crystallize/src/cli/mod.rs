@@ -7,7 +7,10 @@ mod cache;
 mod confirm;
 mod debug;
 mod diff;
+mod export;
+mod html;
 mod inspect;
+mod outfile;
 mod plan;
 mod progress;
 mod run;
@@ -17,6 +20,8 @@ mod status;
 mod stream;
 mod submit;
 mod until_decided;
+#[cfg(feature = "view")]
+mod view;
 mod watch;
 
 use std::path::PathBuf;
@@ -87,6 +92,12 @@ enum Command {
     Submit(submit::SubmitCommand),
     /// The step cache of the store: `stats`, `clear [STEP]`, `gc`.
     Cache(cache::CacheArgs),
+    /// A local read-only web server over the store (127.0.0.1): the runs, each run's report,
+    /// two runs compared, a run in progress live.
+    #[cfg(feature = "view")]
+    View(view::ViewArgs),
+    /// A stored run in tidy long format (one row per unit and metric) as CSV or JSON Lines.
+    Export(export::ExportArgs),
 }
 
 /// What a run does with the step cache (`#[step(cache)]`).
@@ -190,6 +201,10 @@ struct TableRunArgs {
     /// Print the summary as Markdown tables.
     #[arg(long)]
     md: bool,
+    /// Also write the report as one self-contained HTML file (checked writable before any unit
+    /// runs).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +270,10 @@ struct ReportArgs {
     /// Print Markdown tables (for a paper or a pull request).
     #[arg(long)]
     md: bool,
+    /// Write the report as one self-contained HTML file (plots as inline SVG, no script, no
+    /// network) to FILE, or `-` for stdout, instead of printing tables.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["json", "md"])]
+    html: Option<PathBuf>,
     /// Also decide this hypothesis (repeatable), e.g. "dolphin.win > baseline.win"; corrected
     /// together with the run's own.
     #[arg(long = "hypothesis", value_name = "H")]
@@ -375,20 +394,26 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
         Command::List { json } => inspect::list(&registry, json),
         Command::Run(args) => {
             let output = run::Output::Report(inspect::Format::from_flags(args.json, args.md));
-            run::run(&registry, &args.run, &context, output)
+            let html = args.html.as_deref().map(outfile::Target::of);
+            run::run(&registry, &args.run, &context, output, html)
         }
-        Command::Stream(args) => run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }),
+        Command::Stream(args) => {
+            run::run(&registry, &args.run, &context, run::Output::Stream { events: args.events }, None)
+        }
         Command::Debug(args) => debug::debug(&registry, &args, &app),
         Command::Diff(args) => diff::diff(&registry, &args, &app),
         Command::Show(args) => show::show(&registry, &args, &app),
         Command::Runs(args) => inspect::runs(&registry, &args),
-        Command::Report(args) => inspect::report(&args),
+        Command::Report(args) => inspect::report(&args, &context),
         Command::Confirm(args) => confirm::confirm(&registry, &args, &context),
         Command::Plan(args) => plan::plan(&registry, &args),
         Command::Watch(args) => watch::watch(&args),
         Command::Status(args) => status::status(&args, &context),
         Command::Submit(command) => submit::submit(&registry, command, &context),
         Command::Cache(args) => cache::cache(&args),
+        Command::Export(args) => export::export(&args),
+        #[cfg(feature = "view")]
+        Command::View(args) => view::view(&args, &context.program),
     });
     match outcome {
         Ok(code) => code,

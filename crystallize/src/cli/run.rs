@@ -42,6 +42,8 @@ pub(super) struct Execution<'a> {
     pub store: &'a Store,
     /// ` --store DIR` when one was given, for the resume command printed on an interruption.
     pub store_flag: String,
+    /// Where to write the HTML report (`run --html FILE`), already checked writable.
+    pub html: Option<super::outfile::Target>,
 }
 
 pub(super) fn run(
@@ -49,8 +51,20 @@ pub(super) fn run(
     args: &RunArgs,
     invocation: &Invocation,
     output: Output,
+    html: Option<super::outfile::Target>,
 ) -> Result<ExitCode, Error> {
     let experiment = registry.experiment(args.experiment.as_deref())?;
+    // An output path that cannot be written fails now, not after an hour of units.
+    if let Some(target) = &html {
+        if matches!(target, super::outfile::Target::Stdout) {
+            return Err(Error::BadOption {
+                option: "--html".into(),
+                value: "-".into(),
+                why: "stdout carries the run's report; give a file (report RUN --html - prints the page)".into(),
+            });
+        }
+        target.check("--html")?;
+    }
     let store = Store::locate(args.store.store.as_deref());
     let settings = crate::config_file::settings(invocation.app.manifest_dir, registry, experiment)?;
     let mut session = Session::named(experiment.name())
@@ -103,7 +117,7 @@ pub(super) fn run(
     if let Some(shard) = shard {
         store_flag = format!(" --shard {shard}{store_flag}");
     }
-    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag };
+    let execution = Execution { fail_fast: args.fail_fast, output, store: &store, store_flag, html };
     execute(opened, invocation, execution)
 }
 
@@ -144,7 +158,7 @@ pub(super) fn origin(invocation: &Invocation) -> Origin {
 /// (a hypothesis that could not be decided, a confirmation that is not valid), 130 when
 /// interrupted.
 pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execution<'_>) -> Result<ExitCode, Error> {
-    let Execution { fail_fast, output, store, store_flag } = execution;
+    let Execution { fail_fast, output, store, store_flag, html } = execution;
     let Some(run_dir) = opened.run_dir().cloned() else {
         return Err(Error::Store("the command line stores every run".into()));
     };
@@ -187,7 +201,11 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     let results = &finished.results;
     let report_problems = match output {
         Output::Report(format) => {
-            inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default()).has_problems()
+            let report = inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default());
+            if let Some(target) = &html {
+                super::html::write(&report, &run_dir, &invocation.program, target)?;
+            }
+            report.has_problems()
         }
         Output::Stream { .. } => false,
     };
