@@ -58,6 +58,16 @@ fn a_large_effect_stops_well_before_the_maximum_and_the_report_reproduces_it() {
         .assert_stdout_contains(&format!("sequential {LARGE}: ["))
         .assert_stdout_contains("pairs, supported")
         .assert_stderr_contains("every hypothesis is decided (--until-decided)");
+    // The HTML report shows the rule, the interval over the pairs and where it was decided.
+    let page = store.path().join("report.html");
+    let html = store.run(&["report", &id, "--html", page.to_str().unwrap_or("report.html")]);
+    html.assert_code(0);
+    let text = std::fs::read_to_string(&page).unwrap_or_else(|e| html.fail(format!("no page: {e}")));
+    html.check(text.contains(r#"<section id="sequential">"#), "a sequential section");
+    html.check_eq(text.matches(r#"<svg class="sequence""#).count(), 1, "one sequence plot per hypothesis");
+    html.check(text.contains(&format!("decided after {decided_at} pairs")), "where it was decided, as the run said");
+    html.check(text.contains("not valid after optional stopping"), "the fixed-n p-values are labelled");
+    html.check(!text.contains("NaN") && !text.contains("inf\""), "no non-finite coordinate");
 }
 
 #[test]

@@ -232,6 +232,8 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
         out.push_str("</ul>");
     }
     out.push_str("</section>");
+    // Right after the hypotheses: for a sequential run, how they were decided.
+    sequential(&mut out, report, run);
 
     // Per metric: every replicate.
     out.push_str("<section id=\"metrics\"><h2>Metrics</h2><p class=\"legend\">Each point is one replicate; the box spans the quartiles with the median as a bar; the diamond is the mean and the black bar its 95% interval.</p>");
@@ -485,6 +487,64 @@ fn confirmation(out: &mut String, report: &Report, run: &RunDir) {
                 escape(&integrity.forced.join(", "))
             );
         }
+    }
+    out.push_str("</section>");
+}
+
+/// For a run stopped by its sequential test (`run --until-decided`): the rule, and per hypothesis
+/// its anytime-valid interval over the pairs (replayed from the stored units, as `report` does)
+/// and where it was decided.
+fn sequential(out: &mut String, report: &Report, run: &RunDir) {
+    let Some(sequential) = &report.sequential else { return };
+    let rule = &sequential.rule;
+    let _ = write!(
+        out,
+        "<section id=\"sequential\"><h2>Sequential test</h2><p>The run went by an anytime-valid stopping rule (<code>--until-decided</code>): at most {} replicates{}, alpha {} split over {} hypotheses (Bonferroni){}. {} The fixed-n p-values above are not valid after optional stopping; these intervals are. Each plot draws a hypothesis's interval of the paired difference after each count of pairs (from where its ends are first finite), the dashed line its margin, the vertical line where it was decided.</p>",
+        rule.max_replicates,
+        if rule.min_replicates > 0 { format!(", at least {}", rule.min_replicates) } else { String::new() },
+        svg::short(rule.alpha),
+        rule.hypotheses.len(),
+        rule.min_effect.map(|e| format!(", minimum effect {}", svg::short(e))).unwrap_or_default(),
+        if sequential.all_decided { "Every hypothesis was decided." } else { "Not every hypothesis was decided." }
+    );
+    let first = run.manifest.first_replicate;
+    let units = &report.results.units;
+    let last = units.iter().map(|u| u.replicate.saturating_sub(first) + 1).max().unwrap_or(0);
+    // The interval after each count of pairs: the sequence replayed on each prefix of indices.
+    let step = (last as usize).div_ceil(svg::MAX_SEQUENCE_POINTS).max(1) as u64;
+    let mut trajectories: Vec<Vec<svg::SequencePoint>> = vec![Vec::new(); sequential.results.len()];
+    let mut k = step.min(last);
+    while k > 0 {
+        let prefix: Vec<crate::runner::UnitResult> =
+            units.iter().filter(|u| u.replicate < first.saturating_add(k)).cloned().collect();
+        let replayed = crate::sequential::replay(rule, &run.manifest.experiment, first, &prefix);
+        for (trajectory, result) in trajectories.iter_mut().zip(&replayed) {
+            trajectory.push((result.n, result.low, result.high));
+        }
+        if k == last {
+            break;
+        }
+        k = (k + step).min(last);
+    }
+    out.push_str("<table><tr><th>hypothesis</th><th>status</th><th>pairs</th><th>effect</th><th>interval</th><th>decided after</th><th>sequence</th></tr>");
+    for result in &sequential.results {
+        let end = |v: Option<f64>| v.map(svg::short).unwrap_or_else(|| "unbounded".into());
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td class=\"nowrap\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">[{}, {}]</td><td class=\"n\">{}</td><td class=\"nowrap\">{}</td></tr>",
+            escape(&result.hypothesis),
+            result.status.name(),
+            result.n,
+            result.effect.map(svg::short).unwrap_or_else(|| "-".into()),
+            end(result.low),
+            end(result.high),
+            result.decided_at.map(|n| n.to_string()).unwrap_or_else(|| "open".into()),
+            escape(result.test.name())
+        );
+    }
+    out.push_str("</table>");
+    for (result, trajectory) in sequential.results.iter().zip(&trajectories) {
+        out.push_str(&svg::sequence_plot(&result.hypothesis, trajectory, result.decided_at));
     }
     out.push_str("</section>");
 }

@@ -1,6 +1,8 @@
 //! The plots of the HTML report, as inline SVG written by hand: per metric a strip plot of every
 //! condition's replicates with box, mean and interval; a forest plot of the hypotheses; a
-//! paired scatter of two conditions per seed against the diagonal.
+//! paired scatter of two conditions per seed against the diagonal; for a run stopped by its
+//! sequential test, each hypothesis's anytime-valid interval over the pairs and where it was
+//! decided.
 //!
 //! Every number drawn comes from [`crate::summary`] and [`crate::report`]; this module only
 //! places it. Elements carry classes (`point`, `condition`, `hypothesis`, `pair`) and `data-`
@@ -438,6 +440,102 @@ pub fn paired_plot(metric: &str, x_label: &str, y_label: &str, pairs: &[(f64, f6
         escape(y_label)
     );
     (out, drawn.len() < pairs.len())
+}
+
+/// Most pairs drawn along a sequence plot; beyond it an evenly spaced subset of the pair counts.
+pub const MAX_SEQUENCE_POINTS: usize = 400;
+
+/// One point of a sequence plot: pairs seen, the interval's low and high ends (`None`: unbounded).
+pub type SequencePoint = (u64, Option<f64>, Option<f64>);
+
+/// The anytime-valid interval of one hypothesis over the pairs seen: `(pairs, low, high)` (an end
+/// `None` is unbounded yet), the margin of the hypothesis as a dashed line, and a vertical line
+/// where it was decided.
+pub fn sequence_plot(hypothesis: &str, points: &[SequencePoint], decided_at: Option<u64>) -> String {
+    let height = 190.0;
+    let (top, bottom) = (12.0, height - 42.0);
+    let finite = |v: &Option<f64>| v.filter(|x| x.is_finite());
+    let values: Vec<f64> = points.iter().flat_map(|(_, l, h)| [finite(l), finite(h)]).flatten().chain([0.0]).collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let last = points.iter().map(|(n, ..)| *n).max().unwrap_or(1).max(1) as f64;
+    let x = Scale { low: 0.0, high: last, from: LEFT, to: LEFT + WIDTH - RIGHT };
+    let y = Scale::padded(low, high, bottom, top);
+    let mut out = format!(
+        r#"<svg class="sequence" data-hypothesis="{}" viewBox="0 0 {} {height}" role="img" aria-label="anytime-valid interval of {} over the pairs">"#,
+        escape(hypothesis),
+        LEFT + WIDTH,
+        escape(hypothesis)
+    );
+    axis(&mut out, &x, top, bottom, "pairs of replicates seen");
+    let zero = y.at(0.0);
+    let _ = write!(
+        out,
+        r##"<line class="margin" x1="{LEFT:.1}" x2="{:.1}" y1="{zero:.1}" y2="{zero:.1}" stroke="#555" stroke-dasharray="4 3"/>"##,
+        LEFT + WIDTH - RIGHT
+    );
+    for (end, colour) in [(1usize, PALETTE[0]), (2usize, PALETTE[0])] {
+        let mut path = String::new();
+        for (n, l, h) in points {
+            let value = if end == 1 { finite(l) } else { finite(h) };
+            match value {
+                Some(v) => {
+                    let _ = write!(
+                        path,
+                        "{}{:.1},{:.1} ",
+                        if path.is_empty() { "M" } else { "L" },
+                        x.at(*n as f64),
+                        y.at(v)
+                    );
+                }
+                None => {
+                    // Unbounded yet: the line starts where the end first is finite.
+                    if !path.is_empty() && !path.ends_with("M") {
+                        path.push(' ');
+                    }
+                }
+            }
+        }
+        if !path.is_empty() {
+            let _ = write!(
+                out,
+                r#"<path class="bound" d="{}" fill="none" stroke="{colour}" stroke-width="1.6"/>"#,
+                path.trim_end()
+            );
+        }
+    }
+    // The difference axis: its ticks on the left.
+    for tick in y.ticks() {
+        let py = y.at(tick);
+        let _ = write!(
+            out,
+            r#"<line class="grid" x1="{LEFT:.1}" x2="{:.1}" y1="{py:.1}" y2="{py:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT + WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            short(tick)
+        );
+    }
+    if let Some(at) = decided_at {
+        let px = x.at(at as f64);
+        // The label on the side of the line with room for it.
+        let (label_x, anchor) = if px > LEFT + (WIDTH - RIGHT) / 2.0 { (px - 4.0, "end") } else { (px + 4.0, "start") };
+        let _ = write!(
+            out,
+            r#"<line class="decided" x1="{px:.1}" x2="{px:.1}" y1="{top:.1}" y2="{bottom:.1}" stroke="{}" stroke-width="1.4"/><text class="tick" x="{label_x:.1}" y="{:.1}" text-anchor="{anchor}">decided after {at} pairs</text>"#,
+            PALETTE[5],
+            top + 10.0
+        );
+    }
+    let _ = write!(
+        out,
+        r#"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle" transform="rotate(-90 {:.1} {:.1})">difference</text></svg>"#,
+        LEFT - 48.0,
+        (top + bottom) / 2.0,
+        LEFT - 48.0,
+        (top + bottom) / 2.0
+    );
+    out
 }
 
 #[cfg(test)]
