@@ -77,7 +77,10 @@ fn each_mode_reads_and_writes_what_it_says_and_hits_record_the_filling_runs_metr
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let store = tempfile::tempdir().unwrap();
     let run = |mode: Option<CacheMode>| {
-        let session = Session::named("sampled").store(store.path());
+        // One unit at a time: two units missing a `shared` entry at once would both run it (the
+        // cache does not make concurrent misses wait for each other), and the counts below
+        // would depend on the schedule.
+        let session = Session::named("sampled").store(store.path()).jobs(1);
         totals(match mode {
             Some(mode) => session.cache(mode),
             None => session,
