@@ -212,23 +212,22 @@ pub struct RunInfo {
 /// many permits of each are held and how many units wait for one. Empty outside a run with limits.
 #[derive(Clone, Default)]
 pub struct LimitsInUse {
-    #[cfg(feature = "async")]
-    limits: Option<std::sync::Arc<crate::limits::Limits>>,
+    /// Reads the run's limits now (given by the runner, which owns them). Unwind-safe, so that
+    /// results stay usable across `catch_unwind` (a test asserting a hypothesis fails).
+    read: Option<std::sync::Arc<dyn Fn() -> Vec<LimitUse> + Send + Sync + std::panic::RefUnwindSafe>>,
 }
 
 impl LimitsInUse {
     #[cfg(feature = "async")]
-    pub(crate) fn of(limits: Option<std::sync::Arc<crate::limits::Limits>>) -> LimitsInUse {
-        LimitsInUse { limits }
+    pub(crate) fn of(
+        read: impl Fn() -> Vec<LimitUse> + Send + Sync + std::panic::RefUnwindSafe + 'static,
+    ) -> LimitsInUse {
+        LimitsInUse { read: Some(std::sync::Arc::new(read)) }
     }
 
     /// Each limit as it is used at this moment, sorted by name.
     pub fn now(&self) -> Vec<LimitUse> {
-        #[cfg(feature = "async")]
-        if let Some(limits) = &self.limits {
-            return limits.uses();
-        }
-        Vec::new()
+        self.read.as_ref().map(|read| read()).unwrap_or_default()
     }
 }
 

@@ -292,7 +292,8 @@ mod tests {
     fn the_total_line_shows_units_waiting_on_a_limit_live() {
         use std::sync::Arc;
         let limits = Arc::new(crate::limits::Limits::new([("ollama", 1)]));
-        let in_use = LimitsInUse::of(Some(limits.clone()));
+        let reader = limits.clone();
+        let in_use = LimitsInUse::of(move || reader.uses());
         assert_eq!(limits_text(&in_use.now()), "  [ollama 0/1]");
         let held = crate::limits::acquire_blocking(Some(limits.clone()), "ollama");
         // Two units wait on the held permit, each on its own thread, as sync units do.

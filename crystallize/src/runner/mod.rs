@@ -240,7 +240,9 @@ impl Drop for AsyncStepTiming {
     }
 }
 
-pub use steps::{in_run as step_in_run, step_timed_out, StepRetries};
+#[cfg(feature = "async")]
+pub use steps::in_run as step_in_run;
+pub use steps::{step_timed_out, StepRetries};
 
 /// The limits of the unit current on this thread or task, for `#[step(limit = "...")]`.
 #[cfg(feature = "async")]
@@ -287,7 +289,10 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
             .collect(),
         jobs,
         #[cfg(feature = "async")]
-        limits: crate::results::LimitsInUse::of(options.limits.clone()),
+        limits: match options.limits.clone() {
+            Some(limits) => crate::results::LimitsInUse::of(move || limits.uses()),
+            None => Default::default(),
+        },
         #[cfg(not(feature = "async"))]
         limits: Default::default(),
     };

@@ -79,6 +79,7 @@ pub fn step_timed_out(step: &'static StepInfo, limit: Duration, attempts: u32) -
 
 /// Whether a unit is running here: a step's deadline applies only inside a run (a step called
 /// from a test, on whatever runtime, is a plain call).
+#[cfg(feature = "async")]
 pub fn in_run() -> bool {
     isolation::with_current(|_| ()).is_some()
 }
