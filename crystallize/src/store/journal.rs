@@ -19,7 +19,8 @@ use crate::runner::{Cancel, UnitResult, UnitStatus};
 use crate::seed::{fnv1a, mix};
 
 /// The schema of the journal lines this version writes: 2, each line sealed with its checksum
-/// (see [`super::integrity`]). Lines of schema 1 (no checksum) are still read.
+/// (docs/STORE.md: a CRC-32 of everything before it). Lines of schema 1 (no checksum) are still
+/// read.
 pub const JOURNAL_SCHEMA: u32 = 2;
 
 /// The schema of the journal lines written before lines carried a checksum.
@@ -91,7 +92,7 @@ fn encode(out: &mut Vec<u8>, unit: &UnitResult) -> serde_json::Result<()> {
 }
 
 /// `record` (one JSON object, without a checksum or a newline) as a line of journal schema 2:
-/// sealed with its checksum as its last field (see [`super::integrity`]). For tools that write
+/// sealed with its checksum as its last field (docs/STORE.md). For tools that write
 /// journal lines; `record` should say `"schema":2`.
 pub fn seal_record(record: &[u8]) -> Vec<u8> {
     let mut line = record.trim_ascii_end().to_vec();

@@ -331,7 +331,7 @@ pub struct RunState {
     /// `first_replicate..first_replicate + replicates`.
     pub first_replicate: u64,
     /// Per unit (condition, replicate): its first successful record, or else its latest failure.
-    /// A unit whose successful records disagree is not here (see [`RunState::in_doubt`]).
+    /// A unit whose successful records disagree is not here (counted in [`Damage::in_doubt`]).
     pub units: BTreeMap<(usize, u64), UnitResult>,
     /// `(condition, replicate)` of every well-formed record that does not belong to the run's
     /// plan (see [`RunDir::state`]), in journal order: none of them counts.
