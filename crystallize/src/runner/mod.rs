@@ -489,8 +489,28 @@ fn finish_unit(key: &UnitKey, ctx: Option<Ctx>, ended: Ended, duration: Duration
         }),
         Ended::StepTimedOut(message) => Some(UnitError { message, location: None, kind: FailureKind::Timeout }),
     };
+    let mut error = error;
     let records = ctx.map(|ctx| ctx.take_records()).unwrap_or_default();
-    let (metrics, records) = summarize_records(records);
+    let (mut metrics, mut records) = summarize_records(records);
+    // A journal line holds finite numbers only (JSON has no NaN): a unit that recorded NaN or an
+    // infinity fails, naming the metric, rather than being stored as a line no reader accepts.
+    if let Some(record) = records
+        .iter()
+        .map(|r| (&r.name, r.value))
+        .chain(metrics.iter().map(|(n, v)| (n, *v)))
+        .find(|(_, v)| !v.is_finite())
+    {
+        let (name, value) = (record.0.clone(), record.1);
+        error.get_or_insert(UnitError {
+            message: format!(
+                "metric '{name}' is {value}: only finite numbers can be recorded (a journal line is JSON, which has no NaN or infinity); check the computation, or record it only when it is defined"
+            ),
+            location: None,
+            kind: FailureKind::Error,
+        });
+        metrics = Default::default();
+        records = Vec::new();
+    }
     UnitResult {
         experiment: key.experiment.to_owned(),
         // Not `to_string`, which goes through `Display` formatting.
@@ -680,6 +700,32 @@ fn summarize_records(records: Vec<MetricRecord>) -> (Metrics, Vec<MetricRecord>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_recording_a_non_finite_metric_fails_naming_it_and_stores_no_value() {
+        let key = UnitKey { experiment: "e", condition: Arc::from("baseline"), replicate: 3, seed: 9 };
+        for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let ctx = Ctx::standalone(9);
+            ctx.record("score", value);
+            ctx.record("rounds", 4.0);
+            let unit = finish_unit(&key, Some(ctx), Ended::Returned(Ok(())), Duration::ZERO);
+            assert_eq!(unit.status, UnitStatus::Error);
+            let error = unit.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+            assert!(error.contains("metric 'score' is") && error.contains("only finite numbers"), "{error}");
+            assert!(unit.metrics.is_empty() && unit.records.is_empty(), "no value that JSON cannot hold");
+            // Its record, as a sealed journal line, reads back as the same failure.
+            let mut json = serde_json::to_value(&unit).expect("a unit serializes");
+            json["schema"] = serde_json::json!(crate::store::journal::JOURNAL_SCHEMA);
+            json["type"] = serde_json::json!("unit");
+            let line = crate::store::journal::seal_record(&serde_json::to_vec(&json).expect("JSON"));
+            let back = crate::store::journal::parse_record(&line).expect("the line reads").expect("a unit record");
+            assert_eq!(back.error.map(|e| e.message), Some(error));
+        }
+        let ctx = Ctx::standalone(9);
+        ctx.record("score", 1.5);
+        let unit = finish_unit(&key, Some(ctx), Ended::Returned(Ok(())), Duration::ZERO);
+        assert!(unit.is_ok(), "{:?}", unit.error);
+    }
 
     fn record(name: &str, value: f64) -> MetricRecord {
         MetricRecord { name: name.into(), value, tags: Vec::new() }
