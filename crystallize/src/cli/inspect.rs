@@ -104,6 +104,27 @@ fn experiment_json(experiment: &Experiment) -> serde_json::Value {
     })
 }
 
+/// One stored run as `runs --json` and the viewer's `/api/runs` list it.
+pub(super) fn run_json(run: &crate::store::RunDir, state: &crate::store::RunScan) -> serde_json::Value {
+    json!({
+        "id": run.manifest.run,
+        "experiment": run.manifest.experiment,
+        "created": run.manifest.created,
+        "status": state.status(),
+        "units_done": state.done(),
+        "units_planned": state.planned(),
+        "units_failed": state.failed(),
+        "damage": state.damage,
+        // Lossily: a path that is not UTF-8 cannot be a JSON string (serializing it fails).
+        "path": run.path().to_string_lossy(),
+    })
+}
+
+/// A run directory that cannot be read, as `runs --json` and `/api/runs` list it.
+pub(super) fn damaged_json(run: &crate::store::DamagedRun) -> serde_json::Value {
+    json!({"id": run.id, "status": "damaged", "reason": run.reason, "path": run.path.to_string_lossy()})
+}
+
 pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Error> {
     if let Some(name) = &args.experiment {
         registry.experiment(Some(name))?;
@@ -151,28 +172,8 @@ pub(super) fn runs(registry: &Registry, args: &RunsArgs) -> Result<ExitCode, Err
     }
     let mut out = std::io::stdout().lock();
     if args.json {
-        let list: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(run, state)| {
-                json!({
-                    "id": run.manifest.run,
-                    "experiment": run.manifest.experiment,
-                    "created": run.manifest.created,
-                    "status": state.status(),
-                    "units_done": state.done(),
-                    "units_planned": state.planned(),
-                    "units_failed": state.failed(),
-                    "damage": state.damage,
-                    // Lossily: a path that is not UTF-8 cannot be a JSON string (serializing it fails).
-                    "path": run.path().to_string_lossy(),
-                })
-            })
-            .chain(
-                damaged
-                    .iter()
-                    .map(|run| json!({"id": run.id, "status": "damaged", "reason": run.reason, "path": run.path.to_string_lossy()})),
-            )
-            .collect();
+        let list: Vec<serde_json::Value> =
+            rows.iter().map(|(run, state)| run_json(run, state)).chain(damaged.iter().map(damaged_json)).collect();
         let _ = writeln!(out, "{}", serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }

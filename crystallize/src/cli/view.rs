@@ -348,22 +348,12 @@ async fn list_json(State(viewer): State<Arc<Viewer>>) -> Response {
         let store = viewer.store();
         match store.list() {
             Ok(Listing { runs, damaged }) => {
-                let mut list: Vec<Value> = runs
+                // The same rows as `runs --json`.
+                let list: Vec<Value> = runs
                     .iter()
-                    .map(|run| {
-                        let state = run.state();
-                        json!({
-                            "id": run.manifest.run,
-                            "experiment": run.manifest.experiment,
-                            "created": run.manifest.created,
-                            "status": state.status(),
-                            "units_done": state.done(),
-                            "units_planned": state.planned(),
-                            "units_failed": state.failed(),
-                        })
-                    })
+                    .map(|run| super::inspect::run_json(run, &run.scan()))
+                    .chain(damaged.iter().map(super::inspect::damaged_json))
                     .collect();
-                list.extend(damaged.iter().map(|d| json!({"id": d.id, "status": "damaged", "reason": d.reason})));
                 json_response(StatusCode::OK, &Value::Array(list))
             }
             Err(error) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": error.to_string()})),

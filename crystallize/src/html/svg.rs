@@ -109,6 +109,19 @@ impl Scale {
     }
 }
 
+/// The vertical grid lines of a horizontal scale, each with its tick value below `bottom`.
+fn grid(out: &mut String, scale: &Scale, top: f64, bottom: f64) {
+    for tick in scale.ticks() {
+        let x = scale.at(tick);
+        let _ = write!(
+            out,
+            r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{top:.1}" y2="{bottom:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            bottom + 14.0,
+            short(tick)
+        );
+    }
+}
+
 /// A reproducible jitter in [-1, 1] for point `i` (a hash, so the picture never changes).
 fn jitter(i: u64) -> f64 {
     let mut x = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -150,15 +163,7 @@ const LEFT: f64 = 150.0;
 const RIGHT: f64 = 24.0;
 
 fn axis(out: &mut String, scale: &Scale, top: f64, bottom: f64, label: &str) {
-    for tick in scale.ticks() {
-        let x = scale.at(tick);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{top:.1}" y2="{bottom:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            bottom + 14.0,
-            short(tick)
-        );
-    }
+    grid(out, scale, top, bottom);
     let _ = write!(
         out,
         r#"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -301,15 +306,7 @@ pub fn forest_plot(hypotheses: &[&HypothesisResult]) -> String {
     let mut out = format!(
         r#"<svg class="plot forest" viewBox="0 0 {width} {height:.0}" width="{width}" height="{height:.0}" role="img" aria-label="effects of the hypotheses with their intervals">"#
     );
-    for tick in scale.ticks() {
-        let x = scale.at(tick);
-        let _ = write!(
-            out,
-            r#"<line class="grid" x1="{x:.1}" x2="{x:.1}" y1="{top:.1}" y2="{bottom:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            bottom + 14.0,
-            short(tick)
-        );
-    }
+    grid(&mut out, &scale, top, bottom);
     let _ = write!(
         out,
         r#"<text class="axis-label" x="{:.1}" y="{:.1}" text-anchor="middle">effect (left − right), with its interval</text>"#,
