@@ -75,6 +75,14 @@ pub struct SequentialReport {
     pub results: Vec<crate::sequential::SequentialResult>,
     /// Whether every hypothesis is decided.
     pub all_decided: bool,
+    /// Where the last session stopped and why, as its journal's `stop` record says (`None`
+    /// for a run written before stops were recorded, or whose record is damaged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<crate::sequential::Stop>,
+    /// Where the replay from the stored units disagrees with the recorded decisions (damage,
+    /// or a unit's results changed after the decision): one line each, also warnings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<String>,
 }
 
 /// The hypothesis an error is about, when it names one.
@@ -248,9 +256,30 @@ impl Report {
             let first = run.manifest.first_replicate;
             let results = crate::sequential::replay(rule, &run.manifest.experiment, first, &report.results.units);
             let all_decided = results.iter().all(|r| r.status != crate::sequential::Status::Open);
-            report.sequential = Some(SequentialReport { rule: rule.clone(), results, all_decided });
+            let crate::store::stops::Recorded { stops, warnings } = run.stops().unwrap_or_default();
+            for warning in &warnings {
+                eprintln!("warning: {warning}");
+            }
+            // The last session's decisions must be what the stored units replay to: the
+            // sequence is read in index order, so they reach the same decision at the same pair.
+            let stop = stops.into_iter().next_back();
+            let disagreements = stop.as_ref().map_or_else(Vec::new, |(stop, at)| {
+                let lines = stop.disagreements(&results);
+                lines.into_iter().map(|line| format!("{at}: {line}")).collect()
+            });
+            for line in &disagreements {
+                eprintln!("warning: the recorded stop disagrees with the replay: {line}");
+            }
+            let stop = stop.map(|(stop, _)| stop);
+            report.sequential =
+                Some(SequentialReport { rule: rule.clone(), results, all_decided, stop, disagreements });
         }
         report
+    }
+
+    /// Whether the run is sequential and stopped with every hypothesis decided.
+    pub fn decided(&self) -> bool {
+        self.stored.is_some_and(|(status, _)| status == Status::Decided)
     }
 
     /// Whether something in the report calls for exit code 1: a failed unit, a hypothesis that
@@ -259,6 +288,7 @@ impl Report {
         self.results.failed() > 0
             || !self.undecided.is_empty()
             || self.stored.is_some_and(|(status, _)| status == Status::Damaged)
+            || self.sequential.as_ref().is_some_and(|s| !s.disagreements.is_empty())
             || self.integrity.as_ref().is_some_and(|i| i.status != confirmation::Status::Valid)
     }
 
@@ -406,7 +436,7 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         if let Some(run) = &self.run {
-            let _ = writeln!(out, "{}", summary::headline(run, &self.results));
+            let _ = writeln!(out, "{}", summary::headline(run, &self.results, self.decided()));
         }
         out.push_str(&summary::to_table(&self.results));
         if let Some(line) = self.damage_line() {
@@ -464,7 +494,7 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         if let Some(run) = &self.run {
-            let _ = writeln!(out, "{}\n", summary::headline(run, &self.results));
+            let _ = writeln!(out, "{}\n", summary::headline(run, &self.results, self.decided()));
         }
         out.push_str(&summary::to_markdown(&self.results));
         if let Some(sequential) = &self.sequential {
@@ -769,6 +799,18 @@ fn sequential_text(sequential: &SequentialReport) -> String {
     }
     if sequential.all_decided {
         let _ = writeln!(out, "  every hypothesis is decided");
+    }
+    if let Some(stop) = &sequential.stop {
+        let at = stop.at.map(|n| format!(" after {n} pairs")).unwrap_or_default();
+        let why = match stop.reason {
+            crate::sequential::StopReason::Decided => "every hypothesis decided",
+            crate::sequential::StopReason::Maximum => "at the maximum",
+            crate::sequential::StopReason::Interrupted => "interrupted",
+        };
+        let _ = writeln!(out, "  the run stopped{at}: {why} (recorded in its journal)");
+    }
+    for line in &sequential.disagreements {
+        let _ = writeln!(out, "  DISAGREES with the recorded stop: {line}");
     }
     out
 }

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::events::{Interest, Observer};
 use crate::hypothesis::Hypothesis;
 use crate::runner::{Cancel, Gate, UnitResult};
-use crate::stats::sequential::{ConfidenceSequence, SequentialTest};
+use crate::stats::sequential::{ConfidenceSequence, SequentialTest, Sprt, Verdict};
 use crate::stats::Alternative;
 
 /// The largest `--max-replicates` (a bound before anything is allocated per replicate).
@@ -46,7 +46,14 @@ pub struct StoppingRule {
     pub test: Option<SequentialTest>,
     /// The number of replicates the asymptotic sequence is tuned for (its ρ).
     pub tuning: u64,
+    /// For `--sequential-test sprt`: the power planned at `min_effect` (its futility error is
+    /// 1 − power); `None`: [`DEFAULT_POWER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<f64>,
 }
+
+/// The power an SPRT is planned for when none is given: what a fixed design is usually planned for.
+pub const DEFAULT_POWER: f64 = 0.8;
 
 impl StoppingRule {
     /// Checks the rule against the experiment's metrics, before any unit runs: bounds of the
@@ -74,6 +81,18 @@ impl StoppingRule {
                 return Err(bad(format!("--min-effect {e} is out of range: a finite difference ≥ 0")));
             }
         }
+        if let Some(power) = self.power {
+            if !(power > 0.0 && power < 1.0) {
+                return Err(bad(format!("--power {power} is out of range: it lies strictly between 0 and 1")));
+            }
+        }
+        if self.test == Some(SequentialTest::Sprt) && !self.min_effect.is_some_and(|e| e > 0.0) {
+            return Err(bad(
+                "--sequential-test sprt tests against a planned effect: add --min-effect E (E > 0, the smallest \
+                 difference worth finding, as a fixed design's power analysis would use)"
+                    .to_owned(),
+            ));
+        }
         if self.hypotheses.is_empty() {
             return Err(bad(format!(
                 "--until-decided needs hypotheses to decide: experiment '{experiment}' declares none; add \
@@ -84,13 +103,18 @@ impl StoppingRule {
         for text in &self.hypotheses {
             let h = crate::hypothesis::parse(text)
                 .map_err(|error| bad(format!("invalid hypothesis '{text}' for --until-decided: {error}")))?;
-            if self.test == Some(SequentialTest::Betting) && self.bounds(experiment, &h).is_none() {
+            let needs_bounds = matches!(self.test, Some(SequentialTest::Betting | SequentialTest::Sprt));
+            if needs_bounds && self.bounds(experiment, &h).is_none() {
                 return Err(bad(format!(
-                    "--sequential-test betting needs a bounded metric, but '{}' of experiment '{experiment}' declares \
+                    "--sequential-test {} needs a bounded metric, but '{}' of experiment '{experiment}' declares \
                      no bounds; declare them (`#[crystallize(bounds = 0..=1)]` on the field, or a bool) or use \
                      --sequential-test asymptotic",
+                    self.test.map_or("", SequentialTest::name),
                     h.left.metric
                 )));
+            }
+            if self.test == Some(SequentialTest::Sprt) {
+                self.sprt(experiment, &h).map_err(|why| bad(format!("--sequential-test sprt for '{h}': {why}")))?;
             }
             parsed.push(h);
         }
@@ -116,12 +140,95 @@ impl StoppingRule {
         let test =
             self.test.unwrap_or(if bounds.is_some() { SequentialTest::Betting } else { SequentialTest::Asymptotic });
         let sequence = match (test, bounds) {
-            (SequentialTest::Betting, Some((low, high))) => ConfidenceSequence::betting(low, high, alpha_side),
-            (SequentialTest::Betting, None) => return Err(format!("'{}' has no declared bounds", h.left.metric)),
+            (SequentialTest::Betting | SequentialTest::Sprt, Some((low, high))) => {
+                ConfidenceSequence::betting(low, high, alpha_side)
+            }
+            (SequentialTest::Betting | SequentialTest::Sprt, None) => {
+                return Err(format!("'{}' has no declared bounds", h.left.metric))
+            }
             (SequentialTest::Asymptotic, _) => ConfidenceSequence::asymptotic(self.tuning, alpha_side),
         }
         .map_err(|e| e.to_string())?;
         Ok((test, sequence))
+    }
+
+    /// What decides `h`: its sequence, and its SPRT for `--sequential-test sprt`.
+    fn decider(&self, experiment: &str, h: &Hypothesis) -> Result<(SequentialTest, Decider), String> {
+        let (test, sequence) = self.sequence(experiment, h)?;
+        Ok((test, Decider { sequence, sprt: self.sprt(experiment, h)? }))
+    }
+
+    /// The SPRT of `h`, for `--sequential-test sprt` (`None` for the other tests): at its share
+    /// of alpha, planned for `min_effect` at `power`. Besides it the tracker keeps the betting
+    /// sequence, for the interval the report prints.
+    fn sprt(&self, experiment: &str, h: &Hypothesis) -> Result<Option<Sprt>, String> {
+        if self.test != Some(SequentialTest::Sprt) {
+            return Ok(None);
+        }
+        let (low, high) =
+            self.bounds(experiment, h).ok_or_else(|| format!("'{}' has no declared bounds", h.left.metric))?;
+        let m = self.hypotheses.len().max(1) as f64;
+        let alpha_side = match h.op.alternative() {
+            Alternative::TwoSided => self.alpha / m / 2.0,
+            _ => self.alpha / m,
+        };
+        let beta = 1.0 - self.power.unwrap_or(DEFAULT_POWER);
+        let effect = self.min_effect.unwrap_or(0.0);
+        Sprt::new(low, high, h.margin, effect, h.op.alternative(), alpha_side, beta)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What decides a hypothesis from its paired differences: a confidence sequence, and for an
+/// SPRT the test beside it (the sequence then gives only the interval).
+pub(crate) struct Decider {
+    sequence: ConfidenceSequence,
+    sprt: Option<Sprt>,
+}
+
+impl From<ConfidenceSequence> for Decider {
+    fn from(sequence: ConfidenceSequence) -> Decider {
+        Decider { sequence, sprt: None }
+    }
+}
+
+impl Decider {
+    /// An SPRT with a sequence beside it (for the simulations: the decision is the SPRT's).
+    #[cfg(test)]
+    pub(crate) fn sprt(sequence: ConfidenceSequence, sprt: Sprt) -> Decider {
+        Decider { sequence, sprt: Some(sprt) }
+    }
+
+    fn update(&mut self, d: f64) -> Result<(), crate::stats::StatsError> {
+        if let Some(sprt) = &mut self.sprt {
+            sprt.update(d)?;
+        }
+        self.sequence.update(d)
+    }
+
+    fn n(&self) -> u64 {
+        self.sequence.n()
+    }
+
+    fn status(&self, alternative: Alternative, margin: f64, min_effect: Option<f64>) -> Status {
+        match &self.sprt {
+            Some(sprt) => sprt_status(sprt.verdict()),
+            None => {
+                let (low, high) = self.sequence.bounds();
+                status(alternative, low, high, margin, min_effect)
+            }
+        }
+    }
+}
+
+/// The status an SPRT's verdict gives a hypothesis.
+fn sprt_status(verdict: Verdict) -> Status {
+    match verdict {
+        Verdict::Open => Status::Open,
+        Verdict::Effect => Status::Supported,
+        Verdict::Reverse => Status::Contradicted,
+        Verdict::Short => Status::WithinNoise,
     }
 }
 
@@ -169,8 +276,88 @@ pub fn status(alternative: Alternative, low: f64, high: f64, margin: f64, min_ef
     }
 }
 
+/// Why a sequential session stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Every hypothesis was decided: the remaining replicates were not needed.
+    Decided,
+    /// Every planned replicate ran (the maximum) with a hypothesis still open.
+    Maximum,
+    /// The session was interrupted (a signal, `--fail-fast`, a write error) before either.
+    Interrupted,
+}
+
+/// Where a sequential session stopped, as the `stop` record at the end of its journal says
+/// (docs/STORE.md); `report` checks its replay of the sequence against it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stop {
+    /// Why it stopped.
+    pub reason: StopReason,
+    /// The pairs at which the last hypothesis was decided, when all were: where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// Each hypothesis as it stood then.
+    pub hypotheses: Vec<SequentialResult>,
+}
+
+impl Stop {
+    /// The stop of a session whose hypotheses ended as `results`; `interrupted` when it was
+    /// cancelled (by anything but the decision).
+    pub fn new(results: &[SequentialResult], interrupted: bool) -> Stop {
+        let decided = results.iter().all(|r| r.status != Status::Open);
+        let reason = match (decided, interrupted) {
+            (true, _) => StopReason::Decided,
+            (false, true) => StopReason::Interrupted,
+            (false, false) => StopReason::Maximum,
+        };
+        let at = decided.then(|| results.iter().filter_map(|r| r.decided_at).max()).flatten();
+        Stop { reason, at, hypotheses: results.to_vec() }
+    }
+
+    /// Where the replay of the sequence from the stored units (`replayed`) disagrees with this
+    /// record: one line per hypothesis whose status or decision point differs.
+    pub fn disagreements(&self, replayed: &[SequentialResult]) -> Vec<String> {
+        let mut out = Vec::new();
+        let all_decided = replayed.iter().all(|r| r.status != Status::Open);
+        if self.reason == StopReason::Decided && !all_decided {
+            out.push("it says every hypothesis was decided, but the stored units leave one open".to_owned());
+        }
+        let last = all_decided.then(|| replayed.iter().filter_map(|r| r.decided_at).max()).flatten();
+        if self.reason == StopReason::Decided && self.at != last {
+            let at = |n: Option<u64>| n.map_or_else(|| "nowhere".to_owned(), |n| format!("after {n} pairs"));
+            out.push(format!("it says the run stopped {}, but the stored units replay to {}", at(self.at), at(last)));
+        }
+        for r in replayed {
+            if !self.hypotheses.iter().any(|recorded| recorded.hypothesis == r.hypothesis) {
+                out.push(format!("'{}' is replayed but not recorded", r.hypothesis));
+            }
+        }
+        for recorded in &self.hypotheses {
+            match replayed.iter().find(|r| r.hypothesis == recorded.hypothesis) {
+                None => out.push(format!("'{}' is recorded but not replayed", recorded.hypothesis)),
+                Some(r)
+                    if recorded.status != Status::Open
+                        && (r.status, r.decided_at) != (recorded.status, recorded.decided_at) =>
+                {
+                    out.push(format!(
+                        "'{}' was {} after {} pairs when the run stopped, but the stored units replay as {}{}",
+                        recorded.hypothesis,
+                        recorded.status.name(),
+                        recorded.decided_at.unwrap_or(recorded.n),
+                        r.status.name(),
+                        r.decided_at.map(|n| format!(" after {n} pairs")).unwrap_or_default()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
 /// One hypothesis of a sequential run, as it stands.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SequentialResult {
     /// The hypothesis, in canonical spelling.
     pub hypothesis: String,
@@ -188,6 +375,23 @@ pub struct SequentialResult {
     pub status: Status,
     /// How many pairs it took to decide (`None` while open).
     pub decided_at: Option<u64>,
+    /// For `--sequential-test sprt`: the e-values that decide it (the interval is then for
+    /// reading only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The evidence of an SPRT so far, as e-values (wealth of a bet that started at 1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// For an effect beyond the margin; decides "supported" at `effect_needed`.
+    pub effect: f64,
+    /// 1/alpha of the hypothesis.
+    pub effect_needed: f64,
+    /// For falling short of the planned effect; decides "within noise" at `short_needed`.
+    pub short: f64,
+    /// 1/(1 − power).
+    pub short_needed: f64,
 }
 
 /// One index of a hypothesis: each side's value once its unit finished (`Some(None)`: failed,
@@ -198,7 +402,7 @@ type Slot = (Option<Option<f64>>, Option<Option<f64>>);
 struct Tracker {
     hypothesis: Hypothesis,
     test: SequentialTest,
-    sequence: ConfidenceSequence,
+    decider: Decider,
     sum: f64,
     status: Status,
     decided_at: Option<u64>,
@@ -210,11 +414,11 @@ struct Tracker {
 
 impl Tracker {
     fn new(rule: &StoppingRule, experiment: &str, hypothesis: Hypothesis, first: u64) -> Result<Tracker, String> {
-        let (test, sequence) = rule.sequence(experiment, &hypothesis)?;
+        let (test, decider) = rule.decider(experiment, &hypothesis)?;
         Ok(Tracker {
             hypothesis,
             test,
-            sequence,
+            decider,
             sum: 0.0,
             status: Status::Open,
             decided_at: None,
@@ -251,16 +455,15 @@ impl Tracker {
             if let (Some(l), Some(r)) = (left, right) {
                 let d = l - r;
                 if self.error.is_none() {
-                    match self.sequence.update(d) {
+                    match self.decider.update(d) {
                         Ok(()) => self.sum += d,
                         Err(e) => self.error = Some(e.to_string()),
                     }
                 }
-                if self.status == Status::Open && self.sequence.n() >= rule.min_replicates.max(1) {
-                    let (low, high) = self.sequence.bounds();
-                    self.status = status(h.op.alternative(), low, high, h.margin, rule.min_effect);
+                if self.status == Status::Open && self.decider.n() >= rule.min_replicates.max(1) {
+                    self.status = self.decider.status(h.op.alternative(), h.margin, rule.min_effect);
                     if self.status != Status::Open {
-                        self.decided_at = Some(self.sequence.n());
+                        self.decided_at = Some(self.decider.n());
                     }
                 }
             }
@@ -269,8 +472,8 @@ impl Tracker {
     }
 
     fn result(&self) -> SequentialResult {
-        let n = self.sequence.n();
-        let (low, high) = self.sequence.bounds();
+        let n = self.decider.n();
+        let (low, high) = self.decider.sequence.bounds();
         SequentialResult {
             hypothesis: self.hypothesis.to_string(),
             test: self.test,
@@ -280,6 +483,10 @@ impl Tracker {
             high: high.is_finite().then_some(high),
             status: self.status,
             decided_at: self.decided_at,
+            evidence: self.decider.sprt.as_ref().map(|sprt| {
+                let ((effect, short), (effect_needed, short_needed)) = (sprt.evidence(), sprt.thresholds());
+                Evidence { effect, effect_needed, short, short_needed }
+            }),
         }
     }
 }
@@ -305,11 +512,22 @@ fn trackers(rule: &StoppingRule, experiment: &str, first: u64) -> Vec<Tracker> {
         .collect()
 }
 
-/// One line about a hypothesis: `treated.win > baseline.win: [0.12, 0.61] after 14 pairs, supported`.
+/// One line about a hypothesis: `treated.win > baseline.win: [0.12, 0.61] after 14 pairs, supported`
+/// (an SPRT's also says its e-values: `..., e = 24.3 of 20 for an effect, 0.41 of 5 short of it`).
 pub fn line(result: &SequentialResult) -> String {
     let end = |v: Option<f64>, infinite: &str| v.map(crate::summary::number).unwrap_or_else(|| infinite.to_owned());
+    let evidence = result.evidence.map_or_else(String::new, |e| {
+        let n = crate::summary::number;
+        format!(
+            ", e = {} of {} for an effect, {} of {} short of it",
+            n(e.effect),
+            n(e.effect_needed),
+            n(e.short),
+            n(e.short_needed)
+        )
+    });
     format!(
-        "{}: [{}, {}] after {} pairs, {}",
+        "{}: [{}, {}] after {} pairs, {}{evidence}",
         result.hypothesis,
         end(result.low, "-inf"),
         end(result.high, "inf"),
@@ -386,7 +604,7 @@ impl Observer for Monitor {
     }
 
     fn unit_finished(&mut self, unit: &UnitResult) {
-        let before: Vec<u64> = self.trackers.iter().map(|t| t.sequence.n()).collect();
+        let before: Vec<u64> = self.trackers.iter().map(|t| t.decider.n()).collect();
         for (index, tracker) in self.trackers.iter_mut().enumerate() {
             let changed = tracker.add(unit, &self.rule);
             let result = tracker.result();
@@ -438,9 +656,9 @@ impl Simulated {
     }
 }
 
-/// Simulates `runs` sequential runs of one hypothesis with `alternative` (margin 0): each draws
-/// differences with `draw` (seeded ChaCha8 from `seed`), updates a fresh `sequence()`, and stops
-/// at its first decision from `min` pairs on, or at `max`.
+/// Simulates `runs` sequential runs of one hypothesis with `alternative` about `margin`: each
+/// draws differences with `draw` (seeded ChaCha8 from `seed`), updates a fresh `decider()`, and
+/// stops at its first decision from `min` pairs on, or at `max`.
 // The arguments are the simulation's design, each named at the call; a struct would only
 // rename them.
 #[allow(clippy::too_many_arguments)]
@@ -449,24 +667,23 @@ pub(crate) fn simulate(
     seed: u64,
     max: u64,
     min: u64,
-    alternative: Alternative,
+    (alternative, margin): (Alternative, f64),
     min_effect: Option<f64>,
-    sequence: impl Fn() -> ConfidenceSequence,
+    decider: impl Fn() -> Decider,
     draw: impl Fn(&mut rand_chacha::ChaCha8Rng) -> f64,
 ) -> Simulated {
     use rand::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut result = Simulated { supported: 0, pairs: Vec::with_capacity(runs) };
     for _ in 0..runs {
-        let mut cs = sequence();
+        let mut cs = decider();
         let mut outcome = Status::Open;
         while cs.n() < max {
             if cs.update(draw(&mut rng)).is_err() {
                 break;
             }
             if cs.n() >= min.max(1) {
-                let (low, high) = cs.bounds();
-                outcome = status(alternative, low, high, 0.0, min_effect);
+                outcome = cs.status(alternative, margin, min_effect);
                 if outcome != Status::Open {
                     break;
                 }
@@ -511,19 +728,19 @@ mod calibration {
     }
 
     fn binary_null(runs: usize) -> Simulated {
-        let betting = || ConfidenceSequence::betting(-1.0, 1.0, ALPHA).unwrap();
-        simulate(runs, 15, 200, 0, Alternative::Greater, None, betting, |r| coin(r, 0.5) - coin(r, 0.5))
+        let betting = || Decider::from(ConfidenceSequence::betting(-1.0, 1.0, ALPHA).unwrap());
+        simulate(runs, 15, 200, 0, (Alternative::Greater, 0.0), None, betting, |r| coin(r, 0.5) - coin(r, 0.5))
     }
 
     fn continuous_null(runs: usize) -> Simulated {
-        let asymptotic = || ConfidenceSequence::asymptotic(20, ALPHA).unwrap();
-        simulate(runs, 16, 200, 0, Alternative::Greater, None, asymptotic, |r| 3.0 * normal(r))
+        let asymptotic = || Decider::from(ConfidenceSequence::asymptotic(20, ALPHA).unwrap());
+        simulate(runs, 16, 200, 0, (Alternative::Greater, 0.0), None, asymptotic, |r| 3.0 * normal(r))
     }
 
     /// Student's t with 3 degrees of freedom: heavy tails, for the asymptotic sequence.
     fn heavy_null(runs: usize) -> Simulated {
-        let asymptotic = || ConfidenceSequence::asymptotic(20, ALPHA).unwrap();
-        simulate(runs, 18, 200, 0, Alternative::Greater, None, asymptotic, |r| {
+        let asymptotic = || Decider::from(ConfidenceSequence::asymptotic(20, ALPHA).unwrap());
+        simulate(runs, 18, 200, 0, (Alternative::Greater, 0.0), None, asymptotic, |r| {
             let chi2: f64 = (0..3).map(|_| normal(r).powi(2)).sum();
             normal(r) / (chi2 / 3.0).sqrt()
         })
@@ -548,8 +765,9 @@ mod calibration {
     /// Power and pairs of sequential runs (max 4 × the fixed n) against the fixed design's n
     /// for 80 % power at `design` effect, when the true effect is `truth` (sd 1).
     fn power_row(fixed_n: u64, design: f64, truth: f64, runs: usize) -> (Simulated, String) {
-        let asymptotic = || ConfidenceSequence::asymptotic(20, ALPHA).unwrap();
-        let s = simulate(runs, 17, 4 * fixed_n, 0, Alternative::Greater, None, asymptotic, |r| truth + normal(r));
+        let asymptotic = || Decider::from(ConfidenceSequence::asymptotic(20, ALPHA).unwrap());
+        let s =
+            simulate(runs, 17, 4 * fixed_n, 0, (Alternative::Greater, 0.0), None, asymptotic, |r| truth + normal(r));
         let row = format!(
             "| {design:.3} | {fixed_n} | {truth:.3} | {:.3} | {:.1} | {} | {:+.0}% |",
             s.power(),
@@ -580,13 +798,156 @@ mod calibration {
             assert!(larger.power() >= 0.8 && larger.mean_pairs() <= 0.7 * fixed_n as f64, "{larger:?}");
         }
     }
+
+    /// An SPRT of "mean > 0" on differences in [−1, 1], planned for `effect` at 80 % power.
+    /// Its decision does not depend on the sequence beside it (the asymptotic one: cheap).
+    fn sprt(effect: f64) -> Decider {
+        let sprt = Sprt::new(-1.0, 1.0, 0.0, effect, Alternative::Greater, ALPHA, 0.2).unwrap();
+        Decider::sprt(ConfidenceSequence::asymptotic(20, ALPHA).unwrap(), sprt)
+    }
+
+    /// The two kinds of metric the SPRT rows simulate: paired 0/1 outcomes (left wins with
+    /// probability 0.5 + effect, right with 0.5, independently) and bounded continuous
+    /// differences (uniform on effect ± 0.6).
+    #[derive(Clone, Copy, Debug)]
+    enum Metric {
+        Binary,
+        Continuous,
+    }
+
+    impl Metric {
+        fn draw(self, effect: f64, rng: &mut rand_chacha::ChaCha8Rng) -> f64 {
+            match self {
+                Metric::Binary => coin(rng, 0.5 + effect) - coin(rng, 0.5),
+                Metric::Continuous => effect + 1.2 * (rng.random::<f64>() - 0.5),
+            }
+        }
+
+        fn sd(self, effect: f64) -> f64 {
+            match self {
+                Metric::Binary => (0.25 + (0.5 + effect) * (0.5 - effect)).sqrt(),
+                Metric::Continuous => 1.2 / 12f64.sqrt(),
+            }
+        }
+
+        /// The effect a one-sided paired t test at alpha 0.05 detects with 80 % power at n.
+        fn design_effect(self, fixed_n: u64) -> f64 {
+            (1..1000)
+                .map(|k| f64::from(k) / 2000.0)
+                .find(|&d| {
+                    let design = crate::stats::Design::Paired;
+                    crate::stats::n_per_side(d, self.sd(d), ALPHA, 0.8, Alternative::Greater, design)
+                        .is_ok_and(|n| n as u64 <= fixed_n)
+                })
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn sprt_null_false_supported_rate_is_at_most_alpha() {
+        for (metric, seed) in [(Metric::Binary, 21), (Metric::Continuous, 22)] {
+            for fixed_n in [30u64, 100] {
+                let effect = metric.design_effect(fixed_n);
+                let s = simulate(
+                    10_000,
+                    seed,
+                    200,
+                    0,
+                    (Alternative::Greater, 0.0),
+                    None,
+                    || sprt(effect),
+                    |r| metric.draw(0.0, r),
+                );
+                let what = format!("{metric:?} metric, SPRT planned for {effect:.3}, no effect");
+                null_rate(&what, 10_000, &s);
+                // Futility stopping: under the null it stops long before the fixed design's n.
+                eprintln!("  mean pairs under the null {:.1} (fixed n {fixed_n})", s.mean_pairs());
+                assert!(s.mean_pairs() < 0.8 * fixed_n as f64, "{s:?}");
+            }
+        }
+    }
+
+    /// The reference the SPRT rows are read against: Wald's SPRT of N(E, 1) against N(0, 1) with
+    /// the variance known and Ville's thresholds (1/alpha for the effect, 1/beta for futility),
+    /// the best an anytime-valid test of this kind can do at the planned effect (Wald and
+    /// Wolfowitz: no test with the same error rates needs fewer values on average there). Not
+    /// a test this crate offers (real metrics do not come with their variance).
+    #[test]
+    fn known_variance_sprt_reference() {
+        use rand::SeedableRng;
+        for fixed_n in [30u64, 100] {
+            let design = (1..2000)
+                .map(|k| f64::from(k) / 2000.0)
+                .find(|&d| {
+                    crate::stats::n_per_side(d, 1.0, ALPHA, 0.8, Alternative::Greater, crate::stats::Design::Paired)
+                        .is_ok_and(|n| n as u64 <= fixed_n)
+                })
+                .unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(25);
+            let (runs, mut supported, mut pairs) = (10_000, 0, 0u64);
+            for _ in 0..runs {
+                let mut llr = 0.0;
+                for n in 1..=4 * fixed_n {
+                    llr += design * (design + normal(&mut rng)) - design * design / 2.0;
+                    if llr >= -ALPHA.ln() || llr <= 0.2f64.ln() || n == 4 * fixed_n {
+                        supported += usize::from(llr >= -ALPHA.ln());
+                        pairs += n;
+                        break;
+                    }
+                }
+            }
+            let (power, mean) = (supported as f64 / runs as f64, pairs as f64 / runs as f64);
+            eprintln!(
+                "| known variance | {design:.3} | {fixed_n} | {power:.3} | {mean:.1} | {:+.0}% |",
+                100.0 * (mean / fixed_n as f64 - 1.0)
+            );
+            // Wald's approximation, without overshoot: ((1 − β) ln(1/α) + β ln β) / (E²/2).
+            let wald = (0.8 * (-ALPHA.ln()) + 0.2 * 0.2f64.ln()) / (design * design / 2.0);
+            assert!(power >= 0.8 && mean >= wald && mean <= 1.25 * wald, "{power} {mean} vs Wald's {wald}");
+        }
+    }
+
+    #[test]
+    fn sprt_power_and_replicates_against_a_fixed_design() {
+        for (metric, seed) in [(Metric::Binary, 23), (Metric::Continuous, 24)] {
+            for fixed_n in [30u64, 100] {
+                let design = metric.design_effect(fixed_n);
+                for truth in [design, 2.0 * design] {
+                    let s = simulate(
+                        4000,
+                        seed,
+                        4 * fixed_n,
+                        0,
+                        (Alternative::Greater, 0.0),
+                        None,
+                        || sprt(design),
+                        |r| metric.draw(truth, r),
+                    );
+                    eprintln!(
+                        "| {metric:?} | {design:.3} | {fixed_n} | {truth:.3} | {:.3} | {:.1} | {} | {:+.0}% |",
+                        s.power(),
+                        s.mean_pairs(),
+                        s.quantile_pairs(0.9),
+                        100.0 * (s.mean_pairs() / fixed_n as f64 - 1.0)
+                    );
+                    // The planned power with about the fixed design's pairs at the planned effect
+                    // (docs/SEQUENTIAL.md: 3-22 % fewer), far fewer beyond it.
+                    let most = if truth == design { 1.05 } else { 0.6 } * fixed_n as f64;
+                    assert!(s.power() >= 0.79 && s.mean_pairs() <= most, "{s:?}");
+                }
+            }
+        }
+    }
 }
 
 /// What `plan` says about stopping with `--until-decided`, from a pilot run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct SequentialPlan {
-    /// The confidence sequence the run would use.
+    /// The test the run would use.
     pub test: SequentialTest,
+    /// For the SPRT: the effect it is planned for (the pilot's) and the power.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_effect: Option<f64>,
     /// The maximum simulated.
     pub max_replicates: u64,
     /// Mean pairs until stopping.
@@ -601,14 +962,16 @@ pub(crate) struct SequentialPlan {
 
 /// Simulated runs for `plan`: SIMULATIONS sequential runs of `h` up to `max` pairs, each pair's
 /// difference drawn with replacement from the pilot's paired differences (so the effect and
-/// spread are the pilot's), seed 0; `None` without at least 2 pairs.
+/// spread are the pilot's), seed 0: with the default test, and for a bounded metric also with
+/// the SPRT planned for the pilot's effect at `power`. Empty without at least 2 pairs.
 pub(crate) fn plan_sequential(
     experiment: &str,
     h: &Hypothesis,
     units: &[UnitResult],
     alpha: f64,
+    power: f64,
     max: u64,
-) -> Option<SequentialPlan> {
+) -> Vec<SequentialPlan> {
     const SIMULATIONS: usize = 1000;
     let rule = StoppingRule {
         hypotheses: vec![h.to_string()],
@@ -618,8 +981,9 @@ pub(crate) fn plan_sequential(
         alpha,
         test: None,
         tuning: 20,
+        power: None,
     };
-    let mut tracker = Tracker::new(&rule, experiment, h.clone(), 0).ok()?;
+    let Ok(mut tracker) = Tracker::new(&rule, experiment, h.clone(), 0) else { return Vec::new() };
     let mut sorted: Vec<&UnitResult> = units.iter().collect();
     sorted.sort_by_key(|u| u.replicate);
     let mut differences = Vec::new();
@@ -642,30 +1006,37 @@ pub(crate) fn plan_sequential(
         }
     }
     if differences.len() < 2 {
-        return None;
+        return Vec::new();
     }
-    let test = tracker.test;
-    let sequence = || rule.sequence(experiment, h).map(|(_, s)| s);
-    sequence().ok()?;
-    let simulated = simulate(
-        SIMULATIONS,
-        0,
-        max,
-        0,
-        h.op.alternative(),
-        None,
-        || sequence().unwrap_or_else(|_| unreachable!("checked above")),
-        |rng| {
+    let simulated = |rule: &StoppingRule| {
+        let (test, _) = rule.decider(experiment, h).ok()?;
+        let decider = || rule.decider(experiment, h).map(|(_, d)| d).unwrap_or_else(|_| unreachable!("made above"));
+        let s = simulate(SIMULATIONS, 0, max, 0, (h.op.alternative(), h.margin), rule.min_effect, decider, |rng| {
             use rand::Rng;
             differences[rng.random_range(0..differences.len())]
-        },
-    );
-    Some(SequentialPlan {
-        test,
-        max_replicates: max,
-        expected: simulated.mean_pairs(),
-        p90: simulated.quantile_pairs(0.9),
-        power: simulated.power(),
-        simulations: SIMULATIONS,
-    })
+        });
+        Some(SequentialPlan {
+            test,
+            min_effect: rule.min_effect,
+            max_replicates: max,
+            expected: s.mean_pairs(),
+            p90: s.quantile_pairs(0.9),
+            power: s.power(),
+            simulations: SIMULATIONS,
+        })
+    };
+    let mut plans: Vec<SequentialPlan> = simulated(&rule).into_iter().collect();
+    // The SPRT planned for the effect the pilot showed, in the claimed direction.
+    let mean = differences.iter().sum::<f64>() / differences.len() as f64;
+    let effect = match h.op.alternative() {
+        Alternative::Greater => mean - h.margin,
+        Alternative::Less => h.margin - mean,
+        Alternative::TwoSided => (mean - h.margin).abs(),
+    };
+    let sprt =
+        StoppingRule { test: Some(SequentialTest::Sprt), min_effect: Some(effect), power: Some(power), ..rule.clone() };
+    if effect > 0.0 && sprt.check(experiment).is_ok() {
+        plans.extend(simulated(&sprt));
+    }
+    plans
 }

@@ -1051,6 +1051,13 @@ impl Opened {
         let results = runner::execute(&plan, &options, &mut all);
         let sequential = monitor.map(|m| Decisions { all_decided: m.decided(), results: m.results() });
         let mut warnings = Vec::new();
+        // Where the sequence stopped, and why, closes this session's journal.
+        if let (Some(recording), Some(decisions)) = (recording.as_mut(), &sequential) {
+            let stop = crate::sequential::Stop::new(&decisions.results, options.cancel.is_cancelled());
+            if let Err(error) = recording.journal.append_record(crate::store::stops::KIND, &stop) {
+                warnings.push(error);
+            }
+        }
         if let Some(recording) = recording {
             warnings.extend(recording.finish());
         }

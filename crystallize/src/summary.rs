@@ -193,7 +193,10 @@ pub fn unit_json(run_id: Option<&str>, unit: &UnitResult) -> Value {
 
 /// The first line of a run's report: what ran and how it ended. Contains nothing that differs
 /// between the end of `run` and a later `report` (no timings), so the two print the same.
-pub fn headline(run_id: &str, results: &RunResults) -> String {
+///
+/// `decided`: the run is sequential and stopped with every hypothesis decided, so the units it
+/// did not run are "not needed" rather than "not run yet".
+pub fn headline(run_id: &str, results: &RunResults, decided: bool) -> String {
     let info = &results.info;
     // A confirmation runs replicate indices that do not start at 0: say which.
     let range = match (info.replicates.first(), info.replicates.last()) {
@@ -212,7 +215,8 @@ pub fn headline(run_id: &str, results: &RunResults) -> String {
         line += &format!(", {} FAILED", results.failed());
     }
     if results.skipped > 0 {
-        line += &format!(", {} not run yet", results.skipped);
+        let why = if decided { "not needed (every hypothesis decided)" } else { "not run yet" };
+        line += &format!(", {} {why}", results.skipped);
     }
     line
 }

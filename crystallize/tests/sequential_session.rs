@@ -25,6 +25,10 @@ fn shares(params: &SharesParams, ctx: &mut Ctx) -> Score {
 #[treatment(shares, set(shift = 0.45))]
 fn better() {}
 
+/// The baseline's own parameters: no effect.
+#[treatment(shares, set(shift = 0.2))]
+fn same() {}
+
 #[experiment(replicates = 4, seed = 3, params(shift: f64 = 0.2), smoke_test = false)]
 async fn async_shares(params: &AsyncSharesParams, ctx: &mut Ctx) -> Score {
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
@@ -43,6 +47,7 @@ fn rule(h: &str) -> StoppingRule {
         alpha: 0.05,
         test: None,
         tuning: 20,
+        power: None,
     }
 }
 
@@ -80,4 +85,29 @@ fn bad_rules_are_refused_before_any_unit() {
     assert!(error.to_string().contains("--min-replicates 300 is above --max-replicates 200"), "{error}");
     let error = Session::named("shares").until_decided(rule("bettr.share > baseline.share")).run().unwrap_err();
     assert!(error.to_string().contains("unknown condition 'bettr'; did you mean 'better'?"), "{error}");
+}
+
+#[test]
+fn an_sprt_decides_the_same_whatever_the_jobs_and_a_null_stops_for_futility() {
+    let sprt =
+        |h: &str| StoppingRule { test: Some(SequentialTest::Sprt), min_effect: Some(0.1), power: Some(0.8), ..rule(h) };
+    let mut seen = Vec::new();
+    for jobs in [1, 4] {
+        let h = "better.share > baseline.share";
+        let finished = Session::named("shares").treatment("better").jobs(jobs).until_decided(sprt(h)).run().unwrap();
+        let decisions = finished.sequential.expect("a sequential run says where it stands");
+        let result = &decisions.results[0];
+        assert_eq!((result.status, result.test), (SequentialStatus::Supported, SequentialTest::Sprt));
+        let evidence = result.evidence.expect("an SPRT reports its e-values");
+        assert!(evidence.effect >= evidence.effect_needed, "{evidence:?}");
+        seen.push(result.decided_at);
+    }
+    // (The e-values go on with the units that were in flight, more of them with more jobs.)
+    assert_eq!(seen[0], seen[1], "the same decision at the same pair with 1 job or 4");
+    // No effect: it stops short of the planned effect, early.
+    let finished = Session::named("shares").treatment("same").until_decided(sprt("same.share > baseline.share")).run();
+    let finished = finished.unwrap();
+    let result = &finished.sequential.expect("sequential").results[0];
+    assert_eq!(result.status, SequentialStatus::WithinNoise, "{result:?}");
+    assert!(result.decided_at.is_some_and(|n| n < 100), "{result:?}");
 }

@@ -374,3 +374,97 @@ fn no_mutation_of_a_stored_run_panics_hangs_or_counts_a_damaged_unit_as_done() {
         }
     }
 }
+
+/// Mutation number `kind` of the stop record that ends a sequential run's journal: what it did.
+fn mutate_stop(journal: &Path, kind: usize, rng: &mut Rng) -> String {
+    let mut lines = lines_of(journal);
+    let at = lines.iter().position(|l| l.starts_with(br#"{"schema":2,"type":"stop","#)).expect("a stop record");
+    let mut stop = record(&lines[at]);
+    let what = match kind % 8 {
+        0 => {
+            let byte = rng.below(lines[at].len());
+            lines[at][byte] ^= 1 << rng.below(8);
+            format!("flipped a bit of byte {byte} of the stop record")
+        }
+        1 => {
+            let keep = rng.below(lines[at].len());
+            lines[at].truncate(keep);
+            format!("cut the stop record to {keep} bytes")
+        }
+        2 => {
+            stop["hypotheses"][0]["decided_at"] = Value::from(rng.next());
+            lines[at] = resealed(stop).into_bytes();
+            "resealed the stop record with a huge decision point".to_owned()
+        }
+        3 => {
+            stop["hypotheses"][0]["status"] = Value::from("supported_maybe");
+            lines[at] = resealed(stop).into_bytes();
+            "resealed the stop record with an unknown status".to_owned()
+        }
+        4 => {
+            stop["hypotheses"] = Value::Array(Vec::new());
+            lines[at] = resealed(stop).into_bytes();
+            "resealed the stop record without its hypotheses".to_owned()
+        }
+        5 => {
+            stop["at"] = Value::from(-1);
+            lines[at] = resealed(stop).into_bytes();
+            "resealed the stop record with a negative stop point".to_owned()
+        }
+        6 => {
+            let copy = lines[at].clone();
+            lines.insert(rng.below(lines.len()), copy);
+            "duplicated the stop record somewhere in the journal".to_owned()
+        }
+        _ => {
+            stop["reason"] = Value::from("maximum");
+            lines[at] = resealed(stop).into_bytes();
+            "resealed the stop record as stopped at the maximum".to_owned()
+        }
+    };
+    write_lines(journal, &lines);
+    what
+}
+
+#[test]
+fn no_mutation_of_a_stop_record_panics_hangs_or_passes_for_a_decision() {
+    let base = Store::new(BIN);
+    let hypothesis = "dolphin.hallucinations > baseline.hallucinations";
+    let args = ["run", "--treatment", "dolphin", "--until-decided", "--max-replicates", "200", "--hypothesis"];
+    base.run(&[&args[..], &[hypothesis]].concat()).assert_code(0);
+    let id = base.only_run()["id"].as_str().expect("id").to_owned();
+    let original = base.run(&["report", &id, "--json"]).json();
+    let decided_at = original["sequential"]["results"][0]["decided_at"].clone();
+    assert!(decided_at.is_u64(), "the run is decided: {original}");
+    for case in 0..32u64 {
+        let mut rng = Rng(1000 + case);
+        let store = Store::new(BIN);
+        copy_tree(&base.path().join("runs"), &store.path().join("runs"));
+        let journal = file_starting(&store.run_dir(&id), "journal-");
+        let what = mutate_stop(&journal, case as usize, &mut rng);
+        let context = format!("stop mutation {case}: {what}");
+        let runs = store.command(&["runs", "--json"]).timeout(TIMEOUT).run();
+        no_panic_no_hang(&runs, &context);
+        runs.assert_code(0);
+        let report = store.command(&["report", &id, "--json"]).timeout(TIMEOUT).run();
+        no_panic_no_hang(&report, &context);
+        report.check(matches!(report.code(), Some(0 | 1)), format!("exit code 0 or 1 ({context})"));
+        let summary = report.json();
+        // The decision comes from the units, which no mutation touched.
+        report.check_eq(&summary["sequential"]["results"][0]["decided_at"], &decided_at, &context);
+        // A record that says something else than the units is never passed over in silence.
+        let stop = &summary["sequential"]["stop"];
+        let disagrees = summary["sequential"]["disagreements"].as_array().is_some_and(|d| !d.is_empty());
+        if stop.is_object() && stop != &original["sequential"]["stop"] && stop["reason"] == "decided" {
+            report.check(disagrees && report.code() == Some(1), format!("a changed decision is reported ({context})"));
+        }
+        if stop.is_null() {
+            report.check(report.stderr.contains("warning:"), format!("a lost stop record is said ({context})"));
+        }
+        let watch = store.command(&["watch", &id, "--timeout", "5"]).timeout(TIMEOUT).run();
+        no_panic_no_hang(&watch, &context);
+        let resumed = store.command(&["run", "--resume", &id]).timeout(TIMEOUT).run();
+        no_panic_no_hang(&resumed, &context);
+        resumed.check(matches!(resumed.code(), Some(0..=2)), format!("resume exit code ({context})"));
+    }
+}

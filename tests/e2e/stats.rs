@@ -343,6 +343,20 @@ fn plan_then_confirm_from_the_exploratory_run() {
     let for_power = plan.u64_at(&planned, "/for_power");
     plan.check(required >= for_power && required >= plan.u64_at(&planned, "/min_possible"), "required is the larger");
     plan.check(plan.f64_at(&planned, "/effect") > 0.0, "the exploration shows the effect");
+    // Stopping instead: the default sequence, and for this 0/1 metric the SPRT planned for the
+    // effect the exploration showed, which needs fewer pairs on average.
+    let (sequence, sprt) = (&planned["sequential"], &planned["sequential_sprt"]);
+    plan.check_eq(sequence["test"].as_str(), Some("betting"), "default sequential test");
+    plan.check_eq(sprt["test"].as_str(), Some("sprt"), "the SPRT's plan");
+    let (planned_for, observed) = (plan.f64_at(sprt, "/min_effect"), plan.f64_at(&planned, "/effect"));
+    plan.check(
+        (planned_for - observed).abs() < 1e-12,
+        format!("planned for the observed effect {observed}: {planned_for}"),
+    );
+    plan.check(
+        plan.f64_at(sprt, "/expected") < plan.f64_at(sequence, "/expected"),
+        format!("the SPRT needs fewer pairs: {sprt} vs {sequence}"),
+    );
     let more_power = store.run(&[
         "plan",
         "dolphin_spoilers.win > baseline.win",

@@ -69,14 +69,19 @@ pub(super) fn plan(registry: &Registry, args: &PlanArgs) -> Result<ExitCode, Err
     // Stopping with --until-decided instead: simulated from this run's paired differences, up
     // to four times the fixed n (or 200 when there is none).
     let max = planned.required.map_or(200, |n| (4 * n as u64).clamp(10, crate::sequential::MAX_REPLICATES));
+    let units = run.state().results();
     let sequential =
-        crate::sequential::plan_sequential(experiment.name(), &hypothesis, &run.state().results(), args.alpha, max);
+        crate::sequential::plan_sequential(experiment.name(), &hypothesis, &units, args.alpha, args.power, max);
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut value = serde_json::to_value(&planned).unwrap_or_default();
         value["run"] = serde_json::json!(run.manifest.run);
         value["confirm"] = serde_json::json!(confirm);
-        value["sequential"] = serde_json::to_value(&sequential).unwrap_or_default();
+        // The default test's plan, then (for a bounded metric) the SPRT's.
+        value["sequential"] = serde_json::to_value(sequential.first()).unwrap_or_default();
+        if let Some(sprt) = sequential.get(1) {
+            value["sequential_sprt"] = serde_json::to_value(sprt).unwrap_or_default();
+        }
         let _ = writeln!(out, "{value}");
     } else {
         let unit = if planned.paired { "pairs of replicates" } else { "replicates per condition" };
@@ -107,11 +112,14 @@ pub(super) fn plan(registry: &Registry, args: &PlanArgs) -> Result<ExitCode, Err
         if let Some(n) = planned.min_possible {
             let _ = writeln!(out, "  floor      {n} {unit} before the test can reach p ≤ {} at all", planned.alpha);
         }
-        if let Some(s) = &sequential {
+        for s in &sequential {
+            let sprt = s.min_effect.map_or_else(String::new, |e| {
+                format!(" --sequential-test sprt --min-effect {} --power {}", number(e), args.power)
+            });
             let _ = writeln!(
                 out,
-                "  sequential with --until-decided --max-replicates {}: {} pairs on average, 90% of runs within {} \
-                 ({} test; {}% ended supported; {} simulations resampling this run's paired differences, seed 0)",
+                "  sequential with --until-decided --max-replicates {}{sprt}: {} pairs on average, 90% of runs within \
+                 {} ({} test; {}% ended supported; {} simulations resampling this run's paired differences, seed 0)",
                 s.max_replicates,
                 number(s.expected),
                 s.p90,

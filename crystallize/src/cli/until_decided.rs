@@ -32,14 +32,19 @@ pub(super) struct SequentialArgs {
     /// The family-wise error level of the sequential decisions (Bonferroni over hypotheses).
     #[arg(long, default_value_t = 0.05, requires = "until_decided", value_parser = super::confirm::probability)]
     alpha: f64,
-    /// The confidence sequence: betting (bounded metrics) or asymptotic (default: betting when
-    /// the metric declares bounds, asymptotic otherwise).
+    /// The test: betting or asymptotic (confidence sequences; default: betting when the metric
+    /// declares bounds, asymptotic otherwise), or sprt (bounded metrics, against the planned
+    /// effect --min-effect, stopping for futility too).
     #[arg(long, value_name = "TEST", requires = "until_decided", value_parser = sequential_test)]
     sequential_test: Option<SequentialTest>,
     /// The number of replicates the asymptotic sequence is tightest at (its ρ).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TUNING, requires = "until_decided",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     tuning: u64,
+    /// For --sequential-test sprt: the power planned at --min-effect (default 0.8); the run
+    /// stops for futility at error 1 − power.
+    #[arg(long, value_name = "P", requires = "until_decided", value_parser = super::confirm::probability)]
+    power: Option<f64>,
 }
 
 fn sequential_test(text: &str) -> Result<SequentialTest, String> {
@@ -90,6 +95,7 @@ impl SequentialArgs {
             alpha: self.alpha,
             test: self.sequential_test,
             tuning: self.tuning,
+            power: self.power,
         }))
     }
 }

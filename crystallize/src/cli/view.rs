@@ -145,6 +145,7 @@ fn status_word(status: &Status) -> &'static str {
         Status::Complete => "complete",
         Status::Failed => "failed",
         Status::Incomplete => "incomplete",
+        Status::Decided => "decided",
         Status::Damaged => "damaged",
     }
 }

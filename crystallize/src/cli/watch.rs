@@ -59,7 +59,7 @@ pub(super) fn watch(args: &WatchArgs) -> Result<ExitCode, Error> {
             let sequential = watcher.sequential();
             let decided =
                 !sequential.is_empty() && sequential.iter().all(|r| r.status != crate::sequential::Status::Open);
-            if stopped && decided {
+            if decided && (stopped || status == Status::Decided) {
                 eprintln!(
                     "run {} stopped with {} of {} units done: every hypothesis is decided (--until-decided)",
                     watcher.run.manifest.run,
@@ -204,6 +204,8 @@ struct Watcher {
     failed_count: usize,
     /// Damage seen in the journals so far.
     damage: Damage,
+    /// Whether the last stop record read says every hypothesis was decided.
+    decided: bool,
 }
 
 impl Watcher {
@@ -230,6 +232,7 @@ impl Watcher {
             done_count: 0,
             failed_count: 0,
             damage: Damage::default(),
+            decided: false,
         }
     }
 
@@ -271,6 +274,18 @@ impl Watcher {
             }
         }
         for line in self.journals.poll() {
+            // A sequential session's stop: the last one says whether the run was decided.
+            match crate::store::stops::parse::<crate::sequential::Stop>(&line.bytes) {
+                Some(Ok(stop)) => {
+                    self.decided = stop.reason == crate::sequential::StopReason::Decided;
+                    continue;
+                }
+                Some(Err(why)) => {
+                    changes.warnings.push(format!("{}: {why}; ignored", line.position()));
+                    continue;
+                }
+                None => {}
+            }
             // As the store reads it: a line that does not parse or fails its checksum is damage.
             let record = match journal::parse_record(&line.bytes) {
                 Ok(Some(record)) => record,
@@ -383,7 +398,8 @@ impl Watcher {
     fn state(&self) -> Tally {
         let planned = crate::store::planned_units(self.conditions.len(), self.replicates);
         let (done, failed) = (self.done_count, self.failed_count);
-        Tally { done, failed, planned, status: Status::of(done, done + failed, planned, self.damage.total()) }
+        let status = Status::of(done, done + failed, planned, self.damage.total()).stopped(self.decided);
+        Tally { done, failed, planned, status }
     }
 
     fn done(&self) -> usize {

@@ -113,6 +113,8 @@ fn status_class(status: &crate::store::Status) -> &'static str {
         crate::store::Status::Complete => "complete",
         crate::store::Status::Failed => "failed",
         crate::store::Status::Incomplete => "incomplete",
+        // A sequential run that stopped because it had its answer: as good as complete.
+        crate::store::Status::Decided => "complete decided",
         // Styled as failed: a run whose journals hold damage needs a look.
         crate::store::Status::Damaged => "failed damaged",
     }
@@ -140,14 +142,19 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
     let results = &report.results;
     let manifest = &run.manifest;
     let id = &manifest.run;
-    let state_status = {
-        let done = results.units.iter().filter(|u| u.is_ok()).count();
-        if results.skipped > 0 {
-            crate::store::Status::Incomplete
-        } else if done < results.units.len() {
-            crate::store::Status::Failed
-        } else {
-            crate::store::Status::Complete
+    // The store's own status when the report has it (a decided sequential run, damage); else
+    // from the results.
+    let state_status = match report.stored {
+        Some((status, _)) => status,
+        None => {
+            let done = results.units.iter().filter(|u| u.is_ok()).count();
+            if results.skipped > 0 {
+                crate::store::Status::Incomplete
+            } else if done < results.units.len() {
+                crate::store::Status::Failed
+            } else {
+                crate::store::Status::Complete
+            }
         }
     };
     let mut out = String::with_capacity(64 * 1024);
@@ -162,7 +169,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
         out,
         "<header><h1>{}</h1><p class=\"headline mono\">{}</p><p><span class=\"status {}\" id=\"status\">{}</span> created {} on {}</p></header>",
         escape(&manifest.experiment),
-        escape(&summary::headline(id, results)),
+        escape(&summary::headline(id, results, report.decided())),
         status_class(&state_status),
         state_status,
         escape(&manifest.created),

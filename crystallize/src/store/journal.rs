@@ -172,6 +172,26 @@ impl JournalWriter {
         }
     }
 
+    /// Appends a record of another type than `unit` (the stop of a sequential session,
+    /// [`super::stops`]): `{"schema":2,"type":KIND, ...record's fields}`, sealed like every line,
+    /// and written at once. Readers of units pass over it.
+    pub fn append_record(&mut self, kind: &str, record: &impl serde::Serialize) -> Result<(), String> {
+        let fields = serde_json::to_vec(record).map_err(|e| format!("cannot encode a '{kind}' record: {e}"))?;
+        let Some(fields) = fields.strip_prefix(b"{").filter(|rest| rest.len() > 1) else {
+            return Err(format!("a '{kind}' record is a JSON object with fields"));
+        };
+        let start = self.pending.len();
+        self.pending.extend_from_slice(b"{\"schema\":");
+        self.pending.extend_from_slice(JOURNAL_SCHEMA.to_string().as_bytes());
+        self.pending.extend_from_slice(b",\"type\":");
+        serde_json::to_writer(&mut self.pending, kind).map_err(|e| e.to_string())?;
+        self.pending.push(b',');
+        self.pending.extend_from_slice(fields);
+        integrity::seal(&mut self.pending, start);
+        self.pending.push(b'\n');
+        self.write_pending().map_err(|e| format!("could not write the journal {}: {e}", self.path.display()))
+    }
+
     fn append(&mut self, unit: &UnitResult) -> io::Result<()> {
         let start = self.pending.len();
         if let Err(error) = encode(&mut self.pending, unit) {
@@ -396,7 +416,7 @@ fn metric_hash(name: &str, value: f64) -> u64 {
 }
 
 /// The `journal-*.jsonl` files of `dir`, in the order their writers began.
-fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+pub(super) fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
     let mut journals: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -445,6 +465,9 @@ enum Parsed<T> {
 
 /// The start of every line this version writes.
 const PREFIX: &[u8] = b"{\"schema\":2,\"type\":\"unit\",";
+/// The start of the lines of the records that are not units, which this version writes too and
+/// unit readers pass over (sealed, as every line).
+pub(super) const OTHER_PREFIXES: &[&[u8]] = &[super::stops::PREFIX];
 /// The start of the lines of schema 1.
 const LEGACY_PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
 // [`PREFIX`] spells the schema out.
@@ -466,7 +489,7 @@ fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
             return Parsed::Unit(unit, sealed);
         }
     }
-    if line.iter().all(u8::is_ascii_whitespace) {
+    if line.iter().all(u8::is_ascii_whitespace) || (sealed && OTHER_PREFIXES.iter().any(|p| line.starts_with(p))) {
         return Parsed::Blank;
     }
     match serde_json::from_slice::<Record<T>>(line) {

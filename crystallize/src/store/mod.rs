@@ -31,6 +31,8 @@ pub mod recorder;
 #[doc(hidden)]
 pub mod shared;
 #[doc(hidden)]
+pub mod stops;
+#[doc(hidden)]
 pub mod time;
 
 /// How a unit's seed derives from the run's seed: part of the stored format (a journal record
@@ -286,6 +288,9 @@ pub enum Status {
     Failed,
     /// Some planned units have no record yet (interrupted, or still running).
     Incomplete,
+    /// A sequential run (`--until-decided`) that stopped because every hypothesis was decided,
+    /// before its maximum: the replicates it did not run were not needed.
+    Decided,
     /// Some planned units have no trusted record because of damage: journal lines that do not
     /// parse or fail their checksum, records that are not part of the run's plan, or successful
     /// records of a unit that disagree. `run --resume` runs those units again.
@@ -307,6 +312,16 @@ impl Status {
             Status::Incomplete
         }
     }
+
+    /// This status of a run whose sequential stopping rule had every hypothesis `decided`:
+    /// [`Status::Decided`] instead of incomplete (failures and damage still show).
+    pub(crate) fn stopped(self, decided: bool) -> Status {
+        if decided && self == Status::Incomplete {
+            Status::Decided
+        } else {
+            self
+        }
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -315,6 +330,7 @@ impl std::fmt::Display for Status {
             Status::Complete => "complete",
             Status::Failed => "complete with failures",
             Status::Incomplete => "incomplete",
+            Status::Decided => "decided",
             Status::Damaged => "damaged",
         })
     }
@@ -340,6 +356,9 @@ pub struct RunState {
     pub warnings: Vec<String>,
     /// How many records were rejected or disagree (see [`Damage`]).
     pub damage: Damage,
+    /// Whether the run is sequential and its last session stopped with every hypothesis
+    /// decided (its journal's `stop` record): then units without a record are not missing.
+    pub decided: bool,
 }
 
 /// What damage reading a run found: each kind is also a warning naming the file and line.
@@ -395,7 +414,7 @@ impl RunState {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.keys().filter(|(_, r)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total()).stopped(self.decided)
     }
 
     /// The run's status when its units are `units` (as [`RunDir::results`] gives them, apart
@@ -404,7 +423,7 @@ impl RunState {
         let range = self.replicate_range();
         let recorded = units.iter().filter(|u| range.contains(&u.replicate)).count();
         let done = units.iter().filter(|u| u.status == UnitStatus::Ok).count();
-        Status::of(done, recorded, self.planned(), self.damage.total())
+        Status::of(done, recorded, self.planned(), self.damage.total()).stopped(self.decided)
     }
 
     /// `(condition, replicate)` of every unit with a successful record.
@@ -440,6 +459,8 @@ pub struct RunScan {
     pub warnings: Vec<String>,
     /// The same as [`RunState::damage`].
     pub damage: Damage,
+    /// The same as [`RunState::decided`].
+    pub decided: bool,
 }
 
 impl RunScan {
@@ -482,7 +503,7 @@ impl RunScan {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.iter().flatten().filter(|(r, _)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total())
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total()).stopped(self.decided)
     }
 
     /// `(condition, replicate)` of every unit with a successful record: the same as
@@ -649,7 +670,16 @@ impl RunDir {
         );
         notes.sort_by_key(|(seq, _)| *seq);
         warnings.extend(notes.into_iter().map(|(_, note)| note));
-        RunScan { conditions, replicates, first_replicate: self.manifest.first_replicate, units, warnings, damage }
+        let decided = self.stopped_decided();
+        RunScan {
+            conditions,
+            replicates,
+            first_replicate: self.manifest.first_replicate,
+            units,
+            warnings,
+            damage,
+            decided,
+        }
     }
 
     /// Reads the journals and derives the state of every unit. Only records that belong to the
@@ -760,8 +790,22 @@ impl RunDir {
             rejected: rejected_units,
             warnings,
             damage,
+            decided: self.stopped_decided(),
         };
         (state, units)
+    }
+
+    /// The stop records of a sequential run's sessions (`None` for a run without a stopping
+    /// rule), each with where it was read; damaged ones are warnings.
+    pub fn stops(&self) -> Option<stops::Recorded<crate::sequential::Stop>> {
+        self.manifest.stopping.as_ref().map(|_| stops::read(&self.path))
+    }
+
+    /// Whether the last session of a sequential run stopped with every hypothesis decided.
+    fn stopped_decided(&self) -> bool {
+        self.stops()
+            .and_then(|read| read.stops.last().map(|(stop, _)| stop.reason))
+            .is_some_and(|reason| reason == crate::sequential::StopReason::Decided)
     }
 
     /// The most records the run's journals can hold: their bytes over the shortest record line.
