@@ -155,6 +155,13 @@ fn two_successful_records_of_a_unit_that_disagree_are_named_by_both_lines() {
             .collect::<Vec<_>>()
     };
     assert_eq!(dolphin_1(&summary), [], "neither record counts");
+    // `watch` applies the same rule as it reads the lines: the unit is not done.
+    let listed = store.run(&["runs", "--json"]).json();
+    let (done, planned) = (&listed[0]["units_done"], &listed[0]["units_planned"]);
+    assert_eq!((done.as_u64(), planned.as_u64()), (Some(5), Some(6)), "{listed}");
+    let watch = store.run(&["watch", &id, "--timeout", "10"]);
+    watch.assert_stdout_contains(&format!("damaged: {done}/{planned} units done"));
+    watch.assert_stderr_contains("neither counts until the unit runs again");
     // A resume runs the unit again; its record (the unit is deterministic) settles it.
     let resumed = store.run(&["run", "--resume"]);
     resumed.assert_code(0);
@@ -164,6 +171,9 @@ fn two_successful_records_of_a_unit_that_disagree_are_named_by_both_lines() {
     let summary = report.json();
     assert_eq!(summary["status"], "complete", "{summary}");
     assert_eq!(dolphin_1(&summary), [Some(rounds)], "the rerun agrees with the original");
+    // The later journal's record settles it for `watch` too.
+    let watch = store.run(&["watch", &id, "--timeout", "10"]);
+    watch.assert_code(0).assert_stdout_contains("complete: 6/6 units done");
 }
 
 #[test]

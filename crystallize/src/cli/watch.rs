@@ -187,6 +187,10 @@ struct Watcher {
     /// Per unit with a record: the digest of its metrics when it succeeded, `None` when it only
     /// failed. Not the records themselves: watching a run of a million units must not hold them.
     units: BTreeMap<(usize, u64), Option<u64>>,
+    /// Units in doubt (successful records that disagree, as the store's reader decides), each
+    /// with the latest journal a disagreeing record was read from: a success from a later
+    /// journal settles it (`integrity::resolve`, applied as lines arrive).
+    in_doubt: BTreeMap<(usize, u64), std::path::PathBuf>,
     /// For a run with `--until-decided` only (at most its maximum replicates per condition): the
     /// successful records, which its sequential test replays.
     sequential_units: BTreeMap<(usize, u64), UnitResult>,
@@ -221,6 +225,7 @@ impl Watcher {
             journals,
             events,
             units: BTreeMap::new(),
+            in_doubt: BTreeMap::new(),
             sequential_units: BTreeMap::new(),
             sums: Vec::new(),
             running: BTreeSet::new(),
@@ -324,16 +329,37 @@ impl Watcher {
             let digest =
                 |unit: &UnitResult| journal::metrics_digest(unit.metrics.iter().map(|(n, v)| (n.as_str(), *v)));
             // The first success stands; a later success is a duplicate. One with other metrics is
-            // damage (the store's reader then leaves the unit in doubt, to run again).
-            if let Some(Some(first)) = self.units.get(&key) {
-                if record.is_ok() && *first != digest(&record) {
+            // damage and puts the unit in doubt (not done), until a success from a later journal
+            // than every disagreeing one settles it: the store's rule (`integrity::resolve`).
+            if let Some(Some(first)) = self.units.get(&key).copied() {
+                if !record.is_ok() {
+                    continue;
+                }
+                let doubt = self.in_doubt.get(&key);
+                if doubt.is_some_and(|file| line.path > *file) {
+                    self.in_doubt.remove(&key);
+                    self.damage.in_doubt = self.damage.in_doubt.saturating_sub(1);
+                    self.units.insert(key, Some(digest(&record)));
+                    if self.run.manifest.stopping.is_some() {
+                        self.sequential_units.insert(key, record.clone());
+                    }
+                    self.done_count += 1;
+                    changes.units.push((record, self.done_count, self.failed_count));
+                } else if first != digest(&record) {
                     self.damage.conflicts += 1;
                     changes.warnings.push(format!(
-                        "{}: a second successful record of {} #{} whose metrics differ from the first one",
+                        "{}: a second successful record of {} #{} whose metrics differ from the first one; \
+                         neither counts until the unit runs again",
                         line.position(),
                         record.condition,
                         record.replicate
                     ));
+                    let latest = doubt.map_or(line.path.clone(), |file| file.max(&line.path).clone());
+                    if self.in_doubt.insert(key, latest).is_none() {
+                        self.damage.in_doubt += 1;
+                        self.done_count = self.done_count.saturating_sub(1);
+                        self.sequential_units.remove(&key);
+                    }
                 }
                 continue;
             }
