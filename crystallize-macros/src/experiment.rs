@@ -1,10 +1,10 @@
 //! `#[experiment(...)]`: a function that runs one replicate on the input its datasource produces.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Ident, ItemFn, LitStr, Path, Type};
 
-use crate::args::{self, Arg, Errors, ParamEntry, ParamKind, ParamLiteral, MAX_RETRIES};
+use crate::args::{self, Arg, Errors, ParamEntry, ParamKind, MAX_RETRIES};
 use crate::expect::{self, Expectation};
 use crate::fingerprint;
 use crate::params;
@@ -326,20 +326,6 @@ fn sugar_struct(model: &Model) -> TokenStream {
         }
         #impls
     }
-}
-
-/// The runtime's `ParamValue` for a literal.
-pub fn param_value(value: &ParamLiteral, span: Span, krate: &Path) -> TokenStream {
-    let value = match value {
-        ParamLiteral::Bool(b) => quote!(Bool(#b)),
-        ParamLiteral::Int(i) => {
-            let i = *i as i64;
-            quote!(Int(#i))
-        }
-        ParamLiteral::Float(f) => quote!(Float(#f)),
-        ParamLiteral::Str(s) => quote!(Str(::std::borrow::Cow::Borrowed(#s))),
-    };
-    crate::args::krate_spanned!(krate, span=> #krate::__private::ParamValue::#value)
 }
 
 fn render(model: &Model) -> TokenStream {

@@ -7,12 +7,25 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{Data, DeriveInput, Expr, Fields, Ident, Type};
+use syn::{Data, DeriveInput, Expr, Fields, Ident, Path, Type};
 
 use crate::args::{self, Arg, Errors, ParamKind, ParamLiteral};
-use crate::experiment::param_value;
 
 const KEYS: &[&str] = &["default"];
+
+/// The runtime's `ParamValue` for a literal.
+pub fn param_value(value: &ParamLiteral, span: Span, krate: &Path) -> TokenStream {
+    let value = match value {
+        ParamLiteral::Bool(b) => quote!(Bool(#b)),
+        ParamLiteral::Int(i) => {
+            let i = *i as i64;
+            quote!(Int(#i))
+        }
+        ParamLiteral::Float(f) => quote!(Float(#f)),
+        ParamLiteral::Str(s) => quote!(Str(::std::borrow::Cow::Borrowed(#s))),
+    };
+    crate::args::krate_spanned!(krate, span=> #krate::__private::ParamValue::#value)
+}
 
 /// One field of a params struct.
 pub struct Field {

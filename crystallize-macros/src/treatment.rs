@@ -12,8 +12,8 @@ use syn::{ItemFn, Path};
 
 use crate::args::{self, Arg, Errors, ParamEntry};
 use crate::expect::{self, Expectation};
-use crate::experiment::param_value;
 use crate::fingerprint;
+use crate::params::param_value;
 use crate::signature::{self, is_ctx, location, with_errors};
 
 const KEYS: &[&str] = &["datasource", "set", "expect", "crate"];

@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::inspect::Format;
-use super::run::{self, Execution, Invocation, Output};
+use super::run::{self, Execution, Output};
 use super::StoreArgs;
+use super::{probability, Invocation};
 use crate::confirmation::{self, SampleSize};
 use crate::error::Error;
 use crate::hypothesis::{self, EvalOptions, Hypothesis, TestKind};
@@ -88,14 +89,6 @@ pub(super) struct ConfirmArgs {
     md: bool,
     #[command(flatten)]
     store: StoreArgs,
-}
-
-/// A probability strictly between 0 and 1.
-pub(super) fn probability(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value > 0.0 && value < 1.0 => Ok(value),
-        _ => Err(format!("'{text}' is not a probability strictly between 0 and 1 (e.g. 0.05 or 0.8)")),
-    }
 }
 
 /// Refuses a `--power` that does not exceed `--alpha` (no test is planned to be that weak).

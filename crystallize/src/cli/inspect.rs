@@ -261,7 +261,7 @@ pub(super) fn print_report(
     report
 }
 
-pub(super) fn report(args: &ReportArgs, invocation: &super::run::Invocation) -> Result<ExitCode, Error> {
+pub(super) fn report(args: &ReportArgs, invocation: &super::Invocation) -> Result<ExitCode, Error> {
     let store = Store::locate(args.store.store.as_deref());
     let run = store.run(&args.run)?;
     let html = args.html.as_deref().map(super::outfile::Target::of);

@@ -280,7 +280,7 @@ struct ReportArgs {
     hypotheses: Vec<String>,
     /// The significance level, applied to the corrected p-values (a confirmation's registered
     /// hypothesis keeps the level it registered).
-    #[arg(long, default_value_t = 0.05, value_parser = confirm::probability)]
+    #[arg(long, default_value_t = 0.05, value_parser = probability)]
     alpha: f64,
     /// The correction across the hypotheses: holm, bh (Benjamini-Hochberg) or none.
     #[arg(long, value_name = "CORRECTION", default_value = "holm", value_parser = correction)]
@@ -338,6 +338,21 @@ fn correction(text: &str) -> Result<Correction, String> {
     }
 }
 
+/// Who is running: the experiments crate and how this process was invoked (what every command
+/// that prints a command for the user, or runs units, needs).
+struct Invocation {
+    app: App,
+    program: String,
+}
+
+/// A probability strictly between 0 and 1.
+fn probability(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value < 1.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a probability strictly between 0 and 1 (e.g. 0.05 or 0.8)")),
+    }
+}
+
 /// Parses a finite number that is not negative.
 fn non_negative(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -389,7 +404,7 @@ pub fn run_cli(app: App, args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
-    let context = run::Invocation { app, program };
+    let context = Invocation { app, program };
     let outcome = Registry::collect().and_then(|registry| match cli.command {
         Command::List { json } => inspect::list(&registry, json),
         Command::Run(args) => {

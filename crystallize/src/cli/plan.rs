@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::confirm::{check_power, experiment_and_hypothesis, exploratory_run, plan_from, probability, test_kind};
+use super::confirm::{check_power, experiment_and_hypothesis, exploratory_run, plan_from, test_kind};
+use super::probability;
 use super::StoreArgs;
 use crate::error::Error;
 use crate::hypothesis::{EvalOptions, TestKind};

@@ -18,11 +18,7 @@ use crate::session::{Opened, Session};
 use crate::store::recorder::Origin;
 use crate::store::{Status, Store};
 
-/// Who is running: the experiments crate and how this process was invoked.
-pub(super) struct Invocation {
-    pub app: super::App,
-    pub program: String,
-}
+use super::Invocation;
 
 /// What `run`/`stream` print on stdout.
 pub(super) enum Output {

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::debug::shell_quote;
-use super::run::Invocation;
+use super::Invocation;
 use super::StoreArgs;
 use crate::error::Error;
 use crate::session::Shard;

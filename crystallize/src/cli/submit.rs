@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::debug::shell_quote;
-use super::run::Invocation;
+use super::Invocation;
 use super::StoreArgs;
 use crate::error::Error;
 use crate::registry::Registry;

@@ -30,7 +30,7 @@ pub(super) struct SequentialArgs {
     #[arg(long, value_name = "EFFECT", requires = "until_decided", value_parser = super::non_negative)]
     min_effect: Option<f64>,
     /// The family-wise error level of the sequential decisions (Bonferroni over hypotheses).
-    #[arg(long, default_value_t = 0.05, requires = "until_decided", value_parser = super::confirm::probability)]
+    #[arg(long, default_value_t = 0.05, requires = "until_decided", value_parser = super::probability)]
     alpha: f64,
     /// The test: betting or asymptotic (confidence sequences; default: betting when the metric
     /// declares bounds, asymptotic otherwise), or sprt (bounded metrics, against the planned
@@ -43,7 +43,7 @@ pub(super) struct SequentialArgs {
     tuning: u64,
     /// For --sequential-test sprt: the power planned at --min-effect (default 0.8); the run
     /// stops for futility at error 1 − power.
-    #[arg(long, value_name = "P", requires = "until_decided", value_parser = super::confirm::probability)]
+    #[arg(long, value_name = "P", requires = "until_decided", value_parser = super::probability)]
     power: Option<f64>,
 }
 

@@ -7,7 +7,15 @@
 //! value is detected and the line rejected (its unit runs again), not read as a result. It
 //! detects damage, not a forger who recomputes the checksum.
 
-use super::journal::LineAt;
+/// Where a record was read: a journal (an index into `journal::Loaded::files` or
+/// `journal::Scanned::files`) and a line number (from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineAt {
+    /// The journal, as an index into the reader's `files`.
+    pub file: u32,
+    /// The line number in it, from 1.
+    pub line: u64,
+}
 
 /// What precedes the checksum's hex digits.
 const KEY: &[u8] = b",\"crc32\":\"";

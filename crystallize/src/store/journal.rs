@@ -260,15 +260,8 @@ impl Drop for JournalWriter {
     }
 }
 
-/// Where a record was read: a journal (an index into [`Loaded::files`] or [`Scanned::files`])
-/// and a line number (from 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LineAt {
-    /// The journal, as an index into the reader's `files`.
-    pub file: u32,
-    /// The line number in it, from 1.
-    pub line: u64,
-}
+/// Where a record was read (kept with the rules that resolve records by it).
+pub use super::integrity::LineAt;
 
 /// `path:line` of `at`, for warnings.
 pub fn describe(files: &[PathBuf], at: LineAt) -> String {
@@ -467,7 +460,9 @@ enum Parsed<T> {
 const PREFIX: &[u8] = b"{\"schema\":2,\"type\":\"unit\",";
 /// The start of the lines of the records that are not units, which this version writes too and
 /// unit readers pass over (sealed, as every line).
-pub(super) const OTHER_PREFIXES: &[&[u8]] = &[super::stops::PREFIX];
+pub(super) const OTHER_PREFIXES: &[&[u8]] = &[STOP_PREFIX];
+/// The start of every stop line this version writes ([`super::stops`]).
+pub(super) const STOP_PREFIX: &[u8] = b"{\"schema\":2,\"type\":\"stop\",";
 /// The start of the lines of schema 1.
 const LEGACY_PREFIX: &[u8] = b"{\"schema\":1,\"type\":\"unit\",";
 // [`PREFIX`] spells the schema out.

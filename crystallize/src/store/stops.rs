@@ -14,7 +14,7 @@ use super::integrity::{self, Check};
 pub const KIND: &str = "stop";
 
 /// The start of every stop line this version writes (unit readers pass over these lines).
-pub const PREFIX: &[u8] = b"{\"schema\":2,\"type\":\"stop\",";
+pub const PREFIX: &[u8] = super::journal::STOP_PREFIX;
 
 /// The stop records of a run, as [`read`] found them.
 #[derive(Debug)]
