@@ -1058,12 +1058,15 @@ impl Opened {
                 warnings.push(error);
             }
         }
+        let mut records_lost = false;
         if let Some(recording) = recording {
-            warnings.extend(recording.finish());
+            let (problems, lost) = recording.finish();
+            warnings.extend(problems);
+            records_lost = lost;
         }
         // Given back only once every record it wrote is on disk.
         drop(lease);
-        Ok(Finished { run: run_id, results, warnings, run_dir, sequential })
+        Ok(Finished { run: run_id, results, warnings, records_lost, run_dir, sequential })
     }
 
     /// Runs on a thread of its own; each result is yielded as it finishes.
@@ -1117,16 +1120,19 @@ impl Recording {
         Ok(Recording { journal, events })
     }
 
-    /// Flushes both files; says what could not be written.
-    fn finish(self) -> Vec<String> {
+    /// Flushes both files; says what could not be written, and whether it was the journal
+    /// (records lost, not only events).
+    fn finish(self) -> (Vec<String>, bool) {
         let mut problems = Vec::new();
-        if let Err(error) = self.journal.finish() {
+        let journal = self.journal.finish();
+        let lost = journal.is_err();
+        if let Err(error) = journal {
             problems.push(error);
         }
         if let Some(Err(error)) = self.events.map(EventLog::finish) {
             problems.push(error);
         }
-        problems
+        (problems, lost)
     }
 }
 
@@ -1140,6 +1146,10 @@ pub struct Finished {
     /// What could not be written to the store (the units whose records are missing run again
     /// on resume).
     pub warnings: Vec<String>,
+    /// Whether the journal could not be written to the end: some finished units have no
+    /// record, so the run is not complete whatever ran (an events log that could not be
+    /// written loses only events).
+    pub records_lost: bool,
     pub(crate) run_dir: Option<RunDir>,
     /// For a run with a stopping rule: where its hypotheses stand at the end.
     pub sequential: Option<Decisions>,

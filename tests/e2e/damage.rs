@@ -495,3 +495,27 @@ fn a_second_ctrl_c_over_a_hung_unit_exits_130_and_still_prints_the_resume_comman
     assert!(stderr.contains("aborted"), "{stderr}");
     assert!(stderr.contains(&format!("--resume {id} --store")), "the resume command is printed:\n{stderr}");
 }
+
+#[test]
+fn a_journal_that_cannot_be_written_to_the_end_is_an_incomplete_run_exit_1_with_its_resume_command() {
+    let (store, id) = store_with_run("1");
+    // Files may grow to 1 KiB (`ulimit -f 2`, 512-byte blocks; SIGXFSZ ignored so that a write
+    // past it fails with EFBIG, as on a full disk): the resumed session's journal takes four of
+    // its six records, the last failing after every unit has run.
+    let script =
+        format!("trap '' XFSZ; ulimit -f 2; exec \"$0\" run --resume {id} --replicates 3 --jobs 1 --store \"$1\"");
+    let out = Command::new("sh")
+        .args(["-c", &script, BIN, &store.path().display().to_string()])
+        .current_dir(store.path())
+        .timeout(Duration::from_secs(120))
+        .run();
+    no_panic(&out);
+    out.assert_code(1).assert_stderr_contains("error: could not write the journal");
+    out.assert_stderr_contains(&format!("--resume {id}"));
+    // Nothing recorded is lost, and a resume without the limit completes the run.
+    let resumed = store.run(&["run", "--resume", &id]);
+    resumed.assert_code(0);
+    let listed = store.run(&["runs", "--json"]).json();
+    assert_eq!(listed[0]["status"], "complete", "{listed}");
+    assert_eq!(listed[0]["units_done"], 9, "{listed}");
+}

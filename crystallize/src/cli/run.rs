@@ -163,12 +163,17 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     let cancel = Cancel::default();
     install_interrupt_handler();
     let run_id = run_dir.manifest.run.clone();
+    // What the stream's summary found wrong (a hypothesis that could not be decided, damage):
+    // the same exit code as `run`'s report gives.
+    let mut stream_problems = false;
     let finished = match output {
         Output::Stream { events } => {
             let mut stream = StreamWriter::new(run_id.clone(), events, cancel.clone());
             let finished = opened.execute(cancel, &mut [&mut stream as &mut dyn Observer])?;
             if !stream.closed() {
-                stream.summary(&Report::from_store(store, &run_dir, &[]));
+                let report = Report::from_store(store, &run_dir, &[]);
+                stream.summary(&report);
+                stream_problems = report.has_problems();
             }
             finished
         }
@@ -203,7 +208,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
             }
             report.has_problems()
         }
-        Output::Stream { .. } => false,
+        Output::Stream { .. } => stream_problems,
     };
     super::debug::report_failures(&results.units, &invocation.program, &run_dir);
 
@@ -215,8 +220,11 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     for warning in &finished.warnings {
         eprintln!("error: {warning}");
     }
+    // A journal that could not be written to the end lost records: their units are not done,
+    // whatever ran, so the run is said to be incomplete with its resume command (exit 1).
+    let lost = finished.records_lost;
     // Only a run that stopped early needs its journal read again, to say how to resume it.
-    let stopped = (stopped_early || runner::interrupted()).then(|| run_dir.scan());
+    let stopped = (stopped_early || lost || runner::interrupted()).then(|| run_dir.scan());
     let ran_through = stopped.is_none();
     if let Some(state) = stopped.filter(|state| matches!(state.status(), Status::Incomplete | Status::Damaged)) {
         eprintln!(
@@ -244,7 +252,7 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
             );
         }
     }
-    Ok(if results.failed() > 0 || report_problems { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if results.failed() > 0 || report_problems || lost { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// ` --store DIR` when `--store` was given, for commands printed to the user.

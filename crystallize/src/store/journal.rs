@@ -174,7 +174,8 @@ impl JournalWriter {
 
     /// Appends a record of another type than `unit` (the stop of a sequential session,
     /// [`super::stops`]): `{"schema":2,"type":KIND, ...record's fields}`, sealed like every line,
-    /// and written at once. Readers of units pass over it.
+    /// and written at once. Readers of units pass over it. `Err` when the record cannot be
+    /// encoded; a write error is kept for [`JournalWriter::finish`] to say.
     pub fn append_record(&mut self, kind: &str, record: &impl serde::Serialize) -> Result<(), String> {
         let fields = serde_json::to_vec(record).map_err(|e| format!("cannot encode a '{kind}' record: {e}"))?;
         let Some(fields) = fields.strip_prefix(b"{").filter(|rest| rest.len() > 1) else {
@@ -189,7 +190,12 @@ impl JournalWriter {
         self.pending.extend_from_slice(fields);
         integrity::seal(&mut self.pending, start);
         self.pending.push(b'\n');
-        self.write_pending().map_err(|e| format!("could not write the journal {}: {e}", self.path.display()))
+        // A write error is the journal's: kept, and said by `finish`, like a unit's.
+        if let Err(error) = self.write_pending() {
+            self.error.get_or_insert(error);
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     fn append(&mut self, unit: &UnitResult) -> io::Result<()> {
