@@ -431,6 +431,11 @@ fn the_config_file_sets_replicates_seed_params_and_treatments() {
     cli.check_eq(cli.u64_at(&value, "/seed/value"), 3, "--seed wins");
     let think = value["params"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "think_ms").cloned());
     cli.check_eq(think.and_then(|t| t["value"].as_u64()), Some(9), "--set wins");
+    // In text, each value says the flag it came from.
+    let text = config.run(&["show", "baseline", "--set", "think_ms=9", "--seed", "3"]);
+    let line = |name: &str| text.stdout_lines().into_iter().find(|l| l.trim_start().starts_with(name)).unwrap_or("");
+    text.check(line("seed").trim_end().ends_with("--seed"), format!("the seed's origin: {}", line("seed")));
+    text.check(line("think_ms").trim_end().ends_with("--set"), format!("think_ms's origin: {}", line("think_ms")));
 }
 
 #[test]

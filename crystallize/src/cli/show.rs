@@ -90,7 +90,13 @@ pub(super) fn to_text(resolved: &ResolvedCondition) -> String {
         resolved.replicates.value.to_string(),
         resolved.replicates.origin.to_string(),
     ]));
-    rows.push(Some(["seed".into(), resolved.seed.value.to_string(), resolved.seed.origin.to_string()]));
+    // A seed from the command line came from `--seed`, not `--set` (what the origin says for
+    // params and input fields).
+    let seed_origin = match &resolved.seed.origin {
+        crate::params::Origin::CommandLine => "--seed".to_owned(),
+        other => other.to_string(),
+    };
+    rows.push(Some(["seed".into(), resolved.seed.value.to_string(), seed_origin]));
     header(&mut rows, if resolved.params.is_empty() { "params  (none)".into() } else { "params".into() });
     for param in &resolved.params {
         let value = serde_json::to_value(&param.value).map(|v| value_text(&v)).unwrap_or_default();
