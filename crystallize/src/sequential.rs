@@ -727,6 +727,19 @@ mod calibration {
         row
     }
 
+    /// The smallest effect (on a grid of 1/2000) that a one-sided paired t test at alpha 0.05
+    /// detects with 80 % power in at most `fixed_n` pairs, when the differences' sd at effect d
+    /// is `sd(d)`.
+    fn planned_effect(fixed_n: u64, sd: impl Fn(f64) -> f64) -> f64 {
+        (1..1000)
+            .map(|k| f64::from(k) / 2000.0)
+            .find(|&d| {
+                crate::stats::n_per_side(d, sd(d), ALPHA, 0.8, Alternative::Greater, crate::stats::Design::Paired)
+                    .is_ok_and(|n| n as u64 <= fixed_n)
+            })
+            .unwrap()
+    }
+
     fn binary_null(runs: usize) -> Simulated {
         let betting = || Decider::from(ConfidenceSequence::betting(-1.0, 1.0, ALPHA).unwrap());
         simulate(runs, 15, 200, 0, (Alternative::Greater, 0.0), None, betting, |r| coin(r, 0.5) - coin(r, 0.5))
@@ -782,14 +795,7 @@ mod calibration {
     #[test]
     fn power_and_replicates_against_a_fixed_design() {
         for fixed_n in [30u64, 100] {
-            // The effect a one-sided paired t test at alpha 0.05 detects with 80 % power at n.
-            let design = (1..2000)
-                .map(|k| f64::from(k) / 2000.0)
-                .find(|&d| {
-                    crate::stats::n_per_side(d, 1.0, ALPHA, 0.8, Alternative::Greater, crate::stats::Design::Paired)
-                        .is_ok_and(|n| n as u64 <= fixed_n)
-                })
-                .unwrap();
+            let design = planned_effect(fixed_n, |_| 1.0);
             // At the design effect the anytime-valid sequence needs more pairs than the fixed
             // design on average (the price of peeking at every pair); at twice it, far fewer.
             let (at_design, _) = power_row(fixed_n, design, design, 1000);
@@ -832,14 +838,7 @@ mod calibration {
 
         /// The effect a one-sided paired t test at alpha 0.05 detects with 80 % power at n.
         fn design_effect(self, fixed_n: u64) -> f64 {
-            (1..1000)
-                .map(|k| f64::from(k) / 2000.0)
-                .find(|&d| {
-                    let design = crate::stats::Design::Paired;
-                    crate::stats::n_per_side(d, self.sd(d), ALPHA, 0.8, Alternative::Greater, design)
-                        .is_ok_and(|n| n as u64 <= fixed_n)
-                })
-                .unwrap()
+            planned_effect(fixed_n, |d| self.sd(d))
         }
     }
 
@@ -876,13 +875,7 @@ mod calibration {
     fn known_variance_sprt_reference() {
         use rand::SeedableRng;
         for fixed_n in [30u64, 100] {
-            let design = (1..2000)
-                .map(|k| f64::from(k) / 2000.0)
-                .find(|&d| {
-                    crate::stats::n_per_side(d, 1.0, ALPHA, 0.8, Alternative::Greater, crate::stats::Design::Paired)
-                        .is_ok_and(|n| n as u64 <= fixed_n)
-                })
-                .unwrap();
+            let design = planned_effect(fixed_n, |_| 1.0);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(25);
             let (runs, mut supported, mut pairs) = (10_000, 0, 0u64);
             for _ in 0..runs {
