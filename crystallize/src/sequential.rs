@@ -131,11 +131,7 @@ impl StoppingRule {
 
     /// The confidence sequence of `h`, at its share of alpha.
     fn sequence(&self, experiment: &str, h: &Hypothesis) -> Result<(SequentialTest, ConfidenceSequence), String> {
-        let m = self.hypotheses.len().max(1) as f64;
-        let alpha_side = match h.op.alternative() {
-            Alternative::TwoSided => self.alpha / m / 2.0,
-            _ => self.alpha / m,
-        };
+        let alpha_side = self.alpha_side(h);
         let bounds = self.bounds(experiment, h);
         let test =
             self.test.unwrap_or(if bounds.is_some() { SequentialTest::Betting } else { SequentialTest::Asymptotic });
@@ -150,6 +146,16 @@ impl StoppingRule {
         }
         .map_err(|e| e.to_string())?;
         Ok((test, sequence))
+    }
+
+    /// The error level of each side of `h`: its Bonferroni share of alpha, halved for a
+    /// two-sided claim.
+    fn alpha_side(&self, h: &Hypothesis) -> f64 {
+        let m = self.hypotheses.len().max(1) as f64;
+        match h.op.alternative() {
+            Alternative::TwoSided => self.alpha / m / 2.0,
+            _ => self.alpha / m,
+        }
     }
 
     /// What decides `h`: its sequence, and its SPRT for `--sequential-test sprt`.
@@ -167,11 +173,7 @@ impl StoppingRule {
         }
         let (low, high) =
             self.bounds(experiment, h).ok_or_else(|| format!("'{}' has no declared bounds", h.left.metric))?;
-        let m = self.hypotheses.len().max(1) as f64;
-        let alpha_side = match h.op.alternative() {
-            Alternative::TwoSided => self.alpha / m / 2.0,
-            _ => self.alpha / m,
-        };
+        let alpha_side = self.alpha_side(h);
         let beta = 1.0 - self.power.unwrap_or(DEFAULT_POWER);
         let effect = self.min_effect.unwrap_or(0.0);
         Sprt::new(low, high, h.margin, effect, h.op.alternative(), alpha_side, beta)

@@ -303,6 +303,9 @@ impl Side {
 pub struct Sprt {
     /// One side for "mean > margin"; two for a two-sided claim (the second on −d).
     sides: Vec<Side>,
+    /// The values' bounds.
+    low: f64,
+    high: f64,
     effect: f64,
     alpha_side: f64,
     beta: f64,
@@ -353,6 +356,8 @@ impl Sprt {
         let width = high - low;
         Ok(Sprt {
             sides,
+            low,
+            high,
             effect,
             alpha_side,
             beta,
@@ -364,11 +369,21 @@ impl Sprt {
         })
     }
 
-    /// Adds one value; the verdict, once reached, stands.
+    /// Adds one value; the verdict, once reached, stands. A value outside the bounds is
+    /// refused (a bet sized for them could lose more than everything).
     pub fn update(&mut self, value: f64) -> Result<(), StatsError> {
         if !value.is_finite() {
             return Err(StatsError::NonFinite { sample: "d", index: self.n as usize, value });
         }
+        let slack = 1e-12 * (self.high - self.low);
+        if !(self.low - slack..=self.high + slack).contains(&value) {
+            return Err(StatsError::InvalidArgument {
+                name: "value",
+                value: value.to_string(),
+                why: "an SPRT by betting needs every value within the metric's declared bounds",
+            });
+        }
+        let value = value.clamp(self.low, self.high);
         // The variance before this value (predictable), shrunk toward a prior for the first.
         let t = self.n as f64;
         let variance = (self.prior_variance + self.m2) / (t + 1.0);
@@ -478,7 +493,7 @@ mod tests {
         assert!(verdict == Verdict::Short && n < 100, "{verdict:?} after {n}");
         assert_eq!(run(Alternative::TwoSided, &mut none()).0, Verdict::Short);
         let mut sprt = Sprt::new(-1.0, 1.0, 0.0, 0.2, Alternative::Greater, 0.05, 0.2).unwrap();
-        assert!(sprt.update(f64::NAN).is_err());
+        assert!(sprt.update(f64::NAN).is_err() && sprt.update(1.5).is_err() && sprt.n() == 0);
         assert_eq!(sprt.thresholds(), (20.0, 5.0));
         for (low, high, margin, effect, beta) in [
             (1.0, -1.0, 0.0, 0.2, 0.2),
