@@ -870,9 +870,9 @@ mod calibration {
 
     /// The reference the SPRT rows are read against: Wald's SPRT of N(E, 1) against N(0, 1) with
     /// the variance known and Ville's thresholds (1/alpha for the effect, 1/beta for futility),
-    /// the best an anytime-valid test of this kind can do at the planned effect (Wald and
-    /// Wolfowitz: no test with the same error rates needs fewer values on average there). Not
-    /// a test this crate offers (real metrics do not come with their variance).
+    /// the best case of an anytime-valid test at the planned effect (Wald and Wolfowitz: among
+    /// tests with its error rates the SPRT needs the fewest values on average there). Not a
+    /// test this crate offers (real metrics do not come with their variance).
     #[test]
     fn known_variance_sprt_reference() {
         use rand::SeedableRng;
