@@ -10,6 +10,7 @@ pub use evaluate::{
     evaluate, min_replicates, validate_conditions, EvalOptions, HypothesisError, HypothesisResult, Side, TestKind,
     Verdict,
 };
+pub(crate) use evaluate::evaluate_table;
 pub use parse::{parse, Hypothesis, Op, Operand, ParseError};
 
 /// `condition` without the `EXPERIMENT/` prefix a hypothesis may write it with (`exp/dolphin` is
