@@ -969,7 +969,7 @@ impl Opened {
 
     /// Whether every unit it would run is done already (a complete run or shard resumed).
     pub(crate) fn nothing_to_do(&self) -> bool {
-        self.plan.units().is_empty()
+        !self.plan.has_units()
     }
 
     /// The results of [`Opened::execute`] keep only the failed units (the command line reports
@@ -1001,7 +1001,7 @@ impl Opened {
         // is also its session record's and its journal's. Nothing to run: no lease, no records.
         let writer = crate::store::writer_id();
         let mut lease = None;
-        if let Some(dir) = run_dir.as_ref().filter(|_| !plan.units().is_empty()) {
+        if let Some(dir) = run_dir.as_ref().filter(|_| plan.has_units()) {
             let scope = plan.shard.unwrap_or(Shard::WHOLE);
             let task = crate::shard::scheduler_task(|name| std::env::var(name).ok());
             let held = lease::acquire(dir, scope, &writer, lease_stale, task, cancel.clone())?;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::results::{Attempt, CacheCount, MetricRecord, Metrics, UnitError, UnitResult, UnitStatus};
 
-/// One unit: fixed size, its names as indices into the table's names.
+/// One unit: fixed size (48 bytes), its names as indices into the table's names.
 #[derive(Clone, Debug)]
 struct Row {
     replicate: u64,
@@ -22,12 +22,26 @@ struct Row {
     duration_ms: f64,
     /// Its metrics: `values[start..start + len]`, in name order (as [`Metrics`] holds them).
     start: usize,
-    len: u32,
+    /// `len` in the low 31 bits, and in the top one whether the unit succeeded (a bool of its own
+    /// would make the row 56 bytes).
+    len_ok: u32,
     experiment: u32,
     condition: u32,
     /// Its index in `extras`, or [`NONE`] when it has nothing more.
     extra: u32,
-    ok: bool,
+}
+
+/// The bit of [`Row::len_ok`] that says the unit succeeded.
+const OK: u32 = 1 << 31;
+
+impl Row {
+    fn ok(&self) -> bool {
+        self.len_ok & OK != 0
+    }
+
+    fn len(&self) -> usize {
+        (self.len_ok & !OK) as usize
+    }
 }
 
 /// No extra.
@@ -158,16 +172,17 @@ impl UnitTable {
         } else {
             NONE
         };
+        // A unit of 2^31 metrics would be a journal line of over 40 GB: the count cannot overflow.
+        let len = u32::try_from(len).unwrap_or(u32::MAX) & !OK;
         Row {
             replicate,
             seed,
             duration_ms,
             start,
-            len: u32::try_from(len).unwrap_or(u32::MAX),
+            len_ok: if status == UnitStatus::Ok { len | OK } else { len },
             experiment: self.experiments.intern(experiment),
             condition: self.conditions.intern(condition),
             extra,
-            ok: status == UnitStatus::Ok,
         }
     }
 
@@ -194,7 +209,7 @@ impl UnitTable {
 
     /// How many units failed.
     pub fn failed(&self) -> usize {
-        self.rows.iter().filter(|row| !row.ok).count()
+        self.rows.iter().filter(|row| !row.ok()).count()
     }
 
     /// The index of metric `name`, when some unit has it: for [`UnitRow::metric_at`].
@@ -254,12 +269,12 @@ impl<'a> UnitRow<'a> {
 
     /// Whether it succeeded.
     pub fn is_ok(&self) -> bool {
-        self.row.ok
+        self.row.ok()
     }
 
     fn pairs(&self) -> &'a [(u32, f64)] {
         let start = self.row.start;
-        self.table.values.get(start..start.saturating_add(self.row.len as usize)).unwrap_or(&[])
+        self.table.values.get(start..start.saturating_add(self.row.len())).unwrap_or(&[])
     }
 
     /// Each metric's name and value, in name order.
@@ -304,7 +319,7 @@ impl<'a> UnitRow<'a> {
             condition: self.condition().to_owned(),
             replicate: self.row.replicate,
             seed: self.row.seed,
-            status: if self.row.ok { UnitStatus::Ok } else { UnitStatus::Error },
+            status: if self.row.ok() { UnitStatus::Ok } else { UnitStatus::Error },
             error: extra.and_then(|e| e.error.clone()),
             metrics,
             records: extra.map(|e| e.records.clone()).unwrap_or_default(),
@@ -314,6 +329,9 @@ impl<'a> UnitRow<'a> {
         }
     }
 }
+
+// The size the memory of a big report was planned with.
+const _: () = assert!(std::mem::size_of::<Row>() == 48);
 
 #[cfg(test)]
 mod tests {

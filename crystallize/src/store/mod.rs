@@ -703,7 +703,7 @@ impl RunDir {
         // reservation costs no memory until used, and growing by doubling would copy them all).
         let mut units = UnitTable::with_conditions(&conditions);
         units.reserve(most.min(MOST_RESERVED));
-        let mut at: Vec<LineAt> = Vec::with_capacity(most.min(MOST_RESERVED));
+        let mut at = Places::with_capacity(most.min(MOST_RESERVED));
         let mut slots = Slots::new(conditions.len(), self.manifest.first_replicate, replicates, most);
         // The units whose successful records disagree: the latest journal that disagreed. A
         // success read from a later journal settles it.
@@ -724,7 +724,7 @@ impl RunDir {
             };
             let replicate = unit.replicate;
             let Some(row) = slots.get(index, replicate) else {
-                at.push(line_at);
+                at.push(units.len(), line_at);
                 let row = units.push(unit);
                 slots.insert(index, replicate, row);
                 return;
@@ -740,7 +740,7 @@ impl RunDir {
             let settles = doubt.get(&row).is_some_and(|file| line_at.file > *file);
             if !standing_ok || settles {
                 units.replace(row, unit);
-                at[row] = line_at;
+                at.set(row, line_at);
                 doubt.remove(&row);
                 return;
             }
@@ -748,7 +748,7 @@ impl RunDir {
             let standing = units.get(row).map(|u| journal::metrics_digest(u.metrics()));
             if standing != Some(digest) {
                 damage.conflicts += 1;
-                notes.push(Note::Disagree { at: line_at, first: at[row], index, replicate });
+                notes.push(Note::Disagree { at: line_at, first: at.get(row), index, replicate });
                 let file = doubt.entry(row).or_insert(line_at.file);
                 *file = (*file).max(line_at.file);
             }
@@ -911,6 +911,63 @@ impl Slots {
 
 /// An empty slot of [`Slots::Dense`].
 const NO_ROW: u32 = u32::MAX;
+
+/// Where each kept record was read, by row: a journal's index and a line number packed in 8
+/// bytes (a [`LineAt`] takes 16), the few that do not fit on the side.
+struct Places {
+    packed: Vec<u64>,
+    /// The places of rows whose packed value is [`UNPACKED`].
+    rest: HashMap<usize, LineAt>,
+}
+
+/// Bits of the line number in a packed place: a trillion lines; 16 million journals above them.
+const LINE_BITS: u32 = 40;
+/// A place that did not fit in 64 bits, kept in [`Places::rest`].
+const UNPACKED: u64 = u64::MAX;
+
+impl Places {
+    fn with_capacity(capacity: usize) -> Places {
+        Places { packed: Vec::with_capacity(capacity), rest: HashMap::new() }
+    }
+
+    fn pack(at: LineAt) -> Option<u64> {
+        let file = u64::from(at.file);
+        (at.line >> LINE_BITS == 0 && file >> (64 - LINE_BITS) == 0)
+            .then_some(file << LINE_BITS | at.line)
+            .filter(|packed| *packed != UNPACKED)
+    }
+
+    /// Row `row` (the next one) was read at `at`.
+    fn push(&mut self, row: usize, at: LineAt) {
+        self.packed.push(UNPACKED);
+        self.set(row, at);
+    }
+
+    /// Row `row` is now the record read at `at`.
+    fn set(&mut self, row: usize, at: LineAt) {
+        let Some(slot) = self.packed.get_mut(row) else { return };
+        match Places::pack(at) {
+            Some(packed) => {
+                *slot = packed;
+                self.rest.remove(&row);
+            }
+            None => {
+                *slot = UNPACKED;
+                self.rest.insert(row, at);
+            }
+        }
+    }
+
+    /// Where row `row` was read.
+    fn get(&self, row: usize) -> LineAt {
+        match self.packed.get(row) {
+            Some(&packed) if packed != UNPACKED => {
+                LineAt { file: (packed >> LINE_BITS) as u32, line: packed & ((1 << LINE_BITS) - 1) }
+            }
+            _ => self.rest.get(&row).copied().unwrap_or(LineAt { file: 0, line: 0 }),
+        }
+    }
+}
 
 struct Expectation {
     run: String,
@@ -1103,6 +1160,44 @@ mod tests {
         value["schema"] = 1.into();
         value["type"] = "unit".into();
         value.to_string()
+    }
+
+    #[test]
+    fn places_of_records_come_back_as_they_were_read_whatever_their_size() {
+        let mut places = Places::with_capacity(0);
+        let cases = [
+            LineAt { file: 0, line: 1 },
+            LineAt { file: 3, line: (1 << LINE_BITS) - 1 },
+            LineAt { file: (1 << 24) - 1, line: (1 << LINE_BITS) - 1 },
+            LineAt { file: u32::MAX, line: 7 },
+            LineAt { file: 2, line: u64::MAX },
+        ];
+        for (row, at) in cases.iter().enumerate() {
+            places.push(row, *at);
+        }
+        for (row, at) in cases.iter().enumerate() {
+            assert_eq!(places.get(row), *at);
+        }
+        places.set(3, LineAt { file: 1, line: 2 });
+        assert_eq!((places.get(3), places.rest.len()), (LineAt { file: 1, line: 2 }, 2));
+    }
+
+    #[test]
+    fn the_slots_of_units_find_every_planned_unit_dense_or_not() {
+        for most in [0, 1000] {
+            let mut slots = Slots::new(2, 10, 50, most);
+            assert!(matches!(slots, Slots::Dense { .. }), "a plan of 100 units has a table");
+            for (row, (index, replicate)) in [(0, 10), (1, 59), (0, 59), (1, 10)].into_iter().enumerate() {
+                assert_eq!(slots.get(index, replicate), None);
+                slots.insert(index, replicate, row);
+                assert_eq!(slots.get(index, replicate), Some(row));
+            }
+            assert_eq!(slots.get(1, 11), None);
+        }
+        let mut sparse = Slots::new(2, 0, u64::MAX / 4, 10);
+        assert!(matches!(sparse, Slots::Sparse(_)));
+        sparse.insert(1, u64::MAX / 8, 3);
+        assert_eq!(sparse.get(1, u64::MAX / 8), Some(3));
     }
 
     #[test]
