@@ -233,21 +233,18 @@ impl Plan {
 
     /// [`Plan::units`], one at a time.
     fn each_unit(&self) -> impl Iterator<Item = Unit> + '_ {
-        self.conditions
-            .iter()
-            .enumerate()
-            .flat_map(move |(index, condition)| {
-                let done = self.done.replicates(&condition.name);
-                let shard = self.shard;
-                let mine = move |replicate: &&u64| shard.is_none_or(|shard| shard.contains(**replicate));
-                self.replicates.iter().filter(mine).filter(move |replicate| done.binary_search(replicate).is_err()).map(
-                    move |&replicate| Unit {
-                        condition: index,
-                        replicate,
-                        seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
-                    },
-                )
-            })
+        self.conditions.iter().enumerate().flat_map(move |(index, condition)| {
+            let done = self.done.replicates(&condition.name);
+            let shard = self.shard;
+            let mine = move |replicate: &&u64| shard.is_none_or(|shard| shard.contains(**replicate));
+            self.replicates.iter().filter(mine).filter(move |replicate| done.binary_search(replicate).is_err()).map(
+                move |&replicate| Unit {
+                    condition: index,
+                    replicate,
+                    seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
+                },
+            )
+        })
     }
 }
 

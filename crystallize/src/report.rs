@@ -148,12 +148,12 @@ pub fn stored_results(run: &RunDir, state: &RunState, units: Vec<crate::runner::
 pub fn stored_info(run: &RunDir, state: &RunState) -> RunInfo {
     let planned = state.planned();
     RunInfo {
-            experiment: run.manifest.experiment.clone(),
-            conditions: state.conditions.clone(),
-            replicates: state.replicate_range().collect(),
-            seed: run.manifest.config.seed.unwrap_or(0),
-            units_planned: planned,
-            units_per_condition: vec![state.replicates as usize; state.conditions.len()],
+        experiment: run.manifest.experiment.clone(),
+        conditions: state.conditions.clone(),
+        replicates: state.replicate_range().collect(),
+        seed: run.manifest.config.seed.unwrap_or(0),
+        units_planned: planned,
+        units_per_condition: vec![state.replicates as usize; state.conditions.len()],
         jobs: 0,
         limits: Default::default(),
     }

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::runner::{RunInfo, RunResults, UnitResult};
-use crate::unit_table::{UnitRow, UnitTable};
 use crate::stats::{self, Alternative, Interval, StatsError};
+use crate::unit_table::{UnitRow, UnitTable};
 
 /// The confidence level of the interval of every mean in a summary.
 pub const LEVEL: f64 = 0.95;
@@ -386,7 +386,11 @@ mod tests {
                     condition: condition.to_string(),
                     replicate,
                     seed: replicate,
-                    status: if replicate % 11 == 4 { crate::runner::UnitStatus::Error } else { crate::runner::UnitStatus::Ok },
+                    status: if replicate % 11 == 4 {
+                        crate::runner::UnitStatus::Error
+                    } else {
+                        crate::runner::UnitStatus::Ok
+                    },
                     error: None,
                     metrics: metrics.into_iter().collect(),
                     records: Vec::new(),

@@ -149,8 +149,19 @@ impl UnitTable {
 
     /// The row of `unit`, its extra put in slot `reuse` when there is one.
     fn row_of_reusing(&mut self, unit: UnitResult, reuse: u32) -> Row {
-        let UnitResult { experiment, condition, replicate, seed, status, error, metrics, records, duration_ms, attempts, cache } =
-            unit;
+        let UnitResult {
+            experiment,
+            condition,
+            replicate,
+            seed,
+            status,
+            error,
+            metrics,
+            records,
+            duration_ms,
+            attempts,
+            cache,
+        } = unit;
         let start = self.values.len();
         let len = metrics.len();
         for (name, value) in metrics {
@@ -248,67 +259,67 @@ impl UnitTable {
 
 impl<'a> UnitRow<'a> {
     /// The experiment.
-    pub fn experiment(&self) -> &'a str {
+    pub fn experiment(self) -> &'a str {
         self.table.experiments.name(self.row.experiment)
     }
 
     /// The condition.
-    pub fn condition(&self) -> &'a str {
+    pub fn condition(self) -> &'a str {
         self.table.conditions.name(self.row.condition)
     }
 
     /// The replicate index.
-    pub fn replicate(&self) -> u64 {
+    pub fn replicate(self) -> u64 {
         self.row.replicate
     }
 
     /// The unit's seed.
-    pub fn seed(&self) -> u64 {
+    pub fn seed(self) -> u64 {
         self.row.seed
     }
 
     /// Whether it succeeded.
-    pub fn is_ok(&self) -> bool {
+    pub fn is_ok(self) -> bool {
         self.row.ok()
     }
 
-    fn pairs(&self) -> &'a [(u32, f64)] {
+    fn pairs(self) -> &'a [(u32, f64)] {
         let start = self.row.start;
         self.table.values.get(start..start.saturating_add(self.row.len())).unwrap_or(&[])
     }
 
     /// Each metric's name and value, in name order.
-    pub fn metrics(&self) -> impl Iterator<Item = (&'a str, f64)> + 'a {
+    pub fn metrics(self) -> impl Iterator<Item = (&'a str, f64)> + 'a {
         let names = &self.table.metrics;
         self.pairs().iter().map(move |(id, value)| (names.name(*id), *value))
     }
 
     /// The value of metric `name`.
-    pub fn metric(&self, name: &str) -> Option<f64> {
+    pub fn metric(self, name: &str) -> Option<f64> {
         self.metric_at(self.table.metric_index(name)?)
     }
 
     /// The value of the metric of index `id` ([`UnitTable::metric_index`]).
-    pub fn metric_at(&self, id: u32) -> Option<f64> {
+    pub fn metric_at(self, id: u32) -> Option<f64> {
         self.pairs().iter().find(|(metric, _)| *metric == id).map(|(_, value)| *value)
     }
 
-    fn extra(&self) -> Option<&'a Extra> {
+    fn extra(self) -> Option<&'a Extra> {
         self.table.extras.get(self.row.extra as usize)
     }
 
     /// Why it failed, when it did.
-    pub fn error(&self) -> Option<&'a UnitError> {
+    pub fn error(self) -> Option<&'a UnitError> {
         self.extra().and_then(|extra| extra.error.as_ref())
     }
 
     /// The attempts that failed before this one (`--retries`).
-    pub fn attempts(&self) -> &'a [Attempt] {
+    pub fn attempts(self) -> &'a [Attempt] {
         self.extra().map_or(&[], |extra| extra.attempts.as_slice())
     }
 
     /// The unit as a [`UnitResult`], field for field what was added.
-    pub fn to_result(&self) -> UnitResult {
+    pub fn to_result(self) -> UnitResult {
         let mut metrics = Metrics::new();
         for (name, value) in self.metrics() {
             metrics.insert(name.to_owned(), value);
@@ -358,7 +369,8 @@ mod tests {
     fn every_unit_comes_back_field_for_field() {
         let mut failed = unit("b", 1, &[("x", -0.0)]);
         failed.status = UnitStatus::Error;
-        failed.error = Some(UnitError { message: "boom".into(), location: Some("a.rs:1:2".into()), kind: FailureKind::Panic });
+        failed.error =
+            Some(UnitError { message: "boom".into(), location: Some("a.rs:1:2".into()), kind: FailureKind::Panic });
         failed.records = vec![MetricRecord { name: "x".into(), value: 1.0, tags: vec![("k".into(), "v".into())] }];
         failed.cache.insert("step".into(), CacheCount { hits: 2, misses: 1 });
         let units = vec![unit("a", 0, &[("y", 2.0), ("x", f64::MIN_POSITIVE)]), failed, unit("a", 2, &[])];
@@ -387,7 +399,8 @@ mod tests {
         table.replace(3, unit("a", 0, &[("x", 4.0)]));
         table.retain_indices(|index| index != 1);
         table.sort_by_condition_index();
-        let order: Vec<(&str, u64, Option<f64>)> = table.iter().map(|u| (u.condition(), u.replicate(), u.metric("x"))).collect();
+        let order: Vec<(&str, u64, Option<f64>)> =
+            table.iter().map(|u| (u.condition(), u.replicate(), u.metric("x"))).collect();
         assert_eq!(order, [("b", 0, Some(3.0)), ("a", 0, Some(4.0)), ("a", 1, Some(1.0))]);
         assert_eq!(table.failed(), 0);
     }

@@ -39,9 +39,9 @@ use thiserror::Error;
 use super::parse::{Hypothesis, Operand};
 use crate::error::suggest;
 use crate::runner::UnitResult;
-use crate::unit_table::{UnitRow, UnitTable};
 use crate::stats::permutation::{independent_arrangements, paired_arrangements, smallest_p};
 use crate::stats::{self, Alternative, Correction, Design, Interval, PermutationOptions, RankMethod, StatsError};
+use crate::unit_table::{UnitRow, UnitTable};
 
 /// A statistical test a hypothesis can be decided with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -6,11 +6,11 @@
 mod evaluate;
 mod parse;
 
+pub(crate) use evaluate::evaluate_table;
 pub use evaluate::{
     evaluate, min_replicates, validate_conditions, EvalOptions, HypothesisError, HypothesisResult, Side, TestKind,
     Verdict,
 };
-pub(crate) use evaluate::evaluate_table;
 pub use parse::{parse, Hypothesis, Op, Operand, ParseError};
 
 /// `condition` without the `EXPERIMENT/` prefix a hypothesis may write it with (`exp/dolphin` is
