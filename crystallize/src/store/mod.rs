@@ -678,7 +678,8 @@ impl RunDir {
     }
 
     /// [`RunDir::state`], with the units apart, in plan order (condition, then replicate), and
-    /// the state's `units` empty: what a report needs, without a map of every unit beside them.
+    /// the state's `units` empty: what `export` needs, without a map of every unit beside them.
+    /// (The report reads them held compactly, a fraction of the memory of a `UnitResult` each.)
     pub fn results(&self) -> (RunState, Vec<UnitResult>) {
         let (state, units) = self.unit_table();
         (state, units.to_results())
