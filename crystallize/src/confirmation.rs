@@ -484,7 +484,7 @@ pub fn assess_run(
     store: &Store,
     run: &RunDir,
     state: &RunState,
-    units: &[crate::runner::UnitResult],
+    units: &crate::unit_table::UnitTable,
     result: Option<&HypothesisResult>,
 ) -> Option<Integrity> {
     let read = run.read_preregistration();
@@ -505,7 +505,7 @@ pub fn assess_run(
         // Records the store ignores as outside the plan still show which indices the run used.
         replicates_recorded: units
             .iter()
-            .map(|unit| unit.replicate)
+            .map(|unit| unit.replicate())
             .chain(state.rejected.iter().map(|(_, r)| *r))
             .collect(),
         earlier: &earlier,

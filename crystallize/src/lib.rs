@@ -90,6 +90,7 @@ mod sequential;
 mod shard;
 mod source;
 mod summary;
+mod unit_table;
 mod verbose;
 
 pub mod hypothesis;

@@ -222,22 +222,29 @@ impl Plan {
     /// Every unit not yet done (of this process's shard), condition by condition, replicate by
     /// replicate.
     pub fn units(&self) -> Vec<Unit> {
-        self.conditions
-            .iter()
-            .enumerate()
-            .flat_map(|(index, condition)| {
-                let done = self.done.replicates(&condition.name);
-                let shard = self.shard;
-                let mine = move |replicate: &&u64| shard.is_none_or(|shard| shard.contains(**replicate));
-                self.replicates.iter().filter(mine).filter(move |replicate| done.binary_search(replicate).is_err()).map(
-                    move |&replicate| Unit {
-                        condition: index,
-                        replicate,
-                        seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
-                    },
-                )
-            })
-            .collect()
+        self.each_unit().collect()
+    }
+
+    /// Whether any unit is left to run: [`Plan::units`] is not empty, without listing them (24
+    /// bytes a unit, which the allocator then kept through the whole run).
+    pub fn has_units(&self) -> bool {
+        self.each_unit().next().is_some()
+    }
+
+    /// [`Plan::units`], one at a time.
+    fn each_unit(&self) -> impl Iterator<Item = Unit> + '_ {
+        self.conditions.iter().enumerate().flat_map(move |(index, condition)| {
+            let done = self.done.replicates(&condition.name);
+            let shard = self.shard;
+            let mine = move |replicate: &&u64| shard.is_none_or(|shard| shard.contains(**replicate));
+            self.replicates.iter().filter(mine).filter(move |replicate| done.binary_search(replicate).is_err()).map(
+                move |&replicate| Unit {
+                    condition: index,
+                    replicate,
+                    seed: unit_seed(self.seed, replicate, &condition.name, self.policy),
+                },
+            )
+        })
     }
 }
 

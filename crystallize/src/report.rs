@@ -21,6 +21,7 @@ use crate::stats::Correction;
 use crate::store::preregistration::Read;
 use crate::store::{Damage, RunDir, RunState, Status, Store};
 use crate::summary::{self, number};
+use crate::unit_table::UnitTable;
 
 /// A hypothesis of the report, decided.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -49,8 +50,12 @@ pub struct Undecided {
 pub struct Report {
     /// The run's id, when it is stored.
     pub run: Option<String>,
-    /// Its units.
-    pub results: RunResults,
+    /// What ran.
+    pub info: RunInfo,
+    /// Its finished units, in plan order, held compactly: a big run's report holds every unit.
+    pub units: UnitTable,
+    /// Units not run (yet).
+    pub skipped: usize,
     /// The hypotheses decided, in the order given.
     pub hypotheses: Vec<Decided>,
     /// The hypotheses that could not be decided.
@@ -103,7 +108,7 @@ fn about(error: &HypothesisError) -> Option<&str> {
 /// decided are set aside with their error and the others are corrected among themselves.
 pub fn decide(
     hypotheses: &[Hypothesis],
-    units: &[crate::runner::UnitResult],
+    units: &UnitTable,
     seeds_shared: bool,
     options: &EvalOptions,
 ) -> (Vec<HypothesisResult>, Vec<Undecided>) {
@@ -113,7 +118,7 @@ pub fn decide(
         if pending.is_empty() {
             return (Vec::new(), undecided);
         }
-        match hypothesis::evaluate(&pending, units, seeds_shared, options) {
+        match hypothesis::evaluate_table(&pending, units, seeds_shared, options) {
             Ok(results) => return (results, undecided),
             Err(error) => {
                 let index = about(&error).and_then(|text| pending.iter().position(|h| h.to_string() == text));
@@ -140,19 +145,25 @@ pub fn decide(
 pub fn stored_results(run: &RunDir, state: &RunState, units: Vec<crate::runner::UnitResult>) -> RunResults {
     let planned = state.planned();
     RunResults {
-        info: RunInfo {
-            experiment: run.manifest.experiment.clone(),
-            conditions: state.conditions.clone(),
-            replicates: state.replicate_range().collect(),
-            seed: run.manifest.config.seed.unwrap_or(0),
-            units_planned: planned,
-            units_per_condition: vec![state.replicates as usize; state.conditions.len()],
-            jobs: 0,
-            limits: Default::default(),
-        },
+        info: stored_info(run, state),
         skipped: planned.saturating_sub(units.len()),
         units,
         elapsed: std::time::Duration::ZERO,
+    }
+}
+
+/// What ran of a stored run, as `run` saw it at its start.
+pub fn stored_info(run: &RunDir, state: &RunState) -> RunInfo {
+    let planned = state.planned();
+    RunInfo {
+        experiment: run.manifest.experiment.clone(),
+        conditions: state.conditions.clone(),
+        replicates: state.replicate_range().collect(),
+        seed: run.manifest.config.seed.unwrap_or(0),
+        units_planned: planned,
+        units_per_condition: vec![state.replicates as usize; state.conditions.len()],
+        jobs: 0,
+        limits: Default::default(),
     }
 }
 
@@ -164,10 +175,20 @@ pub fn seeds_shared(run: &RunDir) -> bool {
 
 impl Report {
     /// A report of `results` without hypotheses.
+    #[cfg(test)]
     pub fn new(run: Option<&str>, results: RunResults) -> Report {
+        let units = UnitTable::from_results(&results.units);
+        Report::of(run, results.info, units, results.skipped)
+    }
+
+    /// A report of `units` (of what `info` says ran, `skipped` of them not run) without
+    /// hypotheses.
+    pub fn of(run: Option<&str>, info: RunInfo, units: UnitTable, skipped: usize) -> Report {
         Report {
             run: run.map(str::to_owned),
-            results,
+            info,
+            units,
+            skipped,
             hypotheses: Vec::new(),
             undecided: Vec::new(),
             integrity: None,
@@ -193,7 +214,7 @@ impl Report {
             }
         }
         let hypotheses: Vec<Hypothesis> = parsed.iter().map(|(_, h)| h.clone()).collect();
-        let (results, failed) = decide(&hypotheses, &self.results.units, seeds_shared, options);
+        let (results, failed) = decide(&hypotheses, &self.units, seeds_shared, options);
         for failure in failed {
             let (index, _) =
                 parsed.iter().find(|(_, h)| h.to_string() == failure.hypothesis).expect("decided from parsed");
@@ -218,12 +239,13 @@ impl Report {
     /// decided as it was registered: options chosen after seeing the data cannot change it.
     pub fn from_store_with(store: &Store, run: &RunDir, extra: &[String], options: &EvalOptions) -> Report {
         // The units apart from the state, in plan order: no map of a million units beside them.
-        let (state, units) = run.results();
+        let (state, units) = run.unit_table();
         for warning in &state.warnings {
             eprintln!("warning: {warning}");
         }
-        let status = state.status_with(&units);
-        let mut report = Report::new(Some(&run.manifest.run), stored_results(run, &state, units));
+        let status = state.status_of(&units);
+        let skipped = state.planned().saturating_sub(units.len());
+        let mut report = Report::of(Some(&run.manifest.run), stored_info(run, &state), units, skipped);
         report.stored = Some((status, state.damage));
         let shared = seeds_shared(run);
         let defaults = EvalOptions::default();
@@ -243,18 +265,18 @@ impl Report {
                 }
                 report.decide(extra, shared, options, Some(false));
                 let result = report.hypotheses.iter().find(|d| d.preregistered == Some(true)).map(|d| &d.result);
-                report.integrity = confirmation::assess_run(store, run, &state, &report.results.units, result);
+                report.integrity = confirmation::assess_run(store, run, &state, &report.units, result);
             }
             _ => {
                 let mut all = run.manifest.hypotheses.clone();
                 all.extend(extra.iter().cloned());
                 report.decide(&all, shared, options, None);
-                report.integrity = confirmation::assess_run(store, run, &state, &report.results.units, None);
+                report.integrity = confirmation::assess_run(store, run, &state, &report.units, None);
             }
         }
         if let Some(rule) = &run.manifest.stopping {
             let first = run.manifest.first_replicate;
-            let results = crate::sequential::replay(rule, &run.manifest.experiment, first, &report.results.units);
+            let results = crate::sequential::replay_table(rule, &run.manifest.experiment, first, &report.units);
             let all_decided = results.iter().all(|r| r.status != crate::sequential::Status::Open);
             let crate::store::stops::Recorded { stops, warnings } = run.stops().unwrap_or_default();
             for warning in &warnings {
@@ -285,7 +307,7 @@ impl Report {
     /// Whether something in the report calls for exit code 1: a failed unit, a hypothesis that
     /// could not be decided, a confirmation that is not `VALID`.
     pub fn has_problems(&self) -> bool {
-        self.results.failed() > 0
+        self.units.failed() > 0
             || !self.undecided.is_empty()
             || self.stored.is_some_and(|(status, _)| status == Status::Damaged)
             || self.sequential.as_ref().is_some_and(|s| !s.disagreements.is_empty())
@@ -297,7 +319,7 @@ impl Report {
     /// rest of [`HypothesisResult`]), `hypothesis_errors` when some could not be decided
     /// (`hypothesis`, `error`), and `integrity` for a confirmation.
     pub fn to_json(&self) -> Value {
-        self.with_hypotheses(summary::to_json(self.run.as_deref(), &self.results))
+        self.with_hypotheses(summary::to_json_of(self.run.as_deref(), self.ran()))
     }
 
     /// Writes [`Report::to_json`] to `out`, byte for byte what `to_json().to_string()` is, but
@@ -318,11 +340,11 @@ impl Report {
             // `units` follows `replicates` in [`summary::to_json`].
             if key == "replicates" {
                 out.write_all(b",\"units\":[")?;
-                for (index, unit) in self.results.units.iter().enumerate() {
+                for (index, unit) in self.units.iter().enumerate() {
                     if index > 0 {
                         out.write_all(b",")?;
                     }
-                    serde_json::to_writer(&mut *out, &summary::unit_json(self.run.as_deref(), unit))?;
+                    serde_json::to_writer(&mut *out, &summary::unit_json(self.run.as_deref(), &unit.to_result()))?;
                 }
                 out.write_all(b"]")?;
             }
@@ -332,21 +354,26 @@ impl Report {
 
     /// [`Report::to_json`] without `units`: what the last line of `stream` holds.
     pub fn to_json_without_units(&self) -> Value {
-        self.with_hypotheses(summary::aggregates_json(self.run.as_deref(), &self.results))
+        self.with_hypotheses(summary::aggregates_json(self.run.as_deref(), self.ran()))
+    }
+
+    /// What the summaries read of the report's run.
+    pub fn ran(&self) -> summary::Ran<'_> {
+        summary::Ran { info: &self.info, units: &self.units, skipped: self.skipped }
     }
 
     /// How many units needed retries and how their attempts and the failed units failed, by
     /// kind (error, panic, timeout): what to look at before trusting a run of flaky units.
     fn attempts(&self) -> Attempts {
         let mut attempts = Attempts::default();
-        for unit in &self.results.units {
-            if !unit.attempts.is_empty() {
+        for unit in self.units.iter() {
+            if !unit.attempts().is_empty() {
                 attempts.retried_units += 1;
             }
-            for attempt in &unit.attempts {
+            for attempt in unit.attempts() {
                 *attempts.failed_attempts.entry(attempt.error.kind.name()).or_default() += 1;
             }
-            if let Some(error) = &unit.error {
+            if let Some(error) = unit.error() {
                 *attempts.failed_units.entry(error.kind.name()).or_default() += 1;
             }
         }
@@ -436,9 +463,9 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         if let Some(run) = &self.run {
-            let _ = writeln!(out, "{}", summary::headline(run, &self.results, self.decided()));
+            let _ = writeln!(out, "{}", summary::headline_of(run, self.ran(), self.decided()));
         }
-        out.push_str(&summary::to_table(&self.results));
+        out.push_str(&summary::to_table_of(self.ran()));
         if let Some(line) = self.damage_line() {
             let _ = writeln!(out, "{line}");
         }
@@ -494,9 +521,9 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         if let Some(run) = &self.run {
-            let _ = writeln!(out, "{}\n", summary::headline(run, &self.results, self.decided()));
+            let _ = writeln!(out, "{}\n", summary::headline_of(run, self.ran(), self.decided()));
         }
-        out.push_str(&summary::to_markdown(&self.results));
+        out.push_str(&summary::to_markdown(self.ran()));
         if let Some(sequential) = &self.sequential {
             out.push_str(&sequential_text(sequential));
         }

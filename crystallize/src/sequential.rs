@@ -506,6 +506,27 @@ pub fn replay(rule: &StoppingRule, experiment: &str, first: u64, units: &[UnitRe
     trackers.iter().map(Tracker::result).collect()
 }
 
+/// [`replay`] of the units of a [`UnitTable`](crate::unit_table::UnitTable), each rebuilt in
+/// turn (the trackers read whole units; the table is what the report of a stored run holds).
+pub(crate) fn replay_table(
+    rule: &StoppingRule,
+    experiment: &str,
+    first: u64,
+    units: &crate::unit_table::UnitTable,
+) -> Vec<SequentialResult> {
+    let mut trackers = trackers(rule, experiment, first);
+    let mut sorted: Vec<crate::unit_table::UnitRow<'_>> = units.iter().collect();
+    // Stable, as `replay`'s: units of one index keep their order.
+    sorted.sort_by_key(|u| u.replicate());
+    for unit in sorted {
+        let unit = unit.to_result();
+        for tracker in &mut trackers {
+            tracker.add(&unit, rule);
+        }
+    }
+    trackers.iter().map(Tracker::result).collect()
+}
+
 fn trackers(rule: &StoppingRule, experiment: &str, first: u64) -> Vec<Tracker> {
     rule.hypotheses
         .iter()

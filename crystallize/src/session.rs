@@ -622,6 +622,7 @@ impl Session {
                 stopping,
                 decision_lines,
                 cache,
+                keep_successes: true,
             },
         })
     }
@@ -813,6 +814,8 @@ struct Running {
     stopping: Option<StoppingRule>,
     decision_lines: bool,
     cache: Option<Arc<crate::cache::Cache>>,
+    /// Whether the results keep the successful units (see [`RunOptions::keep_successes`]).
+    keep_successes: bool,
 }
 
 /// The stopping rule a run goes by: the one asked for (on a resumed run, the recorded rule with
@@ -966,7 +969,15 @@ impl Opened {
 
     /// Whether every unit it would run is done already (a complete run or shard resumed).
     pub(crate) fn nothing_to_do(&self) -> bool {
-        self.plan.units().is_empty()
+        !self.plan.has_units()
+    }
+
+    /// The results of [`Opened::execute`] keep only the failed units (the command line reports
+    /// from the store; see [`RunOptions::keep_successes`]), unless the session has observers of
+    /// its own, which are promised every result at the end.
+    pub(crate) fn keeping_failures_only(mut self) -> Opened {
+        self.running.keep_successes = !self.running.observers.is_empty();
+        self
     }
 
     /// Records this process's session (its journal and events log beside it, when stored) and
@@ -984,12 +995,13 @@ impl Opened {
             stopping,
             decision_lines,
             cache,
+            keep_successes,
         } = running;
         // The lease of the units it runs, held until their records are on disk; its writer id
         // is also its session record's and its journal's. Nothing to run: no lease, no records.
         let writer = crate::store::writer_id();
         let mut lease = None;
-        if let Some(dir) = run_dir.as_ref().filter(|_| !plan.units().is_empty()) {
+        if let Some(dir) = run_dir.as_ref().filter(|_| plan.has_units()) {
             let scope = plan.shard.unwrap_or(Shard::WHOLE);
             let task = crate::shard::scheduler_task(|name| std::env::var(name).ok());
             let held = lease::acquire(dir, scope, &writer, lease_stale, task, cancel.clone())?;
@@ -1019,6 +1031,7 @@ impl Opened {
             limits: Some(Arc::new(crate::limits::Limits::new(limits.iter().map(|(n, c)| (n.as_str(), *c))))),
             rounds: None,
             cache,
+            keep_successes,
         };
         let run_id = run_dir.as_ref().map(|dir| dir.manifest.run.clone());
         let mut options = options;

@@ -8,8 +8,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::runner::{RunResults, UnitResult};
+use crate::runner::{RunInfo, RunResults, UnitResult};
 use crate::stats::{self, Alternative, Interval, StatsError};
+use crate::unit_table::{UnitRow, UnitTable};
 
 /// The confidence level of the interval of every mean in a summary.
 pub const LEVEL: f64 = 0.95;
@@ -114,20 +115,36 @@ pub struct ConditionSummary {
     pub metrics: Vec<(String, MetricSummary)>,
 }
 
+/// What the summaries read of a run: what ran, its units (compactly) and how many were not run.
+#[derive(Clone, Copy)]
+pub struct Ran<'a> {
+    /// What ran.
+    pub info: &'a RunInfo,
+    /// Its finished units.
+    pub units: &'a UnitTable,
+    /// Units not run.
+    pub skipped: usize,
+}
+
 /// Summarises `units` per condition, in the order of `conditions`.
 pub fn summarize(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSummary> {
+    summarize_table(conditions, &UnitTable::from_results(units))
+}
+
+/// [`summarize`] of the units of a [`UnitTable`].
+pub fn summarize_table(conditions: &[String], units: &UnitTable) -> Vec<ConditionSummary> {
     conditions
         .iter()
         .map(|condition| {
-            let mine: Vec<&UnitResult> = units.iter().filter(|u| &u.condition == condition).collect();
-            let names: BTreeSet<&String> = mine.iter().flat_map(|u| u.metrics.keys()).collect();
+            let mine: Vec<UnitRow<'_>> = units.iter().filter(|u| u.condition() == condition).collect();
+            let names: BTreeSet<&str> = mine.iter().flat_map(|u| u.metrics().map(|(name, _)| name)).collect();
             let metrics = names
                 .into_iter()
                 .filter_map(|name| {
-                    let values: Vec<f64> =
-                        mine.iter().filter(|u| u.is_ok()).filter_map(|u| u.metrics.get(name).copied()).collect();
-                    let bounds = mine.first().and_then(|u| crate::registry::declared_bounds(&u.experiment, name));
-                    MetricSummary::of_bounded(&values, bounds).map(|summary| (name.clone(), summary))
+                    let id = units.metric_index(name)?;
+                    let values: Vec<f64> = mine.iter().filter(|u| u.is_ok()).filter_map(|u| u.metric_at(id)).collect();
+                    let bounds = mine.first().and_then(|u| crate::registry::declared_bounds(u.experiment(), name));
+                    MetricSummary::of_bounded(&values, bounds).map(|summary| (name.to_owned(), summary))
                 })
                 .collect();
             ConditionSummary {
@@ -140,21 +157,32 @@ pub fn summarize(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSu
         .collect()
 }
 
+/// `results` as the summaries read it (its units copied into a [`UnitTable`]), to `read`.
+fn with_ran<T>(results: &RunResults, read: impl FnOnce(Ran<'_>) -> T) -> T {
+    let units = UnitTable::from_results(&results.units);
+    read(Ran { info: &results.info, units: &units, skipped: results.skipped })
+}
+
 /// The JSON object of `run --json`: `run`, `experiment`, `seed`, `replicates`, `units`,
 /// `conditions` (condition → metric → n, mean, sd, ci, min, max; `ci` is `{low, high, level}`
 /// or null), `failed`, `skipped`.
 pub fn to_json(run_id: Option<&str>, results: &RunResults) -> Value {
-    json_object(run_id, results, true)
+    with_ran(results, |ran| json_object(run_id, ran, true))
+}
+
+/// [`to_json`] of a [`Ran`].
+pub fn to_json_of(run_id: Option<&str>, ran: Ran<'_>) -> Value {
+    json_object(run_id, ran, true)
 }
 
 /// [`to_json`] without `units`: the aggregates of a run whose units were already printed one by
 /// one (the summary line of `stream`), without building a JSON object per unit to drop.
-pub fn aggregates_json(run_id: Option<&str>, results: &RunResults) -> Value {
-    json_object(run_id, results, false)
+pub fn aggregates_json(run_id: Option<&str>, ran: Ran<'_>) -> Value {
+    json_object(run_id, ran, false)
 }
 
-fn json_object(run_id: Option<&str>, results: &RunResults, with_units: bool) -> Value {
-    let summaries = summarize(&results.info.conditions, &results.units);
+fn json_object(run_id: Option<&str>, ran: Ran<'_>, with_units: bool) -> Value {
+    let summaries = summarize_table(&ran.info.conditions, ran.units);
     let mut conditions = Map::new();
     for summary in &summaries {
         let metrics: Map<String, Value> = summary
@@ -168,15 +196,15 @@ fn json_object(run_id: Option<&str>, results: &RunResults, with_units: bool) -> 
     }
     let mut object = Map::new();
     object.insert("run".into(), json!(run_id));
-    object.insert("experiment".into(), json!(results.info.experiment));
-    object.insert("seed".into(), json!(results.info.seed));
-    object.insert("replicates".into(), json!(results.info.replicates.len()));
+    object.insert("experiment".into(), json!(ran.info.experiment));
+    object.insert("seed".into(), json!(ran.info.seed));
+    object.insert("replicates".into(), json!(ran.info.replicates.len()));
     if with_units {
-        object.insert("units".into(), results.units.iter().map(|u| unit_json(run_id, u)).collect());
+        object.insert("units".into(), ran.units.iter().map(|u| unit_json(run_id, &u.to_result())).collect());
     }
     object.insert("conditions".into(), Value::Object(conditions));
-    object.insert("failed".into(), json!(results.failed()));
-    object.insert("skipped".into(), json!(results.skipped));
+    object.insert("failed".into(), json!(ran.units.failed()));
+    object.insert("skipped".into(), json!(ran.skipped));
     Value::Object(object)
 }
 
@@ -196,44 +224,50 @@ pub fn unit_json(run_id: Option<&str>, unit: &UnitResult) -> Value {
 ///
 /// `decided`: the run is sequential and stopped with every hypothesis decided, so the units it
 /// did not run are "not needed" rather than "not run yet".
-pub fn headline(run_id: &str, results: &RunResults, decided: bool) -> String {
-    let info = &results.info;
+pub fn headline_of(run_id: &str, ran: Ran<'_>, decided: bool) -> String {
+    let info = ran.info;
     // A confirmation runs replicate indices that do not start at 0: say which.
     let range = match (info.replicates.first(), info.replicates.last()) {
         (Some(&first), Some(&last)) if first != 0 => format!(" ({first}..={last})"),
         _ => String::new(),
     };
+    let failed = ran.units.failed();
     let mut line = format!(
         "run {run_id}: {}, {} conditions x {} replicates{range}, seed {}: {} units done",
         info.experiment,
         info.conditions.len(),
         info.replicates.len(),
         info.seed,
-        results.units.len() - results.failed(),
+        ran.units.len() - failed,
     );
-    if results.failed() > 0 {
-        line += &format!(", {} FAILED", results.failed());
+    if failed > 0 {
+        line += &format!(", {failed} FAILED");
     }
-    if results.skipped > 0 {
+    if ran.skipped > 0 {
         let why = if decided { "not needed (every hypothesis decided)" } else { "not run yet" };
-        line += &format!(", {} {why}", results.skipped);
+        line += &format!(", {} {why}", ran.skipped);
     }
     line
 }
 
 /// The terminal table of a run: one row per condition and metric.
 pub fn to_table(results: &RunResults) -> String {
-    align(&rows(results), 2)
+    with_ran(results, to_table_of)
+}
+
+/// [`to_table`] of a [`Ran`].
+pub fn to_table_of(ran: Ran<'_>) -> String {
+    align(&rows(ran), 2)
 }
 
 /// The table of a run in Markdown: one row per condition and metric.
-pub fn to_markdown(results: &RunResults) -> String {
-    markdown(&rows(results), 2)
+pub fn to_markdown(ran: Ran<'_>) -> String {
+    markdown(&rows(ran), 2)
 }
 
 /// The header and the rows of a run's table.
-fn rows(results: &RunResults) -> Vec<[String; 8]> {
-    let summaries = summarize(&results.info.conditions, &results.units);
+fn rows(ran: Ran<'_>) -> Vec<[String; 8]> {
+    let summaries = summarize_table(&ran.info.conditions, ran.units);
     let mut rows: Vec<[String; 8]> =
         vec![["condition", "metric", "n", "mean", "sd", "95% CI", "min", "max"].map(String::from)];
     for summary in &summaries {
@@ -311,6 +345,71 @@ pub fn number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `summarize` computed from one record per unit before the units were held in a
+    /// [`UnitTable`]: the oracle the table's summary is held to.
+    fn summarize_records(conditions: &[String], units: &[UnitResult]) -> Vec<ConditionSummary> {
+        conditions
+            .iter()
+            .map(|condition| {
+                let mine: Vec<&UnitResult> = units.iter().filter(|u| &u.condition == condition).collect();
+                let names: BTreeSet<&String> = mine.iter().flat_map(|u| u.metrics.keys()).collect();
+                let metrics = names
+                    .into_iter()
+                    .filter_map(|name| {
+                        let values: Vec<f64> =
+                            mine.iter().filter(|u| u.is_ok()).filter_map(|u| u.metrics.get(name).copied()).collect();
+                        MetricSummary::of_bounded(&values, None).map(|summary| (name.clone(), summary))
+                    })
+                    .collect();
+                ConditionSummary {
+                    condition: condition.clone(),
+                    units: mine.len(),
+                    failed: mine.iter().filter(|u| !u.is_ok()).count(),
+                    metrics,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_summary_of_the_compact_units_is_the_summary_of_their_records_bit_for_bit() {
+        let mut units = Vec::new();
+        for replicate in 0..40u64 {
+            for (index, condition) in ["baseline", "treated", "other"].iter().enumerate() {
+                let x = ((replicate * 7919 + index as u64 * 104729) % 1000) as f64 / 997.0;
+                let mut metrics: Vec<(String, f64)> = vec![("acc".into(), x * 0.1 + 0.3)];
+                if replicate % 3 != 0 {
+                    metrics.push(("latency".into(), 1.0 / (x + 0.01)));
+                }
+                if replicate % 5 == 0 {
+                    metrics.push(("zero_one".into(), (replicate % 2) as f64));
+                }
+                units.push(UnitResult {
+                    experiment: "summary-oracle".into(),
+                    condition: condition.to_string(),
+                    replicate,
+                    seed: replicate,
+                    status: if replicate % 11 == 4 {
+                        crate::runner::UnitStatus::Error
+                    } else {
+                        crate::runner::UnitStatus::Ok
+                    },
+                    error: None,
+                    metrics: metrics.into_iter().collect(),
+                    records: Vec::new(),
+                    duration_ms: 1.0,
+                    attempts: Vec::new(),
+                    cache: Default::default(),
+                });
+            }
+        }
+        let conditions: Vec<String> = ["treated", "baseline", "missing"].map(String::from).to_vec();
+        let expected = summarize_records(&conditions, &units);
+        let table = summarize_table(&conditions, &UnitTable::from_results(&units));
+        assert_eq!(format!("{table:?}"), format!("{expected:?}"), "the same numbers, to the last bit");
+        assert_eq!(table, expected);
+    }
 
     #[test]
     fn summary_uses_the_sample_standard_deviation() {

@@ -121,14 +121,47 @@ pub(super) fn cache(args: &CacheArgs) -> Result<ExitCode, Error> {
 
 /// `cache: 30 hits, 0 misses (ask 30/0)` for the units of a run, when a cached step ran.
 pub(super) fn summary_line(units: &[UnitResult]) -> Option<String> {
-    let mut steps: BTreeMap<&str, CacheCount> = BTreeMap::new();
-    for unit in units {
+    let mut tally = Tally::default();
+    units.iter().for_each(|unit| tally.add(unit));
+    tally.summary_line()
+}
+
+/// The hits and misses of each cached step, summed over the units that finished: an observer,
+/// so that `run` can say them without keeping every unit's result.
+#[derive(Default)]
+pub(super) struct Tally {
+    steps: BTreeMap<String, CacheCount>,
+}
+
+impl Tally {
+    fn add(&mut self, unit: &UnitResult) {
         for (name, count) in &unit.cache {
-            let total = steps.entry(name).or_default();
+            let total = match self.steps.get_mut(name) {
+                Some(total) => total,
+                None => self.steps.entry(name.clone()).or_default(),
+            };
             total.hits = total.hits.saturating_add(count.hits);
             total.misses = total.misses.saturating_add(count.misses);
         }
     }
+
+    /// [`summary_line`] of the units seen.
+    pub(super) fn summary_line(&self) -> Option<String> {
+        summary_of(&self.steps)
+    }
+}
+
+impl crate::events::Observer for Tally {
+    fn unit_finished(&mut self, result: &UnitResult) {
+        self.add(result);
+    }
+
+    fn interest(&self) -> crate::events::Interest {
+        crate::events::Interest::RESULTS
+    }
+}
+
+fn summary_of(steps: &BTreeMap<String, CacheCount>) -> Option<String> {
     if steps.is_empty() {
         return None;
     }

@@ -166,10 +166,15 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
     // What the stream's summary found wrong (a hypothesis that could not be decided, damage):
     // the same exit code as `run`'s report gives.
     let mut stream_problems = false;
+    // The report is recomputed from the store: of this session's results only the failures are
+    // needed from here on (to name them), and the cache's counts, which `cache` sums as units
+    // finish. Holding every unit until the end was most of the peak memory of a big run.
+    let opened = opened.keeping_failures_only();
+    let mut cache = super::cache::Tally::default();
     let finished = match output {
         Output::Stream { events } => {
             let mut stream = StreamWriter::new(run_id.clone(), events, cancel.clone());
-            let finished = opened.execute(cancel, &mut [&mut stream as &mut dyn Observer])?;
+            let finished = opened.execute(cancel, &mut [&mut stream as &mut dyn Observer, &mut cache])?;
             if !stream.closed() {
                 let report = Report::from_store(store, &run_dir, &[]);
                 stream.summary(&report);
@@ -179,27 +184,20 @@ pub(super) fn execute(opened: Opened, invocation: &Invocation, execution: Execut
         }
         Output::Report(_) => {
             let mut progress = Progress::new();
-            opened.execute(cancel, &mut [&mut progress as &mut dyn Observer])?
+            opened.execute(cancel, &mut [&mut progress as &mut dyn Observer, &mut cache])?
         }
     };
-    let mut finished = finished;
-    let results = &mut finished.results;
+    let results = &finished.results;
     eprintln!(
         "ran {} units in {:.2} s with {} jobs; stored in {}",
-        results.units.len(),
+        results.info.units_planned.saturating_sub(results.skipped),
         results.elapsed.as_secs_f64(),
         results.info.jobs,
         run_dir.path().display()
     );
-    if let Some(line) = super::cache::summary_line(&results.units) {
+    if let Some(line) = cache.summary_line() {
         eprintln!("{line}");
     }
-    // The report is recomputed from the store: of this session's results only the failures are
-    // needed from here on (to name them), and holding every unit while the report reads them
-    // all again doubled the peak memory of a big run.
-    results.units.retain(|unit| !unit.is_ok());
-    results.units.shrink_to_fit();
-    let results = &finished.results;
     let report_problems = match output {
         Output::Report(format) => {
             let report = inspect::print_report(store, &run_dir, format, &[], &EvalOptions::default());

@@ -321,7 +321,7 @@ async fn run_page(State(viewer): State<Arc<Viewer>>, Path(id): Path<String>) -> 
         };
         let report = Report::from_store(&store, &run, &[]);
         // Only a run with units left is followed live (and only then are its events read).
-        let extras = if report.results.skipped > 0 {
+        let extras = if report.skipped > 0 {
             live_parts(&run, &live_json(&run))
         } else {
             Extras { nav: nav(), tail: String::new() }
@@ -378,13 +378,11 @@ async fn compare_page(State(viewer): State<Arc<Viewer>>, Query(query): Query<Has
             (Ok(x), Ok(y)) => (x, y),
             (Err(error), _) | (_, Err(error)) => return unknown_run(&error),
         };
-        let stored = |run: &crate::store::RunDir| {
-            let (state, units) = run.results();
-            crate::report::stored_results(run, &state, units)
+        let summarize = |run: &crate::store::RunDir| {
+            let (state, units) = run.unit_table();
+            summary::summarize_table(&state.conditions, &units)
         };
-        let (results_a, results_b) = (stored(&run_a), stored(&run_b));
-        let summary_a = summary::summarize(&results_a.info.conditions, &results_a.units);
-        let summary_b = summary::summarize(&results_b.info.conditions, &results_b.units);
+        let (summary_a, summary_b) = (summarize(&run_a), summarize(&run_b));
         let (ia, ib) = (escape(&run_a.manifest.run), escape(&run_b.manifest.run));
         let mut body = format!(
             "{}<h1>Two runs compared</h1><p class=\"mono\">A: <a href=\"/runs/{ia}\">{ia}</a><br>B: <a href=\"/runs/{ib}\">{ib}</a></p><h2>Metrics side by side</h2><table id=\"compare\"><tr><th>condition</th><th>metric</th><th>A n</th><th>A mean</th><th>A 95% CI</th><th>B n</th><th>B mean</th><th>B 95% CI</th></tr>",

@@ -139,7 +139,7 @@ fn shell_word(text: &str) -> String {
 /// The whole page of `report` (of the stored `run`); `program` is how the failures' `debug`
 /// commands call the binary.
 pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> String {
-    let results = &report.results;
+    let results = report.ran();
     let manifest = &run.manifest;
     let id = &manifest.run;
     // The store's own status when the report has it (a decided sequential run, damage); else
@@ -147,10 +147,9 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
     let state_status = match report.stored {
         Some((status, _)) => status,
         None => {
-            let done = results.units.iter().filter(|u| u.is_ok()).count();
             if results.skipped > 0 {
                 crate::store::Status::Incomplete
-            } else if done < results.units.len() {
+            } else if results.units.failed() > 0 {
                 crate::store::Status::Failed
             } else {
                 crate::store::Status::Complete
@@ -169,7 +168,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
         out,
         "<header><h1>{}</h1><p class=\"headline mono\">{}</p><p><span class=\"status {}\" id=\"status\">{}</span> created {} on {}</p></header>",
         escape(&manifest.experiment),
-        escape(&summary::headline(id, results, report.decided())),
+        escape(&summary::headline_of(id, results, report.decided())),
         status_class(&state_status),
         state_status,
         escape(&manifest.created),
@@ -177,7 +176,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
     );
 
     let mut thinned = false;
-    let summaries = summary::summarize(&results.info.conditions, &results.units);
+    let summaries = summary::summarize_table(&results.info.conditions, results.units);
     let metrics: Vec<String> = {
         let mut names: Vec<String> = summaries.iter().flat_map(|s| s.metrics.iter().map(|(n, _)| n.clone())).collect();
         names.sort();
@@ -251,7 +250,7 @@ pub fn render(report: &Report, run: &RunDir, program: &str, extras: &Extras) -> 
             .iter()
             .filter_map(|s| {
                 let summary = s.metrics.iter().find(|(n, _)| n == metric).map(|(_, m)| m)?;
-                Some(svg::Strip { condition: &s.condition, values: results.values(&s.condition, metric), summary })
+                Some(svg::Strip { condition: &s.condition, values: values(report, &s.condition, metric), summary })
             })
             .collect();
         let (plot, thin) = svg::strip_plot(metric, &strips, limit);
@@ -355,20 +354,24 @@ fn short_level(level: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// The values of `metric` in `condition`'s successful units, in replicate order.
+fn values(report: &Report, condition: &str, metric: &str) -> Vec<f64> {
+    report.units.iter().filter(|u| u.condition() == condition && u.is_ok()).filter_map(|u| u.metric(metric)).collect()
+}
+
 /// Per seed, the value in condition `x` and in condition `y` (replicates both have).
 fn paired_values(report: &Report, metric: &str, x: &str, y: &str) -> Vec<(f64, f64)> {
     let mut of_x = std::collections::HashMap::new();
-    for unit in report.results.units.iter().filter(|u| u.is_ok() && u.condition == x) {
-        if let Some(value) = unit.metrics.get(metric) {
-            of_x.insert(unit.replicate, *value);
+    for unit in report.units.iter().filter(|u| u.is_ok() && u.condition() == x) {
+        if let Some(value) = unit.metric(metric) {
+            of_x.insert(unit.replicate(), value);
         }
     }
     report
-        .results
         .units
         .iter()
-        .filter(|u| u.is_ok() && u.condition == y)
-        .filter_map(|u| Some((*of_x.get(&u.replicate)?, *u.metrics.get(metric)?)))
+        .filter(|u| u.is_ok() && u.condition() == y)
+        .filter_map(|u| Some((*of_x.get(&u.replicate())?, u.metric(metric)?)))
         .collect()
 }
 
@@ -408,7 +411,7 @@ fn configuration(out: &mut String, run: &RunDir, conditions: &[String]) {
 }
 
 fn failures(out: &mut String, report: &Report, program: &str, id: &str) {
-    let failed: Vec<_> = report.results.units.iter().filter(|u| !u.is_ok()).collect();
+    let failed: Vec<_> = report.units.iter().filter(|u| !u.is_ok()).collect();
     out.push_str("<section id=\"failures\"><h2>Failures</h2>");
     if failed.is_empty() {
         out.push_str("<p>No unit failed.</p></section>");
@@ -416,24 +419,24 @@ fn failures(out: &mut String, report: &Report, program: &str, id: &str) {
     }
     let _ = write!(out, "<p>{} units failed. Each command reproduces one, verbosely and without storing anything.</p><table><tr><th>unit</th><th>seed</th><th>error</th><th>reproduce</th></tr>", failed.len());
     for unit in failed.iter().take(500) {
-        let error = unit.error.as_ref();
+        let error = unit.error();
         let message = error.map(|e| e.message.as_str()).unwrap_or("");
         let location = error.and_then(|e| e.location.as_deref()).map(|l| format!(" at {l}")).unwrap_or_default();
         let kind = error.map(|e| e.kind.name()).unwrap_or("error");
         let command = format!(
             "{} debug {}/{} --replicate {} --run {}",
             shell_word(program),
-            shell_word(&unit.experiment),
-            shell_word(&unit.condition),
-            unit.replicate,
+            shell_word(unit.experiment()),
+            shell_word(unit.condition()),
+            unit.replicate(),
             shell_word(id)
         );
         let _ = write!(
             out,
             "<tr class=\"failure\"><td>{} replicate {}</td><td class=\"n mono\">{}</td><td>{kind}: {}{}</td><td><code>{}</code></td></tr>",
-            escape(&unit.condition),
-            unit.replicate,
-            unit.seed,
+            escape(unit.condition()),
+            unit.replicate(),
+            unit.seed(),
             escape(message),
             escape(&location),
             escape(&command)
@@ -515,15 +518,15 @@ fn sequential(out: &mut String, report: &Report, run: &RunDir) {
         if sequential.all_decided { "Every hypothesis was decided." } else { "Not every hypothesis was decided." }
     );
     let first = run.manifest.first_replicate;
-    let units = &report.results.units;
-    let last = units.iter().map(|u| u.replicate.saturating_sub(first) + 1).max().unwrap_or(0);
+    let units = &report.units;
+    let last = units.iter().map(|u| u.replicate().saturating_sub(first) + 1).max().unwrap_or(0);
     // The interval after each count of pairs: the sequence replayed on each prefix of indices.
     let step = (last as usize).div_ceil(svg::MAX_SEQUENCE_POINTS).max(1) as u64;
     let mut trajectories: Vec<Vec<svg::SequencePoint>> = vec![Vec::new(); sequential.results.len()];
     let mut k = step.min(last);
     while k > 0 {
         let prefix: Vec<crate::runner::UnitResult> =
-            units.iter().filter(|u| u.replicate < first.saturating_add(k)).cloned().collect();
+            units.iter().filter(|u| u.replicate() < first.saturating_add(k)).map(|u| u.to_result()).collect();
         let replayed = crate::sequential::replay(rule, &run.manifest.experiment, first, &prefix);
         for (trajectory, result) in trajectories.iter_mut().zip(&replayed) {
             trajectory.push((result.n, result.low, result.high));

@@ -41,6 +41,7 @@ use crate::error::suggest;
 use crate::runner::UnitResult;
 use crate::stats::permutation::{independent_arrangements, paired_arrangements, smallest_p};
 use crate::stats::{self, Alternative, Correction, Design, Interval, PermutationOptions, RankMethod, StatsError};
+use crate::unit_table::{UnitRow, UnitTable};
 
 /// A statistical test a hypothesis can be decided with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -394,24 +395,24 @@ impl Values {
     }
 }
 
-fn unit_matches(unit: &UnitResult, condition: &str) -> bool {
+fn unit_matches(unit: &UnitRow<'_>, condition: &str) -> bool {
     match condition.split_once('/') {
-        Some((experiment, name)) => unit.experiment == experiment && unit.condition == name,
-        None => unit.condition == condition,
+        Some((experiment, name)) => unit.experiment() == experiment && unit.condition() == name,
+        None => unit.condition() == condition,
     }
 }
 
-fn collect(text: &str, operand: &Operand, units: &[UnitResult]) -> Result<Values, HypothesisError> {
-    let mine: Vec<&UnitResult> = units.iter().filter(|u| unit_matches(u, &operand.condition)).collect();
+fn collect(text: &str, operand: &Operand, units: &UnitTable) -> Result<Values, HypothesisError> {
+    let mine: Vec<UnitRow<'_>> = units.iter().filter(|u| unit_matches(u, &operand.condition)).collect();
     if mine.is_empty() {
-        let available: BTreeSet<&str> = units.iter().map(|u| u.condition.as_str()).collect();
+        let available: BTreeSet<&str> = units.iter().map(|u| u.condition()).collect();
         return Err(HypothesisError::NoResults {
             hypothesis: text.to_owned(),
             condition: operand.condition.clone(),
             available: available.into_iter().collect::<Vec<_>>().join(", "),
         });
     }
-    let experiments: BTreeSet<&str> = mine.iter().map(|u| u.experiment.as_str()).collect();
+    let experiments: BTreeSet<&str> = mine.iter().map(|u| u.experiment()).collect();
     if experiments.len() > 1 {
         return Err(HypothesisError::AmbiguousCondition {
             hypothesis: text.to_owned(),
@@ -419,7 +420,7 @@ fn collect(text: &str, operand: &Operand, units: &[UnitResult]) -> Result<Values
             candidates: experiments.iter().map(|e| format!("{e}/{}", operand.condition)).collect::<Vec<_>>().join(", "),
         });
     }
-    let ok: Vec<&UnitResult> = mine.iter().copied().filter(|u| u.is_ok()).collect();
+    let ok: Vec<UnitRow<'_>> = mine.iter().copied().filter(|u| u.is_ok()).collect();
     if ok.is_empty() {
         return Err(HypothesisError::AllFailed {
             hypothesis: text.to_owned(),
@@ -428,22 +429,23 @@ fn collect(text: &str, operand: &Operand, units: &[UnitResult]) -> Result<Values
         });
     }
     let mut by_replicate = BTreeMap::new();
+    let metric = units.metric_index(&operand.metric);
     for unit in &ok {
-        if let Some(&value) = unit.metrics.get(&operand.metric) {
+        if let Some(value) = metric.and_then(|id| unit.metric_at(id)) {
             if !value.is_finite() {
                 return Err(HypothesisError::NonFinite {
                     hypothesis: text.to_owned(),
                     condition: operand.condition.clone(),
-                    replicate: unit.replicate,
+                    replicate: unit.replicate(),
                     metric: operand.metric.clone(),
                     value,
                 });
             }
-            by_replicate.insert(unit.replicate, (value, unit.seed));
+            by_replicate.insert(unit.replicate(), (value, unit.seed()));
         }
     }
     if by_replicate.is_empty() {
-        let names: BTreeSet<&str> = ok.iter().flat_map(|u| u.metrics.keys().map(String::as_str)).collect();
+        let names: BTreeSet<&str> = ok.iter().flat_map(|u| u.metrics().map(|(name, _)| name)).collect();
         let names: Vec<&str> = names.into_iter().collect();
         return Err(HypothesisError::UnknownMetric {
             hypothesis: text.to_owned(),
@@ -453,7 +455,7 @@ fn collect(text: &str, operand: &Operand, units: &[UnitResult]) -> Result<Values
             valid: if names.is_empty() { "(none recorded)".to_owned() } else { names.join(", ") },
         });
     }
-    let bounds = crate::registry::declared_bounds(&ok[0].experiment, &operand.metric);
+    let bounds = crate::registry::declared_bounds(ok[0].experiment(), &operand.metric);
     Ok(Values { by_replicate, bounds })
 }
 
@@ -653,6 +655,16 @@ pub fn evaluate(
     seeds_shared: bool,
     options: &EvalOptions,
 ) -> Result<Vec<HypothesisResult>, HypothesisError> {
+    evaluate_table(hypotheses, &UnitTable::from_results(units), seeds_shared, options)
+}
+
+/// [`evaluate`] on the units of a [`UnitTable`] (the report of a stored run holds them so).
+pub(crate) fn evaluate_table(
+    hypotheses: &[Hypothesis],
+    units: &UnitTable,
+    seeds_shared: bool,
+    options: &EvalOptions,
+) -> Result<Vec<HypothesisResult>, HypothesisError> {
     let invalid = |name: &'static str, value: f64, why: &'static str| {
         HypothesisError::InvalidOptions(StatsError::InvalidArgument { name, value: value.to_string(), why })
     };
@@ -697,7 +709,7 @@ fn side(operand: &Operand, values: &[f64]) -> Side {
 
 fn evaluate_one(
     hypothesis: &Hypothesis,
-    units: &[UnitResult],
+    units: &UnitTable,
     seeds_shared: bool,
     options: &EvalOptions,
 ) -> Result<Partial, HypothesisError> {

@@ -6,6 +6,7 @@
 mod evaluate;
 mod parse;
 
+pub(crate) use evaluate::evaluate_table;
 pub use evaluate::{
     evaluate, min_replicates, validate_conditions, EvalOptions, HypothesisError, HypothesisResult, Side, TestKind,
     Verdict,

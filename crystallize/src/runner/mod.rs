@@ -88,6 +88,11 @@ pub struct RunOptions {
     /// The step cache (`#[step(cache)]`), when the run uses one (set by `Session`).
     #[doc(hidden)]
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Whether [`RunResults::units`] keeps the successful units (on by default); the command
+    /// line, which reports from the store, keeps only the failures (observers still see every
+    /// unit): a million results held to be dropped were most of the memory of a big run.
+    #[doc(hidden)]
+    pub keep_successes: bool,
 }
 
 /// The replicate indices a run in rounds may start: those below a horizon that the
@@ -146,6 +151,7 @@ impl Default for RunOptions {
             limits: None,
             rounds: None,
             cache: None,
+            keep_successes: true,
         }
     }
 }
@@ -301,6 +307,9 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     // Besides the observers passed in: those registered with `observer!` and those attached to
     // the experiment, built afresh for this run.
     let mut attached = events::attached_observers(plan.experiment.name);
+    // The experiment's own observers (`observer!`, attached) are promised every result at the
+    // end (`run_finished`): with any of them, the successes are kept whatever the options say.
+    let keep_successes = options.keep_successes || !attached.is_empty();
     let mut all: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| &mut **o as &mut dyn Observer).collect();
     all.extend(attached.iter_mut().map(|o| &mut **o as &mut dyn Observer));
     // Messages no observer reads are not sent (an observer whose `interest` panics reads all).
@@ -320,7 +329,7 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
     let order = PlanOrder { slots: plan.conditions.len() * plan.replicates.len(), place: &place };
 
     let finished = std::thread::scope(|scope| {
-        let output = scope.spawn(|| output_thread(rx, &info, &mut all, &order));
+        let output = scope.spawn(|| output_thread(rx, &info, &mut all, &order, keep_successes));
         let work = |unit: &Unit| {
             if let Some(gate) = &options.rounds {
                 gate.wait(unit.replicate, &options.cancel);
@@ -365,9 +374,10 @@ pub fn execute(plan: &Plan, options: &RunOptions, observers: &mut [&mut dyn Obse
         drop(tx);
         output.join()
     })
-    .unwrap_or_else(|_| Vec::new());
+    .unwrap_or_else(|_| (Vec::new(), 0));
 
-    let skipped = units.len() - finished.len();
+    let (finished, count) = finished;
+    let skipped = units.len().saturating_sub(count);
     RunResults { info, units: finished, skipped, elapsed: started.elapsed() }
 }
 

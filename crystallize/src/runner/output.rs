@@ -15,8 +15,9 @@ pub(super) const MAX_BATCH: usize = 1024;
 /// Messages queued between the workers and the output thread before a worker waits.
 pub(super) const CHANNEL_CAPACITY: usize = 4 * MAX_BATCH;
 
-/// Delivers every message to the observers, collects the finished units, and ends with
-/// `run_finished` (units in plan order). Messages are taken in batches: whatever
+/// Delivers every message to the observers, collects the finished units (the successful ones
+/// only with `keep_successes`), and ends with `run_finished` (units in plan order); the units
+/// collected and how many finished in all. Messages are taken in batches: whatever
 /// arrived while the last batch was delivered, then every observer gets a `flush`. An observer
 /// that panics is reported and detached; the run and its results go on.
 pub(super) fn output_thread(
@@ -24,12 +25,16 @@ pub(super) fn output_thread(
     info: &RunInfo,
     observers: &mut [&mut dyn Observer],
     order: &PlanOrder,
-) -> Vec<UnitResult> {
+    keep_successes: bool,
+) -> (Vec<UnitResult>, usize) {
     let mut alive = vec![true; observers.len()];
     for (index, observer) in observers.iter_mut().enumerate() {
         guard_observer(&mut alive[index], &mut **observer, "run_started", |o| o.run_started(info));
     }
-    let mut finished = order.collector(info.units_planned);
+    // Without the successes, the few failures are sorted at the end rather than placed in a
+    // table of the whole plan.
+    let mut finished = order.collector(if keep_successes { info.units_planned } else { 0 });
+    let mut count = 0;
     let mut deliver = |message: Message, observers: &mut [&mut dyn Observer], alive: &mut [bool]| {
         for (index, observer) in observers.iter_mut().enumerate() {
             if alive[index] {
@@ -37,7 +42,10 @@ pub(super) fn output_thread(
             }
         }
         if let Message::UnitFinished(result) = message {
-            finished.push(result);
+            count += 1;
+            if keep_successes || !result.is_ok() {
+                finished.push(result);
+            }
         }
     };
     let mut ended = false;
@@ -65,7 +73,7 @@ pub(super) fn output_thread(
             guard_observer(&mut alive[index], &mut **observer, "run_finished", |o| o.run_finished(&finished));
         }
     }
-    finished
+    (finished, count)
 }
 
 /// Where each unit goes in plan order (condition, then replicate).

@@ -46,6 +46,7 @@ use serde::Serialize;
 use crate::error::{suggest, Error};
 use crate::plan::{DoneUnits, MAX_REPLICATES};
 use crate::runner::{UnitResult, UnitStatus};
+use crate::unit_table::UnitTable;
 use journal::LineAt;
 use manifest::{Manifest, Session, SCHEMA};
 
@@ -426,6 +427,14 @@ impl RunState {
         Status::of(done, recorded, self.planned(), self.damage.total()).stopped(self.decided)
     }
 
+    /// [`RunState::status_with`] of units held in a [`UnitTable`] (as [`RunDir::unit_table`]
+    /// gives them).
+    pub(crate) fn status_of(&self, units: &UnitTable) -> Status {
+        let range = self.replicate_range();
+        let recorded = units.iter().filter(|u| range.contains(&u.replicate())).count();
+        Status::of(units.len() - units.failed(), recorded, self.planned(), self.damage.total()).stopped(self.decided)
+    }
+
     /// `(condition, replicate)` of every unit with a successful record.
     pub fn done_set(&self) -> DoneUnits {
         let mut done = DoneUnits::default();
@@ -699,8 +708,16 @@ impl RunDir {
     }
 
     /// [`RunDir::state`], with the units apart, in plan order (condition, then replicate), and
-    /// the state's `units` empty: what a report needs, without a map of every unit beside them.
+    /// the state's `units` empty: what `export` needs, without a map of every unit beside them.
+    /// (The report reads them held compactly, a fraction of the memory of a `UnitResult` each.)
     pub fn results(&self) -> (RunState, Vec<UnitResult>) {
+        let (state, units) = self.unit_table();
+        (state, units.to_results())
+    }
+
+    /// [`RunDir::results`], the units held compactly ([`UnitTable`]): what the report of a big
+    /// run reads, at a fraction of the memory of a [`UnitResult`] per unit.
+    pub(crate) fn unit_table(&self) -> (RunState, UnitTable) {
         let conditions = self.conditions();
         let (replicates, mut warnings) = self.planned_replicates();
         let expect = self.expectation(&conditions, replicates);
@@ -711,19 +728,17 @@ impl RunDir {
             Rejected(LineAt, String),
             Disagree { at: LineAt, first: LineAt, index: usize, replicate: u64 },
         }
-        /// How a unit's records stand so far: its standing success (digest, where), or not, and
-        /// where its kept record is in `units`.
-        struct Standing {
-            ok: bool,
-            digest: u64,
-            at: LineAt,
-            doubt_file: Option<u32>,
-            slot: usize,
-        }
-        // Kept records in read order; reserved for the most lines the journals can hold (a
+        let most = self.most_records();
+        // Kept records in read order, each unit's where it was read beside it (the line a
+        // later disagreeing record names); reserved for the most lines the journals can hold (a
         // reservation costs no memory until used, and growing by doubling would copy them all).
-        let mut units: Vec<Option<UnitResult>> = Vec::with_capacity(self.most_records());
-        let mut standing: HashMap<(usize, u64), Standing> = HashMap::new();
+        let mut units = UnitTable::with_conditions(&conditions);
+        units.reserve(most.min(MOST_RESERVED));
+        let mut at = Places::with_capacity(most.min(MOST_RESERVED));
+        let mut slots = Slots::new(conditions.len(), self.manifest.first_replicate, replicates, most);
+        // The units whose successful records disagree: the latest journal that disagreed. A
+        // success read from a later journal settles it.
+        let mut doubt: HashMap<usize, u32> = HashMap::new();
         let mut notes: Vec<Note> = Vec::new();
         let mut rejected_units = Vec::new();
         let mut damage = Damage::default();
@@ -738,39 +753,45 @@ impl RunDir {
                     return;
                 }
             };
-            let key = (index, unit.replicate);
-            let slot = standing.entry(key).or_insert_with(|| {
-                units.push(None);
-                Standing { ok: false, digest: 0, at: line_at, doubt_file: None, slot: units.len() - 1 }
-            });
+            let replicate = unit.replicate;
+            let Some(row) = slots.get(index, replicate) else {
+                at.push(units.len(), line_at);
+                let row = units.push(unit);
+                slots.insert(index, replicate, row);
+                return;
+            };
+            let standing_ok = units.get(row).is_some_and(|u| u.is_ok());
             if !unit.is_ok() {
                 // A failure stands only until a success: the latest failure is kept.
-                if !slot.ok {
-                    units[slot.slot] = Some(unit);
+                if !standing_ok {
+                    units.replace(row, unit);
                 }
                 return;
             }
+            let settles = doubt.get(&row).is_some_and(|file| line_at.file > *file);
+            if !standing_ok || settles {
+                units.replace(row, unit);
+                at.set(row, line_at);
+                doubt.remove(&row);
+                return;
+            }
             let digest = journal::metrics_digest(unit.metrics.iter().map(|(name, value)| (name.as_str(), *value)));
-            let settles = slot.doubt_file.is_some_and(|file| line_at.file > file);
-            if !slot.ok || settles {
-                *slot = Standing { ok: true, digest, at: line_at, doubt_file: None, slot: slot.slot };
-                units[slot.slot] = Some(unit);
-            } else if slot.digest != digest {
+            let standing = units.get(row).map(|u| journal::metrics_digest(u.metrics()));
+            if standing != Some(digest) {
                 damage.conflicts += 1;
-                notes.push(Note::Disagree { at: line_at, first: slot.at, index, replicate: unit.replicate });
-                slot.doubt_file = Some(slot.doubt_file.map_or(line_at.file, |file| file.max(line_at.file)));
+                notes.push(Note::Disagree { at: line_at, first: at.get(row), index, replicate });
+                let file = doubt.entry(row).or_insert(line_at.file);
+                *file = (*file).max(line_at.file);
             }
         });
-        for slot in standing.values() {
-            if slot.ok && slot.doubt_file.is_some() {
-                units[slot.slot] = None;
-                damage.in_doubt += 1;
-            }
+        drop(slots);
+        drop(at);
+        damage.in_doubt += doubt.len();
+        if !doubt.is_empty() {
+            units.retain_indices(|row| !doubt.contains_key(&row));
         }
-        drop(standing);
-        let mut units: Vec<UnitResult> = units.into_iter().flatten().collect();
-        let position = |unit: &UnitResult| conditions.iter().position(|c| *c == unit.condition);
-        units.sort_unstable_by_key(|a| (position(a), a.replicate));
+        units.sort_by_condition_index();
+        units.shrink_to_fit();
         damage.lines = read.damaged;
         warnings.extend(read.warnings);
         warnings.extend(notes.into_iter().map(|note| match note {
@@ -822,8 +843,7 @@ impl RunDir {
                     .sum()
             })
             .unwrap_or(0);
-        // At most 4 Mi records reserved (about 1 GB of address space): a bigger run grows past it.
-        usize::try_from(bytes / SHORTEST_LINE).unwrap_or(usize::MAX).min(1 << 22)
+        usize::try_from(bytes / SHORTEST_LINE).unwrap_or(usize::MAX)
     }
 }
 
@@ -860,6 +880,136 @@ fn resolve_units(
             Some(integrity::Verdict::Result(chosen)) => keep(index, replicate, group[chosen].2),
             Some(integrity::Verdict::InDoubt) => damage.in_doubt += 1,
             None => {}
+        }
+    }
+}
+
+/// At most 4 Mi records reserved ahead (about 300 MB of address space): a bigger run grows past it.
+const MOST_RESERVED: usize = 1 << 22;
+
+/// Where each unit's kept record is, by (condition index, replicate): a table of the plan when
+/// the journals can hold about as many records as it has units (4 bytes a unit), else a map
+/// (a run planned far beyond what it recorded).
+enum Slots {
+    Dense { first: u64, replicates: u64, rows: Vec<u32> },
+    Sparse(HashMap<(usize, u64), usize>),
+}
+
+impl Slots {
+    /// No slot taken yet, for `conditions` × `replicates` planned from replicate `first`, of
+    /// which the journals can hold at most `most`.
+    fn new(conditions: usize, first: u64, replicates: u64, most: usize) -> Slots {
+        let planned = planned_units(conditions, replicates);
+        if planned <= most.saturating_mul(2).max(4096) && most < NO_ROW as usize {
+            Slots::Dense { first, replicates, rows: vec![NO_ROW; planned] }
+        } else {
+            Slots::Sparse(HashMap::new())
+        }
+    }
+
+    /// The place of a planned unit in the table (`None` outside it).
+    fn place(first: u64, replicates: u64, index: usize, replicate: u64) -> Option<usize> {
+        let offset = replicate.checked_sub(first).filter(|offset| *offset < replicates)?;
+        usize::try_from((index as u64).checked_mul(replicates)?.checked_add(offset)?).ok()
+    }
+
+    /// The row of unit (`index`, `replicate`), when it has one.
+    fn get(&self, index: usize, replicate: u64) -> Option<usize> {
+        match self {
+            Slots::Dense { first, replicates, rows } => {
+                let row = *rows.get(Slots::place(*first, *replicates, index, replicate)?)?;
+                (row != NO_ROW).then_some(row as usize)
+            }
+            Slots::Sparse(map) => map.get(&(index, replicate)).copied(),
+        }
+    }
+
+    /// Unit (`index`, `replicate`) is in row `row`.
+    fn insert(&mut self, index: usize, replicate: u64, row: usize) {
+        if let Slots::Dense { first, replicates, rows } = self {
+            let place = Slots::place(*first, *replicates, index, replicate);
+            match (place.filter(|p| *p < rows.len()), u32::try_from(row).ok().filter(|r| *r != NO_ROW)) {
+                (Some(place), Some(row)) => {
+                    rows[place] = row;
+                    return;
+                }
+                // Not expected (the replicate was checked against the plan, and the journals
+                // hold fewer records than a row index can count), but a map holds any unit.
+                _ => {
+                    let (first, replicates) = (*first, *replicates);
+                    let taken = rows.iter().enumerate().filter(|(_, r)| **r != NO_ROW);
+                    let map = taken
+                        .map(|(place, r)| {
+                            let per = replicates.max(1);
+                            (((place as u64 / per) as usize, first + place as u64 % per), *r as usize)
+                        })
+                        .collect();
+                    *self = Slots::Sparse(map);
+                }
+            }
+        }
+        if let Slots::Sparse(map) = self {
+            map.insert((index, replicate), row);
+        }
+    }
+}
+
+/// An empty slot of [`Slots::Dense`].
+const NO_ROW: u32 = u32::MAX;
+
+/// Where each kept record was read, by row: a journal's index and a line number packed in 8
+/// bytes (a [`LineAt`] takes 16), the few that do not fit on the side.
+struct Places {
+    packed: Vec<u64>,
+    /// The places of rows whose packed value is [`UNPACKED`].
+    rest: HashMap<usize, LineAt>,
+}
+
+/// Bits of the line number in a packed place: a trillion lines; 16 million journals above them.
+const LINE_BITS: u32 = 40;
+/// A place that did not fit in 64 bits, kept in [`Places::rest`].
+const UNPACKED: u64 = u64::MAX;
+
+impl Places {
+    fn with_capacity(capacity: usize) -> Places {
+        Places { packed: Vec::with_capacity(capacity), rest: HashMap::new() }
+    }
+
+    fn pack(at: LineAt) -> Option<u64> {
+        let file = u64::from(at.file);
+        (at.line >> LINE_BITS == 0 && file >> (64 - LINE_BITS) == 0)
+            .then_some(file << LINE_BITS | at.line)
+            .filter(|packed| *packed != UNPACKED)
+    }
+
+    /// Row `row` (the next one) was read at `at`.
+    fn push(&mut self, row: usize, at: LineAt) {
+        self.packed.push(UNPACKED);
+        self.set(row, at);
+    }
+
+    /// Row `row` is now the record read at `at`.
+    fn set(&mut self, row: usize, at: LineAt) {
+        let Some(slot) = self.packed.get_mut(row) else { return };
+        match Places::pack(at) {
+            Some(packed) => {
+                *slot = packed;
+                self.rest.remove(&row);
+            }
+            None => {
+                *slot = UNPACKED;
+                self.rest.insert(row, at);
+            }
+        }
+    }
+
+    /// Where row `row` was read.
+    fn get(&self, row: usize) -> LineAt {
+        match self.packed.get(row) {
+            Some(&packed) if packed != UNPACKED => {
+                LineAt { file: (packed >> LINE_BITS) as u32, line: packed & ((1 << LINE_BITS) - 1) }
+            }
+            _ => self.rest.get(&row).copied().unwrap_or(LineAt { file: 0, line: 0 }),
         }
     }
 }
@@ -1013,6 +1163,10 @@ mod tests {
         let (state, scan) = (run.state(), run.scan());
         let (apart, units) = run.results();
         assert_eq!(apart.status_with(&units), state.status());
+        let (compact, table) = run.unit_table();
+        assert_eq!(compact.status_of(&table), state.status());
+        assert_eq!(table.to_results(), units, "the compact units are the records, field for field");
+        assert_eq!((compact.warnings, compact.damage), (state.warnings.clone(), state.damage));
         assert_eq!(units, state.units.values().cloned().collect::<Vec<_>>(), "the same units, in plan order");
         assert_eq!(scan.conditions, state.conditions);
         assert_eq!((scan.replicates, scan.first_replicate), (state.replicates, state.first_replicate));
@@ -1051,6 +1205,44 @@ mod tests {
         value["schema"] = 1.into();
         value["type"] = "unit".into();
         value.to_string()
+    }
+
+    #[test]
+    fn places_of_records_come_back_as_they_were_read_whatever_their_size() {
+        let mut places = Places::with_capacity(0);
+        let cases = [
+            LineAt { file: 0, line: 1 },
+            LineAt { file: 3, line: (1 << LINE_BITS) - 1 },
+            LineAt { file: (1 << 24) - 1, line: (1 << LINE_BITS) - 1 },
+            LineAt { file: u32::MAX, line: 7 },
+            LineAt { file: 2, line: u64::MAX },
+        ];
+        for (row, at) in cases.iter().enumerate() {
+            places.push(row, *at);
+        }
+        for (row, at) in cases.iter().enumerate() {
+            assert_eq!(places.get(row), *at);
+        }
+        places.set(3, LineAt { file: 1, line: 2 });
+        assert_eq!((places.get(3), places.rest.len()), (LineAt { file: 1, line: 2 }, 2));
+    }
+
+    #[test]
+    fn the_slots_of_units_find_every_planned_unit_dense_or_not() {
+        for most in [0, 1000] {
+            let mut slots = Slots::new(2, 10, 50, most);
+            assert!(matches!(slots, Slots::Dense { .. }), "a plan of 100 units has a table");
+            for (row, (index, replicate)) in [(0, 10), (1, 59), (0, 59), (1, 10)].into_iter().enumerate() {
+                assert_eq!(slots.get(index, replicate), None);
+                slots.insert(index, replicate, row);
+                assert_eq!(slots.get(index, replicate), Some(row));
+            }
+            assert_eq!(slots.get(1, 11), None);
+        }
+        let mut sparse = Slots::new(2, 0, u64::MAX / 4, 10);
+        assert!(matches!(sparse, Slots::Sparse(_)));
+        sparse.insert(1, u64::MAX / 8, 3);
+        assert_eq!(sparse.get(1, u64::MAX / 8), Some(3));
     }
 
     #[test]
