@@ -18,12 +18,15 @@
 //! ```
 
 use std::io::{self, Write};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
-use indicatif::MultiProgress;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// The progress display on screen, if any.
 static ACTIVE: RwLock<Option<MultiProgress>> = RwLock::new(None);
+
+/// Rows added to the display by [`status`], by key, until [`release`].
+static ROWS: Mutex<Vec<(String, ProgressBar)>> = Mutex::new(Vec::new());
 
 /// Makes `display` the one that [`line`] prints above, until [`release`].
 pub(crate) fn claim(display: &MultiProgress) {
@@ -32,11 +35,35 @@ pub(crate) fn claim(display: &MultiProgress) {
     }
 }
 
-/// Forgets the display: lines go plainly to stderr again.
+/// Forgets the display (and clears the rows [`status`] added to it): lines go plainly to
+/// stderr again.
 pub(crate) fn release() {
+    if let Ok(mut rows) = ROWS.lock() {
+        for (_, row) in rows.drain(..) {
+            row.finish_and_clear();
+        }
+    }
     if let Ok(mut active) = ACTIVE.write() {
         *active = None;
     }
+}
+
+/// Shows `text` as the display's row `key`, added below the bars the first time and updated in
+/// place after (how a sequential run's hypothesis stands, pair after pair, without a line per
+/// pair). `false` when no display is shown: print a line instead.
+pub(crate) fn status(key: &str, text: &str) -> bool {
+    let Some(display) = active() else { return false };
+    let Ok(mut rows) = ROWS.lock() else { return false };
+    match rows.iter().find(|(name, _)| name == key) {
+        Some((_, row)) => row.set_message(text.to_owned()),
+        None => {
+            let style = ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let row = display.add(ProgressBar::new_spinner().with_style(style));
+            row.set_message(text.to_owned());
+            rows.push((key.to_owned(), row));
+        }
+    }
+    true
 }
 
 fn active() -> Option<MultiProgress> {

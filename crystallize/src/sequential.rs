@@ -640,9 +640,16 @@ impl Observer for Monitor {
                     }
                     println!("{value}");
                 }
-                crate::console::line(format!("decided: {}", line(&result)));
+                // The decision stays on screen as a line; the live row says it too.
+                let text = format!("decided: {}", line(&result));
+                crate::console::status(&result.hypothesis, &text);
+                crate::console::line(text);
             } else if result.n > before[index] && self.stream.is_none() {
-                crate::console::line(format!("sequential: {}", line(&result)));
+                // On a terminal, one row per hypothesis updated in place; else a line per pair.
+                let text = format!("sequential: {}", line(&result));
+                if !crate::console::status(&result.hypothesis, &text) {
+                    crate::console::line(text);
+                }
             }
         }
         self.after_update();

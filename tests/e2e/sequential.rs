@@ -278,3 +278,35 @@ fn bad_input_exits_2_before_any_unit() {
     }
     assert!(store.run_ids().is_empty(), "no run may be created: {:?}", store.run_ids());
 }
+
+#[test]
+fn on_a_terminal_each_hypothesis_is_a_row_of_the_display_updated_in_place() {
+    // The display is drawn only on a terminal: `script` gives the command one.
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed, and it provides the terminal");
+        return;
+    }
+    let store = Store::new(BIN);
+    let line = format!(
+        "{BIN} run --treatment dolphin --until-decided --max-replicates 200 --hypothesis '{LARGE}' --jobs 2 --set \
+         think_ms=30 --store {}",
+        crystallize_tests::shell_quote(&store.path().display().to_string())
+    );
+    let out = crystallize_tests::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("TERM", "xterm")
+        .timeout(std::time::Duration::from_secs(120))
+        .run();
+    out.assert_code(0);
+    // The row is drawn below the condition bars ("dolphin  >   5/200  1 running"), in the same
+    // frame, not printed as a line above the display once per pair.
+    let row = format!("sequential: {LARGE}: [");
+    let frames = out.stdout.split(&row).count() - 1;
+    let below_a_bar = out.stdout.match_indices(&row).any(|(at, _)| {
+        let before = &out.stdout[..at];
+        before.ends_with("\r\n") && before.trim_end().rsplit('\n').next().is_some_and(|l| l.contains("/200"))
+    });
+    out.check(frames > 0 && below_a_bar, format!("a live row below the bars ({frames} frames)"));
+    out.assert_stdout_contains(&format!("decided: {LARGE}: ["));
+    out.assert_stdout_contains("stopped: every hypothesis is decided");
+}
