@@ -278,13 +278,10 @@ impl Report {
             let first = run.manifest.first_replicate;
             let results = crate::sequential::replay_table(rule, &run.manifest.experiment, first, &report.units);
             let all_decided = results.iter().all(|r| r.status != crate::sequential::Status::Open);
-            let crate::store::stops::Recorded { stops, warnings } = run.stops().unwrap_or_default();
-            for warning in &warnings {
-                eprintln!("warning: {warning}");
-            }
             // The last session's decisions must be what the stored units replay to: the
             // sequence is read in index order, so they reach the same decision at the same pair.
-            let stop = stops.into_iter().next_back();
+            // (The state's warnings, printed above, name a stop line that does not parse.)
+            let stop = state.stop.clone();
             let disagreements = stop.as_ref().map_or_else(Vec::new, |(stop, at)| {
                 let lines = stop.disagreements(&results);
                 lines.into_iter().map(|line| format!("{at}: {line}")).collect()

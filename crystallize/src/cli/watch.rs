@@ -424,7 +424,7 @@ impl Watcher {
     fn state(&self) -> Tally {
         let planned = crate::store::planned_units(self.conditions.len(), self.replicates);
         let (done, failed) = (self.done_count, self.failed_count);
-        let status = Status::of(done, done + failed, planned, self.damage.total()).stopped(self.decided);
+        let status = Status::of(done, done + failed, planned, self.damage.total(), self.decided);
         Tally { done, failed, planned, status }
     }
 

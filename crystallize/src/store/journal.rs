@@ -291,6 +291,9 @@ pub struct Loaded {
     /// or lacks one in a checksummed journal, or could not be read), not the torn last line an
     /// interrupted writer leaves or a record of a newer version.
     pub damaged: usize,
+    /// The sealed lines of the other record types this version writes (stop records,
+    /// [`super::stops`]), whole, in read order, with where each was read.
+    pub others: Vec<(Vec<u8>, LineAt)>,
 }
 
 /// Reads every `journal-*.jsonl` in `dir`. Never fails: damage becomes warnings, and the units of
@@ -314,13 +317,16 @@ pub fn read_each(dir: &Path, mut take: impl FnMut(UnitResult, LineAt)) -> Loaded
     let mut loaded = Loaded::default();
     loaded.files = journals(dir, &mut loaded.warnings);
     for (file, path) in loaded.files.iter().enumerate() {
+        let mut others = Vec::new();
         read_one(
             path,
             &mut loaded.warnings,
             &mut loaded.damaged,
+            &mut others,
             |line| parse_line::<UnitResult>(line),
             |unit, line| take(unit, LineAt { file: file as u32, line }),
         );
+        loaded.others.extend(others.into_iter().map(|(bytes, line)| (bytes, LineAt { file: file as u32, line })));
     }
     loaded
 }
@@ -356,6 +362,8 @@ pub struct Scanned {
     pub warnings: Vec<String>,
     /// The same count as [`Loaded::damaged`].
     pub damaged: usize,
+    /// The same lines as [`Loaded::others`].
+    pub others: Vec<(Vec<u8>, LineAt)>,
 }
 
 /// Reads every `journal-*.jsonl` in `dir` as [`read_all`] does, accepting and rejecting exactly
@@ -377,17 +385,21 @@ pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
             sealed,
         ),
         Parsed::Blank => Parsed::Blank,
+        Parsed::Other(line) => Parsed::Other(line),
         Parsed::Foreign { schema, kind } => Parsed::Foreign { schema, kind },
         Parsed::Invalid(error) => Parsed::Invalid(error),
         Parsed::Corrupt(reason) => Parsed::Corrupt(reason),
+        Parsed::CorruptOther(reason) => Parsed::CorruptOther(reason),
     };
     scanned.files = journals(dir, &mut scanned.warnings);
     for (file, path) in scanned.files.iter().enumerate() {
         let units = &mut scanned.units;
+        let mut others = Vec::new();
         read_one(
             path,
             &mut scanned.warnings,
             &mut scanned.damaged,
+            &mut others,
             parse,
             |(condition, replicate, seed, ok, digest), line| {
                 units.push(ScannedUnit {
@@ -400,6 +412,7 @@ pub fn scan_all(dir: &Path, conditions: &[String]) -> Scanned {
                 })
             },
         );
+        scanned.others.extend(others.into_iter().map(|(bytes, line)| (bytes, LineAt { file: file as u32, line })));
     }
     scanned
 }
@@ -451,6 +464,9 @@ pub(super) fn journals(dir: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> {
 /// What one line of a journal holds.
 enum Parsed<T> {
     Blank,
+    /// A sealed line of another record type this version writes (a sequential session's stop):
+    /// kept whole for its reader, not a unit.
+    Other(Vec<u8>),
     /// A unit record, and whether its line carried a valid checksum.
     Unit(T, bool),
     Foreign {
@@ -460,6 +476,9 @@ enum Parsed<T> {
     Invalid(serde_json::Error),
     /// A line whose checksum fails, or a line of schema 2 without one: why.
     Corrupt(String),
+    /// A line that starts as another record type's (a stop record) and fails its checksum:
+    /// why. Damage, but no unit's.
+    CorruptOther(String),
 }
 
 /// The start of every line this version writes.
@@ -483,6 +502,9 @@ fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
     let sealed = match integrity::verify(line) {
         Check::Valid => true,
         Check::Absent => false,
+        Check::Mismatch(reason) if OTHER_PREFIXES.iter().any(|p| line.starts_with(p)) => {
+            return Parsed::CorruptOther(reason)
+        }
         Check::Mismatch(reason) => return Parsed::Corrupt(reason),
     };
     if (sealed && line.starts_with(PREFIX)) || (!sealed && line.starts_with(LEGACY_PREFIX)) {
@@ -490,8 +512,11 @@ fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
             return Parsed::Unit(unit, sealed);
         }
     }
-    if line.iter().all(u8::is_ascii_whitespace) || (sealed && OTHER_PREFIXES.iter().any(|p| line.starts_with(p))) {
+    if line.iter().all(u8::is_ascii_whitespace) {
         return Parsed::Blank;
+    }
+    if sealed && OTHER_PREFIXES.iter().any(|p| line.starts_with(p)) {
+        return Parsed::Other(line.to_vec());
     }
     match serde_json::from_slice::<Record<T>>(line) {
         Ok(record) if record.kind == "unit" && record.schema == JOURNAL_SCHEMA && !sealed => {
@@ -511,9 +536,10 @@ fn parse_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Parsed<T> {
 pub fn parse_record(line: &[u8]) -> Result<Option<UnitResult>, String> {
     match parse_line::<UnitResult>(line) {
         Parsed::Unit(unit, _) => Ok(Some(unit)),
-        Parsed::Blank | Parsed::Foreign { .. } => Ok(None),
+        Parsed::Blank | Parsed::Other(_) | Parsed::Foreign { .. } => Ok(None),
         Parsed::Invalid(error) => Err(format!("not a valid unit record ({error})")),
         Parsed::Corrupt(reason) => Err(format!("a damaged unit record: {reason}")),
+        Parsed::CorruptOther(reason) => Err(format!("a damaged stop record: {reason}")),
     }
 }
 
@@ -528,6 +554,7 @@ fn read_one<T: Send>(
     path: &Path,
     warnings: &mut Vec<String>,
     damaged: &mut usize,
+    others: &mut Vec<(Vec<u8>, u64)>,
     parse: impl Fn(&[u8]) -> Parsed<T> + Sync,
     mut take: impl FnMut(T, u64),
 ) {
@@ -580,6 +607,7 @@ fn read_one<T: Send>(
             let at = || format!("{}:{}", path.display(), line + index + 1);
             match parsed {
                 Parsed::Blank => {}
+                Parsed::Other(bytes) => others.push((bytes, (line + index + 1) as u64)),
                 Parsed::Unit(unit, true) => take(unit, (line + index + 1) as u64),
                 Parsed::Unit(_, false) if sealed_journal => {
                     *damaged += 1;
@@ -603,6 +631,10 @@ fn read_one<T: Send>(
                 Parsed::Corrupt(reason) => {
                     *damaged += 1;
                     warnings.push(format!("{}: damaged line: {reason}; ignored, its unit will run again", at()))
+                }
+                Parsed::CorruptOther(reason) => {
+                    *damaged += 1;
+                    warnings.push(format!("{}: damaged stop record: {reason}; ignored", at()))
                 }
             }
         }
@@ -1214,6 +1246,7 @@ mod tests {
                     prop_assert_eq!(u.is_ok(), s.status == UnitStatus::Ok);
                 }
                 (Parsed::Blank, Parsed::Blank) => {}
+                (Parsed::Other(a), Parsed::Other(b)) => prop_assert_eq!(a, b),
                 (Parsed::Foreign { schema: a, kind: k }, Parsed::Foreign { schema: b, kind: l }) => {
                     prop_assert_eq!((a, k), (b, l))
                 }
@@ -1221,6 +1254,7 @@ mod tests {
                     prop_assert!(!a.to_string().is_empty());
                     prop_assert_eq!(a.to_string(), b.to_string())
                 }
+                (Parsed::CorruptOther(a), Parsed::CorruptOther(b)) => prop_assert_eq!(a, b),
                 (Parsed::Corrupt(a), Parsed::Corrupt(b)) => {
                     prop_assert!(!a.is_empty());
                     prop_assert_eq!(a, b)

@@ -301,26 +301,20 @@ pub enum Status {
 impl Status {
     /// The status of a run of `planned` units, `done` of them successful and `recorded` of them
     /// with any trusted record, where `damage` records were rejected or disagree: damage only
-    /// matters while it leaves a planned unit without a result (a resume runs those again).
-    pub(crate) fn of(done: usize, recorded: usize, planned: usize, damage: usize) -> Status {
+    /// matters while it leaves a planned unit without a result (a resume runs those again). A
+    /// sequential run whose last session stopped with every hypothesis `decided` is
+    /// [`Status::Decided`] where it would be incomplete (failures and damage still show).
+    pub(crate) fn of(done: usize, recorded: usize, planned: usize, damage: usize, decided: bool) -> Status {
         if done >= planned {
             Status::Complete
         } else if damage > 0 {
             Status::Damaged
         } else if recorded >= planned {
             Status::Failed
-        } else {
-            Status::Incomplete
-        }
-    }
-
-    /// This status of a run whose sequential stopping rule had every hypothesis `decided`:
-    /// [`Status::Decided`] instead of incomplete (failures and damage still show).
-    pub(crate) fn stopped(self, decided: bool) -> Status {
-        if decided && self == Status::Incomplete {
+        } else if decided {
             Status::Decided
         } else {
-            self
+            Status::Incomplete
         }
     }
 }
@@ -357,9 +351,9 @@ pub struct RunState {
     pub warnings: Vec<String>,
     /// How many records were rejected or disagree (see [`Damage`]).
     pub damage: Damage,
-    /// Whether the run is sequential and its last session stopped with every hypothesis
-    /// decided (its journal's `stop` record): then units without a record are not missing.
-    pub decided: bool,
+    /// For a sequential run: its last session's stop record (the end of its journal), with
+    /// where it was read; `None` for any other run, or one whose sessions recorded none.
+    pub stop: Option<(crate::sequential::Stop, String)>,
 }
 
 /// What damage reading a run found: each kind is also a warning naming the file and line.
@@ -391,6 +385,12 @@ pub(crate) fn planned_units(conditions: usize, replicates: u64) -> usize {
 }
 
 impl RunState {
+    /// Whether the run is sequential and its last session stopped with every hypothesis
+    /// decided: then units without a record are not missing.
+    pub fn decided(&self) -> bool {
+        self.stop.as_ref().is_some_and(|(stop, _)| stop.reason == crate::sequential::StopReason::Decided)
+    }
+
     /// Units planned.
     pub fn planned(&self) -> usize {
         planned_units(self.conditions.len(), self.replicates)
@@ -415,7 +415,7 @@ impl RunState {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.keys().filter(|(_, r)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total()).stopped(self.decided)
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total(), self.decided())
     }
 
     /// The run's status when its units are `units` (as [`RunDir::results`] gives them, apart
@@ -424,7 +424,7 @@ impl RunState {
         let range = self.replicate_range();
         let recorded = units.iter().filter(|u| range.contains(&u.replicate)).count();
         let done = units.iter().filter(|u| u.status == UnitStatus::Ok).count();
-        Status::of(done, recorded, self.planned(), self.damage.total()).stopped(self.decided)
+        Status::of(done, recorded, self.planned(), self.damage.total(), self.decided())
     }
 
     /// [`RunState::status_with`] of units held in a [`UnitTable`] (as [`RunDir::unit_table`]
@@ -432,7 +432,7 @@ impl RunState {
     pub(crate) fn status_of(&self, units: &UnitTable) -> Status {
         let range = self.replicate_range();
         let recorded = units.iter().filter(|u| range.contains(&u.replicate())).count();
-        Status::of(units.len() - units.failed(), recorded, self.planned(), self.damage.total()).stopped(self.decided)
+        Status::of(units.len() - units.failed(), recorded, self.planned(), self.damage.total(), self.decided())
     }
 
     /// `(condition, replicate)` of every unit with a successful record.
@@ -469,7 +469,7 @@ pub struct RunScan {
     /// The same as [`RunState::damage`].
     pub damage: Damage,
     /// The same as [`RunState::decided`].
-    pub decided: bool,
+    decided: bool,
 }
 
 impl RunScan {
@@ -512,7 +512,7 @@ impl RunScan {
     pub fn status(&self) -> Status {
         let range = self.replicate_range();
         let planned_with_records = self.units.iter().flatten().filter(|(r, _)| range.contains(r)).count();
-        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total()).stopped(self.decided)
+        Status::of(self.done(), planned_with_records, self.planned(), self.damage.total(), self.decided)
     }
 
     /// `(condition, replicate)` of every unit with a successful record: the same as
@@ -679,7 +679,9 @@ impl RunDir {
         );
         notes.sort_by_key(|(seq, _)| *seq);
         warnings.extend(notes.into_iter().map(|(_, note)| note));
-        let decided = self.stopped_decided();
+        let (stop, stop_warnings) = stops::last::<crate::sequential::Stop>(&scanned.others, &scanned.files);
+        warnings.extend(stop_warnings);
+        let decided = stop.is_some_and(|(stop, _)| stop.reason == crate::sequential::StopReason::Decided);
         RunScan {
             conditions,
             replicates,
@@ -794,6 +796,8 @@ impl RunDir {
         units.shrink_to_fit();
         damage.lines = read.damaged;
         warnings.extend(read.warnings);
+        let (stop, stop_warnings) = stops::last(&read.others, &read.files);
+        warnings.extend(stop_warnings);
         warnings.extend(notes.into_iter().map(|note| match note {
             Note::Rejected(at, reason) => rejected(&journal::describe(&read.files, at), &reason),
             Note::Disagree { at, first, index, replicate } => disagree(
@@ -811,22 +815,9 @@ impl RunDir {
             rejected: rejected_units,
             warnings,
             damage,
-            decided: self.stopped_decided(),
+            stop,
         };
         (state, units)
-    }
-
-    /// The stop records of a sequential run's sessions (`None` for a run without a stopping
-    /// rule), each with where it was read; damaged ones are warnings.
-    pub fn stops(&self) -> Option<stops::Recorded<crate::sequential::Stop>> {
-        self.manifest.stopping.as_ref().map(|_| stops::read(&self.path))
-    }
-
-    /// Whether the last session of a sequential run stopped with every hypothesis decided.
-    fn stopped_decided(&self) -> bool {
-        self.stops()
-            .and_then(|read| read.stops.last().map(|(stop, _)| stop.reason))
-            .is_some_and(|reason| reason == crate::sequential::StopReason::Decided)
     }
 
     /// The most records the run's journals can hold: their bytes over the shortest record line.

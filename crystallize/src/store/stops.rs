@@ -3,12 +3,11 @@
 //! (docs/STORE.md). The record's fields are the caller's (`sequential::Stop`); this module
 //! only finds and checks the lines, so that the store does not depend on the statistics.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-use super::integrity::{self, Check};
+use super::integrity::{self, Check, LineAt};
 
 /// The type of a stop record in the journal.
 pub const KIND: &str = "stop";
@@ -16,58 +15,24 @@ pub const KIND: &str = "stop";
 /// The start of every stop line this version writes (unit readers pass over these lines).
 pub const PREFIX: &[u8] = super::journal::STOP_PREFIX;
 
-/// The stop records of a run, as [`read`] found them.
-#[derive(Debug)]
-pub struct Recorded<T> {
-    /// Each record, in the order its session began, with where it was read (`file:line`).
-    pub stops: Vec<(T, String)>,
-    /// Stop lines that fail their checksum or do not parse, and journals that cannot be read.
-    pub warnings: Vec<String>,
-}
-
-impl<T> Default for Recorded<T> {
-    fn default() -> Self {
-        Recorded { stops: Vec::new(), warnings: Vec::new() }
-    }
-}
-
-/// The stop records of the run in `dir`; a stop line that fails its checksum or does not parse
-/// is a warning naming its file and line, and is not returned.
-pub fn read<T: DeserializeOwned>(dir: &Path) -> Recorded<T> {
+/// The last of a run's stop records, from the sealed lines of other types its journals hold
+/// (`journal::Loaded::others`, read with the units: no second pass over the journals), with
+/// where it was read; a stop line that does not parse is a warning naming its file and line.
+pub fn last<T: DeserializeOwned>(
+    others: &[(Vec<u8>, LineAt)],
+    files: &[PathBuf],
+) -> (Option<(T, String)>, Vec<String>) {
     let mut warnings = Vec::new();
-    let mut stops = Vec::new();
-    for path in super::journal::journals(dir, &mut warnings) {
-        let file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(error) => {
-                warnings.push(format!("cannot read {}: {error}", path.display()));
-                continue;
-            }
-        };
-        // Line by line with one buffer: a journal can be far larger than memory should hold,
-        // and stop lines are few, at the end of each session.
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut line = Vec::new();
-        let mut number = 0u64;
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => number += 1,
-                Err(error) => {
-                    warnings.push(format!("cannot read {} after line {number}: {error}", path.display()));
-                    break;
-                }
-            }
-            let at = || format!("{}:{number}", path.display());
-            match parse(&line) {
-                None => {}
-                Some(Ok(stop)) => stops.push((stop, at())),
-                Some(Err(why)) => warnings.push(format!("{}: {why}; ignored", at())),
-            }
+    let mut last = None;
+    for (line, at) in others {
+        let at = super::journal::describe(files, *at);
+        match parse(line) {
+            None => {}
+            Some(Ok(stop)) => last = Some((stop, at)),
+            Some(Err(why)) => warnings.push(format!("{at}: {why}; ignored")),
         }
     }
-    Recorded { stops, warnings }
+    (last, warnings)
 }
 
 /// The stop record on journal line `line`: `None` when it is not one, `Err` (why) when it is
