@@ -3,13 +3,15 @@
 //! they run, an async experiment draws exactly what its sync twin draws from the same seed, and
 //! `debug` runs one async unit.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crystallize::prelude::*;
-use crystallize::results::UnitResult;
 use crystallize::session::Session;
+
+use common::metrics;
 
 /// Units inside `serve` right now, and the most seen at once.
 static IN_SERVE: AtomicUsize = AtomicUsize::new(0);
@@ -68,16 +70,6 @@ fn served_sync(params: &ServeParams, ctx: &mut Ctx) -> Served {
     let requests = draws(ctx, params.requests);
     let total = requests.iter().map(|request| request * 2).sum();
     Served { first: requests[0], total, heads: ctx.rng().random_bool(0.5) }
-}
-
-/// Every unit's metrics by replicate, as bits.
-fn metrics(units: &[UnitResult]) -> BTreeMap<u64, Vec<(String, u64)>> {
-    units
-        .iter()
-        .map(|unit| {
-            (unit.replicate, unit.metrics.iter().map(|(name, value)| (name.clone(), value.to_bits())).collect())
-        })
-        .collect()
 }
 
 #[test]

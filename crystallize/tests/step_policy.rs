@@ -4,6 +4,8 @@
 //! retried step draws what it would have drawn on its first attempt, so the unit's metrics do
 //! not depend on how often its step failed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,8 +13,10 @@ use std::time::Duration;
 
 use crystallize::observe::{Event, Observer, UnitKey};
 use crystallize::prelude::*;
-use crystallize::results::{Failure, FailureKind, UnitResult};
+use crystallize::results::{Failure, FailureKind};
 use crystallize::session::Session;
+
+use common::metrics;
 
 /// Attempts per (step, unit seed) so far: each unit's step fails its first attempts on its own.
 static ATTEMPTS: Mutex<BTreeMap<(&'static str, u64), u32>> = Mutex::new(BTreeMap::new());
@@ -112,16 +116,6 @@ fn doomed(ctx: &mut Ctx) -> Result<(), Failure> {
     let value = broken("ask".to_owned())?;
     ctx.record("value", value as f64);
     Ok(())
-}
-
-/// Every unit's metrics by replicate, as bits.
-fn metrics(units: &[UnitResult]) -> BTreeMap<u64, Vec<(String, u64)>> {
-    units
-        .iter()
-        .map(|unit| {
-            (unit.replicate, unit.metrics.iter().map(|(name, value)| (name.clone(), value.to_bits())).collect())
-        })
-        .collect()
 }
 
 /// The `step_retry` events a run emitted.

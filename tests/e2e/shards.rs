@@ -3,51 +3,15 @@
 //! one live writer per shard (a second process on the same units is refused); `status`; and bad
 //! `--shard`/`submit` input refused before any unit runs.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crystallize_tests::{shell_split, Store, TempDir};
+use crystallize_tests::{records_per_unit, shell_split, units_by_key, Store, TempDir};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
 
 /// 6 replicates of 3 conditions, slow enough (a few seconds per shard) to be caught running.
 const PLAN: [&str; 6] = ["--replicates", "6", "--seed", "9", "--set", "think_ms=200"];
-
-/// `(condition, replicate) -> (seed, metrics)` of every unit in a `run --json`/`report --json`.
-fn units_by_key(summary: &Value) -> BTreeMap<(String, u64), (u64, Value)> {
-    summary["units"]
-        .as_array()
-        .expect("units")
-        .iter()
-        .map(|u| {
-            let key = (u["condition"].as_str().expect("condition").to_owned(), u["replicate"].as_u64().expect("rep"));
-            (key, (u["seed"].as_u64().expect("seed"), u["metrics"].clone()))
-        })
-        .collect()
-}
-
-/// How many journal records each unit has, over every journal file of the run.
-fn records_per_unit(run_dir: &Path) -> BTreeMap<(String, u64), usize> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(run_dir).expect("run directory") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        if !name.starts_with("journal-") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).expect("journal").lines() {
-            let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
-            if record["type"] == "unit" {
-                let key =
-                    (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
-                *counts.entry(key).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
-}
 
 fn status(store: &Store, run: &str) -> Value {
     let out = store.run(&["status", run, "--json"]);

@@ -13,12 +13,11 @@
 //! Without Slurm installed, or not as root (slurmd runs jobs as root here), the test FAILS saying
 //! so: it never passes without having run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crystallize_tests::{Command, Store, TempDir};
+use crystallize_tests::{records_per_unit, units_by_key, Command, Store, TempDir};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
@@ -272,40 +271,6 @@ fn hostname() -> String {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("its address").port()
-}
-
-/// `(condition, replicate) -> (seed, metrics)` of every unit in a `run --json`/`report --json`.
-fn units_by_key(summary: &Value) -> BTreeMap<(String, u64), (u64, Value)> {
-    summary["units"]
-        .as_array()
-        .expect("units")
-        .iter()
-        .map(|u| {
-            let key = (u["condition"].as_str().expect("condition").to_owned(), u["replicate"].as_u64().expect("rep"));
-            (key, (u["seed"].as_u64().expect("seed"), u["metrics"].clone()))
-        })
-        .collect()
-}
-
-/// How many journal records each unit has, over every journal file of the run.
-fn records_per_unit(run_dir: &Path) -> BTreeMap<(String, u64), usize> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(run_dir).expect("run directory") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        if !name.starts_with("journal-") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).expect("journal").lines() {
-            let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
-            if record["type"] == "unit" {
-                let key =
-                    (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
-                *counts.entry(key).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
 }
 
 /// Submits a `shards`-task array of a new run of the example with `plan`; the job and run ids.

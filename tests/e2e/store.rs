@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crystallize_tests::Store;
+use crystallize_tests::{units_by_key, Store};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_social_deception");
@@ -31,20 +31,6 @@ fn journal_records(store: &Store, id: &str) -> Vec<Value> {
         }
     }
     records
-}
-
-/// `(condition, replicate) -> (seed, metrics)` of every unit in a `run --json`/`report --json`.
-fn units_by_key(summary: &Value) -> BTreeMap<(String, u64), (u64, Value)> {
-    summary["units"]
-        .as_array()
-        .expect("units")
-        .iter()
-        .map(|u| {
-            let key =
-                (u["condition"].as_str().expect("condition").to_owned(), u["replicate"].as_u64().expect("replicate"));
-            (key, (u["seed"].as_u64().expect("seed"), u["metrics"].clone()))
-        })
-        .collect()
 }
 
 /// A small deterministic generator for kill instants (the timing itself is the machine's).

@@ -576,6 +576,41 @@ impl Store {
     }
 }
 
+/// `(condition, replicate) -> (seed, metrics)` of every unit in a `run --json`/`report --json`.
+pub fn units_by_key(summary: &Value) -> BTreeMap<(String, u64), (u64, Value)> {
+    summary["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|u| {
+            let key =
+                (u["condition"].as_str().expect("condition").to_owned(), u["replicate"].as_u64().expect("replicate"));
+            (key, (u["seed"].as_u64().expect("seed"), u["metrics"].clone()))
+        })
+        .collect()
+}
+
+/// How many journal records each unit has, over every journal file of the run in `run_dir`.
+pub fn records_per_unit(run_dir: &Path) -> BTreeMap<(String, u64), usize> {
+    let mut counts = BTreeMap::new();
+    for entry in std::fs::read_dir(run_dir).expect("run directory") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if !name.starts_with("journal-") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).expect("journal").lines() {
+            let Ok(record) = serde_json::from_str::<Value>(line) else { continue };
+            if record["type"] == "unit" {
+                let key =
+                    (record["condition"].as_str().unwrap_or("?").to_owned(), record["replicate"].as_u64().unwrap_or(0));
+                *counts.entry(key).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
