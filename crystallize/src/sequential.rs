@@ -496,13 +496,7 @@ impl Tracker {
 /// The sequential results of a stored run, replayed from its units in index order.
 pub fn replay(rule: &StoppingRule, experiment: &str, first: u64, units: &[UnitResult]) -> Vec<SequentialResult> {
     let mut trackers = trackers(rule, experiment, first);
-    let mut sorted: Vec<&UnitResult> = units.iter().collect();
-    sorted.sort_by_key(|u| u.replicate);
-    for unit in sorted {
-        for tracker in &mut trackers {
-            tracker.add(unit, rule);
-        }
-    }
+    feed(&mut trackers, rule, units.iter().collect(), |u| u.replicate, |u| u);
     trackers.iter().map(Tracker::result).collect()
 }
 
@@ -515,16 +509,27 @@ pub(crate) fn replay_table(
     units: &crate::unit_table::UnitTable,
 ) -> Vec<SequentialResult> {
     let mut trackers = trackers(rule, experiment, first);
-    let mut sorted: Vec<crate::unit_table::UnitRow<'_>> = units.iter().collect();
-    // Stable, as `replay`'s: units of one index keep their order.
-    sorted.sort_by_key(|u| u.replicate());
-    for unit in sorted {
-        let unit = unit.to_result();
-        for tracker in &mut trackers {
-            tracker.add(&unit, rule);
+    feed(&mut trackers, rule, units.iter().collect(), |u| u.replicate(), |u| u.to_result());
+    trackers.iter().map(Tracker::result).collect()
+}
+
+/// Gives `units` to every tracker in replicate order (a stable sort: units of one index keep
+/// their order), as `unit` makes each a [`UnitResult`]: what the replays and a resumed run's
+/// preload share, so that all three see the same values in the same order.
+fn feed<T, U: std::borrow::Borrow<UnitResult>>(
+    trackers: &mut [Tracker],
+    rule: &StoppingRule,
+    mut units: Vec<T>,
+    replicate: impl Fn(&T) -> u64,
+    unit: impl Fn(T) -> U,
+) {
+    units.sort_by_key(|u| replicate(u));
+    for u in units {
+        let u = unit(u);
+        for tracker in trackers.iter_mut() {
+            tracker.add(u.borrow(), rule);
         }
     }
-    trackers.iter().map(Tracker::result).collect()
 }
 
 fn trackers(rule: &StoppingRule, experiment: &str, first: u64) -> Vec<Tracker> {
@@ -588,13 +593,7 @@ impl Monitor {
 
     /// Feeds a resumed run's stored units, silently; stops at once when they decide.
     pub(crate) fn preload(&mut self, units: &[UnitResult]) {
-        let mut sorted: Vec<&UnitResult> = units.iter().collect();
-        sorted.sort_by_key(|u| u.replicate);
-        for unit in sorted {
-            for tracker in &mut self.trackers {
-                tracker.add(unit, &self.rule);
-            }
-        }
+        feed(&mut self.trackers, &self.rule, units.iter().collect(), |u| u.replicate, |u| u);
         self.after_update();
     }
 
@@ -1007,12 +1006,8 @@ pub(crate) fn plan_sequential(
         power: None,
     };
     let Ok(mut tracker) = Tracker::new(&rule, experiment, h.clone(), 0) else { return Vec::new() };
-    let mut sorted: Vec<&UnitResult> = units.iter().collect();
-    sorted.sort_by_key(|u| u.replicate);
+    feed(std::slice::from_mut(&mut tracker), &rule, units.iter().collect(), |u| u.replicate, |u| u);
     let mut differences = Vec::new();
-    for unit in sorted {
-        tracker.add(unit, &rule);
-    }
     // The tracker consumed the contiguous prefix; re-derive the differences it saw.
     let value = |condition: &str, metric: &str, replicate: u64| {
         units
